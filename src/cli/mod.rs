@@ -1,0 +1,378 @@
+//! The command line: each command is a thin call into the library.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::aoi::Aoi;
+use crate::engine::{self, Progress, ScoreRequest};
+use crate::model::{self, SessionConfig};
+use crate::sampling::Strategy;
+use crate::uncertainty::Metric;
+use crate::{Error, Result};
+
+/// The demo model pair shipped in `onnx/`.
+pub const DEFAULT_MODEL_DIR: &str = "onnx/eurosat_simsiam";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "nexttile",
+    version,
+    about = "Decide which part of a satellite scene to label next"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log level (error, warn, info, debug, trace); RUST_LOG overrides.
+    #[arg(long, global = true, default_value = "warn")]
+    log: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Score a scene: uncertainty heatmap + ranked "label next" tiles.
+    Score(Box<ScoreArgs>),
+    /// Inspect ONNX models.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+    /// Show which onnxruntime library and execution provider would run.
+    Runtime {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ModelsCommand {
+    /// Print a model's contract (role, bands, scaling, classes, I/O).
+    Inspect {
+        /// The ONNX file.
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct ScoreArgs {
+    /// The scene (GeoTIFF or any GDAL raster with a CRS).
+    scene: PathBuf,
+    /// Output folder for heatmap.tif, suggestions.geojson, tiles.*, summary.json.
+    #[arg(long, short)]
+    out: PathBuf,
+    /// Encoder ONNX (default: the demo encoder in onnx/eurosat_simsiam/).
+    #[arg(long)]
+    encoder: Option<PathBuf>,
+    /// Classifier head ONNX (default: the demo head).
+    #[arg(long)]
+    head: Option<PathBuf>,
+    /// Area of interest: GeoJSON file with Polygon/MultiPolygon features.
+    #[arg(long)]
+    aoi: Option<PathBuf>,
+    /// CRS of the AOI when it is not WGS 84 and does not say (e.g. EPSG:32618).
+    #[arg(long)]
+    aoi_crs: Option<String>,
+    /// Tile edge in pixels (default: the encoder's tiles_size).
+    #[arg(long)]
+    tile_size: Option<usize>,
+    /// Overlap between neighbouring tiles, pixels.
+    #[arg(long, default_value_t = 0)]
+    overlap: usize,
+    /// MC-dropout passes of the head (1 = deterministic).
+    #[arg(long, short = 't', default_value_t = engine::DEFAULT_MC_PASSES)]
+    mc_passes: usize,
+    /// Selection strategy: mcfps, top_k, random.
+    #[arg(long, default_value = "mcfps")]
+    strategy: String,
+    /// Uncertainty metric for ranking: least_confidence, entropy, bald, margin, variation_ratio.
+    #[arg(long, default_value = "least_confidence")]
+    metric: String,
+    /// Number of tiles to suggest.
+    #[arg(long, short, default_value_t = engine::DEFAULT_BUDGET)]
+    budget: usize,
+    /// MCFPS: neighbourhood size k.
+    #[arg(long)]
+    neighbours: Option<usize>,
+    /// MCFPS: number of FPS anchors S (default: the budget).
+    #[arg(long)]
+    anchors: Option<usize>,
+    /// Seed for every random choice.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Raster band indices (1-based, comma-separated) in the model's band order, overriding name matching.
+    #[arg(long, value_delimiter = ',')]
+    bands: Option<Vec<usize>>,
+    /// Minimum share of valid (not nodata) pixels for a tile to be scored.
+    #[arg(long, default_value_t = engine::DEFAULT_MIN_VALID)]
+    min_valid: f32,
+    /// Tiles per encoder batch.
+    #[arg(long, default_value_t = engine::DEFAULT_BATCH_SIZE)]
+    batch_size: usize,
+    /// onnxruntime intra-op threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Print a JSON summary on stdout instead of text.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// Run the CLI with the process arguments; returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    match run(cli.command) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn run(cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Score(a) => score(*a),
+        Command::Models {
+            command: ModelsCommand::Inspect { file, json },
+        } => inspect(&file, json),
+        Command::Runtime { json } => {
+            let info = model::runtime::init()?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&info).unwrap_or_default()
+                );
+            } else {
+                println!(
+                    "onnxruntime: {} (found via {})",
+                    info.library.display(),
+                    info.found_via
+                );
+                println!("provider:    {} ({})", info.provider, info.provider_reason);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Where the demo models are: `./onnx/…`, beside the repository the binary
+/// was built in, or relative to the executable.
+pub fn default_model(file: &str) -> PathBuf {
+    let rel = Path::new(DEFAULT_MODEL_DIR).join(file);
+    let mut candidates = vec![rel.clone()];
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        candidates.push(dir.join("../..").join(&rel));
+        candidates.push(dir.join("../share/nexttile").join(&rel));
+    }
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(&rel));
+    candidates.into_iter().find(|p| p.is_file()).unwrap_or(rel)
+}
+
+fn parse_strategy(a: &ScoreArgs) -> Result<Strategy> {
+    let mut s: Strategy = a.strategy.parse()?;
+    if let Strategy::Mcfps(p) = &mut s {
+        if let Some(k) = a.neighbours {
+            p.neighbours = k;
+        }
+        p.anchors = a.anchors;
+    } else if a.neighbours.is_some() || a.anchors.is_some() {
+        return Err(Error::Invalid(
+            "--neighbours and --anchors only apply to --strategy mcfps".into(),
+        ));
+    }
+    Ok(s)
+}
+
+fn score(a: ScoreArgs) -> Result<()> {
+    let metric: Metric = a.metric.parse()?;
+    let strategy = parse_strategy(&a)?;
+    let aoi = match &a.aoi {
+        Some(p) => Some(Aoi::from_file(p, a.aoi_crs.as_deref())?),
+        None => None,
+    };
+    let mut req = ScoreRequest::new(
+        &a.scene,
+        a.encoder
+            .clone()
+            .unwrap_or_else(|| default_model("encoder.onnx")),
+        a.head.clone().unwrap_or_else(|| default_model("head.onnx")),
+    );
+    req.aoi = aoi;
+    req.tile_size = a.tile_size;
+    req.overlap = a.overlap;
+    req.mc_passes = a.mc_passes;
+    req.strategy = strategy;
+    req.metric = metric;
+    req.budget = a.budget;
+    req.seed = a.seed;
+    req.bands = a.bands.clone();
+    req.min_valid_fraction = a.min_valid;
+    req.batch_size = a.batch_size;
+    req.session = SessionConfig {
+        intra_threads: a.threads,
+    };
+
+    let bar = (!a.quiet && std::io::stderr().is_terminal()).then(|| {
+        let b = ProgressBar::new(0);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{msg:>10} [{bar:40}] {pos}/{len} tiles {elapsed_precise}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        b
+    });
+    let on_progress = |p: Progress| {
+        if let Some(b) = &bar {
+            match p {
+                Progress::Started { total } => {
+                    b.set_length(total as u64);
+                    b.set_message("embedding");
+                }
+                Progress::Embedding { done, .. } => b.set_position(done as u64),
+                Progress::Head => b.set_message("MC head"),
+                Progress::Selecting => b.set_message("selecting"),
+            }
+        }
+    };
+    let cancel = AtomicBool::new(false);
+    let result = engine::score(&req, &on_progress, &cancel);
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let result = result?;
+    for w in &result.warnings {
+        eprintln!("warning: {w}");
+    }
+    let paths = engine::write_outputs(&result, &a.out)?;
+    if a.json {
+        let s = engine::summary_json(&result, Some(&paths));
+        println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+    } else {
+        println!(
+            "scored {} of {} tiles ({} skipped as nodata) of {} with {} MC passes",
+            result.tiles.len(),
+            result.candidate_tiles,
+            result.skipped_nodata.len(),
+            result.scene.path,
+            result.mc_passes
+        );
+        println!(
+            "{} suggestions by {} on {}:",
+            result.picks.len(),
+            result.strategy.name(),
+            result.metric.name()
+        );
+        for (r, p) in result.picks.iter().take(10).enumerate() {
+            let i = p.index;
+            println!(
+                "  {:>3}. {:<10} {:<22} {}={:.3}",
+                r + 1,
+                result.tiles[i].to_string(),
+                result
+                    .class_names
+                    .get(result.predicted[i])
+                    .map(String::as_str)
+                    .unwrap_or("?"),
+                result.metric.name(),
+                result.uncertainties.get(result.metric)[i]
+            );
+        }
+        if result.picks.len() > 10 {
+            println!(
+                "  … {} more in {}",
+                result.picks.len() - 10,
+                paths.suggestions.display()
+            );
+        }
+        println!("heatmap:     {}", paths.heatmap.display());
+        println!("suggestions: {}", paths.suggestions.display());
+    }
+    Ok(())
+}
+
+fn inspect(file: &Path, json: bool) -> Result<()> {
+    let spec = model::inspect(file)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&spec).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    println!("file:        {}", spec.path.display());
+    println!("sha256:      {}", spec.sha256);
+    println!("name:        {}", spec.name);
+    println!("role:        {:?}", spec.role);
+    if let Some(d) = &spec.description {
+        println!("description: {d}");
+    }
+    for i in &spec.inputs {
+        println!("input:       {} {} {:?}", i.name, i.dtype, i.shape);
+    }
+    for o in &spec.outputs {
+        println!("output:      {} {} {:?}", o.name, o.dtype, o.shape);
+    }
+    if let Some(p) = &spec.preprocess {
+        println!("bands:       {}", p.bands.join(", "));
+        println!(
+            "scaling:     x = raw * {} + {}{}",
+            p.scale,
+            p.offset,
+            p.clip
+                .map(|(l, h)| format!(", clipped to [{l}, {h}]"))
+                .unwrap_or_default()
+        );
+        println!("standardize: mean {:?} std {:?}", p.mean, p.std);
+    }
+    if let Some(t) = spec.tile_size {
+        println!("tile size:   {t} px");
+    }
+    if let Some(r) = spec.resolution_m {
+        println!("resolution:  {r} m/px");
+    }
+    if let Some(d) = spec.embedding_dim {
+        println!("embedding:   {d}-d ({})", spec.output_name);
+    }
+    if !spec.class_names.is_empty() {
+        println!("classes:     {}", spec.class_names.join(", "));
+        println!("multi-label: {}", spec.multi_label);
+        println!(
+            "MC dropout:  {}",
+            spec.mc_dropout_input
+                .as_deref()
+                .map(|n| format!("input '{n}' switches dropout on"))
+                .unwrap_or_else(
+                    || "no switch (deterministic unless the graph keeps dropout on)".into()
+                )
+        );
+    }
+    if let Some(e) = &spec.encoder_sha256 {
+        println!("encoder:     trained on encoder sha256 {e}");
+    }
+    Ok(())
+}

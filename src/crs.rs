@@ -1,0 +1,165 @@
+//! Coordinate reference systems and reprojection, through GDAL/OSR (which
+//! wraps PROJ). GDAL is already linked for rasters, so using its
+//! `CoordTransform` avoids a second PROJ binding; axis order is forced to
+//! traditional GIS order (x = easting/longitude) everywhere.
+
+use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
+use geo::{Coord, LineString, MultiPolygon, Polygon};
+
+/// Errors from parsing a CRS or transforming coordinates.
+#[derive(Debug, thiserror::Error)]
+pub enum CrsError {
+    /// The CRS definition is not understood.
+    #[error("unknown CRS '{definition}' ({message}); use e.g. EPSG:4326, EPSG:32618 or WKT")]
+    Unknown {
+        /// What was given.
+        definition: String,
+        /// GDAL's message.
+        message: String,
+    },
+    /// Coordinates could not be transformed.
+    #[error("cannot transform coordinates from {from} to {to}: {message}")]
+    Transform {
+        /// Source CRS (short form).
+        from: String,
+        /// Target CRS (short form).
+        to: String,
+        /// GDAL's message.
+        message: String,
+    },
+}
+
+/// Parse a user CRS definition (`EPSG:xxxx`, `urn:ogc:def:crs:…`, WKT, PROJ)
+/// with traditional GIS axis order.
+pub fn parse_srs(definition: &str) -> Result<SpatialRef, CrsError> {
+    let def = definition.trim();
+    // OGC CRS84 is WGS 84 in lon/lat order: the RFC 7946 default.
+    let def = if def.eq_ignore_ascii_case("urn:ogc:def:crs:OGC:1.3:CRS84")
+        || def.eq_ignore_ascii_case("CRS84")
+    {
+        "EPSG:4326"
+    } else {
+        def
+    };
+    let mut srs = SpatialRef::from_definition(def).map_err(|e| CrsError::Unknown {
+        definition: definition.to_string(),
+        message: e.to_string(),
+    })?;
+    srs.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    Ok(srs)
+}
+
+/// WGS 84 in lon/lat order.
+pub fn wgs84() -> Result<SpatialRef, CrsError> {
+    parse_srs("EPSG:4326")
+}
+
+/// A coordinate transformation between two CRSs (lon/lat order for geographic ones).
+pub struct Reprojector {
+    ct: CoordTransform,
+    from: String,
+    to: String,
+}
+
+fn short(srs: &SpatialRef) -> String {
+    match (srs.auth_name(), srs.auth_code()) {
+        (Some(a), Ok(c)) => format!("{a}:{c}"),
+        _ => srs.name().unwrap_or_else(|| "custom CRS".into()),
+    }
+}
+
+impl Reprojector {
+    /// Build a transformation `from` → `to`.
+    pub fn new(from: &SpatialRef, to: &SpatialRef) -> Result<Self, CrsError> {
+        let (mut a, mut b) = (from.clone(), to.clone());
+        a.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+        b.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+        let ct = CoordTransform::new(&a, &b).map_err(|e| CrsError::Transform {
+            from: short(&a),
+            to: short(&b),
+            message: e.to_string(),
+        })?;
+        Ok(Reprojector {
+            ct,
+            from: short(&a),
+            to: short(&b),
+        })
+    }
+
+    /// Build from the scene's WKT to another CRS.
+    pub fn from_wkt(from_wkt: &str, to: &SpatialRef) -> Result<Self, CrsError> {
+        let from = SpatialRef::from_wkt(from_wkt).map_err(|e| CrsError::Unknown {
+            definition: "scene CRS".into(),
+            message: e.to_string(),
+        })?;
+        Self::new(&from, to)
+    }
+
+    /// Transform coordinates in place.
+    pub fn transform(&self, xs: &mut [f64], ys: &mut [f64]) -> Result<(), CrsError> {
+        self.ct
+            .transform_coords(xs, ys, &mut [])
+            .map_err(|e| CrsError::Transform {
+                from: self.from.clone(),
+                to: self.to.clone(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Transform one point.
+    pub fn point(&self, x: f64, y: f64) -> Result<(f64, f64), CrsError> {
+        let (mut xs, mut ys) = ([x], [y]);
+        self.transform(&mut xs, &mut ys)?;
+        Ok((xs[0], ys[0]))
+    }
+
+    /// Transform every vertex of a polygon (densify first for long edges).
+    pub fn polygon(&self, p: &Polygon<f64>) -> Result<Polygon<f64>, CrsError> {
+        let ring = |ls: &LineString<f64>| -> Result<LineString<f64>, CrsError> {
+            let mut xs: Vec<f64> = ls.coords().map(|c| c.x).collect();
+            let mut ys: Vec<f64> = ls.coords().map(|c| c.y).collect();
+            self.transform(&mut xs, &mut ys)?;
+            Ok(LineString::from(
+                xs.into_iter()
+                    .zip(ys)
+                    .map(|(x, y)| Coord { x, y })
+                    .collect::<Vec<_>>(),
+            ))
+        };
+        let interiors = p
+            .interiors()
+            .iter()
+            .map(ring)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Polygon::new(ring(p.exterior())?, interiors))
+    }
+
+    /// Transform a multipolygon.
+    pub fn multi_polygon(&self, mp: &MultiPolygon<f64>) -> Result<MultiPolygon<f64>, CrsError> {
+        Ok(MultiPolygon(
+            mp.0.iter()
+                .map(|p| self.polygon(p))
+                .collect::<Result<_, _>>()?,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utm_to_lonlat_order() {
+        let utm = parse_srs("EPSG:32618").unwrap();
+        let r = Reprojector::new(&utm, &wgs84().unwrap()).unwrap();
+        // central meridian of zone 18 is 75°W; 500000 E on the equator
+        let (lon, lat) = r.point(500_000.0, 0.0).unwrap();
+        assert!((lon + 75.0).abs() < 1e-9 && lat.abs() < 1e-9, "{lon} {lat}");
+    }
+
+    #[test]
+    fn bad_definition_is_reported() {
+        let err = parse_srs("EPSG:999999").unwrap_err().to_string();
+        assert!(err.contains("EPSG:999999"), "{err}");
+    }
+}

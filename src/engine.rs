@@ -1,0 +1,527 @@
+//! The engine: the one API the CLI (and later the daemon) call to score a
+//! scene. Scene → grid → windowed reads → encoder (once per tile) → head × T
+//! (MC dropout) → uncertainty → selection.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use ndarray::{Array2, Axis, concatenate};
+use serde::Serialize;
+
+use crate::aoi::Aoi;
+use crate::error::{Error, Result};
+use crate::model::{Encoder, Head, ModelSpec, SessionConfig};
+use crate::output;
+use crate::raster::{RasterError, ReadPlan, Scene, TileBatch, read_tiles};
+use crate::sampling::{Pick, SelectionInput, Strategy, select};
+use crate::tiling::{TileGrid, TileId, tiles_in_aoi};
+use crate::uncertainty::{Metric, Uncertainties, compute_all, predicted_class};
+
+/// Default number of MC-dropout passes of the head.
+pub const DEFAULT_MC_PASSES: usize = 20;
+/// Default number of suggestions.
+pub const DEFAULT_BUDGET: usize = 20;
+/// Default tile edge when the encoder does not recommend one.
+pub const DEFAULT_TILE_SIZE: usize = 64;
+/// Default tiles per encoder batch.
+pub const DEFAULT_BATCH_SIZE: usize = 64;
+/// Default minimum share of valid pixels for a tile to be scored.
+pub const DEFAULT_MIN_VALID: f32 = 0.5;
+
+/// Everything one scoring run needs.
+#[derive(Debug, Clone)]
+pub struct ScoreRequest {
+    /// The scene raster.
+    pub scene: PathBuf,
+    /// Encoder ONNX file.
+    pub encoder: PathBuf,
+    /// Head ONNX file.
+    pub head: PathBuf,
+    /// Optional area of interest.
+    pub aoi: Option<Aoi>,
+    /// Tile edge in pixels; `None` = the encoder's `tiles_size` or 64.
+    pub tile_size: Option<usize>,
+    /// Overlap between neighbouring tiles in pixels.
+    pub overlap: usize,
+    /// MC-dropout passes of the head (1 = deterministic).
+    pub mc_passes: usize,
+    /// Selection strategy.
+    pub strategy: Strategy,
+    /// Uncertainty metric used for ranking.
+    pub metric: Metric,
+    /// Number of suggestions.
+    pub budget: usize,
+    /// Seed for every random choice (FPS start, random strategy).
+    pub seed: u64,
+    /// Explicit 1-based band indices in model order (overrides name matching).
+    pub bands: Option<Vec<usize>>,
+    /// Tiles with fewer valid pixels are skipped.
+    pub min_valid_fraction: f32,
+    /// Tiles per encoder batch.
+    pub batch_size: usize,
+    /// onnxruntime session settings.
+    pub session: SessionConfig,
+}
+
+impl ScoreRequest {
+    /// A request with defaults for everything but the inputs.
+    pub fn new(
+        scene: impl Into<PathBuf>,
+        encoder: impl Into<PathBuf>,
+        head: impl Into<PathBuf>,
+    ) -> Self {
+        ScoreRequest {
+            scene: scene.into(),
+            encoder: encoder.into(),
+            head: head.into(),
+            aoi: None,
+            tile_size: None,
+            overlap: 0,
+            mc_passes: DEFAULT_MC_PASSES,
+            strategy: Strategy::Mcfps(Default::default()),
+            metric: Metric::LeastConfidence,
+            budget: DEFAULT_BUDGET,
+            seed: 0,
+            bands: None,
+            min_valid_fraction: DEFAULT_MIN_VALID,
+            batch_size: DEFAULT_BATCH_SIZE,
+            session: SessionConfig::default(),
+        }
+    }
+}
+
+/// Progress events, for a progress bar or a job status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "stage", rename_all = "snake_case")]
+pub enum Progress {
+    /// Scene opened, models loaded; `total` candidate tiles.
+    Started {
+        /// Candidate tiles.
+        total: usize,
+    },
+    /// Tiles read and embedded so far.
+    Embedding {
+        /// Tiles done (read, including skipped).
+        done: usize,
+        /// Candidate tiles.
+        total: usize,
+    },
+    /// MC passes of the head.
+    Head,
+    /// Selection.
+    Selecting,
+}
+
+/// What the outputs say about the scene.
+#[derive(Debug, Clone, Serialize)]
+pub struct SceneSummary {
+    /// Path as given.
+    pub path: String,
+    /// Size in pixels.
+    pub width: usize,
+    /// Size in pixels.
+    pub height: usize,
+    /// CRS as WKT.
+    pub crs_wkt: String,
+    /// `EPSG:xxxx` when known.
+    pub crs_epsg: Option<String>,
+    /// Pixel size (x, y) in CRS units.
+    pub pixel_size: (f64, f64),
+    /// Bands used, 1-based, in model order.
+    pub bands_used: Vec<usize>,
+}
+
+/// What the outputs say about a model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelSummary {
+    /// Model name.
+    pub name: String,
+    /// File path.
+    pub path: String,
+    /// SHA-256 of the file.
+    pub sha256: String,
+}
+
+impl From<&ModelSpec> for ModelSummary {
+    fn from(s: &ModelSpec) -> Self {
+        ModelSummary {
+            name: s.name.clone(),
+            path: s.path.display().to_string(),
+            sha256: s.sha256.clone(),
+        }
+    }
+}
+
+/// Wall time of each stage, seconds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    /// Opening the scene and loading models.
+    pub setup_s: f64,
+    /// Reading + encoding (pipelined).
+    pub embed_s: f64,
+    /// The T head passes.
+    pub head_s: f64,
+    /// Uncertainty + selection.
+    pub select_s: f64,
+}
+
+/// The result of scoring a scene.
+pub struct ScoreResult {
+    /// The scene.
+    pub scene: SceneSummary,
+    /// The tile grid (full scene).
+    pub grid: TileGrid,
+    /// Scored tiles, row-major; index `i` in every per-tile array.
+    pub tiles: Vec<TileId>,
+    /// Share of valid pixels per scored tile.
+    pub valid_fraction: Vec<f32>,
+    /// Encoder embeddings `[N, D]`.
+    pub embeddings: Array2<f32>,
+    /// Mean probabilities and every uncertainty metric.
+    pub uncertainties: Uncertainties,
+    /// Argmax class per scored tile.
+    pub predicted: Vec<usize>,
+    /// Class names in head output order.
+    pub class_names: Vec<String>,
+    /// Tiles in the grid/AOI that were candidates.
+    pub candidate_tiles: usize,
+    /// Candidate tiles skipped as (mostly) nodata.
+    pub skipped_nodata: Vec<TileId>,
+    /// Ranked picks (index into `tiles`).
+    pub picks: Vec<Pick>,
+    /// Strategy used.
+    pub strategy: Strategy,
+    /// Strategy parameters as JSON (for the outputs).
+    pub strategy_params: serde_json::Value,
+    /// Ranking metric.
+    pub metric: Metric,
+    /// Requested budget.
+    pub budget: usize,
+    /// Seed used.
+    pub seed: u64,
+    /// MC passes run.
+    pub mc_passes: usize,
+    /// Encoder.
+    pub encoder: ModelSummary,
+    /// Head.
+    pub head: ModelSummary,
+    /// Things worth telling the user that did not stop the run.
+    pub warnings: Vec<String>,
+    /// Stage timings.
+    pub timings: Timings,
+}
+
+/// Paths of the files [`write_outputs`] wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputPaths {
+    /// `heatmap.tif` (COG).
+    pub heatmap: PathBuf,
+    /// `heatmap.qml` (QGIS style).
+    pub heatmap_style: PathBuf,
+    /// `suggestions.geojson`.
+    pub suggestions: PathBuf,
+    /// `tiles.geojson`.
+    pub tiles_geojson: PathBuf,
+    /// `tiles.csv`.
+    pub tiles_csv: PathBuf,
+    /// `summary.json`.
+    pub summary: PathBuf,
+}
+
+/// Score a scene. `progress` is called from this thread; set `cancel` from
+/// another thread to stop between batches with [`Error::Cancelled`].
+pub fn score(
+    req: &ScoreRequest,
+    progress: &dyn Fn(Progress),
+    cancel: &AtomicBool,
+) -> Result<ScoreResult> {
+    let t0 = Instant::now();
+    if req.budget == 0 {
+        return Err(Error::Invalid("--budget must be at least 1".into()));
+    }
+    if !(0.0..=1.0).contains(&req.min_valid_fraction) {
+        return Err(Error::Invalid("--min-valid must be between 0 and 1".into()));
+    }
+    let scene = Scene::open(&req.scene)?;
+    let mut encoder = Encoder::load(&req.encoder, req.session)?;
+    let mut head = Head::load(&req.head, req.session)?;
+    let mut warnings = Vec::new();
+    check_pair(&encoder.spec, &head.spec, &mut warnings)?;
+    let pre = encoder
+        .spec
+        .preprocess
+        .clone()
+        .ok_or_else(|| Error::Invalid("encoder has no preprocessing contract".into()))?;
+    let bands = scene.resolve_bands(&pre.bands, req.bands.as_deref())?;
+    if scene.names_assumed {
+        warnings.push(format!(
+            "{} has no band descriptions; assumed the standard Sentinel-2 band order",
+            req.scene.display()
+        ));
+    }
+    let tile = req
+        .tile_size
+        .or(encoder.spec.tile_size)
+        .unwrap_or(DEFAULT_TILE_SIZE);
+    encoder.spec.check_tile_size(tile)?;
+    if let Some(model_res) = encoder.spec.resolution_m {
+        let res = scene.ground_resolution_m();
+        let ratio = res / model_res;
+        if !(0.67..=1.5).contains(&ratio) {
+            warnings.push(format!(
+                "the scene's pixels are about {res:.1} m but the encoder was trained at {model_res:.1} m; resample the scene (gdalwarp -tr) for reliable scores"
+            ));
+        }
+    }
+    let grid = TileGrid::new(
+        scene.width,
+        scene.height,
+        tile,
+        req.overlap,
+        scene.geo_transform,
+    )?;
+    let candidates: Vec<TileId> = match &req.aoi {
+        Some(aoi) => tiles_in_aoi(&grid, &aoi.to_scene_crs(&scene.crs_wkt)?)?,
+        None => grid.tiles().collect(),
+    };
+    let total = candidates.len();
+    progress(Progress::Started { total });
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    let setup_s = t0.elapsed().as_secs_f64();
+
+    // Read (own thread, own Dataset) → bounded channel → encoder here.
+    let t1 = Instant::now();
+    let plan = ReadPlan {
+        bands: bands.clone(),
+        preprocess: pre,
+        grid: grid.clone(),
+        tiles: candidates,
+        min_valid_fraction: req.min_valid_fraction,
+        batch_size: req.batch_size.max(1),
+    };
+    let scene_path = req.scene.clone();
+    let mut ids: Vec<TileId> = Vec::with_capacity(total);
+    let mut valid_fraction = Vec::with_capacity(total);
+    let mut chunks: Vec<Array2<f32>> = Vec::new();
+    let report = std::thread::scope(|s| -> Result<crate::raster::ReadReport> {
+        let (tx, rx) = mpsc::sync_channel::<TileBatch>(2);
+        let reader = s.spawn(
+            move || -> std::result::Result<crate::raster::ReadReport, RasterError> {
+                let scene = Scene::open(&scene_path)?;
+                read_tiles(&scene, &plan, |b| Ok(tx.send(b).is_ok()))
+            },
+        );
+        let mut done = 0usize;
+        let mut failure = None;
+        for batch in rx.iter() {
+            if cancel.load(Ordering::Relaxed) {
+                failure = Some(Error::Cancelled);
+                break;
+            }
+            match encoder.embed(batch.data.view()) {
+                Ok(e) => chunks.push(e),
+                Err(e) => {
+                    failure = Some(e.into());
+                    break;
+                }
+            }
+            done += batch.ids.len();
+            ids.extend(batch.ids);
+            valid_fraction.extend(batch.valid_fraction);
+            progress(Progress::Embedding { done, total });
+        }
+        drop(rx);
+        let joined = reader
+            .join()
+            .map_err(|_| Error::Internal("the raster reader thread panicked".into()))?;
+        if let Some(f) = failure {
+            return Err(f);
+        }
+        let report = joined?;
+        progress(Progress::Embedding { done: total, total });
+        Ok(report)
+    })?;
+    if ids.is_empty() {
+        return Err(RasterError::AllNodata {
+            path: req.scene.display().to_string(),
+            tiles: total,
+            min_valid_percent: req.min_valid_fraction * 100.0,
+        }
+        .into());
+    }
+    let views: Vec<_> = chunks.iter().map(|c| c.view()).collect();
+    let embeddings =
+        concatenate(Axis(0), &views).map_err(|e| Error::Internal(format!("embeddings: {e}")))?;
+    drop(chunks);
+    let embed_s = t1.elapsed().as_secs_f64();
+
+    // Head × T on the embeddings (the encoder is not repeated).
+    let t2 = Instant::now();
+    progress(Progress::Head);
+    if req.mc_passes > 1 && !head.has_mc_dropout() {
+        warnings.push(format!(
+            "head {} has no mc_dropout_input: its {} passes are identical unless its graph keeps dropout on",
+            head.spec.name, req.mc_passes
+        ));
+    }
+    let probs = head.predict_mc(embeddings.view(), req.mc_passes)?;
+    let head_s = t2.elapsed().as_secs_f64();
+
+    let t3 = Instant::now();
+    progress(Progress::Selecting);
+    let uncertainties = compute_all(probs.view())?;
+    let predicted = predicted_class(uncertainties.mean.view()).to_vec();
+    let score_vec = uncertainties.get(req.metric);
+    let input = SelectionInput {
+        embeddings: embeddings.view(),
+        uncertainty: score_vec,
+        excluded: None,
+    };
+    let picks = select(&req.strategy, &input, req.budget, req.seed)?;
+    let select_s = t3.elapsed().as_secs_f64();
+
+    Ok(ScoreResult {
+        scene: SceneSummary {
+            path: req.scene.display().to_string(),
+            width: scene.width,
+            height: scene.height,
+            crs_wkt: scene.crs_wkt.clone(),
+            crs_epsg: scene.crs_epsg.clone(),
+            pixel_size: scene.pixel_size(),
+            bands_used: bands,
+        },
+        grid,
+        tiles: ids,
+        valid_fraction,
+        embeddings,
+        uncertainties,
+        predicted,
+        class_names: head.spec.class_names.clone(),
+        candidate_tiles: total,
+        skipped_nodata: report.skipped_nodata,
+        picks,
+        strategy_params: serde_json::to_value(req.strategy).unwrap_or(serde_json::Value::Null),
+        strategy: req.strategy,
+        metric: req.metric,
+        budget: req.budget,
+        seed: req.seed,
+        mc_passes: req.mc_passes.max(1),
+        encoder: (&encoder.spec).into(),
+        head: (&head.spec).into(),
+        warnings,
+        timings: Timings {
+            setup_s,
+            embed_s,
+            head_s,
+            select_s,
+        },
+    })
+}
+
+/// Refuse an encoder/head pair that cannot work together; warn when the head
+/// was trained on another encoder.
+fn check_pair(encoder: &ModelSpec, head: &ModelSpec, warnings: &mut Vec<String>) -> Result<()> {
+    let head_dim = head
+        .inputs
+        .iter()
+        .find(|i| i.name == head.input_name)
+        .and_then(|i| i.shape.get(1).copied())
+        .filter(|d| *d > 0);
+    if let (Some(e), Some(h)) = (encoder.embedding_dim, head_dim)
+        && e as i64 != h
+    {
+        return Err(Error::Invalid(format!(
+            "encoder {} gives {e}-d embeddings but head {} takes {h}-d input; use a head trained on this encoder",
+            encoder.path.display(),
+            head.path.display()
+        )));
+    }
+    if let Some(want) = &head.encoder_sha256
+        && want != &encoder.sha256
+    {
+        warnings.push(format!(
+            "head {} was trained on encoder {}…, not on {} ({}…); its predictions may be meaningless",
+            head.path.display(),
+            &want[..want.len().min(12)],
+            encoder.path.display(),
+            &encoder.sha256[..12]
+        ));
+    }
+    Ok(())
+}
+
+/// Write every output into `dir` (created if needed).
+pub fn write_outputs(result: &ScoreResult, dir: &Path) -> Result<OutputPaths> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::Io {
+        path: dir.display().to_string(),
+        source: e,
+    })?;
+    let paths = OutputPaths {
+        heatmap: dir.join("heatmap.tif"),
+        heatmap_style: dir.join("heatmap.qml"),
+        suggestions: dir.join("suggestions.geojson"),
+        tiles_geojson: dir.join("tiles.geojson"),
+        tiles_csv: dir.join("tiles.csv"),
+        summary: dir.join("summary.json"),
+    };
+    output::write_heatmap(result, &paths.heatmap, result.metric)?;
+    output::write_collection(&output::suggestions_collection(result)?, &paths.suggestions)?;
+    output::write_collection(&output::tiles_collection(result)?, &paths.tiles_geojson)?;
+    output::write_tiles_csv(result, &paths.tiles_csv)?;
+    let summary = summary_json(result, Some(&paths));
+    std::fs::write(
+        &paths.summary,
+        serde_json::to_string_pretty(&summary).unwrap_or_default() + "\n",
+    )
+    .map_err(|e| Error::Io {
+        path: paths.summary.display().to_string(),
+        source: e,
+    })?;
+    Ok(paths)
+}
+
+/// A machine-readable summary of a run (what `--json` prints).
+pub fn summary_json(result: &ScoreResult, paths: Option<&OutputPaths>) -> serde_json::Value {
+    let picks: Vec<serde_json::Value> = result
+        .picks
+        .iter()
+        .enumerate()
+        .map(|(r, p)| {
+            serde_json::json!({
+                "rank": r + 1,
+                "tile_id": result.tiles[p.index].to_string(),
+                "score": p.score,
+                "predicted_class": result.class_names.get(result.predicted[p.index]),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "scene": result.scene,
+        "grid": {
+            "tile_size": result.grid.tile_size,
+            "stride": result.grid.stride,
+            "rows": result.grid.rows,
+            "cols": result.grid.cols,
+        },
+        "encoder": result.encoder,
+        "head": result.head,
+        "classes": result.class_names,
+        "candidate_tiles": result.candidate_tiles,
+        "scored_tiles": result.tiles.len(),
+        "skipped_nodata": result.skipped_nodata.len(),
+        "mc_passes": result.mc_passes,
+        "strategy": result.strategy.name(),
+        "strategy_params": result.strategy_params,
+        "metric": result.metric.name(),
+        "budget": result.budget,
+        "seed": result.seed,
+        "suggestions": picks,
+        "warnings": result.warnings,
+        "timings": result.timings,
+        "outputs": paths,
+    })
+}

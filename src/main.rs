@@ -1,0 +1,5 @@
+//! The `nexttile` command line.
+
+fn main() {
+    std::process::exit(nexttile::cli::main());
+}

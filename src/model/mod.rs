@@ -1,0 +1,73 @@
+//! ONNX models through onnxruntime: the contract read from metadata, the
+//! runtime library, and encoder / head sessions.
+
+pub mod runtime;
+mod session;
+mod spec;
+
+pub use runtime::RuntimeInfo;
+pub use session::{Encoder, Head, SessionConfig, inspect};
+pub use spec::{IoInfo, ModelRole, ModelSpec, Preprocess};
+
+/// Errors from loading or running a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// onnxruntime's shared library could not be found or loaded.
+    #[error("{0}")]
+    RuntimeMissing(String),
+    /// The model file could not be read.
+    #[error("cannot read model {path}: {source}; check the path (see `nexttile models inspect`)")]
+    Read {
+        /// File path.
+        path: String,
+        /// IO error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// onnxruntime refused the file.
+    #[error("{path} is not a loadable ONNX model: {message}")]
+    NotOnnx {
+        /// File path.
+        path: String,
+        /// onnxruntime's message.
+        message: String,
+    },
+    /// The metadata does not fulfil the model contract.
+    #[error("model {path} does not fit the NextTile model contract: {problem}")]
+    Contract {
+        /// File path.
+        path: String,
+        /// What is missing or wrong, and how to fix it.
+        problem: String,
+    },
+    /// An encoder was given where a head was expected, or the reverse.
+    #[error(
+        "{path} is a {found:?} model but is used as the {expected:?}; swap --encoder and --head?"
+    )]
+    WrongRole {
+        /// File path.
+        path: String,
+        /// Role the caller needed.
+        expected: ModelRole,
+        /// Role the metadata declares.
+        found: ModelRole,
+    },
+    /// The tile size does not suit the encoder.
+    #[error("tile size {tile} px cannot be fed to {model}: {why}")]
+    TileSize {
+        /// Encoder path.
+        model: String,
+        /// Requested tile size.
+        tile: usize,
+        /// Why, with the sizes that work.
+        why: String,
+    },
+    /// onnxruntime failed while running.
+    #[error("inference with {model} failed: {message}")]
+    Inference {
+        /// Model name.
+        model: String,
+        /// onnxruntime's message.
+        message: String,
+    },
+}

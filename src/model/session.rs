@@ -1,0 +1,252 @@
+//! onnxruntime sessions for encoders and heads.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ndarray::{Array2, Array3, ArrayView2, ArrayView4, Axis, Ix2};
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::{Tensor, TensorRef, ValueType};
+use sha2::{Digest, Sha256};
+
+use super::spec::{IoInfo, ModelRole, ModelSpec};
+use super::{ModelError, runtime};
+
+/// Session settings (threads); the execution provider comes from the build.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SessionConfig {
+    /// Threads inside one operator; 0 = onnxruntime's default (all cores).
+    pub intra_threads: usize,
+}
+
+/// Read an ONNX file's contract without keeping a session around.
+pub fn inspect(path: &Path) -> Result<ModelSpec, ModelError> {
+    load(path, SessionConfig::default()).map(|(_, spec)| spec)
+}
+
+fn load(path: &Path, cfg: SessionConfig) -> Result<(Session, ModelSpec), ModelError> {
+    let file = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| ModelError::Read {
+        path: file.clone(),
+        source: e,
+    })?;
+    let sha256 = hex(&Sha256::digest(&bytes));
+    let env = runtime::environment()?;
+    let ort_err = |e: ort::Error| ModelError::NotOnnx {
+        path: file.clone(),
+        message: e.to_string(),
+    };
+    let mut builder = Session::builder(env)
+        .map_err(ort_err)?
+        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(|e| ort_err(e.into()))?;
+    if cfg.intra_threads > 0 {
+        builder = builder
+            .with_intra_threads(cfg.intra_threads)
+            .map_err(|e| ort_err(e.into()))?;
+    }
+    #[cfg(feature = "cuda")]
+    {
+        let (provider, _) = runtime::provider_decision();
+        if provider == "CUDA" {
+            builder = match builder
+                .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
+            {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "CUDA execution provider failed to register; running on CPU");
+                    e.recover()
+                }
+            };
+        }
+    }
+    let session = builder.commit_from_memory(&bytes).map_err(ort_err)?;
+    let metadata = {
+        let md = session.metadata().map_err(ort_err)?;
+        let mut map = BTreeMap::new();
+        for k in md.custom_keys().map_err(ort_err)? {
+            if let Some(v) = md.custom(&k) {
+                map.insert(k, v);
+            }
+        }
+        map
+    };
+    let ios = |outlets: &[ort::value::Outlet]| -> Vec<IoInfo> {
+        outlets
+            .iter()
+            .map(|o| {
+                let (dtype, shape) = match o.dtype() {
+                    ValueType::Tensor { ty, shape, .. } => (ty.to_string(), shape.to_vec()),
+                    other => (format!("{other:?}"), Vec::new()),
+                };
+                IoInfo {
+                    name: o.name().to_string(),
+                    dtype,
+                    shape,
+                }
+            })
+            .collect()
+    };
+    // Inputs with a default (an initializer of the same name, like the head's
+    // `mc_dropout` switch) are "overridable initializers" to onnxruntime, not
+    // inputs; list them with the inputs since callers may feed them.
+    let mut inputs = ios(session.inputs());
+    for o in session.overridable_initializers() {
+        if !inputs.iter().any(|i| i.name == o.name()) {
+            let (dtype, shape) = match o.dtype() {
+                ValueType::Tensor { ty, shape, .. } => (ty.to_string(), shape.to_vec()),
+                other => (format!("{other:?}"), Vec::new()),
+            };
+            inputs.push(IoInfo {
+                name: o.name().to_string(),
+                dtype,
+                shape,
+            });
+        }
+    }
+    let spec = ModelSpec::from_parts(
+        path.to_path_buf(),
+        sha256,
+        metadata,
+        inputs,
+        ios(session.outputs()),
+    )?;
+    Ok((session, spec))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn expect_role(spec: &ModelSpec, role: ModelRole) -> Result<(), ModelError> {
+    if spec.role == role {
+        Ok(())
+    } else {
+        Err(ModelError::WrongRole {
+            path: spec.path.display().to_string(),
+            expected: role,
+            found: spec.role,
+        })
+    }
+}
+
+fn run_err(spec: &ModelSpec) -> impl Fn(ort::Error) -> ModelError + '_ {
+    move |e| ModelError::Inference {
+        model: spec.name.clone(),
+        message: e.to_string(),
+    }
+}
+
+/// An encoder session: tiles in, embeddings out. Runs once per tile.
+pub struct Encoder {
+    session: Session,
+    /// The model's contract.
+    pub spec: ModelSpec,
+}
+
+impl Encoder {
+    /// Load an encoder; refuses a file whose metadata makes it a head.
+    pub fn load(path: &Path, cfg: SessionConfig) -> Result<Self, ModelError> {
+        let (session, spec) = load(path, cfg)?;
+        expect_role(&spec, ModelRole::Encoder)?;
+        Ok(Encoder { session, spec })
+    }
+
+    /// Embed a batch of preprocessed tiles `[N, C, H, W]` → `[N, D]`.
+    pub fn embed(&mut self, batch: ArrayView4<'_, f32>) -> Result<Array2<f32>, ModelError> {
+        let spec = &self.spec;
+        let input = TensorRef::from_array_view(batch).map_err(run_err(spec))?;
+        let outputs = self
+            .session
+            .run(ort::inputs![spec.input_name.as_str() => input])
+            .map_err(run_err(spec))?;
+        let out = outputs[spec.output_name.as_str()]
+            .try_extract_array::<f32>()
+            .map_err(run_err(spec))?;
+        let n = batch.len_of(Axis(0));
+        let flat = out
+            .to_shape((n, out.len() / n.max(1)))
+            .map_err(|e| ModelError::Inference {
+                model: spec.name.clone(),
+                message: format!("embedding output has shape {:?}: {e}", out.shape()),
+            })?;
+        Ok(flat.into_owned())
+    }
+}
+
+/// A classifier head: embeddings in, class probabilities out. Runs T times
+/// with dropout on for MC-dropout uncertainty.
+pub struct Head {
+    session: Session,
+    /// The model's contract.
+    pub spec: ModelSpec,
+}
+
+impl Head {
+    /// Load a head; refuses a file whose metadata makes it an encoder.
+    pub fn load(path: &Path, cfg: SessionConfig) -> Result<Self, ModelError> {
+        let (session, spec) = load(path, cfg)?;
+        expect_role(&spec, ModelRole::Head)?;
+        Ok(Head { session, spec })
+    }
+
+    /// Whether the head can switch dropout on for MC passes.
+    pub fn has_mc_dropout(&self) -> bool {
+        self.spec.mc_dropout_input.is_some()
+    }
+
+    /// One pass over `[N, D]` embeddings → `[N, K]` probabilities; `mc` turns
+    /// dropout on (fresh masks every call) where the head allows it.
+    pub fn predict(
+        &mut self,
+        embeddings: ArrayView2<'_, f32>,
+        mc: bool,
+    ) -> Result<Array2<f32>, ModelError> {
+        let spec = &self.spec;
+        let emb = TensorRef::from_array_view(embeddings).map_err(run_err(spec))?;
+        let mut inputs = ort::inputs![spec.input_name.as_str() => emb];
+        if let Some(name) = &spec.mc_dropout_input {
+            let flag = Tensor::from_array(ndarray::arr0(mc)).map_err(run_err(spec))?;
+            inputs.push((name.as_str().into(), flag.into()));
+        }
+        let outputs = self.session.run(inputs).map_err(run_err(spec))?;
+        let out = outputs[spec.output_name.as_str()]
+            .try_extract_array::<f32>()
+            .map_err(run_err(spec))?;
+        let probs = out
+            .into_dimensionality::<Ix2>()
+            .map_err(|e| ModelError::Inference {
+                model: spec.name.clone(),
+                message: format!("probabilities output must be N x K: {e}"),
+            })?;
+        if probs.ncols() != spec.class_names.len() {
+            return Err(ModelError::Inference {
+                model: spec.name.clone(),
+                message: format!(
+                    "head returned {} classes but class_names lists {}",
+                    probs.ncols(),
+                    spec.class_names.len()
+                ),
+            });
+        }
+        Ok(probs.to_owned())
+    }
+
+    /// `passes` MC-dropout passes → `[T, N, K]`. With `passes == 1` (or a head
+    /// without an MC switch) this is the deterministic prediction repeated.
+    pub fn predict_mc(
+        &mut self,
+        embeddings: ArrayView2<'_, f32>,
+        passes: usize,
+    ) -> Result<Array3<f32>, ModelError> {
+        let passes = passes.max(1);
+        let mc = passes > 1;
+        let (n, k) = (embeddings.nrows(), self.spec.class_names.len());
+        let mut out = Array3::<f32>::zeros((passes, n, k));
+        for t in 0..passes {
+            let p = self.predict(embeddings, mc)?;
+            out.index_axis_mut(Axis(0), t).assign(&p);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,570 @@
+//! The model contract: what an ONNX file says about itself in its metadata.
+//!
+//! Keys follow Deepness where Deepness has them (`model_type`, `class_names`,
+//! `resolution` in cm/px, `tiles_size`, `tiles_overlap`,
+//! `standardization_mean`, `standardization_std`) so one file works in
+//! NextTile, Deepness and GeoDeep. NextTile adds what active learning needs;
+//! the README's "Model contract" section lists every key.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::ModelError;
+
+/// The part a model plays in the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelRole {
+    /// Tiles (N × C × H × W) → embeddings (N × D); runs once per tile.
+    Encoder,
+    /// Embeddings (N × D) → class probabilities (N × K); runs T times for MC dropout.
+    Head,
+}
+
+/// Name, element type and shape (−1 = dynamic) of one graph input or output.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IoInfo {
+    /// Tensor name in the graph.
+    pub name: String,
+    /// Element type as onnxruntime names it (`f32`, `bool`, …).
+    pub dtype: String,
+    /// Dimensions; −1 where dynamic.
+    pub shape: Vec<i64>,
+}
+
+/// How raster values become model input: `x = clip(raw · scale + offset)`,
+/// then `(x − mean) / std` per band.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Preprocess {
+    /// Raster bands the model takes, in input-channel order (e.g. `B04, B03, B02`).
+    pub bands: Vec<String>,
+    /// Multiplier applied to raw raster values.
+    pub scale: f32,
+    /// Added after scaling.
+    pub offset: f32,
+    /// Clamp range after scale/offset, if any.
+    pub clip: Option<(f32, f32)>,
+    /// Per-band mean subtracted after clipping.
+    pub mean: Vec<f32>,
+    /// Per-band standard deviation divided by after centring.
+    pub std: Vec<f32>,
+}
+
+/// Everything NextTile needs to know about one ONNX model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelSpec {
+    /// File the model was read from.
+    pub path: PathBuf,
+    /// SHA-256 of the file (hex): the model hash written into every output.
+    pub sha256: String,
+    /// Encoder or head.
+    pub role: ModelRole,
+    /// `model_name` metadata, else the file stem.
+    pub name: String,
+    /// Free-text description, if any.
+    pub description: Option<String>,
+    /// Graph inputs.
+    pub inputs: Vec<IoInfo>,
+    /// Graph outputs.
+    pub outputs: Vec<IoInfo>,
+    /// Encoder: name of the image input.
+    pub input_name: String,
+    /// Encoder: name of the embedding output. Head: name of the probabilities output.
+    pub output_name: String,
+    /// Encoder: input preprocessing (band list, scaling, standardisation).
+    pub preprocess: Option<Preprocess>,
+    /// Encoder: recommended tile edge in pixels (`tiles_size`).
+    pub tile_size: Option<usize>,
+    /// Encoder: fixed input height/width when the graph fixes them.
+    pub fixed_input_size: Option<usize>,
+    /// Encoder: tile sizes must be a multiple of this (`input_stride`, e.g. the
+    /// network's total downsampling).
+    pub input_stride: Option<usize>,
+    /// Ground sampling distance the model was trained at, metres per pixel
+    /// (Deepness `resolution` is cm/px).
+    pub resolution_m: Option<f64>,
+    /// Encoder: embedding length, when known.
+    pub embedding_dim: Option<usize>,
+    /// Head: class names in output order.
+    pub class_names: Vec<String>,
+    /// Head: sigmoid per class (multi-label) instead of softmax.
+    pub multi_label: bool,
+    /// Head: boolean input that switches dropout on for MC passes.
+    pub mc_dropout_input: Option<String>,
+    /// Head: SHA-256 of the encoder it was trained on, if recorded.
+    pub encoder_sha256: Option<String>,
+    /// All metadata properties as stored.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl ModelSpec {
+    /// Read the contract from metadata and graph signature. Pure: no onnxruntime
+    /// needed, so it is unit-tested directly.
+    pub fn from_parts(
+        path: PathBuf,
+        sha256: String,
+        metadata: BTreeMap<String, String>,
+        inputs: Vec<IoInfo>,
+        outputs: Vec<IoInfo>,
+    ) -> Result<Self, ModelError> {
+        let m = &metadata;
+        let file = path.display().to_string();
+        let role = match m.get("nexttile_role").map(String::as_str) {
+            Some("encoder") => ModelRole::Encoder,
+            Some("head") => ModelRole::Head,
+            Some(other) => {
+                return Err(ModelError::Contract {
+                    path: file,
+                    problem: format!("nexttile_role is '{other}'; it must be 'encoder' or 'head'"),
+                });
+            }
+            None => match inputs.first().map(|i| i.shape.len()) {
+                Some(4) => ModelRole::Encoder,
+                Some(2) => ModelRole::Head,
+                _ => {
+                    return Err(ModelError::Contract {
+                        path: file,
+                        problem: "metadata has no nexttile_role and the first input is neither N×C×H×W (encoder) nor N×D (head)".into(),
+                    });
+                }
+            },
+        };
+        let name = m.get("model_name").cloned().unwrap_or_else(|| {
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
+        let mut spec = ModelSpec {
+            path,
+            sha256,
+            role,
+            name,
+            description: m.get("description").cloned(),
+            inputs,
+            outputs,
+            input_name: String::new(),
+            output_name: String::new(),
+            preprocess: None,
+            tile_size: None,
+            fixed_input_size: None,
+            input_stride: None,
+            resolution_m: None,
+            embedding_dim: None,
+            class_names: Vec::new(),
+            multi_label: false,
+            mc_dropout_input: None,
+            encoder_sha256: m.get("encoder_sha256").cloned(),
+            metadata: BTreeMap::new(),
+        };
+        let mut missing = Vec::new();
+        spec.resolution_m = parse_opt::<f64>(m, "resolution", &file)?.map(|cm| cm / 100.0);
+        spec.tile_size = parse_opt::<usize>(m, "tiles_size", &file)?;
+        match role {
+            ModelRole::Encoder => {
+                spec.input_name =
+                    pick_io(&spec.inputs, m.get("input_name"), "input_name", &file, 4)?;
+                spec.output_name = pick_io(
+                    &spec.outputs,
+                    m.get("embedding_output"),
+                    "embedding_output",
+                    &file,
+                    2,
+                )?;
+                let bands: Option<Vec<String>> = parse_json_opt(m, "input_bands", &file)?;
+                let Some(bands) = bands else {
+                    missing.push(
+                        "input_bands (JSON list of band names, e.g. [\"B04\",\"B03\",\"B02\"])",
+                    );
+                    return Err(missing_err(file, &missing));
+                };
+                if bands.is_empty() {
+                    return Err(ModelError::Contract {
+                        path: file,
+                        problem: "input_bands is empty".into(),
+                    });
+                }
+                let n = bands.len();
+                let mean: Vec<f32> = parse_json_opt(m, "standardization_mean", &file)?
+                    .unwrap_or_else(|| vec![0.0; n]);
+                let std: Vec<f32> = parse_json_opt(m, "standardization_std", &file)?
+                    .unwrap_or_else(|| vec![1.0; n]);
+                if mean.len() != n || std.len() != n || std.iter().any(|s| *s <= 0.0) {
+                    return Err(ModelError::Contract {
+                        path: file,
+                        problem: format!(
+                            "standardization_mean/std must each list {n} values (one per input band), std > 0; got {} and {}",
+                            mean.len(),
+                            std.len()
+                        ),
+                    });
+                }
+                let clip: Option<Vec<f32>> = parse_json_opt(m, "input_clip", &file)?;
+                let clip = match clip.as_deref() {
+                    None => None,
+                    Some([lo, hi]) if lo < hi => Some((*lo, *hi)),
+                    Some(_) => {
+                        return Err(ModelError::Contract {
+                            path: file,
+                            problem: "input_clip must be [low, high] with low < high".into(),
+                        });
+                    }
+                };
+                spec.preprocess = Some(Preprocess {
+                    bands,
+                    scale: parse_opt::<f32>(m, "input_scale", &file)?.unwrap_or(1.0),
+                    offset: parse_opt::<f32>(m, "input_offset", &file)?.unwrap_or(0.0),
+                    clip,
+                    mean,
+                    std,
+                });
+                let shape = spec
+                    .inputs
+                    .iter()
+                    .find(|i| i.name == spec.input_name)
+                    .map(|i| i.shape.clone())
+                    .unwrap_or_default();
+                if let [_, c, h, w] = shape[..] {
+                    if c > 0 && c as usize != n {
+                        return Err(ModelError::Contract {
+                            path: file,
+                            problem: format!(
+                                "input_bands lists {n} bands but the input '{}' takes {c} channels",
+                                spec.input_name
+                            ),
+                        });
+                    }
+                    if h > 0 && h == w {
+                        spec.fixed_input_size = Some(h as usize);
+                    }
+                }
+                spec.input_stride = parse_opt::<usize>(m, "input_stride", &file)?;
+                spec.embedding_dim = parse_opt::<usize>(m, "embedding_dim", &file)?.or_else(|| {
+                    spec.outputs
+                        .iter()
+                        .find(|o| o.name == spec.output_name)
+                        .and_then(|o| o.shape.get(1).copied())
+                        .filter(|d| *d > 0)
+                        .map(|d| d as usize)
+                });
+            }
+            ModelRole::Head => {
+                spec.input_name = pick_io(
+                    &spec.inputs,
+                    m.get("embedding_input"),
+                    "embedding_input",
+                    &file,
+                    2,
+                )?;
+                spec.output_name = pick_io(
+                    &spec.outputs,
+                    m.get("probabilities_output"),
+                    "probabilities_output",
+                    &file,
+                    2,
+                )?;
+                match m.get("class_names") {
+                    None => {
+                        missing.push("class_names (JSON {\"0\": \"name\", …} or [\"name\", …])")
+                    }
+                    Some(raw) => spec.class_names = parse_class_names(raw, &file)?,
+                }
+                if !missing.is_empty() {
+                    return Err(missing_err(file, &missing));
+                }
+                spec.multi_label = parse_opt::<bool>(m, "multi_label", &file)?.unwrap_or(false);
+                if let Some(mc) = m.get("mc_dropout_input") {
+                    if !spec.inputs.iter().any(|i| &i.name == mc) {
+                        return Err(ModelError::Contract {
+                            path: file,
+                            problem: format!(
+                                "mc_dropout_input names '{mc}', which is not an input of the graph"
+                            ),
+                        });
+                    }
+                    spec.mc_dropout_input = Some(mc.clone());
+                }
+            }
+        }
+        spec.metadata = metadata;
+        Ok(spec)
+    }
+
+    /// Check that a tile edge of `tile` pixels can be fed to this encoder.
+    pub fn check_tile_size(&self, tile: usize) -> Result<(), ModelError> {
+        let bad = |why: String| ModelError::TileSize {
+            model: self.path.display().to_string(),
+            tile,
+            why,
+        };
+        if let Some(f) = self.fixed_input_size
+            && tile != f
+        {
+            return Err(bad(format!(
+                "its input is fixed at {f} x {f} px; use --tile-size {f}"
+            )));
+        }
+        if let Some(s) = self.input_stride
+            && (tile < s || tile % s != 0)
+        {
+            let hint = self.tile_size.unwrap_or(s * 4);
+            return Err(bad(format!(
+                "it needs a multiple of {s} px (its downsampling); e.g. --tile-size {hint}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn missing_err(file: String, missing: &[&str]) -> ModelError {
+    ModelError::Contract {
+        path: file,
+        problem: format!(
+            "its ONNX metadata lacks {}; add them with `python onnx/set_metadata.py MODEL key=value …` (see README, Model contract)",
+            missing.join(", ")
+        ),
+    }
+}
+
+fn parse_opt<T: std::str::FromStr>(
+    m: &BTreeMap<String, String>,
+    key: &str,
+    file: &str,
+) -> Result<Option<T>, ModelError> {
+    match m.get(key) {
+        None => Ok(None),
+        Some(v) => v
+            .trim()
+            .trim_matches('"')
+            .parse::<T>()
+            .map(Some)
+            .map_err(|_| ModelError::Contract {
+                path: file.to_string(),
+                problem: format!(
+                    "metadata {key} = '{v}' is not a valid {}",
+                    std::any::type_name::<T>()
+                ),
+            }),
+    }
+}
+
+fn parse_json_opt<T: serde::de::DeserializeOwned>(
+    m: &BTreeMap<String, String>,
+    key: &str,
+    file: &str,
+) -> Result<Option<T>, ModelError> {
+    match m.get(key) {
+        None => Ok(None),
+        Some(v) => serde_json::from_str(v)
+            .map(Some)
+            .map_err(|e| ModelError::Contract {
+                path: file.to_string(),
+                problem: format!(
+                    "metadata {key} is not valid JSON of the expected shape ({e}): {v}"
+                ),
+            }),
+    }
+}
+
+/// Deepness stores class names as a JSON object `{"0": "a", "1": "b"}`; a
+/// plain list is accepted too.
+fn parse_class_names(raw: &str, file: &str) -> Result<Vec<String>, ModelError> {
+    let bad = |why: String| ModelError::Contract {
+        path: file.to_string(),
+        problem: format!("class_names {why}: {raw}"),
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(raw).map_err(|e| bad(format!("is not JSON ({e})")))?;
+    let names: Vec<String> = match v {
+        serde_json::Value::Array(a) => a
+            .into_iter()
+            .map(|x| {
+                x.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| bad("must hold strings".into()))
+            })
+            .collect::<Result<_, _>>()?,
+        serde_json::Value::Object(o) => {
+            let mut pairs = Vec::with_capacity(o.len());
+            for (k, x) in o {
+                let i: usize = k
+                    .parse()
+                    .map_err(|_| bad(format!("key '{k}' is not an index")))?;
+                let s = x
+                    .as_str()
+                    .ok_or_else(|| bad("must map indices to strings".into()))?;
+                pairs.push((i, s.to_string()));
+            }
+            pairs.sort();
+            if pairs.iter().enumerate().any(|(n, (i, _))| n != *i) {
+                return Err(bad("indices must be 0..K-1 without gaps".into()));
+            }
+            pairs.into_iter().map(|(_, s)| s).collect()
+        }
+        _ => return Err(bad("must be a list or an object".into())),
+    };
+    if names.len() < 2 {
+        return Err(bad("must name at least two classes".into()));
+    }
+    Ok(names)
+}
+
+/// Choose an input/output by the metadata's name, or the only one of the right rank.
+fn pick_io(
+    ios: &[IoInfo],
+    named: Option<&String>,
+    key: &str,
+    file: &str,
+    rank: usize,
+) -> Result<String, ModelError> {
+    if let Some(n) = named {
+        return if ios.iter().any(|i| &i.name == n) {
+            Ok(n.clone())
+        } else {
+            Err(ModelError::Contract {
+                path: file.to_string(),
+                problem: format!(
+                    "metadata {key} = '{n}' but the graph has only {:?}",
+                    ios.iter().map(|i| i.name.as_str()).collect::<Vec<_>>()
+                ),
+            })
+        };
+    }
+    let of_rank: Vec<&IoInfo> = ios.iter().filter(|i| i.shape.len() == rank).collect();
+    match of_rank.as_slice() {
+        [one] => Ok(one.name.clone()),
+        _ => Err(ModelError::Contract {
+            path: file.to_string(),
+            problem: format!(
+                "metadata has no {key} and the graph has no single rank-{rank} candidate; set {key}"
+            ),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(name: &str, dtype: &str, shape: &[i64]) -> IoInfo {
+        IoInfo {
+            name: name.into(),
+            dtype: dtype.into(),
+            shape: shape.to_vec(),
+        }
+    }
+
+    fn meta(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn encoder(pairs: &[(&str, &str)]) -> Result<ModelSpec, ModelError> {
+        ModelSpec::from_parts(
+            "enc.onnx".into(),
+            "abc".into(),
+            meta(pairs),
+            vec![io("image", "f32", &[-1, 3, -1, -1])],
+            vec![io("embedding", "f32", &[-1, 256])],
+        )
+    }
+
+    #[test]
+    fn reads_a_full_encoder_contract() {
+        let s = encoder(&[
+            ("nexttile_role", "encoder"),
+            ("input_bands", r#"["B04","B03","B02"]"#),
+            ("input_scale", "0.0004"),
+            ("input_clip", "[0, 1]"),
+            ("standardization_mean", "[0.3, 0.4, 0.5]"),
+            ("standardization_std", "[0.1, 0.1, 0.2]"),
+            ("resolution", "1000"),
+            ("tiles_size", "64"),
+            ("input_stride", "16"),
+        ])
+        .unwrap();
+        assert_eq!(s.role, ModelRole::Encoder);
+        let p = s.preprocess.as_ref().unwrap();
+        assert_eq!(p.bands, vec!["B04", "B03", "B02"]);
+        assert_eq!(p.clip, Some((0.0, 1.0)));
+        assert_eq!(s.resolution_m, Some(10.0));
+        assert_eq!(s.embedding_dim, Some(256));
+        assert!(s.check_tile_size(64).is_ok());
+        let err = s.check_tile_size(40).unwrap_err().to_string();
+        assert!(err.contains("multiple of 16"), "{err}");
+    }
+
+    #[test]
+    fn encoder_without_bands_names_the_key() {
+        let err = encoder(&[("nexttile_role", "encoder")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("input_bands"), "{err}");
+    }
+
+    #[test]
+    fn channel_count_must_match_bands() {
+        let err = encoder(&[("input_bands", r#"["B04","B03"]"#)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("3 channels"), "{err}");
+    }
+
+    #[test]
+    fn head_reads_deepness_class_names() {
+        let s = ModelSpec::from_parts(
+            "head.onnx".into(),
+            "abc".into(),
+            meta(&[
+                ("class_names", r#"{"1":"water","0":"land"}"#),
+                ("mc_dropout_input", "mc_dropout"),
+            ]),
+            vec![
+                io("embedding", "f32", &[-1, 256]),
+                io("mc_dropout", "bool", &[]),
+            ],
+            vec![io("probs", "f32", &[-1, 2])],
+        )
+        .unwrap();
+        assert_eq!(s.role, ModelRole::Head);
+        assert_eq!(s.class_names, vec!["land", "water"]);
+        assert_eq!(s.output_name, "probs");
+        assert_eq!(s.mc_dropout_input.as_deref(), Some("mc_dropout"));
+    }
+
+    #[test]
+    fn head_without_class_names_is_refused() {
+        let err = ModelSpec::from_parts(
+            "head.onnx".into(),
+            "abc".into(),
+            BTreeMap::new(),
+            vec![io("embedding", "f32", &[-1, 256])],
+            vec![io("probs", "f32", &[-1, 2])],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("class_names"), "{err}");
+    }
+
+    #[test]
+    fn fixed_input_size_is_enforced() {
+        let s = ModelSpec::from_parts(
+            "enc.onnx".into(),
+            "abc".into(),
+            meta(&[("input_bands", r#"["B02"]"#)]),
+            vec![io("x", "f32", &[1, 1, 32, 32])],
+            vec![io("y", "f32", &[1, 8])],
+        )
+        .unwrap();
+        assert_eq!(s.fixed_input_size, Some(32));
+        assert!(
+            s.check_tile_size(64)
+                .unwrap_err()
+                .to_string()
+                .contains("--tile-size 32")
+        );
+    }
+}

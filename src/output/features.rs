@@ -1,0 +1,240 @@
+//! Suggestions and tiles as RFC 7946 GeoJSON (EPSG:4326, lon/lat) and CSV.
+
+use std::io::Write;
+use std::path::Path;
+
+use geojson::{Feature, FeatureCollection, Geometry, GeometryValue, JsonObject};
+use serde_json::json;
+
+use super::OutputError;
+use crate::crs::{Reprojector, wgs84};
+use crate::engine::ScoreResult;
+use crate::tiling::TileId;
+use crate::uncertainty::Metric;
+
+/// Points per tile edge in the reprojected footprints (so that a footprint
+/// follows the curved image of a straight scene-CRS edge).
+pub const FOOTPRINT_POINTS_PER_EDGE: usize = 8;
+
+/// Decimal places of lon/lat in GeoJSON output: 1e-8° ≈ 1 mm.
+pub const COORD_DECIMALS: i32 = 8;
+
+fn round(v: f64) -> f64 {
+    let f = 10f64.powi(COORD_DECIMALS);
+    (v * f).round() / f
+}
+
+/// Footprint of a tile as a lon/lat polygon (closed ring, densified).
+pub fn footprint_lonlat(
+    result: &ScoreResult,
+    to_wgs84: &Reprojector,
+    id: TileId,
+) -> Result<Geometry, OutputError> {
+    let poly = to_wgs84.polygon(&result.grid.footprint(id, FOOTPRINT_POINTS_PER_EDGE))?;
+    let ring: Vec<geojson::Position> = poly
+        .exterior()
+        .coords()
+        .map(|c| geojson::Position::from([round(c.x), round(c.y)]))
+        .collect();
+    Ok(Geometry::new(GeometryValue::Polygon {
+        coordinates: vec![ring],
+    }))
+}
+
+/// Properties shared by suggestion and tile features for scored tile `i`.
+fn tile_properties(
+    result: &ScoreResult,
+    to_wgs84: &Reprojector,
+    i: usize,
+) -> Result<JsonObject, OutputError> {
+    let id = result.tiles[i];
+    let (cx, cy) = result.grid.centre(id);
+    let (lon, lat) = to_wgs84.point(cx, cy)?;
+    let mean = result.uncertainties.mean.row(i);
+    let probs: serde_json::Map<String, serde_json::Value> = result
+        .class_names
+        .iter()
+        .zip(mean.iter())
+        .map(|(c, p)| (c.clone(), json!(round6(*p))))
+        .collect();
+    let unc: serde_json::Map<String, serde_json::Value> = Metric::ALL
+        .iter()
+        .map(|m| {
+            (
+                m.name().to_string(),
+                json!(round6(result.uncertainties.get(*m)[i])),
+            )
+        })
+        .collect();
+    let pred = result.predicted[i];
+    let mut p = JsonObject::new();
+    p.insert("tile_id".into(), json!(id.to_string()));
+    p.insert("row".into(), json!(id.row));
+    p.insert("col".into(), json!(id.col));
+    p.insert("scene".into(), json!(result.scene.path));
+    p.insert(
+        "predicted_class".into(),
+        json!(result.class_names.get(pred)),
+    );
+    p.insert("predicted_index".into(), json!(pred));
+    p.insert("probabilities".into(), serde_json::Value::Object(probs));
+    p.insert("uncertainty".into(), serde_json::Value::Object(unc));
+    p.insert(
+        "valid_fraction".into(),
+        json!(round6(result.valid_fraction[i])),
+    );
+    p.insert("center_lon".into(), json!(round(lon)));
+    p.insert("center_lat".into(), json!(round(lat)));
+    Ok(p)
+}
+
+fn round6(v: f32) -> f64 {
+    ((v as f64) * 1e6).round() / 1e6
+}
+
+/// The ranked "label next" FeatureCollection.
+pub fn suggestions_collection(result: &ScoreResult) -> Result<FeatureCollection, OutputError> {
+    let to_wgs84 = Reprojector::from_wkt(&result.scene.crs_wkt, &wgs84()?)?;
+    let mut features = Vec::with_capacity(result.picks.len());
+    let mut bbox = [
+        f64::INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NEG_INFINITY,
+    ];
+    for (rank, pick) in result.picks.iter().enumerate() {
+        let i = pick.index;
+        let geometry = footprint_lonlat(result, &to_wgs84, result.tiles[i])?;
+        if let GeometryValue::Polygon { coordinates: rings } = &geometry.value {
+            for c in &rings[0] {
+                bbox = [
+                    bbox[0].min(c[0]),
+                    bbox[1].min(c[1]),
+                    bbox[2].max(c[0]),
+                    bbox[3].max(c[1]),
+                ];
+            }
+        }
+        let mut p = tile_properties(result, &to_wgs84, i)?;
+        p.insert("rank".into(), json!(rank + 1));
+        p.insert("score".into(), json!(round6(pick.score)));
+        p.insert(
+            "anchor_tile".into(),
+            json!(pick.anchor.map(|a| result.tiles[a].to_string())),
+        );
+        p.insert("strategy".into(), json!(result.strategy.name()));
+        p.insert("strategy_params".into(), result.strategy_params.clone());
+        p.insert("metric".into(), json!(result.metric.name()));
+        p.insert("mc_passes".into(), json!(result.mc_passes));
+        p.insert("seed".into(), json!(result.seed));
+        p.insert("encoder_sha256".into(), json!(result.encoder.sha256));
+        p.insert("head_sha256".into(), json!(result.head.sha256));
+        p.insert("class".into(), serde_json::Value::Null);
+        features.push(Feature {
+            bbox: None,
+            geometry: Some(geometry),
+            id: Some(geojson::feature::Id::String(result.tiles[i].to_string())),
+            properties: Some(p),
+            foreign_members: None,
+        });
+    }
+    Ok(FeatureCollection {
+        bbox: bbox[0]
+            .is_finite()
+            .then(|| bbox.iter().map(|v| round(*v)).collect()),
+        features,
+        foreign_members: None,
+    })
+}
+
+/// Every scored tile as a FeatureCollection (no ranking).
+pub fn tiles_collection(result: &ScoreResult) -> Result<FeatureCollection, OutputError> {
+    let to_wgs84 = Reprojector::from_wkt(&result.scene.crs_wkt, &wgs84()?)?;
+    let features = (0..result.tiles.len())
+        .map(|i| {
+            Ok(Feature {
+                bbox: None,
+                geometry: Some(footprint_lonlat(result, &to_wgs84, result.tiles[i])?),
+                id: Some(geojson::feature::Id::String(result.tiles[i].to_string())),
+                properties: Some(tile_properties(result, &to_wgs84, i)?),
+                foreign_members: None,
+            })
+        })
+        .collect::<Result<Vec<_>, OutputError>>()?;
+    Ok(FeatureCollection {
+        bbox: None,
+        features,
+        foreign_members: None,
+    })
+}
+
+/// Write a FeatureCollection as pretty-printed JSON.
+pub fn write_collection(fc: &FeatureCollection, path: &Path) -> Result<(), OutputError> {
+    let io = |e: std::io::Error| OutputError::Io {
+        path: path.display().to_string(),
+        source: e,
+    };
+    let file = std::fs::File::create(path).map_err(io)?;
+    let mut w = std::io::BufWriter::new(file);
+    serde_json::to_writer(&mut w, fc).map_err(|e| io(e.into()))?;
+    w.write_all(b"\n").map_err(io)?;
+    w.flush().map_err(io)
+}
+
+/// Write `tiles.csv`: one row per scored tile with centre lon/lat, class,
+/// metrics and per-class probabilities.
+pub fn write_tiles_csv(result: &ScoreResult, path: &Path) -> Result<(), OutputError> {
+    let io = |e: std::io::Error| OutputError::Io {
+        path: path.display().to_string(),
+        source: e,
+    };
+    let to_wgs84 = Reprojector::from_wkt(&result.scene.crs_wkt, &wgs84()?)?;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
+    let mut header = vec![
+        "tile_id",
+        "row",
+        "col",
+        "center_lon",
+        "center_lat",
+        "valid_fraction",
+        "predicted_class",
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .collect::<Vec<_>>();
+    header.extend(Metric::ALL.iter().map(|m| m.name().to_string()));
+    header.extend(result.class_names.iter().map(|c| format!("p_{c}")));
+    writeln!(w, "{}", header.join(",")).map_err(io)?;
+    for (i, id) in result.tiles.iter().enumerate() {
+        let (cx, cy) = result.grid.centre(*id);
+        let (lon, lat) = to_wgs84.point(cx, cy)?;
+        let mut row = vec![
+            id.to_string(),
+            id.row.to_string(),
+            id.col.to_string(),
+            format!("{:.8}", lon),
+            format!("{:.8}", lat),
+            format!("{:.4}", result.valid_fraction[i]),
+            result
+                .class_names
+                .get(result.predicted[i])
+                .cloned()
+                .unwrap_or_default(),
+        ];
+        row.extend(
+            Metric::ALL
+                .iter()
+                .map(|m| format!("{:.6}", result.uncertainties.get(*m)[i])),
+        );
+        row.extend(
+            result
+                .uncertainties
+                .mean
+                .row(i)
+                .iter()
+                .map(|p| format!("{p:.6}")),
+        );
+        writeln!(w, "{}", row.join(",")).map_err(io)?;
+    }
+    w.flush().map_err(io)
+}

@@ -1,0 +1,76 @@
+//! GDAL raster access: opening scenes, matching bands, windowed tile reads.
+
+mod bands;
+mod read;
+mod scene;
+
+pub use bands::{S2_L1C_BANDS, S2_L2A_BANDS, canonical_band_name, default_band_names};
+pub use read::{ReadPlan, ReadReport, TileBatch, read_tiles};
+pub use scene::{BandInfo, Scene};
+
+/// Errors from opening or reading a raster.
+#[derive(Debug, thiserror::Error)]
+pub enum RasterError {
+    /// No file at the path.
+    #[error("no such file: {0}; check the path")]
+    NotFound(String),
+    /// GDAL cannot read it as a raster.
+    #[error(
+        "{path} is not a raster GDAL can read ({message}); give a GeoTIFF or another GDAL raster format"
+    )]
+    NotRaster {
+        /// File path.
+        path: String,
+        /// GDAL's message.
+        message: String,
+    },
+    /// No CRS.
+    #[error(
+        "{0} has no coordinate reference system, so tiles cannot be placed on the map; assign one, e.g. `gdal_edit.py -a_srs EPSG:32618 {0}`"
+    )]
+    NoCrs(String),
+    /// No geotransform.
+    #[error(
+        "{0} has no geotransform (pixel-to-map mapping); georeference it, e.g. `gdal_edit.py -a_ullr ulx uly lrx lry {0}` or with ground control points and gdalwarp"
+    )]
+    NoGeoTransform(String),
+    /// Rotated or sheared geotransform.
+    #[error("{0} has a rotated geotransform; warp it north-up first: `gdalwarp {0} northup.tif`")]
+    Rotated(String),
+    /// The model needs bands the raster lacks.
+    #[error(
+        "{path} lacks the band(s) {missing:?} that the model needs; it has [{}]. Stack the missing bands (gdalbuildvrt -separate), set band descriptions with GDAL, or map them with --bands",
+        available.join(", ")
+    )]
+    MissingBands {
+        /// File path.
+        path: String,
+        /// Band names the model needs and the raster lacks.
+        missing: Vec<String>,
+        /// What the raster has.
+        available: Vec<String>,
+    },
+    /// A bad `--bands` override.
+    #[error("{0}")]
+    BandOverride(String),
+    /// Every candidate tile was nodata.
+    #[error(
+        "{path}: all {tiles} candidate tiles are nodata (fewer than {min_valid_percent:.0}% valid pixels each); check the nodata value, the AOI, or lower --min-valid"
+    )]
+    AllNodata {
+        /// File path.
+        path: String,
+        /// Number of candidate tiles.
+        tiles: usize,
+        /// Threshold in percent.
+        min_valid_percent: f32,
+    },
+    /// A GDAL call failed.
+    #[error("GDAL failed on {path}: {message}")]
+    Gdal {
+        /// File path.
+        path: String,
+        /// GDAL's message.
+        message: String,
+    },
+}

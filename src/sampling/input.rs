@@ -1,0 +1,139 @@
+//! Validation of [`SelectionInput`] and of embedding matrices.
+
+use ndarray::ArrayView2;
+
+use crate::sampling::SelectionInput;
+use crate::sampling::error::SamplingError;
+
+/// Checks the shapes of `input` and the finiteness of the eligible tiles' uncertainties;
+/// returns the eligibility mask (`true` = may be picked, i.e. not excluded).
+pub(crate) fn eligible_mask(input: &SelectionInput<'_>) -> Result<Vec<bool>, SamplingError> {
+    let tiles = input.uncertainty.len();
+    if input.embeddings.nrows() != tiles {
+        return Err(SamplingError::ShapeMismatch {
+            embedding_rows: input.embeddings.nrows(),
+            uncertainty_len: tiles,
+        });
+    }
+    let eligible: Vec<bool> = match input.excluded {
+        Some(excluded) if excluded.len() != tiles => {
+            return Err(SamplingError::MaskLengthMismatch {
+                mask: "excluded",
+                mask_len: excluded.len(),
+                tiles,
+            });
+        }
+        Some(excluded) => excluded.iter().map(|&x| !x).collect(),
+        None => vec![true; tiles],
+    };
+    for (tile, (&value, &ok)) in input.uncertainty.iter().zip(&eligible).enumerate() {
+        if ok && !value.is_finite() {
+            return Err(SamplingError::NonFiniteUncertainty { tile, value });
+        }
+    }
+    Ok(eligible)
+}
+
+/// Checks an eligibility mask against the number of embedding rows, that `D >= 1`, and that
+/// every eligible row is finite.
+pub(crate) fn check_embeddings(
+    embeddings: &ArrayView2<'_, f32>,
+    eligible: &[bool],
+) -> Result<(), SamplingError> {
+    let tiles = embeddings.nrows();
+    if eligible.len() != tiles {
+        return Err(SamplingError::MaskLengthMismatch {
+            mask: "eligible",
+            mask_len: eligible.len(),
+            tiles,
+        });
+    }
+    if embeddings.ncols() == 0 {
+        return Err(SamplingError::NoEmbeddingDimensions);
+    }
+    for (tile, (row, &ok)) in embeddings.outer_iter().zip(eligible).enumerate() {
+        if !ok {
+            continue;
+        }
+        if let Some((dim, &value)) = row.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(SamplingError::NonFiniteEmbedding { tile, dim, value });
+        }
+    }
+    Ok(())
+}
+
+/// Indices of the eligible tiles, ascending.
+pub(crate) fn eligible_indices(eligible: &[bool]) -> Vec<usize> {
+    eligible
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &ok)| ok.then_some(i))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{Array1, Array2, array};
+
+    use super::*;
+
+    #[test]
+    fn shapes_are_checked() {
+        let emb = Array2::<f32>::zeros((3, 2));
+        let unc = Array1::<f32>::zeros(2);
+        let input = SelectionInput::new(emb.view(), unc.view());
+        assert_eq!(
+            eligible_mask(&input),
+            Err(SamplingError::ShapeMismatch {
+                embedding_rows: 3,
+                uncertainty_len: 2
+            })
+        );
+        let unc = Array1::<f32>::zeros(3);
+        let excluded = [true, false];
+        let input = SelectionInput::new(emb.view(), unc.view()).with_excluded(&excluded);
+        assert!(matches!(
+            eligible_mask(&input),
+            Err(SamplingError::MaskLengthMismatch {
+                mask_len: 2,
+                tiles: 3,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn non_finite_only_matters_when_eligible() {
+        let emb = array![[0.0_f32], [f32::NAN], [1.0]];
+        let unc = array![0.5_f32, f32::NAN, 0.25];
+        let input = SelectionInput::new(emb.view(), unc.view());
+        // NaN never compares equal, so match on the variant.
+        assert!(matches!(
+            eligible_mask(&input),
+            Err(SamplingError::NonFiniteUncertainty { tile: 1, value }) if value.is_nan()
+        ));
+        let excluded = [false, true, false];
+        let input = input.with_excluded(&excluded);
+        let mask = eligible_mask(&input).unwrap();
+        assert_eq!(mask, vec![true, false, true]);
+        assert_eq!(check_embeddings(&emb.view(), &mask), Ok(()));
+        assert!(matches!(
+            check_embeddings(&emb.view(), &[true, true, true]),
+            Err(SamplingError::NonFiniteEmbedding {
+                tile: 1,
+                dim: 0,
+                ..
+            })
+        ));
+        assert_eq!(eligible_indices(&mask), vec![0, 2]);
+    }
+
+    #[test]
+    fn zero_dimensional_embeddings_are_rejected() {
+        let emb = Array2::<f32>::zeros((2, 0));
+        assert_eq!(
+            check_embeddings(&emb.view(), &[true, true]),
+            Err(SamplingError::NoEmbeddingDimensions)
+        );
+    }
+}

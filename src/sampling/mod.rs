@@ -1,0 +1,243 @@
+//! Selection strategies: which tiles to label next.
+//!
+//! A strategy takes a [`SelectionInput`] (per-tile embeddings, per-tile uncertainty where
+//! higher means more uncertain, and an optional mask of tiles that may not be picked), a
+//! budget and a seed, and returns ranked [`Pick`]s, rank 1 first. [`select`] dispatches on
+//! [`Strategy`]; each algorithm lives in its own file and can also be called directly:
+//!
+//! | strategy | function | idea |
+//! |---|---|---|
+//! | [`Strategy::TopK`] | [`top_k`] | most uncertain first |
+//! | [`Strategy::Random`] | [`random_sample`] | seeded uniform sample |
+//! | [`Strategy::Mcfps`] | [`mcfps`] | most uncertain tile in each farthest-point neighbourhood |
+//!
+//! The building blocks [`farthest_point_sampling`] and [`k_nearest_neighbours`] are public
+//! for reuse by later strategies. Everything is deterministic for a given seed (ChaCha8).
+//! Degenerate input (zero budget, shape mismatch, NaN values, ...) is a [`SamplingError`];
+//! an empty pool is not: it yields no picks.
+//!
+//! To add a strategy: a file with its function, a [`Strategy`] variant (with a params
+//! struct if it needs one), its name in [`Strategy::NAMES`], and an arm in [`select`].
+
+mod distance;
+mod error;
+mod farthest_point;
+mod input;
+mod knn;
+mod mcfps;
+mod random;
+mod rank;
+mod strategy;
+mod top_k;
+
+use ndarray::{ArrayView1, ArrayView2};
+use serde::{Deserialize, Serialize};
+
+pub use crate::sampling::error::SamplingError;
+pub use crate::sampling::farthest_point::{farthest_point_sampling, farthest_point_sampling_from};
+pub use crate::sampling::knn::k_nearest_neighbours;
+pub use crate::sampling::mcfps::{McfpsParams, mcfps, mcfps_from};
+pub use crate::sampling::random::random_sample;
+pub use crate::sampling::strategy::Strategy;
+pub use crate::sampling::top_k::top_k;
+
+/// What a strategy selects from: `N` tiles, each with an embedding and an uncertainty.
+#[derive(Debug, Clone, Copy)]
+pub struct SelectionInput<'a> {
+    /// `[N, D]` embeddings (e.g. of a contrastive encoder). Only distance-based strategies
+    /// read them; the others only check that there are `N` rows (`D` may be 0 there).
+    pub embeddings: ArrayView2<'a, f32>,
+    /// `[N]` uncertainty, higher = more uncertain (e.g. a metric of
+    /// [`crate::uncertainty`]). Must be finite for every tile that may be picked.
+    pub uncertainty: ArrayView1<'a, f32>,
+    /// `[N]` flags of tiles already labelled or skipped: `true` tiles are never picked.
+    /// `None` means every tile may be picked.
+    pub excluded: Option<&'a [bool]>,
+}
+
+impl<'a> SelectionInput<'a> {
+    /// An input where every tile may be picked.
+    pub fn new(embeddings: ArrayView2<'a, f32>, uncertainty: ArrayView1<'a, f32>) -> Self {
+        Self {
+            embeddings,
+            uncertainty,
+            excluded: None,
+        }
+    }
+
+    /// The same input with `excluded` tiles (`true` = never picked).
+    pub fn with_excluded(self, excluded: &'a [bool]) -> Self {
+        Self {
+            excluded: Some(excluded),
+            ..self
+        }
+    }
+
+    /// Number of tiles `N` (the length of the uncertainty vector).
+    pub fn len(&self) -> usize {
+        self.uncertainty.len()
+    }
+
+    /// Whether there are no tiles.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One selected tile.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Pick {
+    /// Tile index into the input arrays.
+    pub index: usize,
+    /// The tile's uncertainty (the input value, whatever the strategy).
+    pub score: f32,
+    /// MCFPS: the farthest-point anchor whose neighbourhood produced this pick;
+    /// `None` for strategies without anchors.
+    pub anchor: Option<usize>,
+}
+
+/// Selects up to `budget` tiles with `strategy`, ranked (rank 1 first), deterministic for a
+/// given `seed` (only [`Strategy::Random`] and [`Strategy::Mcfps`] use it).
+///
+/// Excluded tiles are never picked. When `budget` exceeds the number of eligible tiles,
+/// [`Strategy::TopK`] and [`Strategy::Random`] return all eligible tiles (not an error);
+/// [`Strategy::Mcfps`] returns at most one tile per anchor and may return fewer when
+/// neighbourhoods overlap (see [`mcfps`]). No eligible tile: no picks.
+///
+/// # Errors
+///
+/// [`SamplingError`] for a zero budget, zero anchors or neighbours, mismatched lengths of
+/// embeddings, uncertainty and mask, or NaN / infinite values of eligible tiles.
+///
+/// # Examples
+///
+/// ```
+/// use ndarray::array;
+/// use nexttile::sampling::{SelectionInput, Strategy, select};
+///
+/// let embeddings = array![[0.0_f32, 0.0], [0.0, 1.0], [9.0, 9.0], [9.0, 8.0]];
+/// let uncertainty = array![0.1_f32, 0.6, 0.4, 0.5];
+/// let labelled = [false, false, false, true];
+/// let input = SelectionInput::new(embeddings.view(), uncertainty.view()).with_excluded(&labelled);
+///
+/// let strategy: Strategy = "top_k".parse()?;
+/// let picks = select(&strategy, &input, 2, 0)?;
+/// assert_eq!(picks.iter().map(|p| p.index).collect::<Vec<_>>(), vec![1, 2]);
+/// # Ok::<(), nexttile::sampling::SamplingError>(())
+/// ```
+pub fn select(
+    strategy: &Strategy,
+    input: &SelectionInput<'_>,
+    budget: usize,
+    seed: u64,
+) -> Result<Vec<Pick>, SamplingError> {
+    match strategy {
+        Strategy::TopK => top_k(input, budget),
+        Strategy::Random => random_sample(input, budget, seed),
+        Strategy::Mcfps(params) => mcfps(input, budget, params, seed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{Array1, Array2, array};
+
+    use super::*;
+
+    #[test]
+    fn dispatch_matches_the_direct_calls() {
+        let emb = array![
+            [0.0_f32, 0.0],
+            [0.0, 1.0],
+            [9.0, 9.0],
+            [9.0, 8.0],
+            [4.0, 4.0]
+        ];
+        let unc = array![0.1_f32, 0.6, 0.4, 0.5, 0.3];
+        let excluded = [false, false, false, true, false];
+        let input = SelectionInput::new(emb.view(), unc.view()).with_excluded(&excluded);
+        let params = McfpsParams {
+            anchors: Some(2),
+            neighbours: 2,
+        };
+        for seed in [0, 1, 99] {
+            assert_eq!(select(&Strategy::TopK, &input, 3, seed), top_k(&input, 3));
+            assert_eq!(
+                select(&Strategy::Random, &input, 3, seed),
+                random_sample(&input, 3, seed)
+            );
+            assert_eq!(
+                select(&Strategy::Mcfps(params), &input, 3, seed),
+                mcfps(&input, 3, &params, seed)
+            );
+        }
+    }
+
+    #[test]
+    fn every_strategy_respects_exclusion_budget_and_ranking() {
+        let n = 40;
+        let emb = Array2::from_shape_fn((n, 3), |(i, d)| ((i * 7 + d * 13) % 11) as f32);
+        let unc = Array1::from_shape_fn(n, |i| ((i * 17) % 23) as f32 / 23.0);
+        let excluded: Vec<bool> = (0..n).map(|i| i % 3 == 0).collect();
+        let input = SelectionInput::new(emb.view(), unc.view()).with_excluded(&excluded);
+        let strategies = [
+            Strategy::TopK,
+            Strategy::Random,
+            Strategy::Mcfps(McfpsParams::default()),
+        ];
+        for strategy in strategies {
+            for seed in 0..5 {
+                let picks = select(&strategy, &input, 8, seed).unwrap();
+                assert!(!picks.is_empty() && picks.len() <= 8, "{strategy}");
+                assert!(picks.iter().all(|p| !excluded[p.index]), "{strategy}");
+                assert!(picks.iter().all(|p| p.score == unc[p.index]), "{strategy}");
+                let mut seen: Vec<usize> = picks.iter().map(|p| p.index).collect();
+                seen.sort_unstable();
+                seen.dedup();
+                assert_eq!(seen.len(), picks.len(), "{strategy}: duplicate picks");
+                if strategy != Strategy::Random {
+                    assert!(
+                        picks.windows(2).all(|w| w[0].score >= w[1].score),
+                        "{strategy}: not ranked"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn budget_over_pool_returns_all_eligible() {
+        let emb = Array2::<f32>::zeros((5, 1));
+        let unc = array![0.5_f32, 0.1, 0.4, 0.3, 0.2];
+        let excluded = [false, true, false, false, true];
+        let input = SelectionInput::new(emb.view(), unc.view()).with_excluded(&excluded);
+        let strategies = [
+            Strategy::TopK,
+            Strategy::Random,
+            Strategy::Mcfps(McfpsParams::default()),
+        ];
+        for strategy in strategies {
+            let mut got: Vec<usize> = select(&strategy, &input, 50, 4)
+                .unwrap()
+                .iter()
+                .map(|p| p.index)
+                .collect();
+            got.sort_unstable();
+            assert_eq!(got, vec![0, 2, 3], "{strategy}");
+        }
+    }
+
+    #[test]
+    fn input_helpers() {
+        let emb = Array2::<f32>::zeros((2, 1));
+        let unc = Array1::<f32>::zeros(2);
+        let input = SelectionInput::new(emb.view(), unc.view());
+        assert_eq!(input.len(), 2);
+        assert!(!input.is_empty());
+        assert!(input.excluded.is_none());
+        assert_eq!(
+            input.with_excluded(&[true, false]).excluded,
+            Some(&[true, false][..])
+        );
+    }
+}

@@ -1,0 +1,45 @@
+//! Uncertainty metrics over MC-dropout probabilities.
+//!
+//! Every function takes `probs`, an `[T, N, C]` array (`T` MC-dropout passes, `N` tiles,
+//! `C` classes) whose rows are softmax probability vectors, and returns one `f32` per tile
+//! where **higher means more uncertain**, so any metric can rank tiles the same way.
+//! Sums and logarithms are computed in `f64`; entropies are in nats with `0 · ln 0 = 0`.
+//!
+//! MC dropout (Gal & Ghahramani 2016, *Dropout as a Bayesian Approximation*) keeps dropout
+//! active at inference and treats the `T` passes as samples from an approximate posterior.
+//!
+//! | metric | function | formula |
+//! |---|---|---|
+//! | [`Metric::Entropy`] | [`predictive_entropy`] | `H[mean_t p_t]` |
+//! | [`Metric::Bald`] | [`bald`] | `H[mean_t p_t] − mean_t H[p_t]` |
+//! | [`Metric::Margin`] | [`margin`] | `1 − (p(1) − p(2))` of the mean |
+//! | [`Metric::LeastConfidence`] | [`least_confidence`] | `1 − max_c` of the mean (MCFPS) |
+//! | [`Metric::VariationRatio`] | [`variation_ratio`] | `1 − f_mode / T` |
+//!
+//! Input is validated before use: `T >= 1`, `C >= 2`, every value finite and in `[0, 1]`
+//! and every vector summing to 1 (within [`PROBABILITY_TOLERANCE`]); errors
+//! ([`UncertaintyError`]) name the first offending tile. `N == 0` yields empty outputs.
+//! [`compute_all`] validates once and returns every metric.
+
+mod bald;
+mod entropy;
+mod error;
+mod least_confidence;
+mod margin;
+mod mean;
+mod metric;
+mod predicted_class;
+mod uncertainties;
+mod validate;
+mod variation_ratio;
+
+pub use crate::uncertainty::bald::bald;
+pub use crate::uncertainty::entropy::{expected_entropy, predictive_entropy};
+pub use crate::uncertainty::error::{PROBABILITY_TOLERANCE, UncertaintyError};
+pub use crate::uncertainty::least_confidence::least_confidence;
+pub use crate::uncertainty::margin::margin;
+pub use crate::uncertainty::mean::mean_probs;
+pub use crate::uncertainty::metric::Metric;
+pub use crate::uncertainty::predicted_class::predicted_class;
+pub use crate::uncertainty::uncertainties::{Uncertainties, compute_all};
+pub use crate::uncertainty::variation_ratio::variation_ratio;

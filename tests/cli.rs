@@ -135,3 +135,23 @@ fn runtime_reports_provider() {
     assert_eq!(j["provider"], "CPU");
     assert!(j["library"].as_str().unwrap().contains("libonnxruntime"));
 }
+
+#[test]
+fn missing_onnxruntime_says_what_to_install() {
+    let empty = common::tempdir();
+    let o = Command::new(common::bin())
+        .args(["models", "inspect", common::encoder().to_str().unwrap()])
+        .env(
+            "ORT_DYLIB_PATH",
+            empty.path().join("libonnxruntime.so.1.31.1"),
+        )
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("scripts/setup.sh") && err.contains("pip install onnxruntime==1.31.1"),
+        "{err}"
+    );
+    assert!(err.contains("ORT_DYLIB_PATH"), "{err}");
+}

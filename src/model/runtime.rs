@@ -5,6 +5,7 @@
 //! The library is looked for, in this order:
 //!
 //! 1. `ORT_DYLIB_PATH` (a file, or a folder holding `libonnxruntime.so*`);
+//!    when set, it is the only place tried;
 //! 2. beside the executable, then in `../lib` relative to it;
 //! 3. `$NEXTTILE_HOME/lib`, where `NEXTTILE_HOME` defaults to
 //!    `$XDG_DATA_HOME/nexttile` or `~/.local/share/nexttile`; this is where
@@ -175,10 +176,12 @@ fn lib_in(dir: &Path) -> PathBuf {
 
 fn candidates() -> Vec<(PathBuf, String)> {
     let mut out = Vec::new();
-    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+    // An explicit ORT_DYLIB_PATH is an override: nothing else is tried.
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
         let p = if p.is_dir() { lib_in(&p) } else { p };
         out.push((p, "ORT_DYLIB_PATH".to_string()));
+        return out;
     }
     if let Some(dir) = std::env::current_exe()
         .ok()

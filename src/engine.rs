@@ -165,6 +165,17 @@ pub struct Timings {
     pub head_s: f64,
     /// Uncertainty + selection.
     pub select_s: f64,
+    /// Peak resident memory of the process so far, MiB (Linux `VmHWM`).
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// Peak resident set size of this process in MiB, from `/proc/self/status`
+/// (`None` where that is not available).
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// The result of scoring a scene.
@@ -418,6 +429,7 @@ pub fn score(
             embed_s,
             head_s,
             select_s,
+            peak_rss_mib: peak_rss_mib(),
         },
     })
 }

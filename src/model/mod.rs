@@ -6,7 +6,7 @@ mod session;
 mod spec;
 
 pub use runtime::RuntimeInfo;
-pub use session::{Encoder, Head, SessionConfig, inspect};
+pub use session::{Encoder, Head, MC_BLOCK_ROWS, SessionConfig, inspect};
 pub use spec::{IoInfo, ModelRole, ModelSpec, Preprocess};
 
 /// Errors from loading or running a model.

@@ -137,6 +137,10 @@ fn run_err(spec: &ModelSpec) -> impl Fn(ort::Error) -> ModelError + '_ {
     }
 }
 
+/// Rows per head call in [`Head::predict_mc`] (T × tiles): 65,536 rows of
+/// 256-d embeddings are 64 MiB.
+pub const MC_BLOCK_ROWS: usize = 65_536;
+
 /// An encoder session: tiles in, embeddings out. Runs once per tile.
 pub struct Encoder {
     session: Session,
@@ -232,20 +236,48 @@ impl Head {
         Ok(probs.to_owned())
     }
 
-    /// `passes` MC-dropout passes → `[T, N, K]`. With `passes == 1` (or a head
-    /// without an MC switch) this is the deterministic prediction repeated.
+    /// `passes` MC-dropout passes → `[T, N, K]`. With `passes == 1` this is
+    /// one deterministic pass. A head without an MC switch is run T times
+    /// as it is (identical passes unless its graph keeps dropout on).
+    ///
+    /// The T passes run as one batch: each chunk of tiles is repeated T times
+    /// and sent through the head in a single onnxruntime call (dropout draws
+    /// an independent mask per row), so per-call overhead is paid once per
+    /// chunk, not T times. Chunks keep the repeated block under
+    /// [`MC_BLOCK_ROWS`] rows, bounding memory on large scenes.
     pub fn predict_mc(
         &mut self,
         embeddings: ArrayView2<'_, f32>,
         passes: usize,
     ) -> Result<Array3<f32>, ModelError> {
-        let passes = passes.max(1);
-        let mc = passes > 1;
-        let (n, k) = (embeddings.nrows(), self.spec.class_names.len());
-        let mut out = Array3::<f32>::zeros((passes, n, k));
-        for t in 0..passes {
-            let p = self.predict(embeddings, mc)?;
-            out.index_axis_mut(Axis(0), t).assign(&p);
+        let t = passes.max(1);
+        let (n, d) = embeddings.dim();
+        let k = self.spec.class_names.len();
+        let mut out = Array3::<f32>::zeros((t, n, k));
+        if t == 1 {
+            let p = self.predict(embeddings, false)?;
+            for mut pass in out.outer_iter_mut() {
+                pass.assign(&p);
+            }
+            return Ok(out);
+        }
+        let chunk = (MC_BLOCK_ROWS / t).max(1);
+        let mut block = Array2::<f32>::zeros((t * chunk.min(n.max(1)), d));
+        let mut start = 0;
+        while start < n {
+            let m = chunk.min(n - start);
+            let src = embeddings.slice(ndarray::s![start..start + m, ..]);
+            for pass in 0..t {
+                block
+                    .slice_mut(ndarray::s![pass * m..(pass + 1) * m, ..])
+                    .assign(&src);
+            }
+            let p = self.predict(block.slice(ndarray::s![..t * m, ..]), true)?;
+            for pass in 0..t {
+                out.slice_mut(ndarray::s![pass, start..start + m, ..])
+                    .assign(&p.slice(ndarray::s![pass * m..(pass + 1) * m, ..]));
+            }
+            start += m;
         }
         Ok(out)
     }

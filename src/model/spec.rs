@@ -306,7 +306,7 @@ impl ModelSpec {
             )));
         }
         if let Some(s) = self.input_stride
-            && (tile < s || tile % s != 0)
+            && (tile < s || !tile.is_multiple_of(s))
         {
             let hint = self.tile_size.unwrap_or(s * 4);
             return Err(bad(format!(

@@ -32,14 +32,16 @@ pub fn canonical_band_name(raw: &str) -> String {
             Some(d) => (d, "A"),
             None => (rest, ""),
         };
-        if !digits.is_empty() && digits.len() <= 2 && digits.chars().all(|c| c.is_ascii_digit()) {
-            if let Ok(n) = digits.parse::<u32>() {
-                return if suffix.is_empty() {
-                    format!("B{n:02}")
-                } else {
-                    format!("B{n}{suffix}")
-                };
-            }
+        if !digits.is_empty()
+            && digits.len() <= 2
+            && digits.chars().all(|c| c.is_ascii_digit())
+            && let Ok(n) = digits.parse::<u32>()
+        {
+            return if suffix.is_empty() {
+                format!("B{n:02}")
+            } else {
+                format!("B{n}{suffix}")
+            };
         }
     }
     word

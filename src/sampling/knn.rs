@@ -1,6 +1,7 @@
 //! Brute-force k-nearest-neighbour search in an embedding space.
 
 use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 
 use ndarray::ArrayView2;
 
@@ -74,24 +75,46 @@ pub(crate) fn knn_from_distances(
     k: usize,
     eligible: &[bool],
 ) -> Vec<usize> {
-    let mut candidates: Vec<usize> = eligible
-        .iter()
-        .enumerate()
-        .filter_map(|(i, &ok)| ok.then_some(i))
-        .collect();
-    let distance = |i: usize| distances.get(i).copied().unwrap_or(f64::INFINITY);
-    let order = |&a: &usize, &b: &usize| -> Ordering {
-        distance(a)
-            .total_cmp(&distance(b))
-            .then_with(|| (a != query).cmp(&(b != query)))
-            .then(a.cmp(&b))
+    // One pass with a bounded max-heap of the k best seen so far (no N-sized
+    // allocation per query); the key orders exactly as documented above.
+    let key = |i: usize| {
+        let d = distances.get(i).copied().unwrap_or(f64::INFINITY);
+        (OrdF64(d), i != query, i)
     };
-    if k < candidates.len() {
-        candidates.select_nth_unstable_by(k - 1, order);
-        candidates.truncate(k);
+    let mut heap: BinaryHeap<(OrdF64, bool, usize)> = BinaryHeap::with_capacity(k + 1);
+    for (i, &ok) in eligible.iter().enumerate() {
+        if !ok {
+            continue;
+        }
+        let item = key(i);
+        if heap.len() < k {
+            heap.push(item);
+        } else if heap.peek().is_some_and(|top| item < *top) {
+            heap.pop();
+            heap.push(item);
+        }
     }
-    candidates.sort_unstable_by(order);
-    candidates
+    let mut best = heap.into_vec();
+    best.sort_unstable();
+    best.into_iter().map(|(_, _, i)| i).collect()
+}
+
+/// `f64` with the total order of [`f64::total_cmp`], for heap keys.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct OrdF64(f64);
+
+impl Eq for OrdF64 {}
+
+impl PartialOrd for OrdF64 {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for OrdF64 {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0)
+    }
 }
 
 #[cfg(test)]

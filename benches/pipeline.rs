@@ -167,6 +167,7 @@ fn request(t: usize, threads: usize) -> ScoreRequest {
     r.strategy = Strategy::TopK;
     r.session = SessionConfig {
         intra_threads: threads,
+        ..SessionConfig::default()
     };
     r
 }
@@ -181,6 +182,7 @@ fn ours_in_process(t: usize, threads: usize, out: &Path) -> f64 {
 fn floor(o: &Opts, report: &mut serde_json::Map<String, serde_json::Value>) {
     let cfg = SessionConfig {
         intra_threads: o.threads,
+        ..SessionConfig::default()
     };
     let scene = Scene::open(&sample()).expect("scene");
     let mut enc = Encoder::load(&model("encoder.onnx"), cfg).expect("encoder");

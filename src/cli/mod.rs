@@ -233,6 +233,7 @@ fn score(a: ScoreArgs) -> Result<()> {
     req.batch_size = a.batch_size;
     req.session = SessionConfig {
         intra_threads: a.threads,
+        ..SessionConfig::default()
     };
 
     let bar = (!a.quiet && std::io::stderr().is_terminal()).then(|| {

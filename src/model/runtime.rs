@@ -72,9 +72,11 @@ fn runtime() -> Result<&'static Runtime, ModelError> {
 }
 
 fn load() -> Result<Runtime, String> {
-    let candidates = candidates();
     let mut tried = Vec::new();
-    for (path, via) in &candidates {
+    let cheap = candidates();
+    let late = std::iter::once(()).flat_map(|()| late_candidates());
+    for (path, via) in cheap.into_iter().chain(late) {
+        let (path, via) = (&path, &via);
         let bare = path.parent().is_none_or(|d| d.as_os_str().is_empty());
         if !bare && !path.is_file() {
             tried.push(format!("{} ({via}): not there", path.display()));
@@ -194,6 +196,16 @@ fn candidates() -> Vec<(PathBuf, String)> {
         ));
     }
     out.push((lib_in(&home_lib()), "NEXTTILE_HOME/lib".into()));
+    out
+}
+
+/// Places tried only when the cheap ones failed: asking python3 where its
+/// onnxruntime lives costs a process start.
+fn late_candidates() -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    if std::env::var_os("ORT_DYLIB_PATH").is_some_and(|p| !p.is_empty()) {
+        return out;
+    }
     if let Some(p) = python_onnxruntime() {
         out.push((p, "python onnxruntime package".into()));
     }

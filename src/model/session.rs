@@ -13,10 +13,22 @@ use super::spec::{IoInfo, ModelRole, ModelSpec};
 use super::{ModelError, runtime};
 
 /// Session settings (threads); the execution provider comes from the build.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct SessionConfig {
     /// Threads inside one operator; 0 = onnxruntime's default (all cores).
     pub intra_threads: usize,
+    /// Let onnxruntime's idle worker threads spin (lower latency per call,
+    /// but they hold the cores the raster reader needs). Default off.
+    pub spinning: bool,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            intra_threads: 0,
+            spinning: std::env::var("NEXTTILE_ORT_SPIN").is_ok_and(|v| v == "1"),
+        }
+    }
 }
 
 /// Read an ONNX file's contract without keeping a session around.
@@ -39,6 +51,11 @@ fn load(path: &Path, cfg: SessionConfig) -> Result<(Session, ModelSpec), ModelEr
     let mut builder = Session::builder(env)
         .map_err(ort_err)?
         .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(|e| ort_err(e.into()))?
+        // Worker threads sleep instead of spinning between runs, so the raster
+        // reader thread gets the cores while a batch is being prepared
+        // (measured on the sample: see README, Performance).
+        .with_intra_op_spinning(cfg.spinning)
         .map_err(|e| ort_err(e.into()))?;
     if cfg.intra_threads > 0 {
         builder = builder

@@ -11,18 +11,8 @@ ORT_VERSION=1.31.1
 venv="${NEXTTILE_BENCH_VENV:-$root/.cache/benchenv}"
 log() { printf '[setup_reference] %s\n' "$*" >&2; }
 
-pkgs=(python3 python3-venv python3-gdal python3-numpy)
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  log "installing Debian packages: ${missing[*]}"
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+. "$root/scripts/lib.sh"
+ensure_debian_packages setup_reference python3 python3-venv python3-gdal python3-numpy
 
 if [ ! -x "$venv/bin/python" ]; then
   log "creating venv $venv (with system site-packages for osgeo + numpy)"

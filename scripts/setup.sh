@@ -12,18 +12,8 @@ ORT_VERSION=1.31.1
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
 # 1. Debian packages
-pkgs=(libgdal-dev gdal-bin libproj-dev proj-bin libclang-dev pkg-config python3-pip)
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  log "installing Debian packages: ${missing[*]}"
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+. "$root/scripts/lib.sh"
+ensure_debian_packages setup libgdal-dev gdal-bin libproj-dev proj-bin libclang-dev pkg-config python3-pip
 
 # 2. onnxruntime shared library from the PyPI wheel
 home="${NEXTTILE_HOME:-${XDG_DATA_HOME:-$HOME/.local/share}/nexttile}"

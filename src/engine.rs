@@ -11,11 +11,12 @@ use ndarray::{Array2, Axis, concatenate};
 use serde::Serialize;
 
 use crate::aoi::Aoi;
+use crate::crs::LocalMetric;
 use crate::error::{Error, Result};
 use crate::model::{Encoder, Head, ModelSpec, SessionConfig};
 use crate::output;
 use crate::raster::{RasterError, ReadPlan, Scene, TileBatch, read_tiles};
-use crate::sampling::{Pick, SelectionInput, Strategy, select};
+use crate::sampling::{Pick, SelectionInput, Strategy, select, select_with_spacing};
 use crate::tiling::{TileGrid, TileId, tiles_in_aoi};
 use crate::uncertainty::{Metric, Uncertainties, compute_all, predicted_class};
 
@@ -55,6 +56,9 @@ pub struct ScoreRequest {
     pub budget: usize,
     /// Seed for every random choice (FPS start, random strategy).
     pub seed: u64,
+    /// Minimum ground distance between suggested tile centres, metres
+    /// (0 = no constraint); for field surveys.
+    pub min_spacing_m: f64,
     /// Explicit 1-based band indices in model order (overrides name matching).
     pub bands: Option<Vec<usize>>,
     /// Tiles with fewer valid pixels are skipped.
@@ -84,6 +88,7 @@ impl ScoreRequest {
             metric: Metric::LeastConfidence,
             budget: DEFAULT_BUDGET,
             seed: 0,
+            min_spacing_m: 0.0,
             bands: None,
             min_valid_fraction: DEFAULT_MIN_VALID,
             batch_size: DEFAULT_BATCH_SIZE,
@@ -210,6 +215,8 @@ pub struct ScoreResult {
     pub metric: Metric,
     /// Requested budget.
     pub budget: usize,
+    /// Minimum ground spacing between picks, metres (0 = none).
+    pub min_spacing_m: f64,
     /// Seed used.
     pub seed: u64,
     /// MC passes run.
@@ -391,8 +398,31 @@ pub fn score(
         embeddings: embeddings.view(),
         uncertainty: score_vec,
         excluded: None,
+        labelled: None,
     };
-    let picks = select(&req.strategy, &input, req.budget, req.seed)?;
+    let picks = if req.min_spacing_m > 0.0 {
+        let (cx, cy) = grid
+            .geo_transform
+            .apply(scene.width as f64 / 2.0, scene.height as f64 / 2.0);
+        let metric = LocalMetric::new(&scene.crs_wkt, (cx, cy))?;
+        let centres: Vec<[f64; 2]> = ids
+            .iter()
+            .map(|id| {
+                let (x, y) = grid.centre(*id);
+                metric.to_metres(x, y)
+            })
+            .collect();
+        select_with_spacing(
+            &req.strategy,
+            &input,
+            req.budget,
+            req.seed,
+            &centres,
+            req.min_spacing_m,
+        )?
+    } else {
+        select(&req.strategy, &input, req.budget, req.seed)?
+    };
     let select_s = t3.elapsed().as_secs_f64();
 
     Ok(ScoreResult {
@@ -419,6 +449,7 @@ pub fn score(
         strategy: req.strategy,
         metric: req.metric,
         budget: req.budget,
+        min_spacing_m: req.min_spacing_m,
         seed: req.seed,
         mc_passes: req.mc_passes.max(1),
         encoder: (&encoder.spec).into(),
@@ -530,6 +561,7 @@ pub fn summary_json(result: &ScoreResult, paths: Option<&OutputPaths>) -> serde_
         "strategy_params": result.strategy_params,
         "metric": result.metric.name(),
         "budget": result.budget,
+        "min_spacing_m": result.min_spacing_m,
         "seed": result.seed,
         "suggestions": picks,
         "warnings": result.warnings,

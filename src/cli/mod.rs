@@ -88,7 +88,7 @@ struct ScoreArgs {
     /// MC-dropout passes of the head (1 = deterministic).
     #[arg(long, short = 't', default_value_t = engine::DEFAULT_MC_PASSES)]
     mc_passes: usize,
-    /// Selection strategy: mcfps, top_k, random.
+    /// Selection strategy: mcfps, top_k, random, coreset, clustering.
     #[arg(long, default_value = "mcfps")]
     strategy: String,
     /// Uncertainty metric for ranking: least_confidence, entropy, bald, margin, variation_ratio.
@@ -103,6 +103,12 @@ struct ScoreArgs {
     /// MCFPS: number of FPS anchors S (default: the budget).
     #[arg(long)]
     anchors: Option<usize>,
+    /// Clustering: candidates are the m·budget most uncertain tiles.
+    #[arg(long)]
+    cluster_factor: Option<usize>,
+    /// Minimum ground distance between suggested tiles' centres, metres (field surveys).
+    #[arg(long, default_value_t = 0.0)]
+    min_spacing: f64,
     /// Seed for every random choice.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -203,6 +209,21 @@ fn parse_strategy(a: &ScoreArgs) -> Result<Strategy> {
             "--neighbours and --anchors only apply to --strategy mcfps".into(),
         ));
     }
+    if let Strategy::Clustering(p) = &mut s {
+        if let Some(m) = a.cluster_factor {
+            p.m = m;
+        }
+    } else if a.cluster_factor.is_some() {
+        return Err(Error::Invalid(
+            "--cluster-factor only applies to --strategy clustering".into(),
+        ));
+    }
+    if !a.min_spacing.is_finite() || a.min_spacing < 0.0 {
+        return Err(Error::Invalid(format!(
+            "--min-spacing must be a distance in metres >= 0, got {}",
+            a.min_spacing
+        )));
+    }
     Ok(s)
 }
 
@@ -228,6 +249,7 @@ fn score(a: ScoreArgs) -> Result<()> {
     req.metric = metric;
     req.budget = a.budget;
     req.seed = a.seed;
+    req.min_spacing_m = a.min_spacing;
     req.bands = a.bands.clone();
     req.min_valid_fraction = a.min_valid;
     req.batch_size = a.batch_size;

@@ -127,6 +127,7 @@ pub fn suggestions_collection(result: &ScoreResult) -> Result<FeatureCollection,
         p.insert("metric".into(), json!(result.metric.name()));
         p.insert("mc_passes".into(), json!(result.mc_passes));
         p.insert("seed".into(), json!(result.seed));
+        p.insert("min_spacing_m".into(), json!(result.min_spacing_m));
         p.insert("encoder_sha256".into(), json!(result.encoder.sha256));
         p.insert("head_sha256".into(), json!(result.head.sha256));
         p.insert("class".into(), serde_json::Value::Null);

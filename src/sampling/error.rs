@@ -19,13 +19,13 @@ pub enum SamplingError {
         uncertainty_len: usize,
     },
 
-    /// A boolean mask (excluded / eligible) has the wrong length.
+    /// A boolean mask (excluded / labelled / eligible) has the wrong length.
     #[error(
         "the {mask} mask has {mask_len} entries but there are {tiles} tiles; pass one flag \
          per tile"
     )]
     MaskLengthMismatch {
-        /// Which mask: `"excluded"` or `"eligible"`.
+        /// Which mask: `"excluded"`, `"labelled"` or `"eligible"`.
         mask: &'static str,
         /// Length of the mask.
         mask_len: usize,
@@ -45,10 +45,12 @@ pub enum SamplingError {
         value: f32,
     },
 
-    /// An embedding coordinate of an eligible tile is NaN or infinite.
+    /// An embedding coordinate of an eligible tile (or of a labelled tile used as a
+    /// core-set centre) is NaN or infinite.
     #[error(
         "embedding of tile {tile} has {value} in dimension {dim}, which is not finite; \
-         re-encode that tile or exclude it"
+         re-encode that tile, or exclude it (a labelled tile serves as a core-set centre, \
+         so its embedding must be finite too)"
     )]
     NonFiniteEmbedding {
         /// Tile index.
@@ -79,6 +81,56 @@ pub enum SamplingError {
     /// The neighbourhood size `k` is zero.
     #[error("the neighbourhood size k is 0; use k >= 1 (k = 1 keeps only the anchor itself)")]
     ZeroNeighbours,
+
+    /// The number of k-means clusters is zero.
+    #[error(
+        "the number of clusters is 0; ask for at least one (the clustering strategy uses \
+         the budget)"
+    )]
+    ZeroClusters,
+
+    /// The candidate factor `m` of the clustering strategy is zero.
+    #[error(
+        "the candidate factor m is 0; use m >= 1 (the m·b most uncertain tiles are clustered; \
+         m = 1 clusters exactly the b most uncertain, Möllenbrok et al. use m = 3 or 4)"
+    )]
+    ZeroCandidateFactor,
+
+    /// The tile centres for the spacing constraint do not match the tiles.
+    #[error(
+        "there are {centres} tile centres but {tiles} tiles; pass one [x, y] centre in metres \
+         per tile, in the same order as the embeddings"
+    )]
+    CentresLengthMismatch {
+        /// Number of centres that were passed.
+        centres: usize,
+        /// Number of tiles `N`.
+        tiles: usize,
+    },
+
+    /// The centre of an eligible or labelled tile is NaN or infinite.
+    #[error(
+        "the centre of tile {tile} is ({x}, {y}), which is not finite; fix its map \
+         coordinates (metres in a projected CRS) or exclude the tile"
+    )]
+    NonFiniteCentre {
+        /// Tile index.
+        tile: usize,
+        /// Easting (metres).
+        x: f64,
+        /// Northing (metres).
+        y: f64,
+    },
+
+    /// The minimum ground spacing is NaN or infinite.
+    #[error(
+        "the minimum spacing {value} m is not a finite distance; pass metres (0 or less \
+         turns the spacing constraint off)"
+    )]
+    InvalidSpacing {
+        /// The value that was given.
+        value: f64,
+    },
 
     /// A tile index (start point, query) is past the end.
     #[error("tile index {index} is out of range for {tiles} tiles; use an index below {tiles}")]

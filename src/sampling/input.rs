@@ -6,7 +6,8 @@ use crate::sampling::SelectionInput;
 use crate::sampling::error::SamplingError;
 
 /// Checks the shapes of `input` and the finiteness of the eligible tiles' uncertainties;
-/// returns the eligibility mask (`true` = may be picked, i.e. not excluded).
+/// returns the eligibility mask (`true` = may be picked, i.e. neither excluded nor
+/// labelled).
 pub(crate) fn eligible_mask(input: &SelectionInput<'_>) -> Result<Vec<bool>, SamplingError> {
     let tiles = input.uncertainty.len();
     if input.embeddings.nrows() != tiles {
@@ -15,23 +16,45 @@ pub(crate) fn eligible_mask(input: &SelectionInput<'_>) -> Result<Vec<bool>, Sam
             uncertainty_len: tiles,
         });
     }
-    let eligible: Vec<bool> = match input.excluded {
-        Some(excluded) if excluded.len() != tiles => {
-            return Err(SamplingError::MaskLengthMismatch {
-                mask: "excluded",
-                mask_len: excluded.len(),
-                tiles,
-            });
-        }
-        Some(excluded) => excluded.iter().map(|&x| !x).collect(),
-        None => vec![true; tiles],
-    };
+    let excluded = checked_mask(input.excluded, "excluded", tiles)?;
+    let labelled = checked_mask(input.labelled, "labelled", tiles)?;
+    let eligible: Vec<bool> = excluded
+        .iter()
+        .zip(&labelled)
+        .map(|(&x, &l)| !x && !l)
+        .collect();
     for (tile, (&value, &ok)) in input.uncertainty.iter().zip(&eligible).enumerate() {
         if ok && !value.is_finite() {
             return Err(SamplingError::NonFiniteUncertainty { tile, value });
         }
     }
     Ok(eligible)
+}
+
+/// The `labelled` flags of `input` (all `false` when there is none); lengths are checked by
+/// [`eligible_mask`], which must have succeeded.
+pub(crate) fn labelled_mask(input: &SelectionInput<'_>) -> Vec<bool> {
+    match input.labelled {
+        Some(labelled) => labelled.to_vec(),
+        None => vec![false; input.uncertainty.len()],
+    }
+}
+
+/// An optional mask as a vector of `tiles` flags (all `false` when absent).
+fn checked_mask(
+    mask: Option<&[bool]>,
+    name: &'static str,
+    tiles: usize,
+) -> Result<Vec<bool>, SamplingError> {
+    match mask {
+        Some(m) if m.len() != tiles => Err(SamplingError::MaskLengthMismatch {
+            mask: name,
+            mask_len: m.len(),
+            tiles,
+        }),
+        Some(m) => Ok(m.to_vec()),
+        None => Ok(vec![false; tiles]),
+    }
 }
 
 /// Checks an eligibility mask against the number of embedding rows, that `D >= 1`, and that
@@ -126,6 +149,33 @@ mod tests {
             })
         ));
         assert_eq!(eligible_indices(&mask), vec![0, 2]);
+    }
+
+    #[test]
+    fn labelled_tiles_are_not_eligible() {
+        // Tile 0 excluded, tile 2 labelled, tile 3 both: only 1 remains eligible. The NaN
+        // uncertainty of the labelled tile 2 is not an error, as it can never be picked.
+        let emb = Array2::<f32>::zeros((4, 1));
+        let unc = array![0.5_f32, 0.5, f32::NAN, 0.5];
+        let excluded = [true, false, false, true];
+        let labelled = [false, false, true, true];
+        let input = SelectionInput::new(emb.view(), unc.view())
+            .with_excluded(&excluded)
+            .with_labelled(&labelled);
+        assert_eq!(eligible_mask(&input), Ok(vec![false, true, false, false]));
+        assert_eq!(labelled_mask(&input), labelled.to_vec());
+        let plain = SelectionInput::new(emb.view(), unc.view()).with_excluded(&excluded);
+        assert_eq!(labelled_mask(&plain), vec![false; 4]);
+        let short = [true];
+        let bad = plain.with_labelled(&short);
+        assert_eq!(
+            eligible_mask(&bad),
+            Err(SamplingError::MaskLengthMismatch {
+                mask: "labelled",
+                mask_len: 1,
+                tiles: 4
+            })
+        );
     }
 
     #[test]

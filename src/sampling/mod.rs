@@ -1,8 +1,9 @@
 //! Selection strategies: which tiles to label next.
 //!
 //! A strategy takes a [`SelectionInput`] (per-tile embeddings, per-tile uncertainty where
-//! higher means more uncertain, and an optional mask of tiles that may not be picked), a
-//! budget and a seed, and returns ranked [`Pick`]s, rank 1 first. [`select`] dispatches on
+//! higher means more uncertain, and optional masks of tiles that may not be picked:
+//! excluded ones, and labelled ones, which also serve as existing centres), a budget and a
+//! seed, and returns ranked [`Pick`]s, rank 1 first. [`select`] dispatches on
 //! [`Strategy`]; each algorithm lives in its own file and can also be called directly:
 //!
 //! | strategy | function | idea |
@@ -10,34 +11,51 @@
 //! | [`Strategy::TopK`] | [`top_k`] | most uncertain first |
 //! | [`Strategy::Random`] | [`random_sample`] | seeded uniform sample |
 //! | [`Strategy::Mcfps`] | [`mcfps`] | most uncertain tile in each farthest-point neighbourhood |
+//! | [`Strategy::Coreset`] | [`coreset`] | k-center greedy from the labelled tiles (Sener & Savarese 2018) |
+//! | [`Strategy::Clustering`] | [`clustering`] | most uncertain tile of each k-means++ cluster of the `m·b` most uncertain (Möllenbrok et al. 2023) |
 //!
-//! The building blocks [`farthest_point_sampling`] and [`k_nearest_neighbours`] are public
-//! for reuse by later strategies. Everything is deterministic for a given seed (ChaCha8).
+//! [`select_with_spacing`] adds a minimum ground distance between picks (and to labelled
+//! tiles) to any strategy. For the multi-label query functions LL+Clustering,
+//! TPD+Clustering and MGE+Clustering, pass the matching uncertainty of
+//! [`crate::uncertainty`] with [`Strategy::Clustering`]; the first TPD round has no
+//! previous model and uses [`Strategy::Random`] ([`tpd_round_strategy`]).
+//!
+//! The building blocks [`farthest_point_sampling`], [`k_nearest_neighbours`],
+//! [`kmeans_plus_plus`] and [`kmeans`] are public for reuse by later strategies.
+//! Everything is deterministic for a given seed (ChaCha8).
 //! Degenerate input (zero budget, shape mismatch, NaN values, ...) is a [`SamplingError`];
 //! an empty pool is not: it yields no picks.
 //!
 //! To add a strategy: a file with its function, a [`Strategy`] variant (with a params
 //! struct if it needs one), its name in [`Strategy::NAMES`], and an arm in [`select`].
 
+mod clustering;
+mod coreset;
 mod distance;
 mod error;
 mod farthest_point;
 mod input;
+mod kmeans;
 mod knn;
 mod mcfps;
 mod random;
 mod rank;
+mod spacing;
 mod strategy;
 mod top_k;
 
 use ndarray::{ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
+pub use crate::sampling::clustering::{ClusteringParams, clustering, tpd_round_strategy};
+pub use crate::sampling::coreset::coreset;
 pub use crate::sampling::error::SamplingError;
 pub use crate::sampling::farthest_point::{farthest_point_sampling, farthest_point_sampling_from};
+pub use crate::sampling::kmeans::{KMeans, kmeans, kmeans_plus_plus};
 pub use crate::sampling::knn::k_nearest_neighbours;
 pub use crate::sampling::mcfps::{McfpsParams, mcfps, mcfps_from};
 pub use crate::sampling::random::random_sample;
+pub use crate::sampling::spacing::select_with_spacing;
 pub use crate::sampling::strategy::Strategy;
 pub use crate::sampling::top_k::top_k;
 
@@ -50,9 +68,14 @@ pub struct SelectionInput<'a> {
     /// `[N]` uncertainty, higher = more uncertain (e.g. a metric of
     /// [`crate::uncertainty`]). Must be finite for every tile that may be picked.
     pub uncertainty: ArrayView1<'a, f32>,
-    /// `[N]` flags of tiles already labelled or skipped: `true` tiles are never picked.
-    /// `None` means every tile may be picked.
+    /// `[N]` flags of tiles that may not be picked (skipped, no data, ...): `true` tiles
+    /// are never picked. `None` means no tile is excluded.
     pub excluded: Option<&'a [bool]>,
+    /// `[N]` flags of tiles already labelled: `true` tiles are never picked (like
+    /// `excluded`) and, unlike excluded ones, act as existing centres: [`coreset`] covers
+    /// the pool starting from them and [`select_with_spacing`] keeps picks away from them.
+    /// `None` means no tile is labelled.
+    pub labelled: Option<&'a [bool]>,
 }
 
 impl<'a> SelectionInput<'a> {
@@ -62,6 +85,7 @@ impl<'a> SelectionInput<'a> {
             embeddings,
             uncertainty,
             excluded: None,
+            labelled: None,
         }
     }
 
@@ -69,6 +93,15 @@ impl<'a> SelectionInput<'a> {
     pub fn with_excluded(self, excluded: &'a [bool]) -> Self {
         Self {
             excluded: Some(excluded),
+            ..self
+        }
+    }
+
+    /// The same input with `labelled` tiles (`true` = already labelled: never picked, and
+    /// an existing centre for [`coreset`] and [`select_with_spacing`]).
+    pub fn with_labelled(self, labelled: &'a [bool]) -> Self {
+        Self {
+            labelled: Some(labelled),
             ..self
         }
     }
@@ -89,7 +122,9 @@ impl<'a> SelectionInput<'a> {
 pub struct Pick {
     /// Tile index into the input arrays.
     pub index: usize,
-    /// The tile's uncertainty (the input value, whatever the strategy).
+    /// The tile's uncertainty (the input value) for every strategy but
+    /// [`Strategy::Coreset`], whose score is the embedding distance from the tile to its
+    /// nearest centre when it was picked (`+∞` for a cold-start first pick).
     pub score: f32,
     /// MCFPS: the farthest-point anchor whose neighbourhood produced this pick;
     /// `None` for strategies without anchors.
@@ -97,17 +132,22 @@ pub struct Pick {
 }
 
 /// Selects up to `budget` tiles with `strategy`, ranked (rank 1 first), deterministic for a
-/// given `seed` (only [`Strategy::Random`] and [`Strategy::Mcfps`] use it).
+/// given `seed` (used by [`Strategy::Random`], [`Strategy::Mcfps`], [`Strategy::Clustering`]
+/// and, without labelled tiles, [`Strategy::Coreset`]).
 ///
-/// Excluded tiles are never picked. When `budget` exceeds the number of eligible tiles,
-/// [`Strategy::TopK`] and [`Strategy::Random`] return all eligible tiles (not an error);
-/// [`Strategy::Mcfps`] returns at most one tile per anchor and may return fewer when
-/// neighbourhoods overlap (see [`mcfps`]). No eligible tile: no picks.
+/// Excluded and labelled tiles are never picked. When `budget` exceeds the number of
+/// eligible tiles, [`Strategy::TopK`], [`Strategy::Random`], [`Strategy::Coreset`] and
+/// [`Strategy::Clustering`] return all eligible tiles (not an error); [`Strategy::Mcfps`]
+/// returns at most one tile per anchor and may return fewer when neighbourhoods overlap
+/// (see [`mcfps`]). From a pool larger than the budget, [`Strategy::Clustering`] may also
+/// return fewer, when clusters end up empty or candidates share embeddings (see
+/// [`clustering`]). No eligible tile: no picks.
 ///
 /// # Errors
 ///
-/// [`SamplingError`] for a zero budget, zero anchors or neighbours, mismatched lengths of
-/// embeddings, uncertainty and mask, or NaN / infinite values of eligible tiles.
+/// [`SamplingError`] for a zero budget, zero anchors, neighbours or candidate factor,
+/// mismatched lengths of embeddings, uncertainty and masks, or NaN / infinite values of
+/// eligible tiles (and of labelled tiles' embeddings for [`Strategy::Coreset`]).
 ///
 /// # Examples
 ///
@@ -118,7 +158,7 @@ pub struct Pick {
 /// let embeddings = array![[0.0_f32, 0.0], [0.0, 1.0], [9.0, 9.0], [9.0, 8.0]];
 /// let uncertainty = array![0.1_f32, 0.6, 0.4, 0.5];
 /// let labelled = [false, false, false, true];
-/// let input = SelectionInput::new(embeddings.view(), uncertainty.view()).with_excluded(&labelled);
+/// let input = SelectionInput::new(embeddings.view(), uncertainty.view()).with_labelled(&labelled);
 ///
 /// let strategy: Strategy = "top_k".parse()?;
 /// let picks = select(&strategy, &input, 2, 0)?;
@@ -135,6 +175,8 @@ pub fn select(
         Strategy::TopK => top_k(input, budget),
         Strategy::Random => random_sample(input, budget, seed),
         Strategy::Mcfps(params) => mcfps(input, budget, params, seed),
+        Strategy::Coreset => coreset(input, budget, seed),
+        Strategy::Clustering(params) => clustering(input, budget, params, seed),
     }
 }
 
@@ -170,7 +212,30 @@ mod tests {
                 select(&Strategy::Mcfps(params), &input, 3, seed),
                 mcfps(&input, 3, &params, seed)
             );
+            assert_eq!(
+                select(&Strategy::Coreset, &input, 3, seed),
+                coreset(&input, 3, seed)
+            );
+            let cp = ClusteringParams {
+                m: 2,
+                iterations: 5,
+            };
+            assert_eq!(
+                select(&Strategy::Clustering(cp), &input, 2, seed),
+                clustering(&input, 2, &cp, seed)
+            );
         }
+    }
+
+    /// Every strategy, with default parameters.
+    fn all_strategies() -> [Strategy; 5] {
+        [
+            Strategy::TopK,
+            Strategy::Random,
+            Strategy::Mcfps(McfpsParams::default()),
+            Strategy::Coreset,
+            Strategy::Clustering(ClusteringParams::default()),
+        ]
     }
 
     #[test]
@@ -179,18 +244,23 @@ mod tests {
         let emb = Array2::from_shape_fn((n, 3), |(i, d)| ((i * 7 + d * 13) % 11) as f32);
         let unc = Array1::from_shape_fn(n, |i| ((i * 17) % 23) as f32 / 23.0);
         let excluded: Vec<bool> = (0..n).map(|i| i % 3 == 0).collect();
-        let input = SelectionInput::new(emb.view(), unc.view()).with_excluded(&excluded);
-        let strategies = [
-            Strategy::TopK,
-            Strategy::Random,
-            Strategy::Mcfps(McfpsParams::default()),
-        ];
-        for strategy in strategies {
+        let labelled: Vec<bool> = (0..n).map(|i| i % 5 == 1).collect();
+        let input = SelectionInput::new(emb.view(), unc.view())
+            .with_excluded(&excluded)
+            .with_labelled(&labelled);
+        for strategy in all_strategies() {
             for seed in 0..5 {
                 let picks = select(&strategy, &input, 8, seed).unwrap();
                 assert!(!picks.is_empty() && picks.len() <= 8, "{strategy}");
-                assert!(picks.iter().all(|p| !excluded[p.index]), "{strategy}");
-                assert!(picks.iter().all(|p| p.score == unc[p.index]), "{strategy}");
+                assert!(
+                    picks
+                        .iter()
+                        .all(|p| !excluded[p.index] && !labelled[p.index]),
+                    "{strategy}"
+                );
+                if strategy != Strategy::Coreset {
+                    assert!(picks.iter().all(|p| p.score == unc[p.index]), "{strategy}");
+                }
                 let mut seen: Vec<usize> = picks.iter().map(|p| p.index).collect();
                 seen.sort_unstable();
                 seen.dedup();
@@ -211,12 +281,7 @@ mod tests {
         let unc = array![0.5_f32, 0.1, 0.4, 0.3, 0.2];
         let excluded = [false, true, false, false, true];
         let input = SelectionInput::new(emb.view(), unc.view()).with_excluded(&excluded);
-        let strategies = [
-            Strategy::TopK,
-            Strategy::Random,
-            Strategy::Mcfps(McfpsParams::default()),
-        ];
-        for strategy in strategies {
+        for strategy in all_strategies() {
             let mut got: Vec<usize> = select(&strategy, &input, 50, 4)
                 .unwrap()
                 .iter()
@@ -235,9 +300,15 @@ mod tests {
         assert_eq!(input.len(), 2);
         assert!(!input.is_empty());
         assert!(input.excluded.is_none());
+        assert!(input.labelled.is_none());
         assert_eq!(
             input.with_excluded(&[true, false]).excluded,
             Some(&[true, false][..])
         );
+        let both = input
+            .with_excluded(&[true, false])
+            .with_labelled(&[false, true]);
+        assert_eq!(both.labelled, Some(&[false, true][..]));
+        assert_eq!(both.excluded, Some(&[true, false][..]));
     }
 }

@@ -5,15 +5,23 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::sampling::clustering::ClusteringParams;
 use crate::sampling::error::SamplingError;
 use crate::sampling::mcfps::McfpsParams;
 
 /// A selection strategy, run by [`select`](crate::sampling::select).
 ///
-/// Serde uses the snake_case names, externally tagged: `"top_k"`, `"random"`, and
-/// `{"mcfps": {"anchors": null, "neighbours": 16}}` (missing MCFPS fields take their
-/// defaults, so `{"mcfps": {}}` works). [`FromStr`] parses the bare name, giving MCFPS its
-/// default parameters.
+/// Serde uses the snake_case names, externally tagged: `"top_k"`, `"random"`, `"coreset"`,
+/// `{"mcfps": {"anchors": null, "neighbours": 16}}` and
+/// `{"clustering": {"m": 10, "iterations": 20}}` (missing parameter fields take their
+/// defaults, so `{"mcfps": {}}` works). [`FromStr`] parses the bare name, giving MCFPS and
+/// clustering their default parameters.
+///
+/// The multi-label query functions of Möllenbrok, Sumbul & Demir 2023 (LL+Clustering,
+/// TPD+Clustering, MGE+Clustering) are all [`Strategy::Clustering`]; the uncertainty
+/// passed in decides which. TPD has no previous model in the first round, where the paper
+/// samples at random: callers pass [`Strategy::Random`] then (see
+/// [`tpd_round_strategy`](crate::sampling::tpd_round_strategy)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
@@ -23,11 +31,18 @@ pub enum Strategy {
     Random,
     /// Uncertainty within farthest-point neighbourhoods ([`mcfps`](crate::sampling::mcfps)).
     Mcfps(McfpsParams),
+    /// k-center greedy core set from the labelled tiles, ignoring uncertainty
+    /// ([`coreset`](crate::sampling::coreset); Sener & Savarese 2018).
+    Coreset,
+    /// The most uncertain tile of each k-means++ cluster of the `m·b` most uncertain
+    /// tiles ([`clustering`](crate::sampling::clustering); Möllenbrok et al. 2023,
+    /// Sec. II-B).
+    Clustering(ClusteringParams),
 }
 
 impl Strategy {
     /// The names of all strategies, in declaration order.
-    pub const NAMES: [&'static str; 3] = ["top_k", "random", "mcfps"];
+    pub const NAMES: [&'static str; 5] = ["top_k", "random", "mcfps", "coreset", "clustering"];
 
     /// The snake_case name used on the command line, in configuration files and by serde.
     pub fn name(&self) -> &'static str {
@@ -35,6 +50,8 @@ impl Strategy {
             Strategy::TopK => "top_k",
             Strategy::Random => "random",
             Strategy::Mcfps(_) => "mcfps",
+            Strategy::Coreset => "coreset",
+            Strategy::Clustering(_) => "clustering",
         }
     }
 
@@ -54,12 +71,14 @@ impl FromStr for Strategy {
     type Err = SamplingError;
 
     /// Parses a strategy name; case, surrounding whitespace and `-` versus `_` are ignored.
-    /// `"mcfps"` gets [`McfpsParams::default`].
+    /// `"mcfps"` gets [`McfpsParams::default`], `"clustering"` [`ClusteringParams::default`].
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
             "top_k" => Ok(Strategy::TopK),
             "random" => Ok(Strategy::Random),
             "mcfps" => Ok(Strategy::Mcfps(McfpsParams::default())),
+            "coreset" => Ok(Strategy::Coreset),
+            "clustering" => Ok(Strategy::Clustering(ClusteringParams::default())),
             _ => Err(SamplingError::UnknownStrategy {
                 name: s.to_string(),
             }),
@@ -80,6 +99,8 @@ mod tests {
             Strategy::TopK,
             Strategy::Random,
             Strategy::Mcfps(McfpsParams::default()),
+            Strategy::Coreset,
+            Strategy::Clustering(ClusteringParams::default()),
         ];
         for (s, name) in all.iter().zip(Strategy::NAMES) {
             assert_eq!(s.name(), name);
@@ -87,18 +108,22 @@ mod tests {
             assert_eq!(name.parse::<Strategy>().as_ref(), Ok(s));
         }
         assert_eq!("Top-K".parse(), Ok(Strategy::TopK));
+        assert_eq!(" CoreSet ".parse(), Ok(Strategy::Coreset));
     }
 
     #[test]
     fn unknown_name_lists_valid_ones() {
-        let msg = "coreset".parse::<Strategy>().unwrap_err().to_string();
-        assert!(msg.contains("\"coreset\""), "{msg}");
-        assert!(msg.contains("top_k, random, mcfps"), "{msg}");
+        let msg = "badge".parse::<Strategy>().unwrap_err().to_string();
+        assert!(msg.contains("\"badge\""), "{msg}");
+        assert!(
+            msg.contains("top_k, random, mcfps, coreset, clustering"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn serde_names_and_param_defaults() {
-        for name in ["top_k", "random"] {
+        for name in ["top_k", "random", "coreset"] {
             let de: StrDeserializer<'_, Error> = name.into_deserializer();
             assert_eq!(Strategy::deserialize(de).map(|s| s.name()), Ok(name));
         }
@@ -116,5 +141,36 @@ mod tests {
         let de: MapDeserializer<'_, _, Error> =
             MapDeserializer::new([("neighbors", 8_usize)].into_iter());
         assert!(McfpsParams::deserialize(de).is_err());
+        let de: MapDeserializer<'_, _, Error> = MapDeserializer::new([("m", 4_usize)].into_iter());
+        assert_eq!(
+            ClusteringParams::deserialize(de),
+            Ok(ClusteringParams {
+                m: 4,
+                iterations: 20
+            })
+        );
+        let de: MapDeserializer<'_, _, Error> =
+            MapDeserializer::new([("iterations", 3_usize), ("k", 2)].into_iter());
+        assert!(ClusteringParams::deserialize(de).is_err());
+    }
+
+    #[test]
+    fn serde_json_shapes() {
+        // The externally tagged forms that configuration files and the run summary use.
+        let s = Strategy::Clustering(ClusteringParams {
+            m: 3,
+            iterations: 7,
+        });
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(json, r#"{"clustering":{"m":3,"iterations":7}}"#);
+        assert_eq!(serde_json::from_str::<Strategy>(&json).unwrap(), s);
+        assert_eq!(
+            serde_json::to_string(&Strategy::Coreset).unwrap(),
+            r#""coreset""#
+        );
+        assert_eq!(
+            serde_json::from_str::<Strategy>(r#"{"clustering":{}}"#).unwrap(),
+            Strategy::Clustering(ClusteringParams::default())
+        );
     }
 }

@@ -20,6 +20,22 @@
 //! and every vector summing to 1 (within [`PROBABILITY_TOLERANCE`]); errors
 //! ([`UncertaintyError`]) name the first offending tile. `N == 0` yields empty outputs.
 //! [`compute_all`] validates once and returns every metric.
+//!
+//! ## Multi-label
+//!
+//! Multi-label models (one independent sigmoid per class, trained with binary
+//! cross-entropy) get the uncertainties of Möllenbrok, Sumbul & Demir 2023, *Deep Active
+//! Learning for Multi-Label Classification of Remote Sensing Images* (IEEE GRSL),
+//! Sec. II-A, named by [`MultiLabelMetric`]:
+//!
+//! | metric | function | formula |
+//! |---|---|---|
+//! | [`MultiLabelMetric::Ll`] | [`predicted_loss`] | loss-prediction output `l̂` (Eq. 4) |
+//! | [`MultiLabelMetric::Tpd`] | [`tpd`] | `‖F^τ(x) − F^{τ−1}(x)‖₂` (Eq. 5) |
+//! | [`MultiLabelMetric::Mge`] | [`mge`] | `‖p − ŷ‖₂ · ‖h‖₂`, the last layer's BCE gradient norm (Eqs. 6–7) |
+//!
+//! They take `[N, C]` outputs (average MC-dropout passes with [`mean_sigmoid_probs`]) and
+//! are meant for [`Strategy::Clustering`](crate::sampling::Strategy::Clustering).
 
 mod bald;
 mod entropy;
@@ -28,6 +44,8 @@ mod least_confidence;
 mod margin;
 mod mean;
 mod metric;
+mod multilabel;
+mod multilabel_metric;
 mod predicted_class;
 mod uncertainties;
 mod validate;
@@ -40,6 +58,8 @@ pub use crate::uncertainty::least_confidence::least_confidence;
 pub use crate::uncertainty::margin::margin;
 pub use crate::uncertainty::mean::mean_probs;
 pub use crate::uncertainty::metric::Metric;
+pub use crate::uncertainty::multilabel::{mean_sigmoid_probs, mge, predicted_loss, tpd};
+pub use crate::uncertainty::multilabel_metric::MultiLabelMetric;
 pub use crate::uncertainty::predicted_class::predicted_class;
 pub use crate::uncertainty::uncertainties::{Uncertainties, compute_all};
 pub use crate::uncertainty::variation_ratio::variation_ratio;

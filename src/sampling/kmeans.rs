@@ -1,0 +1,460 @@
+//! k-means clustering: k-means++ seeding followed by Lloyd iterations.
+//!
+//! Seeding follows Arthur & Vassilvitskii 2007, *k-means++: The Advantages of Careful
+//! Seeding* (SODA), Sec. 2.2: the first centre is a uniformly random point, every next one
+//! a point drawn with probability `D(x)² / Σ D(x)²`, `D(x)` being the distance from `x` to
+//! its nearest centre so far (an `O(log k)`-competitive start). Lloyd's iterations then
+//! alternate assigning every point to its nearest centroid and moving every centroid to
+//! the mean of its points. The clustering strategy
+//! ([`clustering`](crate::sampling::clustering)) runs this on the most uncertain tiles, as
+//! Möllenbrok, Sumbul & Demir 2023 (Sec. II-B) do.
+
+use ndarray::{Array2, ArrayView2, Axis, s};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::sampling::distance::squared_distances_into;
+use crate::sampling::error::SamplingError;
+use crate::sampling::input::check_embeddings;
+
+/// The result of [`kmeans`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct KMeans {
+    /// `[K, D]` centroids, `K <= k` (fewer when there are fewer distinct points than `k`).
+    pub centroids: Array2<f32>,
+    /// `[N]` cluster of every point, an index into `centroids` (the nearest centroid;
+    /// equal distances: the lower cluster index). A cluster may end up with no point.
+    pub assignment: Vec<usize>,
+    /// Lloyd iterations run (at most the number asked for; fewer when the assignment
+    /// stopped changing).
+    pub iterations: usize,
+}
+
+impl KMeans {
+    /// Number of clusters `K` (rows of `centroids`).
+    pub fn clusters(&self) -> usize {
+        self.centroids.nrows()
+    }
+}
+
+/// Chooses up to `k` seed points among the rows of the `[N, D]` `points` by k-means++
+/// (Arthur & Vassilvitskii 2007, Sec. 2.2), returned in the order they were drawn.
+///
+/// The first seed is uniform among the rows, each next one drawn with probability
+/// proportional to its squared distance to the nearest seed so far (ChaCha8 seeded with
+/// `seed`). A row that coincides with a seed has probability 0, so seeds are distinct
+/// points; when every row coincides with a seed, seeding stops early and fewer than `k`
+/// seeds come back (all distinct points, when `k` is at least their number).
+///
+/// `O(k · N · D)` time, `O(N)` memory.
+///
+/// # Errors
+///
+/// [`SamplingError::ZeroClusters`] for `k == 0`, [`SamplingError::NoEmbeddingDimensions`]
+/// for `D == 0`, [`SamplingError::NonFiniteEmbedding`] for a row with NaN or infinity.
+///
+/// # Examples
+///
+/// ```
+/// use ndarray::array;
+/// use nexttile::sampling::kmeans_plus_plus;
+///
+/// // Two groups of identical points: once a seed is in one group, the other points of
+/// // that group are at distance 0, so the second seed must come from the other group.
+/// let points = array![[0.0_f32, 0.0], [0.0, 0.0], [5.0, 5.0], [5.0, 5.0]];
+/// let seeds = kmeans_plus_plus(points.view(), 3, 7)?;
+/// assert_eq!(seeds.len(), 2); // only two distinct points
+/// assert_ne!(seeds[0] < 2, seeds[1] < 2);
+/// # Ok::<(), nexttile::sampling::SamplingError>(())
+/// ```
+pub fn kmeans_plus_plus(
+    points: ArrayView2<'_, f32>,
+    k: usize,
+    seed: u64,
+) -> Result<Vec<usize>, SamplingError> {
+    validate(&points, k)?;
+    Ok(seed_rows(&points, k, seed))
+}
+
+/// Clusters the rows of the `[N, D]` `points` into at most `k` clusters: k-means++ seeding
+/// ([`kmeans_plus_plus`], ChaCha8 seeded with `seed`), then up to `iterations` Lloyd
+/// iterations (stopping early once the assignment no longer changes).
+///
+/// Every Lloyd iteration moves each centroid to the mean of its points (a centroid that
+/// lost all its points stays where it is) and reassigns every point to its nearest
+/// centroid (equal distances: lower cluster index). With `iterations == 0` the points are
+/// only assigned to their nearest seed. Fewer than `k` clusters come back when there are
+/// fewer than `k` distinct points.
+///
+/// `O((k + iterations) · N · k · D)` worst case: seeding is `O(k · N · D)`, each iteration
+/// one `[N, D] × [D, k]` matrix product (blocked, split across cores for large inputs).
+/// Assignment distances use `‖x‖² − 2 x·c + ‖c‖²` in `f32`, so points almost equidistant
+/// from two centroids may go either way.
+///
+/// # Errors
+///
+/// Those of [`kmeans_plus_plus`].
+///
+/// # Examples
+///
+/// ```
+/// use ndarray::array;
+/// use nexttile::sampling::kmeans;
+///
+/// let points = array![[0.0_f32, 0.0], [0.0, 2.0], [100.0, 0.0], [100.0, 2.0]];
+/// let result = kmeans(points.view(), 2, 20, 1)?;
+/// // The second seed lands in the other pair with probability 99.98 % (it does for this
+/// // seed), and Lloyd moves the centroids to (0, 1) and (100, 1).
+/// assert_eq!(result.assignment[0], result.assignment[1]);
+/// assert_eq!(result.assignment[2], result.assignment[3]);
+/// assert_ne!(result.assignment[0], result.assignment[2]);
+/// let left = result.centroids.row(result.assignment[0]);
+/// assert_eq!(left.to_vec(), vec![0.0, 1.0]);
+/// # Ok::<(), nexttile::sampling::SamplingError>(())
+/// ```
+pub fn kmeans(
+    points: ArrayView2<'_, f32>,
+    k: usize,
+    iterations: usize,
+    seed: u64,
+) -> Result<KMeans, SamplingError> {
+    validate(&points, k)?;
+    let seeds = seed_rows(&points, k, seed);
+    let centroids = points.select(Axis(0), &seeds);
+    Ok(lloyd(&points, centroids, iterations))
+}
+
+/// `k >= 1`, `D >= 1` and finite rows.
+fn validate(points: &ArrayView2<'_, f32>, k: usize) -> Result<(), SamplingError> {
+    if k == 0 {
+        return Err(SamplingError::ZeroClusters);
+    }
+    check_embeddings(points, &vec![true; points.nrows()])
+}
+
+/// k-means++ seeding on validated points.
+fn seed_rows(points: &ArrayView2<'_, f32>, k: usize, seed: u64) -> Vec<usize> {
+    let rows = points.nrows();
+    if rows == 0 {
+        return Vec::new();
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let all = vec![true; rows];
+    let mut nearest = vec![f64::INFINITY; rows];
+    let mut distances = vec![0.0_f64; rows];
+    let mut seeds = Vec::with_capacity(k.min(rows));
+    let mut current = rng.random_range(0..rows);
+    loop {
+        seeds.push(current);
+        if seeds.len() >= k {
+            break;
+        }
+        squared_distances_into(points, current, &all, &mut distances);
+        for (n, &d) in nearest.iter_mut().zip(&distances) {
+            *n = n.min(d);
+        }
+        let total: f64 = nearest.iter().sum();
+        if total.is_nan() || total <= 0.0 {
+            break; // every point coincides with a seed
+        }
+        let target = rng.random::<f64>() * total;
+        match draw(&nearest, target) {
+            Some(next) => current = next,
+            None => break,
+        }
+    }
+    seeds
+}
+
+/// The first index whose running sum of `weights` exceeds `target` (`0 <= target < Σ`),
+/// skipping zero weights; when rounding leaves the sum at or below `target`, the last
+/// index with a positive weight.
+fn draw(weights: &[f64], target: f64) -> Option<usize> {
+    let mut sum = 0.0;
+    let mut last_positive = None;
+    for (i, &w) in weights.iter().enumerate() {
+        if w > 0.0 {
+            sum += w;
+            last_positive = Some(i);
+            if sum > target {
+                return Some(i);
+            }
+        }
+    }
+    last_positive
+}
+
+/// Lloyd's iterations from the given `[K, D]` centroids on validated points.
+pub(crate) fn lloyd(
+    points: &ArrayView2<'_, f32>,
+    mut centroids: Array2<f32>,
+    iterations: usize,
+) -> KMeans {
+    let mut assignment = assign(points, &centroids);
+    let mut done = 0;
+    while done < iterations {
+        done += 1;
+        update(points, &assignment, &mut centroids);
+        let next = assign(points, &centroids);
+        let stable = next == assignment;
+        assignment = next;
+        if stable {
+            break;
+        }
+    }
+    KMeans {
+        centroids,
+        assignment,
+        iterations: done,
+    }
+}
+
+/// Moves every centroid with at least one point to the mean of its points (in `f64`).
+fn update(points: &ArrayView2<'_, f32>, assignment: &[usize], centroids: &mut Array2<f32>) {
+    let (clusters, dims) = centroids.dim();
+    let mut sums = Array2::<f64>::zeros((clusters, dims));
+    let mut counts = vec![0_usize; clusters];
+    for (row, &c) in points.outer_iter().zip(assignment) {
+        if let Some(count) = counts.get_mut(c) {
+            *count += 1;
+            sums.row_mut(c)
+                .zip_mut_with(&row, |s, &x| *s += f64::from(x));
+        }
+    }
+    for ((mut centroid, sum), &count) in centroids
+        .outer_iter_mut()
+        .zip(sums.outer_iter())
+        .zip(&counts)
+    {
+        if count > 0 {
+            let n = count as f64;
+            centroid.zip_mut_with(&sum, |c, &s| *c = (s / n) as f32);
+        }
+    }
+}
+
+/// Rows per block of the assignment product (bounds the `[rows, K]` scratch matrix).
+const BLOCK_ROWS: usize = 256;
+/// Below this many multiply-adds per assignment, threads cost more than they save.
+const PARALLEL_MIN_WORK: usize = 1 << 22;
+/// Upper bound on worker threads for one assignment.
+const MAX_THREADS: usize = 16;
+
+/// The nearest centroid of every point (equal: lower index), by `‖c‖² − 2 x·c` (`‖x‖²` is
+/// the same for all centroids of a point).
+fn assign(points: &ArrayView2<'_, f32>, centroids: &Array2<f32>) -> Vec<usize> {
+    let rows = points.nrows();
+    let norms: Vec<f32> = centroids
+        .outer_iter()
+        .map(|c| c.iter().map(|v| v * v).sum())
+        .collect();
+    let mut out = vec![0_usize; rows];
+    let work = rows
+        .saturating_mul(centroids.nrows())
+        .saturating_mul(centroids.ncols());
+    let threads = if work >= PARALLEL_MIN_WORK {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_THREADS)
+    } else {
+        1
+    };
+    let chunk = rows.div_ceil(threads.max(1)).max(1);
+    if threads <= 1 {
+        assign_rows(points, 0, centroids, &norms, &mut out);
+    } else {
+        std::thread::scope(|s| {
+            for (t, part) in out.chunks_mut(chunk).enumerate() {
+                let norms = &norms;
+                s.spawn(move || assign_rows(points, t * chunk, centroids, norms, part));
+            }
+        });
+    }
+    out
+}
+
+/// `out[j]` = nearest centroid of point `first + j`, in blocks of [`BLOCK_ROWS`].
+fn assign_rows(
+    points: &ArrayView2<'_, f32>,
+    first: usize,
+    centroids: &Array2<f32>,
+    norms: &[f32],
+    out: &mut [usize],
+) {
+    for (b, slots) in out.chunks_mut(BLOCK_ROWS).enumerate() {
+        let start = first + b * BLOCK_ROWS;
+        let block = points.slice(s![start..start + slots.len(), ..]);
+        let dots = block.dot(&centroids.t());
+        for (slot, row) in slots.iter_mut().zip(dots.outer_iter()) {
+            let mut best = (0_usize, f32::INFINITY);
+            for (c, (&dot, &norm)) in row.iter().zip(norms).enumerate() {
+                let d = norm - 2.0 * dot;
+                // Strictly smaller: among equal distances the lower cluster index stays.
+                if d < best.1 {
+                    best = (c, d);
+                }
+            }
+            *slot = best.0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::array;
+
+    use super::*;
+
+    #[test]
+    fn draw_follows_the_running_sum() {
+        // Weights 0, 1, 0, 3 -> running sums over positive weights: 1 at 1, 4 at 3.
+        let w = [0.0, 1.0, 0.0, 3.0];
+        assert_eq!(draw(&w, 0.0), Some(1));
+        assert_eq!(draw(&w, 0.999), Some(1));
+        assert_eq!(draw(&w, 1.0), Some(3)); // 1 is not > 1
+        assert_eq!(draw(&w, 3.999), Some(3));
+        // Rounding past the end: the last positive weight, never a zero one.
+        assert_eq!(draw(&w, 4.0), Some(3));
+        assert_eq!(draw(&[0.0, 0.0], 0.0), None);
+    }
+
+    #[test]
+    fn seeds_are_distinct_points_and_deterministic() {
+        // Three groups of identical points: whatever the first seed, its group drops to
+        // weight 0, so the three seeds fall in three different groups, then seeding stops.
+        let points = array![
+            [0.0_f32, 0.0],
+            [0.0, 0.0],
+            [4.0, 0.0],
+            [4.0, 0.0],
+            [4.0, 0.0],
+            [0.0, 3.0]
+        ];
+        let group = |i: usize| match i {
+            0 | 1 => 0,
+            2..=4 => 1,
+            _ => 2,
+        };
+        for seed in 0..20 {
+            let seeds = kmeans_plus_plus(points.view(), 5, seed).unwrap();
+            assert_eq!(seeds, kmeans_plus_plus(points.view(), 5, seed).unwrap());
+            let mut groups: Vec<usize> = seeds.iter().map(|&i| group(i)).collect();
+            groups.sort_unstable();
+            assert_eq!(groups, vec![0, 1, 2], "seed {seed}: {seeds:?}");
+        }
+    }
+
+    #[test]
+    fn lloyd_hand_worked() {
+        // Points on a line: 0, 1, 2, 10, 11. Start centroids 0 and 1 (deliberately bad).
+        // Assign: 0 -> c0 (0 vs 1), 1 -> c1, 2 -> c1, 10 -> c1, 11 -> c1.
+        // Update: c0 = 0, c1 = (1 + 2 + 10 + 11) / 4 = 6.
+        // Assign: 1 -> c0 (1 vs 25), 2 -> c0 (4 vs 16), 10, 11 -> c1.
+        // Update: c0 = (0 + 1 + 2) / 3 = 1, c1 = 10.5. Assign: unchanged -> stop after 2.
+        let points = array![[0.0_f32], [1.0], [2.0], [10.0], [11.0]];
+        let start = array![[0.0_f32], [1.0]];
+        let result = lloyd(&points.view(), start.clone(), 20);
+        assert_eq!(result.assignment, vec![0, 0, 0, 1, 1]);
+        assert_eq!(result.centroids, array![[1.0_f32], [10.5]]);
+        assert_eq!(result.iterations, 2);
+        assert_eq!(result.clusters(), 2);
+        // One iteration: centroids 0 and 6, assignment already final.
+        let one = lloyd(&points.view(), start.clone(), 1);
+        assert_eq!(one.centroids, array![[0.0_f32], [6.0]]);
+        assert_eq!(one.assignment, vec![0, 0, 0, 1, 1]);
+        // No iteration: nearest start centroid only.
+        let none = lloyd(&points.view(), start, 0);
+        assert_eq!(none.assignment, vec![0, 1, 1, 1, 1]);
+        assert_eq!(none.iterations, 0);
+    }
+
+    #[test]
+    fn empty_cluster_keeps_its_centroid_and_ties_go_to_lower_index() {
+        // Points 0 and 2, centroids 1, 1 and 5: both points are 1 from the two equal
+        // centroids -> the lower index 0; cluster 1 (the duplicate) and 2 stay empty and
+        // keep their positions. Update: c0 = 1 (unchanged) -> stable after 1 iteration.
+        let points = array![[0.0_f32], [2.0]];
+        let start = array![[1.0_f32], [1.0], [5.0]];
+        let result = lloyd(&points.view(), start, 5);
+        assert_eq!(result.assignment, vec![0, 0]);
+        assert_eq!(result.centroids, array![[1.0_f32], [1.0], [5.0]]);
+        assert_eq!(result.iterations, 1);
+    }
+
+    #[test]
+    fn kmeans_separates_clear_groups() {
+        // Pairs around (0, 1) and (1000, 1) plus an identical pair at (500, 2000). Seeding
+        // puts two seeds in the same pair with probability below 1e-5 (weight 4 against
+        // ≥ 1e6 for the others); the assertion is deterministic for these seeds. With one
+        // seed per pair, Lloyd moves the centroids to the pair means and stops.
+        let points = array![
+            [0.0_f32, 0.0],
+            [0.0, 2.0],
+            [1000.0, 0.0],
+            [1000.0, 2.0],
+            [500.0, 2000.0],
+            [500.0, 2000.0]
+        ];
+        for seed in 0..20 {
+            let r = kmeans(points.view(), 3, 20, seed).unwrap();
+            let a = &r.assignment;
+            assert!(
+                a[0] == a[1] && a[2] == a[3] && a[4] == a[5],
+                "seed {seed}: {a:?}"
+            );
+            assert!(
+                a[0] != a[2] && a[0] != a[4] && a[2] != a[4],
+                "seed {seed}: {a:?}"
+            );
+            assert_eq!(r.centroids.row(a[0]).to_vec(), vec![0.0, 1.0]);
+            assert_eq!(r.centroids.row(a[2]).to_vec(), vec![1000.0, 1.0]);
+            assert_eq!(r.centroids.row(a[4]).to_vec(), vec![500.0, 2000.0]);
+            assert_eq!(r, kmeans(points.view(), 3, 20, seed).unwrap());
+        }
+    }
+
+    #[test]
+    fn large_inputs_match_across_threads() {
+        // Above PARALLEL_MIN_WORK the assignment is split over threads; it must equal the
+        // single-threaded result.
+        let n = 3000;
+        let points = Array2::from_shape_fn((n, 48), |(i, d)| ((i * 31 + d * 7) % 97) as f32);
+        let centroids = points.select(Axis(0), &(0..40).map(|i| i * 70).collect::<Vec<_>>());
+        assert!(n * 40 * 48 >= PARALLEL_MIN_WORK);
+        let parallel = assign(&points.view(), &centroids);
+        let norms: Vec<f32> = centroids
+            .outer_iter()
+            .map(|c| c.iter().map(|v| v * v).sum())
+            .collect();
+        let mut serial = vec![0; n];
+        assign_rows(&points.view(), 0, &centroids, &norms, &mut serial);
+        assert_eq!(parallel, serial);
+    }
+
+    #[test]
+    fn degenerate_inputs() {
+        let points = array![[0.0_f32], [1.0]];
+        assert_eq!(
+            kmeans(points.view(), 0, 5, 0),
+            Err(SamplingError::ZeroClusters)
+        );
+        let flat = Array2::<f32>::zeros((2, 0));
+        assert_eq!(
+            kmeans_plus_plus(flat.view(), 1, 0),
+            Err(SamplingError::NoEmbeddingDimensions)
+        );
+        let nan = array![[0.0_f32], [f32::NAN]];
+        assert!(matches!(
+            kmeans(nan.view(), 1, 5, 0),
+            Err(SamplingError::NonFiniteEmbedding { tile: 1, .. })
+        ));
+        let empty = Array2::<f32>::zeros((0, 3));
+        let r = kmeans(empty.view(), 2, 5, 0).unwrap();
+        assert_eq!(r.clusters(), 0);
+        assert!(r.assignment.is_empty());
+        // k > N: every distinct point is its own cluster.
+        let r = kmeans(points.view(), 5, 5, 0).unwrap();
+        assert_eq!(r.clusters(), 2);
+        assert_ne!(r.assignment[0], r.assignment[1]);
+    }
+}

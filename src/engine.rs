@@ -17,6 +17,7 @@ use crate::model::{Encoder, Head, ModelSpec, SessionConfig};
 use crate::output;
 use crate::raster::{RasterError, ReadPlan, Scene, TileBatch, read_tiles};
 use crate::sampling::{Pick, SelectionInput, Strategy, select, select_with_spacing};
+use crate::store::{CacheKey, CachedEmbeddings, EmbeddingCache};
 use crate::tiling::{TileGrid, TileId, tiles_in_aoi};
 use crate::uncertainty::{Metric, Uncertainties, compute_all, predicted_class};
 
@@ -65,6 +66,8 @@ pub struct ScoreRequest {
     pub min_valid_fraction: f32,
     /// Tiles per encoder batch.
     pub batch_size: usize,
+    /// Embedding cache folder (`None` = always encode).
+    pub cache: Option<PathBuf>,
     /// onnxruntime session settings.
     pub session: SessionConfig,
 }
@@ -92,6 +95,7 @@ impl ScoreRequest {
             bands: None,
             min_valid_fraction: DEFAULT_MIN_VALID,
             batch_size: DEFAULT_BATCH_SIZE,
+            cache: None,
             session: SessionConfig::default(),
         }
     }
@@ -205,6 +209,8 @@ pub struct ScoreResult {
     pub candidate_tiles: usize,
     /// Candidate tiles skipped as (mostly) nodata.
     pub skipped_nodata: Vec<TileId>,
+    /// Whether the embeddings came from the cache (the encoder did not run).
+    pub cache_hit: bool,
     /// Ranked picks (index into `tiles`).
     pub picks: Vec<Pick>,
     /// Strategy used.
@@ -311,58 +317,68 @@ pub fn score(
     }
     let setup_s = t0.elapsed().as_secs_f64();
 
-    // Read (own thread, own Dataset) → bounded channel → encoder here.
+    // Embeddings: from the cache, or read (own thread) → encoder (here).
     let t1 = Instant::now();
-    let plan = ReadPlan {
-        bands: bands.clone(),
-        preprocess: pre,
-        grid: grid.clone(),
-        tiles: candidates,
-        min_valid_fraction: req.min_valid_fraction,
-        batch_size: req.batch_size.max(1),
+    let key = req.cache.as_ref().and_then(|_| {
+        CacheKey::for_scene(
+            &req.scene,
+            grid.tile_size,
+            grid.stride,
+            &bands,
+            req.min_valid_fraction,
+            &candidates,
+            &encoder.spec.sha256,
+        )
+    });
+    let cache = req.cache.as_ref().map(EmbeddingCache::new);
+    let cached = match (&cache, &key) {
+        (Some(c), Some(k)) => match c.get(k) {
+            Ok(hit) => hit,
+            Err(e) => {
+                warnings.push(format!("{e}; recomputing"));
+                None
+            }
+        },
+        _ => None,
     };
-    let scene_path = req.scene.clone();
-    let mut ids: Vec<TileId> = Vec::with_capacity(total);
-    let mut valid_fraction = Vec::with_capacity(total);
-    let mut chunks: Vec<Array2<f32>> = Vec::new();
-    let report = std::thread::scope(|s| -> Result<crate::raster::ReadReport> {
-        let (tx, rx) = mpsc::sync_channel::<TileBatch>(2);
-        let reader = s.spawn(
-            move || -> std::result::Result<crate::raster::ReadReport, RasterError> {
-                let scene = Scene::open(&scene_path)?;
-                read_tiles(&scene, &plan, |b| Ok(tx.send(b).is_ok()))
-            },
-        );
-        let mut done = 0usize;
-        let mut failure = None;
-        for batch in rx.iter() {
-            if cancel.load(Ordering::Relaxed) {
-                failure = Some(Error::Cancelled);
-                break;
-            }
-            match encoder.embed(batch.data.view()) {
-                Ok(e) => chunks.push(e),
-                Err(e) => {
-                    failure = Some(e.into());
-                    break;
-                }
-            }
-            done += batch.ids.len();
-            ids.extend(batch.ids);
-            valid_fraction.extend(batch.valid_fraction);
-            progress(Progress::Embedding { done, total });
+    let cache_hit = cached.is_some();
+    let embedded = match cached {
+        Some(hit) => {
+            progress(Progress::Embedding { done: total, total });
+            hit
         }
-        drop(rx);
-        let joined = reader
-            .join()
-            .map_err(|_| Error::Internal("the raster reader thread panicked".into()))?;
-        if let Some(f) = failure {
-            return Err(f);
+        None => {
+            let plan = ReadPlan {
+                bands: bands.clone(),
+                preprocess: pre,
+                grid: grid.clone(),
+                tiles: candidates,
+                min_valid_fraction: req.min_valid_fraction,
+                batch_size: req.batch_size.max(1),
+            };
+            let mut fresh = embed_tiles(&req.scene, plan, &mut encoder, progress, cancel)?;
+            if cache.is_some() {
+                // Use exactly what the cache stores, so a run gives the same
+                // result whether its embeddings were computed or loaded.
+                fresh
+                    .embeddings
+                    .mapv_inplace(|v| half::f16::from_f32(v).to_f32());
+            }
+            if let (Some(c), Some(k)) = (&cache, &key)
+                && !fresh.tiles.is_empty()
+                && let Err(e) = c.put(k, &fresh)
+            {
+                warnings.push(format!("could not store embeddings: {e}"));
+            }
+            fresh
         }
-        let report = joined?;
-        progress(Progress::Embedding { done: total, total });
-        Ok(report)
-    })?;
+    };
+    let CachedEmbeddings {
+        tiles: ids,
+        valid_fraction,
+        skipped_nodata,
+        embeddings,
+    } = embedded;
     if ids.is_empty() {
         return Err(RasterError::AllNodata {
             path: req.scene.display().to_string(),
@@ -371,10 +387,6 @@ pub fn score(
         }
         .into());
     }
-    let views: Vec<_> = chunks.iter().map(|c| c.view()).collect();
-    let embeddings =
-        concatenate(Axis(0), &views).map_err(|e| Error::Internal(format!("embeddings: {e}")))?;
-    drop(chunks);
     let embed_s = t1.elapsed().as_secs_f64();
 
     // Head × T on the embeddings (the encoder is not repeated).
@@ -443,7 +455,8 @@ pub fn score(
         predicted,
         class_names: head.spec.class_names.clone(),
         candidate_tiles: total,
-        skipped_nodata: report.skipped_nodata,
+        skipped_nodata,
+        cache_hit,
         picks,
         strategy_params: serde_json::to_value(req.strategy).unwrap_or(serde_json::Value::Null),
         strategy: req.strategy,
@@ -462,6 +475,73 @@ pub fn score(
             select_s,
             peak_rss_mib: peak_rss_mib(),
         },
+    })
+}
+
+/// Read the plan's tiles on their own thread (own GDAL dataset) into a
+/// bounded channel of two batches, and embed them here as they arrive, so
+/// reading batch k+1 overlaps encoding batch k.
+fn embed_tiles(
+    scene_path: &Path,
+    plan: ReadPlan,
+    encoder: &mut Encoder,
+    progress: &dyn Fn(Progress),
+    cancel: &AtomicBool,
+) -> Result<CachedEmbeddings> {
+    let total = plan.tiles.len();
+    let mut ids: Vec<TileId> = Vec::with_capacity(total);
+    let mut valid_fraction = Vec::with_capacity(total);
+    let mut chunks: Vec<Array2<f32>> = Vec::new();
+    let report = std::thread::scope(|s| -> Result<crate::raster::ReadReport> {
+        let (tx, rx) = mpsc::sync_channel::<TileBatch>(2);
+        let reader = s.spawn(
+            move || -> std::result::Result<crate::raster::ReadReport, RasterError> {
+                let scene = Scene::open(scene_path)?;
+                read_tiles(&scene, &plan, |b| Ok(tx.send(b).is_ok()))
+            },
+        );
+        let mut done = 0usize;
+        let mut failure = None;
+        for batch in rx.iter() {
+            if cancel.load(Ordering::Relaxed) {
+                failure = Some(Error::Cancelled);
+                break;
+            }
+            match encoder.embed(batch.data.view()) {
+                Ok(e) => chunks.push(e),
+                Err(e) => {
+                    failure = Some(e.into());
+                    break;
+                }
+            }
+            done += batch.ids.len();
+            ids.extend(batch.ids);
+            valid_fraction.extend(batch.valid_fraction);
+            progress(Progress::Embedding { done, total });
+        }
+        drop(rx);
+        let joined = reader
+            .join()
+            .map_err(|_| Error::Internal("the raster reader thread panicked".into()))?;
+        if let Some(f) = failure {
+            return Err(f);
+        }
+        let report = joined?;
+        progress(Progress::Embedding { done: total, total });
+        Ok(report)
+    })?;
+    let dim = chunks.first().map_or(0, |c| c.ncols());
+    let views: Vec<_> = chunks.iter().map(|c| c.view()).collect();
+    let embeddings = if views.is_empty() {
+        Array2::zeros((0, dim))
+    } else {
+        concatenate(Axis(0), &views).map_err(|e| Error::Internal(format!("embeddings: {e}")))?
+    };
+    Ok(CachedEmbeddings {
+        tiles: ids,
+        valid_fraction,
+        skipped_nodata: report.skipped_nodata,
+        embeddings,
     })
 }
 
@@ -556,6 +636,7 @@ pub fn summary_json(result: &ScoreResult, paths: Option<&OutputPaths>) -> serde_
         "candidate_tiles": result.candidate_tiles,
         "scored_tiles": result.tiles.len(),
         "skipped_nodata": result.skipped_nodata.len(),
+        "embeddings_from_cache": result.cache_hit,
         "mc_passes": result.mc_passes,
         "strategy": result.strategy.name(),
         "strategy_params": result.strategy_params,

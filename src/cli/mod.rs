@@ -121,6 +121,12 @@ struct ScoreArgs {
     /// Tiles per encoder batch.
     #[arg(long, default_value_t = engine::DEFAULT_BATCH_SIZE)]
     batch_size: usize,
+    /// Embedding cache folder (default: $NEXTTILE_HOME/cache/embeddings).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Always run the encoder; neither read nor write the embedding cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
     /// onnxruntime intra-op threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -253,6 +259,11 @@ fn score(a: ScoreArgs) -> Result<()> {
     req.bands = a.bands.clone();
     req.min_valid_fraction = a.min_valid;
     req.batch_size = a.batch_size;
+    req.cache = (!a.no_cache).then(|| {
+        a.cache_dir
+            .clone()
+            .unwrap_or_else(crate::store::EmbeddingCache::default_dir)
+    });
     req.session = SessionConfig {
         intra_threads: a.threads,
         ..SessionConfig::default()
@@ -297,12 +308,17 @@ fn score(a: ScoreArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
     } else {
         println!(
-            "scored {} of {} tiles ({} skipped as nodata) of {} with {} MC passes",
+            "scored {} of {} tiles ({} skipped as nodata) of {} with {} MC passes{}",
             result.tiles.len(),
             result.candidate_tiles,
             result.skipped_nodata.len(),
             result.scene.path,
-            result.mc_passes
+            result.mc_passes,
+            if result.cache_hit {
+                " (embeddings from cache)"
+            } else {
+                ""
+            }
         );
         println!(
             "{} suggestions by {} on {}:",

@@ -93,7 +93,8 @@ fn ours_cmd(scene: &Path, out: &Path, t: usize, threads: usize) -> Command {
         .arg(scene)
         .arg("--out")
         .arg(out)
-        .args(["--strategy", "top_k", "--quiet", "--json"])
+        // no embedding cache: every run reads and encodes, like the reference
+        .args(["--strategy", "top_k", "--quiet", "--json", "--no-cache"])
         .args([
             "--mc-passes",
             &t.to_string(),

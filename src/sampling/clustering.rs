@@ -180,13 +180,10 @@ pub fn tpd_round_strategy(previous_available: bool, params: ClusteringParams) ->
 
 #[cfg(test)]
 mod tests {
+    use crate::sampling::fixtures::indices;
     use ndarray::{Array1, Array2, array};
 
     use super::*;
-
-    fn indices(picks: &[Pick]) -> Vec<usize> {
-        picks.iter().map(|p| p.index).collect()
-    }
 
     /// Three groups of identical embeddings (so k-means++ must seed one per group and the
     /// clusters are the groups, whatever the seed) with uncertainties

@@ -161,29 +161,11 @@ fn farthest(nearest: &[f64], eligible: &[bool], picked: &[bool]) -> Option<(usiz
 
 #[cfg(test)]
 mod tests {
+    use crate::sampling::fixtures::{clusters, indices};
     use ndarray::{Array1, Array2, array};
 
     use super::*;
     use crate::sampling::farthest_point::farthest_point_sampling_from;
-
-    /// Three well separated clusters of three points each (as in the FPS tests).
-    fn clusters() -> Array2<f32> {
-        array![
-            [0.0, 0.0],  // 0  cluster A
-            [1.0, 0.0],  // 1  cluster A
-            [0.0, 1.0],  // 2  cluster A
-            [10.0, 0.0], // 3  cluster B
-            [11.0, 0.0], // 4  cluster B
-            [10.0, 1.0], // 5  cluster B
-            [0.0, 10.0], // 6  cluster C
-            [1.0, 10.0], // 7  cluster C
-            [0.0, 11.0], // 8  cluster C
-        ]
-    }
-
-    fn indices(picks: &[Pick]) -> Vec<usize> {
-        picks.iter().map(|p| p.index).collect()
-    }
 
     #[test]
     fn labelled_tiles_are_the_initial_centres() {

@@ -169,24 +169,10 @@ pub(crate) fn fps_core(
 
 #[cfg(test)]
 mod tests {
-    use ndarray::{Array2, array};
+    use crate::sampling::fixtures::clusters;
+    use ndarray::Array2;
 
     use super::*;
-
-    /// Three well separated clusters of three points each (shared with the MCFPS tests).
-    fn clusters() -> Array2<f32> {
-        array![
-            [0.0, 0.0],  // 0  cluster A
-            [1.0, 0.0],  // 1  cluster A
-            [0.0, 1.0],  // 2  cluster A
-            [10.0, 0.0], // 3  cluster B
-            [11.0, 0.0], // 4  cluster B
-            [10.0, 1.0], // 5  cluster B
-            [0.0, 10.0], // 6  cluster C
-            [1.0, 10.0], // 7  cluster C
-            [0.0, 11.0], // 8  cluster C
-        ]
-    }
 
     #[test]
     fn hand_worked_three_clusters() {

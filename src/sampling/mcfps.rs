@@ -218,36 +218,17 @@ fn run(
 
 #[cfg(test)]
 mod tests {
+    use crate::sampling::fixtures::{clusters, indices};
     use ndarray::{Array1, Array2, array};
 
     use super::*;
     use crate::sampling::farthest_point::farthest_point_sampling_from;
     use crate::sampling::knn::k_nearest_neighbours;
 
-    /// Three well separated clusters of three points each; within a cluster all squared
-    /// distances are 1 or 2, across clusters at least 81.
-    fn clusters() -> Array2<f32> {
-        array![
-            [0.0, 0.0],  // 0  cluster A
-            [1.0, 0.0],  // 1  cluster A
-            [0.0, 1.0],  // 2  cluster A
-            [10.0, 0.0], // 3  cluster B
-            [11.0, 0.0], // 4  cluster B
-            [10.0, 1.0], // 5  cluster B
-            [0.0, 10.0], // 6  cluster C
-            [1.0, 10.0], // 7  cluster C
-            [0.0, 11.0], // 8  cluster C
-        ]
-    }
-
     /// Uncertainties (1 − max mean probability) of the nine tiles: the most uncertain tile
     /// of each cluster is 1 (A, 0.5), 5 (B, 0.6) and 6 (C, 0.7).
     fn uncertainty() -> Array1<f32> {
         array![0.1, 0.5, 0.3, 0.2, 0.4, 0.6, 0.7, 0.1, 0.2]
-    }
-
-    fn indices(picks: &[Pick]) -> Vec<usize> {
-        picks.iter().map(|p| p.index).collect()
     }
 
     fn pick(index: usize, score: f32, anchor: usize) -> Pick {

@@ -34,6 +34,8 @@ mod coreset;
 mod distance;
 mod error;
 mod farthest_point;
+#[cfg(test)]
+mod fixtures;
 mod input;
 mod kmeans;
 mod knn;

@@ -58,13 +58,10 @@ pub fn random_sample(
 
 #[cfg(test)]
 mod tests {
+    use crate::sampling::fixtures::indices;
     use ndarray::{Array1, Array2};
 
     use super::*;
-
-    fn indices(picks: &[Pick]) -> Vec<usize> {
-        picks.iter().map(|p| p.index).collect()
-    }
 
     #[test]
     fn deterministic_distinct_and_seed_dependent() {

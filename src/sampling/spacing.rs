@@ -161,15 +161,12 @@ fn squared_distance(a: &[f64; 2], b: &[f64; 2]) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use crate::sampling::fixtures::indices;
     use ndarray::{Array1, Array2, array};
 
     use super::*;
     use crate::sampling::McfpsParams;
     use crate::sampling::clustering::ClusteringParams;
-
-    fn indices(picks: &[Pick]) -> Vec<usize> {
-        picks.iter().map(|p| p.index).collect()
-    }
 
     /// Six tiles on a 100 m grid row at x = 0, 100, ..., 500 (y = 0).
     fn row() -> Vec<[f64; 2]> {

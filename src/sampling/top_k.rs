@@ -58,13 +58,10 @@ pub fn top_k(input: &SelectionInput<'_>, budget: usize) -> Result<Vec<Pick>, Sam
 
 #[cfg(test)]
 mod tests {
+    use crate::sampling::fixtures::indices;
     use ndarray::{Array1, Array2, array};
 
     use super::*;
-
-    fn indices(picks: &[Pick]) -> Vec<usize> {
-        picks.iter().map(|p| p.index).collect()
-    }
 
     #[test]
     fn highest_first_ties_by_index() {

@@ -231,6 +231,8 @@ pub struct ScoreResult {
     pub encoder: ModelSummary,
     /// Head.
     pub head: ModelSummary,
+    /// Which onnxruntime library and execution provider ran, and why.
+    pub runtime: crate::model::RuntimeInfo,
     /// Things worth telling the user that did not stop the run.
     pub warnings: Vec<String>,
     /// Stage timings.
@@ -467,6 +469,7 @@ pub fn score(
         mc_passes: req.mc_passes.max(1),
         encoder: (&encoder.spec).into(),
         head: (&head.spec).into(),
+        runtime: crate::model::runtime::init()?,
         warnings,
         timings: Timings {
             setup_s,
@@ -645,6 +648,7 @@ pub fn summary_json(result: &ScoreResult, paths: Option<&OutputPaths>) -> serde_
         "min_spacing_m": result.min_spacing_m,
         "seed": result.seed,
         "suggestions": picks,
+        "runtime": result.runtime,
         "warnings": result.warnings,
         "timings": result.timings,
         "outputs": paths,

@@ -50,6 +50,9 @@ fn score_sample_with_aoi_prints_json_and_writes_outputs() {
     assert_eq!(s["mc_passes"], 5);
     assert_eq!(s["strategy"], "mcfps");
     assert_eq!(s["scene"]["crs_epsg"], "EPSG:32618");
+    // no GPU here: the summary must say the CPU provider ran, and why
+    assert_eq!(s["runtime"]["provider"], "CPU");
+    assert!(s["runtime"]["provider_reason"].as_str().unwrap().contains("cuda"));
     for f in [
         "heatmap.tif",
         "heatmap.qml",

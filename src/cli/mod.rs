@@ -348,6 +348,10 @@ fn score(a: ScoreArgs) -> Result<()> {
                 paths.suggestions.display()
             );
         }
+        println!(
+            "onnxruntime: {} provider ({})",
+            result.runtime.provider, result.runtime.provider_reason
+        );
         println!("heatmap:     {}", paths.heatmap.display());
         println!("suggestions: {}", paths.suggestions.display());
     }

@@ -45,9 +45,27 @@ struct Runtime {
 
 static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
 
-/// Initialise onnxruntime (idempotent) and return what was loaded.
+/// Initialise onnxruntime (idempotent) and return what was loaded. When a
+/// session could not register the CUDA provider and fell back to CPU, the
+/// answer says so.
 pub fn init() -> Result<RuntimeInfo, ModelError> {
-    runtime().map(|r| r.info.clone())
+    #[allow(unused_mut)]
+    let mut info = runtime().map(|r| r.info.clone())?;
+    #[cfg(feature = "cuda")]
+    if let Some(why) = CUDA_FALLBACK.get() {
+        info.provider = "CPU".into();
+        info.provider_reason = format!("CUDA provider failed to register, fell back to CPU: {why}");
+    }
+    Ok(info)
+}
+
+#[cfg(feature = "cuda")]
+static CUDA_FALLBACK: OnceLock<String> = OnceLock::new();
+
+/// Record that a session fell back from CUDA to CPU (first reason wins).
+#[cfg(feature = "cuda")]
+pub(crate) fn note_cuda_fallback(why: String) {
+    let _ = CUDA_FALLBACK.set(why);
 }
 
 /// The process-wide onnxruntime environment.

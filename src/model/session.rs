@@ -72,6 +72,7 @@ fn load(path: &Path, cfg: SessionConfig) -> Result<(Session, ModelSpec), ModelEr
                 Ok(b) => b,
                 Err(e) => {
                     tracing::warn!(error = %e, "CUDA execution provider failed to register; running on CPU");
+                    runtime::note_cuda_fallback(e.to_string());
                     e.recover()
                 }
             };

@@ -18,7 +18,7 @@ sampler for NextTile.
 
 Sub-commands (run in order; each writes into --work, a git-ignored cache):
 
-    python train.py pretrain --epochs 12      # SimSiam, checkpoints every epoch
+    python train.py pretrain --epochs 20      # SimSiam, checkpoints every epoch
     python train.py export                    # encoder.onnx + head.onnx (+ metadata)
     python train.py evaluate                  # accuracies through onnxruntime
 
@@ -615,7 +615,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--work", type=Path, default=DEFAULT_WORK)
     p.add_argument("--out", type=Path, default=HERE)
-    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=0)

@@ -52,7 +52,12 @@ fn score_sample_with_aoi_prints_json_and_writes_outputs() {
     assert_eq!(s["scene"]["crs_epsg"], "EPSG:32618");
     // no GPU here: the summary must say the CPU provider ran, and why
     assert_eq!(s["runtime"]["provider"], "CPU");
-    assert!(s["runtime"]["provider_reason"].as_str().unwrap().contains("cuda"));
+    assert!(
+        s["runtime"]["provider_reason"]
+            .as_str()
+            .unwrap()
+            .contains("cuda")
+    );
     for f in [
         "heatmap.tif",
         "heatmap.qml",

@@ -1,6 +1,6 @@
 //! Areas of interest: GeoJSON polygons in any CRS, brought into the scene CRS.
 
-use geo::{Densify, Euclidean, MultiPolygon, Polygon};
+use geo::{Densify, Euclidean, MultiPolygon, Point, Polygon};
 use geojson::GeoJson;
 
 use crate::crs::{CrsError, Reprojector, parse_srs};
@@ -20,6 +20,9 @@ pub enum AoiError {
     /// Not GeoJSON.
     #[error("the AOI is not valid GeoJSON: {0}")]
     Parse(String),
+    /// No usable geometry in a labels file.
+    #[error("the labels file holds no Point or Polygon features (found {0})")]
+    NoLabels(String),
     /// No polygon in it.
     #[error("the AOI holds no Polygon or MultiPolygon (found {0}); draw the area as a polygon")]
     NoPolygon(String),
@@ -43,43 +46,17 @@ impl Aoi {
     /// "properties": {"name": "EPSG:32618"}}` member, or `crs_override`,
     /// names another CRS.
     pub fn from_geojson(text: &str, crs_override: Option<&str>) -> Result<Aoi, AoiError> {
-        let gj: GeoJson = text
-            .parse()
-            .map_err(|e: geojson::Error| AoiError::Parse(e.to_string()))?;
-        let named = legacy_crs(text);
-        let mut polys: Vec<Polygon<f64>> = Vec::new();
-        let mut found = Vec::new();
-        let mut push = |g: &geojson::Geometry| {
-            found.push(g.value.type_name().to_string());
-            match geo::Geometry::<f64>::try_from(g.value.clone()) {
-                Ok(geo::Geometry::Polygon(p)) => polys.push(p),
-                Ok(geo::Geometry::MultiPolygon(mp)) => polys.extend(mp.0),
-                _ => {}
-            }
-        };
-        match &gj {
-            GeoJson::FeatureCollection(fc) => fc
-                .features
-                .iter()
-                .filter_map(|f| f.geometry.as_ref())
-                .for_each(&mut push),
-            GeoJson::Feature(f) => f.geometry.iter().for_each(&mut push),
-            GeoJson::Geometry(g) => push(g),
-        }
-        if polys.is_empty() {
-            return Err(AoiError::NoPolygon(if found.is_empty() {
+        let g = Geometries::parse(text, crs_override)?;
+        if g.polygons.0.is_empty() {
+            return Err(AoiError::NoPolygon(if g.found.is_empty() {
                 "nothing".into()
             } else {
-                found.join(", ")
+                g.found.join(", ")
             }));
         }
-        let crs = crs_override
-            .map(str::to_string)
-            .or(named)
-            .unwrap_or_else(|| "EPSG:4326".into());
         Ok(Aoi {
-            polygons: MultiPolygon(polys),
-            crs,
+            polygons: g.polygons,
+            crs: g.crs,
         })
     }
 
@@ -95,20 +72,133 @@ impl Aoi {
     /// The AOI in the scene CRS; edges are densified before reprojection so
     /// long lon/lat edges bend correctly.
     pub fn to_scene_crs(&self, scene_wkt: &str) -> Result<MultiPolygon<f64>, AoiError> {
-        let from = parse_srs(&self.crs)?;
-        let to =
-            gdal::spatial_ref::SpatialRef::from_wkt(scene_wkt).map_err(|e| CrsError::Unknown {
-                definition: "scene CRS".into(),
-                message: e.to_string(),
-            })?;
-        let r = Reprojector::new(&from, &to)?;
-        let dense = if from.is_geographic() {
-            Euclidean.densify(&self.polygons, 0.001)
-        } else {
-            Euclidean.densify(&self.polygons, 100.0)
-        };
-        Ok(r.multi_polygon(&dense)?)
+        polygons_to_scene(&self.polygons, &self.crs, scene_wkt)
     }
+}
+
+/// Polygons and points of a GeoJSON document, with its CRS.
+struct Geometries {
+    polygons: MultiPolygon<f64>,
+    points: Vec<Point<f64>>,
+    found: Vec<String>,
+    crs: String,
+}
+
+impl Geometries {
+    fn parse(text: &str, crs_override: Option<&str>) -> Result<Geometries, AoiError> {
+        let gj: GeoJson = text
+            .parse()
+            .map_err(|e: geojson::Error| AoiError::Parse(e.to_string()))?;
+        let mut polys: Vec<Polygon<f64>> = Vec::new();
+        let mut points: Vec<Point<f64>> = Vec::new();
+        let mut found = Vec::new();
+        let mut push = |g: &geojson::Geometry| {
+            found.push(g.value.type_name().to_string());
+            match geo::Geometry::<f64>::try_from(g.value.clone()) {
+                Ok(geo::Geometry::Polygon(p)) => polys.push(p),
+                Ok(geo::Geometry::MultiPolygon(mp)) => polys.extend(mp.0),
+                Ok(geo::Geometry::Point(p)) => points.push(p),
+                Ok(geo::Geometry::MultiPoint(mp)) => points.extend(mp.0),
+                _ => {}
+            }
+        };
+        match &gj {
+            GeoJson::FeatureCollection(fc) => fc
+                .features
+                .iter()
+                .filter_map(|f| f.geometry.as_ref())
+                .for_each(&mut push),
+            GeoJson::Feature(f) => f.geometry.iter().for_each(&mut push),
+            GeoJson::Geometry(g) => push(g),
+        }
+        let crs = crs_override
+            .map(str::to_string)
+            .or_else(|| legacy_crs(text))
+            .unwrap_or_else(|| "EPSG:4326".into());
+        Ok(Geometries {
+            polygons: MultiPolygon(polys),
+            points,
+            found,
+            crs,
+        })
+    }
+}
+
+/// Polygons and points `(x, y)` in a scene's CRS.
+pub type SceneGeometries = (MultiPolygon<f64>, Vec<(f64, f64)>);
+
+/// Areas and points that are already labelled (e.g. an earlier round's
+/// labels): the tiles they touch are never suggested again and count as
+/// existing centres for core-set and ground spacing.
+#[derive(Debug, Clone)]
+pub struct Labelled {
+    /// Labelled polygons.
+    pub polygons: MultiPolygon<f64>,
+    /// Labelled points.
+    pub points: Vec<Point<f64>>,
+    /// Their CRS.
+    pub crs: String,
+}
+
+impl Labelled {
+    /// Read a GeoJSON file of Point/MultiPoint/Polygon/MultiPolygon features.
+    pub fn from_file(
+        path: &std::path::Path,
+        crs_override: Option<&str>,
+    ) -> Result<Labelled, AoiError> {
+        let text = std::fs::read_to_string(path).map_err(|e| AoiError::Read {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        let g = Geometries::parse(&text, crs_override)?;
+        if g.polygons.0.is_empty() && g.points.is_empty() {
+            return Err(AoiError::NoLabels(if g.found.is_empty() {
+                "nothing".into()
+            } else {
+                g.found.join(", ")
+            }));
+        }
+        Ok(Labelled {
+            polygons: g.polygons,
+            points: g.points,
+            crs: g.crs,
+        })
+    }
+
+    /// Polygons and points in the scene CRS.
+    pub fn to_scene_crs(&self, scene_wkt: &str) -> Result<SceneGeometries, AoiError> {
+        let polygons = polygons_to_scene(&self.polygons, &self.crs, scene_wkt)?;
+        let r = Reprojector::new(&parse_srs(&self.crs)?, &scene_srs(scene_wkt)?)?;
+        let points = self
+            .points
+            .iter()
+            .map(|p| r.point(p.x(), p.y()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((polygons, points))
+    }
+}
+
+fn scene_srs(scene_wkt: &str) -> Result<gdal::spatial_ref::SpatialRef, CrsError> {
+    gdal::spatial_ref::SpatialRef::from_wkt(scene_wkt).map_err(|e| CrsError::Unknown {
+        definition: "scene CRS".into(),
+        message: e.to_string(),
+    })
+}
+
+/// Densify (so long lon/lat edges bend correctly) and reproject polygons.
+fn polygons_to_scene(
+    polygons: &MultiPolygon<f64>,
+    crs: &str,
+    scene_wkt: &str,
+) -> Result<MultiPolygon<f64>, AoiError> {
+    let from = parse_srs(crs)?;
+    let r = Reprojector::new(&from, &scene_srs(scene_wkt)?)?;
+    let dense = if from.is_geographic() {
+        Euclidean.densify(polygons, 0.001)
+    } else {
+        Euclidean.densify(polygons, 100.0)
+    };
+    Ok(r.multi_polygon(&dense)?)
 }
 
 fn legacy_crs(text: &str) -> Option<String> {

@@ -10,7 +10,7 @@ use std::time::Instant;
 use ndarray::{Array2, Axis, concatenate};
 use serde::Serialize;
 
-use crate::aoi::Aoi;
+use crate::aoi::{Aoi, Labelled};
 use crate::crs::LocalMetric;
 use crate::error::{Error, Result};
 use crate::model::{Encoder, Head, ModelSpec, SessionConfig};
@@ -43,6 +43,9 @@ pub struct ScoreRequest {
     pub head: PathBuf,
     /// Optional area of interest.
     pub aoi: Option<Aoi>,
+    /// Already-labelled places: tiles they touch are never suggested and act
+    /// as existing centres for core-set and ground spacing.
+    pub labelled: Option<Labelled>,
     /// Tile edge in pixels; `None` = the encoder's `tiles_size` or 64.
     pub tile_size: Option<usize>,
     /// Overlap between neighbouring tiles in pixels.
@@ -84,6 +87,7 @@ impl ScoreRequest {
             encoder: encoder.into(),
             head: head.into(),
             aoi: None,
+            labelled: None,
             tile_size: None,
             overlap: 0,
             mc_passes: DEFAULT_MC_PASSES,
@@ -209,6 +213,8 @@ pub struct ScoreResult {
     pub candidate_tiles: usize,
     /// Candidate tiles skipped as (mostly) nodata.
     pub skipped_nodata: Vec<TileId>,
+    /// Scored tiles marked as already labelled (never suggested).
+    pub labelled_tiles: usize,
     /// Whether the embeddings came from the cache (the encoder did not run).
     pub cache_hit: bool,
     /// Ranked picks (index into `tiles`).
@@ -408,11 +414,18 @@ pub fn score(
     let uncertainties = compute_all(probs.view())?;
     let predicted = predicted_class(uncertainties.mean.view()).to_vec();
     let score_vec = uncertainties.get(req.metric);
+    let labelled_mask = match &req.labelled {
+        Some(l) => Some(labelled_tiles(l, &grid, &ids, &scene.crs_wkt)?),
+        None => None,
+    };
+    let labelled_count = labelled_mask
+        .as_ref()
+        .map_or(0, |m| m.iter().filter(|b| **b).count());
     let input = SelectionInput {
         embeddings: embeddings.view(),
         uncertainty: score_vec,
         excluded: None,
-        labelled: None,
+        labelled: labelled_mask.as_deref(),
     };
     let picks = if req.min_spacing_m > 0.0 {
         let (cx, cy) = grid
@@ -458,6 +471,7 @@ pub fn score(
         class_names: head.spec.class_names.clone(),
         candidate_tiles: total,
         skipped_nodata,
+        labelled_tiles: labelled_count,
         cache_hit,
         picks,
         strategy_params: serde_json::to_value(req.strategy).unwrap_or(serde_json::Value::Null),
@@ -546,6 +560,31 @@ fn embed_tiles(
         skipped_nodata: report.skipped_nodata,
         embeddings,
     })
+}
+
+/// Mask over the scored `tiles`: true where a labelled point falls in the
+/// tile or a labelled polygon touches it. Labels outside the scene are ignored.
+fn labelled_tiles(
+    labelled: &Labelled,
+    grid: &TileGrid,
+    tiles: &[TileId],
+    scene_wkt: &str,
+) -> Result<Vec<bool>> {
+    let (polygons, points) = labelled.to_scene_crs(scene_wkt)?;
+    let mut set = std::collections::HashSet::new();
+    for (x, y) in points {
+        if let Some(id) = grid.tile_at(x, y) {
+            set.insert(id);
+        }
+    }
+    if !polygons.0.is_empty() {
+        match tiles_in_aoi(grid, &polygons) {
+            Ok(ids) => set.extend(ids),
+            Err(crate::tiling::TilingError::AoiOutsideScene { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(tiles.iter().map(|t| set.contains(t)).collect())
 }
 
 /// Refuse an encoder/head pair that cannot work together; warn when the head
@@ -640,6 +679,7 @@ pub fn summary_json(result: &ScoreResult, paths: Option<&OutputPaths>) -> serde_
         "scored_tiles": result.tiles.len(),
         "skipped_nodata": result.skipped_nodata.len(),
         "embeddings_from_cache": result.cache_hit,
+        "labelled_tiles": result.labelled_tiles,
         "mc_passes": result.mc_passes,
         "strategy": result.strategy.name(),
         "strategy_params": result.strategy_params,

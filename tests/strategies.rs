@@ -81,3 +81,55 @@ fn cli_rejects_bad_spacing() {
     assert_eq!(o.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--min-spacing must be"));
 }
+
+#[test]
+fn labelled_tiles_are_never_suggested_again() {
+    let mut req = request("top_k");
+    req.mc_passes = 1;
+    let first = score(&req, &|_| {}, &AtomicBool::new(false)).unwrap();
+    let taken: Vec<_> = first
+        .picks
+        .iter()
+        .take(5)
+        .map(|p| first.tiles[p.index])
+        .collect();
+    // The analyst labelled those five: one point each, in lon/lat (RFC 7946).
+    let to_wgs84 = nexttile::crs::Reprojector::new(
+        &nexttile::crs::parse_srs("EPSG:32618").unwrap(),
+        &nexttile::crs::wgs84().unwrap(),
+    )
+    .unwrap();
+    let features: Vec<String> = taken
+        .iter()
+        .map(|id| {
+            let (x, y) = first.grid.centre(*id);
+            let (lon, lat) = to_wgs84.point(x, y).unwrap();
+            format!(
+                r#"{{"type":"Feature","properties":{{"class":"Forest"}},"geometry":{{"type":"Point","coordinates":[{lon},{lat}]}}}}"#
+            )
+        })
+        .collect();
+    let dir = common::tempdir();
+    let labels = dir.path().join("labels.geojson");
+    std::fs::write(
+        &labels,
+        format!(
+            r#"{{"type":"FeatureCollection","features":[{}]}}"#,
+            features.join(",")
+        ),
+    )
+    .unwrap();
+    req.labelled = Some(nexttile::aoi::Labelled::from_file(&labels, None).unwrap());
+    let second = score(&req, &|_| {}, &AtomicBool::new(false)).unwrap();
+    assert_eq!(second.labelled_tiles, 5);
+    let suggested: Vec<_> = second.picks.iter().map(|p| second.tiles[p.index]).collect();
+    assert_eq!(suggested.len(), 15);
+    for id in &taken {
+        assert!(
+            !suggested.contains(id),
+            "labelled tile {id} suggested again"
+        );
+    }
+    // the rest of the ranking moves up: the 6th pick of the first run is now first
+    assert_eq!(suggested[0], first.tiles[first.picks[5].index]);
+}

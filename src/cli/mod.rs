@@ -79,6 +79,10 @@ struct ScoreArgs {
     /// CRS of the AOI when it is not WGS 84 and does not say (e.g. EPSG:32618).
     #[arg(long)]
     aoi_crs: Option<String>,
+    /// Already-labelled places (GeoJSON points/polygons, same CRS rules as
+    /// --aoi): their tiles are never suggested and count as existing centres.
+    #[arg(long)]
+    labelled: Option<PathBuf>,
     /// Tile edge in pixels (default: the encoder's tiles_size).
     #[arg(long)]
     tile_size: Option<usize>,
@@ -248,6 +252,10 @@ fn score(a: ScoreArgs) -> Result<()> {
         a.head.clone().unwrap_or_else(|| default_model("head.onnx")),
     );
     req.aoi = aoi;
+    req.labelled = match &a.labelled {
+        Some(p) => Some(crate::aoi::Labelled::from_file(p, None)?),
+        None => None,
+    };
     req.tile_size = a.tile_size;
     req.overlap = a.overlap;
     req.mc_passes = a.mc_passes;

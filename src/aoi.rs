@@ -48,11 +48,7 @@ impl Aoi {
     pub fn from_geojson(text: &str, crs_override: Option<&str>) -> Result<Aoi, AoiError> {
         let g = Geometries::parse(text, crs_override)?;
         if g.polygons.0.is_empty() {
-            return Err(AoiError::NoPolygon(if g.found.is_empty() {
-                "nothing".into()
-            } else {
-                g.found.join(", ")
-            }));
+            return Err(AoiError::NoPolygon(g.found_list()));
         }
         Ok(Aoi {
             polygons: g.polygons,
@@ -62,11 +58,7 @@ impl Aoi {
 
     /// Read a GeoJSON file.
     pub fn from_file(path: &std::path::Path, crs_override: Option<&str>) -> Result<Aoi, AoiError> {
-        let text = std::fs::read_to_string(path).map_err(|e| AoiError::Read {
-            path: path.display().to_string(),
-            source: e,
-        })?;
-        Self::from_geojson(&text, crs_override)
+        Self::from_geojson(&read_text(path)?, crs_override)
     }
 
     /// The AOI in the scene CRS; edges are densified before reprojection so
@@ -85,6 +77,15 @@ struct Geometries {
 }
 
 impl Geometries {
+    /// The geometry types found, for error messages.
+    fn found_list(&self) -> String {
+        if self.found.is_empty() {
+            "nothing".into()
+        } else {
+            self.found.join(", ")
+        }
+    }
+
     fn parse(text: &str, crs_override: Option<&str>) -> Result<Geometries, AoiError> {
         let gj: GeoJson = text
             .parse()
@@ -146,17 +147,9 @@ impl Labelled {
         path: &std::path::Path,
         crs_override: Option<&str>,
     ) -> Result<Labelled, AoiError> {
-        let text = std::fs::read_to_string(path).map_err(|e| AoiError::Read {
-            path: path.display().to_string(),
-            source: e,
-        })?;
-        let g = Geometries::parse(&text, crs_override)?;
+        let g = Geometries::parse(&read_text(path)?, crs_override)?;
         if g.polygons.0.is_empty() && g.points.is_empty() {
-            return Err(AoiError::NoLabels(if g.found.is_empty() {
-                "nothing".into()
-            } else {
-                g.found.join(", ")
-            }));
+            return Err(AoiError::NoLabels(g.found_list()));
         }
         Ok(Labelled {
             polygons: g.polygons,
@@ -176,6 +169,13 @@ impl Labelled {
             .collect::<Result<Vec<_>, _>>()?;
         Ok((polygons, points))
     }
+}
+
+fn read_text(path: &std::path::Path) -> Result<String, AoiError> {
+    std::fs::read_to_string(path).map_err(|e| AoiError::Read {
+        path: path.display().to_string(),
+        source: e,
+    })
 }
 
 fn scene_srs(scene_wkt: &str) -> Result<gdal::spatial_ref::SpatialRef, CrsError> {

@@ -1,6 +1,6 @@
 //! The crate error: one variant per module error, plus request validation.
 
-use crate::{aoi, crs, model, output, raster, sampling, tiling, uncertainty};
+use crate::{aoi, crs, eval, head, model, output, raster, sampling, tiling, uncertainty};
 
 /// Result with the crate [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -32,6 +32,12 @@ pub enum Error {
     /// Writing outputs.
     #[error(transparent)]
     Output(#[from] output::OutputError),
+    /// The label-savings evaluation.
+    #[error(transparent)]
+    Eval(#[from] eval::EvalError),
+    /// The trainable head.
+    #[error(transparent)]
+    Head(#[from] head::HeadError),
     /// File system.
     #[error("cannot write {path}: {source}")]
     Io {
@@ -62,6 +68,9 @@ impl Error {
             Error::Model(model::ModelError::Inference { .. }) => 1,
             Error::Output(_) | Error::Io { .. } => 5,
             Error::Cancelled => 130,
+            Error::Eval(eval::EvalError::Output { .. }) => 5,
+            Error::Eval(eval::EvalError::Model(model::ModelError::RuntimeMissing(_))) => 4,
+            Error::Head(head::HeadError::Candle(_)) => 1,
             Error::Uncertainty(uncertainty::UncertaintyError::UnknownMetric { .. }) => 3,
             Error::Internal(_) | Error::Uncertainty(_) => 1,
             _ => 3,

@@ -13,6 +13,8 @@ pub mod cli;
 pub mod crs;
 pub mod engine;
 pub mod error;
+pub mod eval;
+pub mod head;
 pub mod model;
 pub mod output;
 pub mod raster;

@@ -1,5 +1,7 @@
 //! The command line: each command is a thin call into the library.
 
+mod eval;
+
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -35,6 +37,8 @@ struct Cli {
 enum Command {
     /// Score a scene: uncertainty heatmap + ranked "label next" tiles.
     Score(Box<ScoreArgs>),
+    /// Measure label savings: simulate the labelling loop on a labelled image folder.
+    Eval(Box<eval::EvalArgs>),
     /// Inspect ONNX models.
     Models {
         #[command(subcommand)]
@@ -83,6 +87,16 @@ struct ScoreArgs {
     /// --aoi): their tiles are never suggested and count as existing centres.
     #[arg(long)]
     labelled: Option<PathBuf>,
+    /// Retrain the head on the --labelled features' `class` property (one of the
+    /// head's classes) from the cached embeddings, and score with it.
+    #[arg(long, requires = "labelled")]
+    retrain: bool,
+    /// --retrain: continue from a head saved by an earlier round (warm start).
+    #[arg(long, requires = "retrain")]
+    warm_from: Option<PathBuf>,
+    /// --retrain: write the trained head here (safetensors) for the next round.
+    #[arg(long, requires = "retrain")]
+    save_head: Option<PathBuf>,
     /// Tile edge in pixels (default: the encoder's tiles_size).
     #[arg(long)]
     tile_size: Option<usize>,
@@ -169,6 +183,7 @@ pub fn main() -> i32 {
 fn run(cmd: Command) -> Result<()> {
     match cmd {
         Command::Score(a) => score(*a),
+        Command::Eval(a) => eval::run(*a),
         Command::Models {
             command: ModelsCommand::Inspect { file, json },
         } => inspect(&file, json),
@@ -256,6 +271,11 @@ fn score(a: ScoreArgs) -> Result<()> {
         Some(p) => Some(crate::aoi::Labelled::from_file(p, None)?),
         None => None,
     };
+    req.retrain = a.retrain.then(|| engine::Retrain {
+        config: crate::head::HeadConfig::default(),
+        warm_from: a.warm_from.clone(),
+        save_to: a.save_head.clone(),
+    });
     req.tile_size = a.tile_size;
     req.overlap = a.overlap;
     req.mc_passes = a.mc_passes;

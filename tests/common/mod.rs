@@ -109,3 +109,37 @@ pub fn write_tif(
         b.write((0, 0), size, &mut buf).unwrap();
     }
 }
+
+/// A real subset of EuroSAT-RGB extracted from `../shared/data/eurosat-rgb.tar.gz`
+/// into `dir`: the first `per_class` images (by file number) of each of `classes`, with a
+/// `splits.csv` putting every third image into the test split.
+pub fn eurosat_subset(dir: &Path, classes: &[&str], per_class: usize) -> PathBuf {
+    let archive = shared_data().join("eurosat-rgb.tar.gz");
+    assert!(
+        archive.is_file(),
+        "{} is missing (set NEXTTILE_SHARED_DATA)",
+        archive.display()
+    );
+    let mut members = Vec::new();
+    let mut csv = String::from("path,class,split\n");
+    for class in classes {
+        for n in 1..=per_class {
+            let rel = format!("{class}/{class}_{n}.jpg");
+            members.push(format!("eurosat-rgb/{rel}"));
+            let split = if n % 3 == 0 { "test" } else { "train" };
+            csv.push_str(&format!("{rel},{class},{split}\n"));
+        }
+    }
+    let status = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(dir)
+        .args(&members)
+        .status()
+        .expect("tar runs");
+    assert!(status.success(), "tar could not extract the EuroSAT subset");
+    let root = dir.join("eurosat-rgb");
+    std::fs::write(root.join("splits.csv"), csv).expect("write splits.csv");
+    root
+}

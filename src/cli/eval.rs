@@ -1,0 +1,238 @@
+//! `nexttile eval`: the label-savings benchmark on a labelled image folder.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::error::{Error, Result};
+use crate::eval::{self, EvalProtocol, EvalRequest, MosaicOptions, PoolKind, Query};
+use crate::head::HeadConfig;
+use crate::model::SessionConfig;
+use crate::sampling::McfpsParams;
+use crate::store::EmbeddingCache;
+
+/// Arguments of `nexttile eval`.
+#[derive(Args, Debug)]
+pub(crate) struct EvalArgs {
+    /// Image folder with one sub-folder per class (e.g. the extracted eurosat-rgb/);
+    /// its splits.csv (path,class,split) fixes the split when present.
+    dataset: PathBuf,
+    /// Output folder for rounds.csv, summary.csv, summary.json and curves.png.
+    #[arg(long, short)]
+    out: PathBuf,
+    /// Encoder ONNX (default: the demo encoder in onnx/eurosat_simsiam/).
+    #[arg(long)]
+    encoder: Option<PathBuf>,
+    /// Query functions, comma-separated: random, entropy, bald, margin, least_confidence,
+    /// variation_ratio, mcfps, mcfps+<metric>, coreset, <metric>+clustering; with
+    /// --multi-label: random, ll, tpd, mge.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "random,bald,entropy,mcfps,coreset"
+    )]
+    queries: Vec<String>,
+    /// Pools, comma-separated: balanced, unbalanced (default: both; --multi-label:
+    /// balanced only).
+    #[arg(long, value_delimiter = ',')]
+    pools: Option<Vec<String>>,
+    /// Number of seeds (trials per query and pool): 0, 1, ..., N−1.
+    #[arg(long, default_value_t = 5)]
+    seeds: u64,
+    /// Labelled samples before the first round.
+    #[arg(long, default_value_t = 64)]
+    initial: usize,
+    /// Samples queried per round (b; MCFPS paper: 64).
+    #[arg(long, short, default_value_t = 64)]
+    budget: usize,
+    /// Query rounds (MCFPS paper: 8).
+    #[arg(long, default_value_t = 8)]
+    rounds: usize,
+    /// MC-dropout passes T.
+    #[arg(long, short = 't', default_value_t = 20)]
+    passes: usize,
+    /// Imbalance ratio of the unbalanced pool (commonest : rarest class).
+    #[arg(long, default_value_t = eval::pool::DEFAULT_IMBALANCE_RATIO)]
+    imbalance_ratio: f64,
+    /// Continue training from the previous round's weights (default: cold start).
+    #[arg(long)]
+    warm_start: bool,
+    /// Clustering queries: candidate factor m (seed 004 uses 3-4).
+    #[arg(long, default_value_t = 4)]
+    cluster_factor: usize,
+    /// MCFPS: neighbourhood size k.
+    #[arg(long, default_value_t = McfpsParams::default().neighbours)]
+    neighbours: usize,
+    /// Head optimiser steps per round.
+    #[arg(long, default_value_t = HeadConfig::default().steps)]
+    steps: usize,
+    /// Head dropout probability.
+    #[arg(long, default_value_t = HeadConfig::default().dropout)]
+    dropout: f32,
+    /// Derive the multi-label benchmark: 2×2 mosaics of the folder's images, labelled
+    /// with the classes they contain.
+    #[arg(long)]
+    multi_label: bool,
+    /// --multi-label: mosaics in the pool (from train images).
+    #[arg(long, default_value_t = 4000)]
+    mosaic_pool: usize,
+    /// --multi-label: mosaics in the test set (from test images).
+    #[arg(long, default_value_t = 1000)]
+    mosaic_test: usize,
+    /// --multi-label: at most this many distinct classes per mosaic.
+    #[arg(long, default_value_t = 3)]
+    mosaic_max_classes: usize,
+    /// Multiplier for raw pixel values (default: 1/255 for 8-bit images, else the
+    /// encoder's input_scale).
+    #[arg(long)]
+    pixel_scale: Option<f32>,
+    /// Report the labels needed to reach this score.
+    #[arg(long, default_value_t = 0.9)]
+    target: f64,
+    /// Trials run in parallel (default: the number of cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Embedding cache folder (default: $NEXTTILE_HOME/cache/embeddings).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Neither read nor write the embedding cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+    /// Seed of the mosaics (and of the split when there is no splits.csv).
+    #[arg(long, default_value_t = 0)]
+    data_seed: u64,
+    /// Print the JSON summary on stdout.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+pub(crate) fn run(a: EvalArgs) -> Result<()> {
+    let queries = a
+        .queries
+        .iter()
+        .map(|q| q.parse::<Query>())
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let pools = match &a.pools {
+        Some(names) => names
+            .iter()
+            .map(|p| p.parse::<PoolKind>())
+            .collect::<std::result::Result<Vec<_>, _>>()?,
+        None if a.multi_label => vec![PoolKind::Balanced],
+        None => vec![PoolKind::Balanced, PoolKind::Unbalanced],
+    };
+    if a.multi_label && pools.contains(&PoolKind::Unbalanced) {
+        return Err(Error::Invalid(
+            "--multi-label mosaics form a balanced pool only; drop unbalanced from --pools".into(),
+        ));
+    }
+    if a.seeds == 0 {
+        return Err(Error::Invalid("--seeds must be at least 1".into()));
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let protocol = EvalProtocol {
+        initial: a.initial,
+        budget: a.budget,
+        rounds: a.rounds,
+        seeds: (0..a.seeds).collect(),
+        passes: a.passes,
+        queries,
+        pools,
+        imbalance_ratio: a.imbalance_ratio,
+        head: HeadConfig {
+            steps: a.steps,
+            dropout: a.dropout,
+            ..HeadConfig::default()
+        },
+        warm_start: a.warm_start,
+        clustering_m: a.cluster_factor,
+        mcfps: McfpsParams {
+            anchors: None,
+            neighbours: a.neighbours,
+        },
+        threads: a.jobs.unwrap_or(cores),
+    };
+    protocol.head.validate().map_err(eval::EvalError::from)?;
+    let req = EvalRequest {
+        dataset: a.dataset.clone(),
+        encoder: a
+            .encoder
+            .clone()
+            .unwrap_or_else(|| super::default_model("encoder.onnx")),
+        session: SessionConfig::default(),
+        out: a.out.clone(),
+        protocol,
+        mosaics: a.multi_label.then_some(MosaicOptions {
+            pool: a.mosaic_pool,
+            test: a.mosaic_test,
+            max_classes: a.mosaic_max_classes,
+        }),
+        pixel_scale: a.pixel_scale,
+        cache: if a.no_cache {
+            None
+        } else {
+            Some(EmbeddingCache::new(
+                a.cache_dir
+                    .clone()
+                    .unwrap_or_else(EmbeddingCache::default_dir),
+            ))
+        },
+        target: a.target,
+        data_seed: a.data_seed,
+    };
+    let bar = if a.quiet {
+        ProgressBar::hidden()
+    } else {
+        let b = ProgressBar::new(0);
+        b.set_style(
+            ProgressStyle::with_template("{msg:>24} [{bar:30}] {pos}/{len} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    };
+    let outcome = eval::evaluate(&req, &|stage, done, total| {
+        bar.set_message(stage.to_string());
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&outcome).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    println!(
+        "embeddings: {} ({:.1} s); trials: {:.1} s",
+        if outcome.cache_hit {
+            "cached"
+        } else {
+            "computed"
+        },
+        outcome.embed_seconds,
+        outcome.trial_seconds
+    );
+    for r in &outcome.reached {
+        let last = outcome
+            .summary
+            .iter()
+            .rfind(|s| s.pool == r.pool && s.query == r.query);
+        let reach = match r.labels {
+            Some(n) => format!("reaches {:.2} at {n:.0} labels", a.target),
+            None => format!("does not reach {:.2}", a.target),
+        };
+        if let Some(s) = last {
+            println!(
+                "{:>10} {:>20}: {:.3} ± {:.3} at {:.0} labels; {reach}",
+                r.pool, r.query, s.mean, s.std, s.labelled
+            );
+        }
+    }
+    println!("wrote {}", outcome.paths.summary_json.display());
+    println!("      {}", outcome.paths.plot_png.display());
+    Ok(())
+}

@@ -72,8 +72,21 @@ impl Aoi {
 struct Geometries {
     polygons: MultiPolygon<f64>,
     points: Vec<Point<f64>>,
+    /// The `class` property of the feature each polygon came from.
+    polygon_classes: Vec<Option<String>>,
+    /// The `class` property of the feature each point came from.
+    point_classes: Vec<Option<String>>,
     found: Vec<String>,
     crs: String,
+}
+
+/// The `class` property of a feature: a string, or a number written as text.
+fn class_of(f: &geojson::Feature) -> Option<String> {
+    match f.property(LABEL_CLASS_PROPERTY)? {
+        serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
 impl Geometries {
@@ -92,9 +105,12 @@ impl Geometries {
             .map_err(|e: geojson::Error| AoiError::Parse(e.to_string()))?;
         let mut polys: Vec<Polygon<f64>> = Vec::new();
         let mut points: Vec<Point<f64>> = Vec::new();
+        let mut polygon_classes = Vec::new();
+        let mut point_classes = Vec::new();
         let mut found = Vec::new();
-        let mut push = |g: &geojson::Geometry| {
+        let mut push = |g: &geojson::Geometry, class: Option<String>| {
             found.push(g.value.type_name().to_string());
+            let (np, nq) = (polys.len(), points.len());
             match geo::Geometry::<f64>::try_from(g.value.clone()) {
                 Ok(geo::Geometry::Polygon(p)) => polys.push(p),
                 Ok(geo::Geometry::MultiPolygon(mp)) => polys.extend(mp.0),
@@ -102,15 +118,23 @@ impl Geometries {
                 Ok(geo::Geometry::MultiPoint(mp)) => points.extend(mp.0),
                 _ => {}
             }
+            polygon_classes.resize(polygon_classes.len() + polys.len() - np, class.clone());
+            point_classes.resize(point_classes.len() + points.len() - nq, class);
         };
         match &gj {
-            GeoJson::FeatureCollection(fc) => fc
-                .features
-                .iter()
-                .filter_map(|f| f.geometry.as_ref())
-                .for_each(&mut push),
-            GeoJson::Feature(f) => f.geometry.iter().for_each(&mut push),
-            GeoJson::Geometry(g) => push(g),
+            GeoJson::FeatureCollection(fc) => {
+                for f in &fc.features {
+                    if let Some(g) = &f.geometry {
+                        push(g, class_of(f));
+                    }
+                }
+            }
+            GeoJson::Feature(f) => {
+                if let Some(g) = &f.geometry {
+                    push(g, class_of(f));
+                }
+            }
+            GeoJson::Geometry(g) => push(g, None),
         }
         let crs = crs_override
             .map(str::to_string)
@@ -119,6 +143,8 @@ impl Geometries {
         Ok(Geometries {
             polygons: MultiPolygon(polys),
             points,
+            polygon_classes,
+            point_classes,
             found,
             crs,
         })
@@ -137,9 +163,17 @@ pub struct Labelled {
     pub polygons: MultiPolygon<f64>,
     /// Labelled points.
     pub points: Vec<Point<f64>>,
+    /// The `class` property of each polygon's feature (`None` when it has none), in
+    /// the order of `polygons`.
+    pub polygon_classes: Vec<Option<String>>,
+    /// The `class` property of each point's feature, in the order of `points`.
+    pub point_classes: Vec<Option<String>>,
     /// Their CRS.
     pub crs: String,
 }
+
+/// The feature property that carries a label's class name.
+pub const LABEL_CLASS_PROPERTY: &str = "class";
 
 impl Labelled {
     /// Read a GeoJSON file of Point/MultiPoint/Polygon/MultiPolygon features.
@@ -154,6 +188,8 @@ impl Labelled {
         Ok(Labelled {
             polygons: g.polygons,
             points: g.points,
+            polygon_classes: g.polygon_classes,
+            point_classes: g.point_classes,
             crs: g.crs,
         })
     }
@@ -221,6 +257,27 @@ mod tests {
         let a = Aoi::from_geojson(text, None).unwrap();
         assert_eq!(a.crs, "EPSG:32618");
         assert_eq!(a.polygons.0.len(), 1);
+    }
+
+    #[test]
+    fn label_classes_follow_their_features() {
+        let text = r#"{"type":"FeatureCollection","features":[
+          {"type":"Feature","properties":{"class":"Forest"},"geometry":{"type":"MultiPoint","coordinates":[[1,2],[3,4]]}},
+          {"type":"Feature","properties":{},"geometry":{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,0]]]}},
+          {"type":"Feature","properties":{"class":7},"geometry":{"type":"Point","coordinates":[5,6]}}]}"#;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("labels.geojson");
+        std::fs::write(&path, text).unwrap();
+        let l = Labelled::from_file(&path, None).unwrap();
+        assert_eq!(
+            l.point_classes,
+            vec![
+                Some("Forest".into()),
+                Some("Forest".into()),
+                Some("7".into())
+            ]
+        );
+        assert_eq!(l.polygon_classes, vec![None]);
     }
 
     #[test]

@@ -7,12 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
+use geo::MultiPolygon;
 use ndarray::{Array2, Axis, concatenate};
 use serde::Serialize;
 
 use crate::aoi::{Aoi, Labelled};
 use crate::crs::LocalMetric;
 use crate::error::{Error, Result};
+use crate::head::{HeadConfig, HeadSpec, Targets, TrainReport, TrainableHead};
 use crate::model::{Encoder, Head, ModelSpec, SessionConfig};
 use crate::output;
 use crate::raster::{RasterError, ReadPlan, Scene, TileBatch, read_tiles};
@@ -73,6 +75,23 @@ pub struct ScoreRequest {
     pub cache: Option<PathBuf>,
     /// onnxruntime session settings.
     pub session: SessionConfig,
+    /// Retrain the head on the classes of [`labelled`](Self::labelled) (from the
+    /// cached embeddings) and score with it instead of the ONNX head.
+    pub retrain: Option<Retrain>,
+}
+
+/// How to retrain the head on analysts' labels before scoring: a
+/// [`TrainableHead`](crate::head::TrainableHead) with the ONNX head's classes, trained
+/// on the embeddings of the labelled tiles.
+#[derive(Debug, Clone, Default)]
+pub struct Retrain {
+    /// Hyper-parameters (`seed` is replaced by the request's seed).
+    pub config: HeadConfig,
+    /// Continue from a head saved by an earlier round (warm start); `None` = train
+    /// from scratch (cold start).
+    pub warm_from: Option<PathBuf>,
+    /// Write the trained head here (safetensors), for the next round.
+    pub save_to: Option<PathBuf>,
 }
 
 impl ScoreRequest {
@@ -101,6 +120,7 @@ impl ScoreRequest {
             batch_size: DEFAULT_BATCH_SIZE,
             cache: None,
             session: SessionConfig::default(),
+            retrain: None,
         }
     }
 }
@@ -243,6 +263,21 @@ pub struct ScoreResult {
     pub warnings: Vec<String>,
     /// Stage timings.
     pub timings: Timings,
+    /// What retraining did, when the request asked for it.
+    pub retrained: Option<RetrainSummary>,
+}
+
+/// What [`Retrain`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RetrainSummary {
+    /// Scored tiles with a class label, trained on.
+    pub labelled_tiles: usize,
+    /// Training samples per class name.
+    pub per_class: Vec<(String, usize)>,
+    /// The training run.
+    pub report: TrainReport,
+    /// Where the head was written, if anywhere.
+    pub saved_to: Option<String>,
 }
 
 /// Paths of the files [`write_outputs`] wrote.
@@ -406,7 +441,31 @@ pub fn score(
             head.spec.name, req.mc_passes
         ));
     }
-    let probs = head.predict_mc(embeddings.view(), req.mc_passes)?;
+    let mut retrained = None;
+    let probs = match &req.retrain {
+        None => head.predict_mc(embeddings.view(), req.mc_passes)?,
+        Some(r) => {
+            let labelled = req.labelled.as_ref().ok_or_else(|| {
+                Error::Invalid(
+                    "retraining needs labels: pass --labelled with features that have a `class` property".into(),
+                )
+            })?;
+            let classes = tile_classes(
+                labelled,
+                &grid,
+                &ids,
+                &scene.crs_wkt,
+                &head.spec.class_names,
+                &mut warnings,
+            )?;
+            let (trained, summary) =
+                retrain_head(r, &embeddings, &classes, &head.spec.class_names, req.seed)?;
+            retrained = Some(summary);
+            trained
+                .predict_mc(embeddings.view(), req.mc_passes.max(1), req.seed)?
+                .probs
+        }
+    };
     let head_s = t2.elapsed().as_secs_f64();
 
     let t3 = Instant::now();
@@ -492,7 +551,146 @@ pub fn score(
             select_s,
             peak_rss_mib: peak_rss_mib(),
         },
+        retrained,
     })
+}
+
+/// Trains (or continues) a head on the labelled tiles' embeddings and saves it if asked.
+fn retrain_head(
+    r: &Retrain,
+    embeddings: &Array2<f32>,
+    classes: &[Option<usize>],
+    class_names: &[String],
+    seed: u64,
+) -> Result<(TrainableHead, RetrainSummary)> {
+    let rows: Vec<usize> = (0..classes.len())
+        .filter(|&i| classes[i].is_some())
+        .collect();
+    let ys: Vec<usize> = rows.iter().filter_map(|&i| classes[i]).collect();
+    if rows.is_empty() {
+        return Err(Error::Invalid(
+            "no scored tile has a class label: give the --labelled features a `class` property naming one of the head's classes, inside the scene".into(),
+        ));
+    }
+    let mut head = match &r.warm_from {
+        Some(path) => {
+            let h = TrainableHead::load(path)?;
+            if h.spec().classes != class_names || h.spec().input_dim != embeddings.ncols() {
+                return Err(Error::Invalid(format!(
+                    "{} was trained for {} classes on {}-d embeddings, but this run has {} classes and {}-d embeddings; drop --warm-from to start a new head",
+                    path.display(),
+                    h.spec().classes.len(),
+                    h.spec().input_dim,
+                    class_names.len(),
+                    embeddings.ncols()
+                )));
+            }
+            h
+        }
+        None => TrainableHead::new(
+            HeadSpec {
+                input_dim: embeddings.ncols(),
+                classes: class_names.to_vec(),
+                multi_label: false,
+                loss_prediction: false,
+            },
+            HeadConfig {
+                seed,
+                ..r.config.clone()
+            },
+            embeddings.view(),
+        )?,
+    };
+    let x = embeddings.select(Axis(0), &rows);
+    let report = head.fit(x.view(), Targets::Single(&ys), r.warm_from.is_some())?;
+    let mut per_class: Vec<(String, usize)> = class_names
+        .iter()
+        .enumerate()
+        .map(|(c, name)| (name.clone(), ys.iter().filter(|&&y| y == c).count()))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    per_class.sort_by_key(|c| std::cmp::Reverse(c.1));
+    let saved_to = match &r.save_to {
+        Some(path) => {
+            head.save(path)?;
+            Some(path.display().to_string())
+        }
+        None => None,
+    };
+    Ok((
+        head,
+        RetrainSummary {
+            labelled_tiles: rows.len(),
+            per_class,
+            report,
+            saved_to,
+        },
+    ))
+}
+
+/// The class of every scored tile from the labels' `class` properties: a point labels
+/// the tile it falls in, a polygon every tile it touches. A tile touched by labels of
+/// different classes takes the class named most often (ties: the first in the head's
+/// class order) and a warning says so. Unlabelled tiles and labels without a class are
+/// `None`.
+///
+/// # Errors
+///
+/// [`Error::Invalid`] for a class name the head does not know, listing the valid ones.
+fn tile_classes(
+    labelled: &Labelled,
+    grid: &TileGrid,
+    tiles: &[TileId],
+    scene_wkt: &str,
+    class_names: &[String],
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Option<usize>>> {
+    let class_index = |name: &str| {
+        class_names.iter().position(|c| c == name).ok_or_else(|| {
+            Error::Invalid(format!(
+                "label class {name:?} is not one of the head's classes: {}",
+                class_names.join(", ")
+            ))
+        })
+    };
+    let (polygons, points) = labelled.to_scene_crs(scene_wkt)?;
+    let mut votes: std::collections::HashMap<TileId, Vec<usize>> = Default::default();
+    for ((x, y), class) in points.iter().zip(&labelled.point_classes) {
+        if let (Some(id), Some(c)) = (grid.tile_at(*x, *y), class) {
+            votes.entry(id).or_default().push(class_index(c)?);
+        }
+    }
+    for (poly, class) in polygons.0.iter().zip(&labelled.polygon_classes) {
+        let Some(c) = class else { continue };
+        let c = class_index(c)?;
+        match tiles_in_aoi(grid, &MultiPolygon(vec![poly.clone()])) {
+            Ok(ids) => ids
+                .into_iter()
+                .for_each(|id| votes.entry(id).or_default().push(c)),
+            Err(crate::tiling::TilingError::AoiOutsideScene { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut conflicts = 0;
+    let out = tiles
+        .iter()
+        .map(|t| {
+            let v = votes.get(t)?;
+            let mut counts = vec![0usize; class_names.len()];
+            v.iter().for_each(|&c| counts[c] += 1);
+            let best = (0..counts.len()).max_by_key(|&c| (counts[c], std::cmp::Reverse(c)))?;
+            if counts.iter().filter(|&&n| n > 0).count() > 1 {
+                conflicts += 1;
+            }
+            Some(best)
+        })
+        .collect();
+    if conflicts > 0 {
+        warnings.push(format!(
+            "{conflicts} tile(s) carry labels of more than one class; each was trained on the class named most often"
+        ));
+    }
+    Ok(out)
 }
 
 /// Read the plan's tiles on their own thread (own GDAL dataset) into a
@@ -691,6 +889,7 @@ pub fn summary_json(result: &ScoreResult, paths: Option<&OutputPaths>) -> serde_
         "runtime": result.runtime,
         "warnings": result.warnings,
         "timings": result.timings,
+        "retrained": result.retrained,
         "outputs": paths,
     })
 }

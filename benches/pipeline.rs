@@ -17,7 +17,7 @@
 //! - `granule`: a full Sentinel-2 granule footprint (10980 × 10980 px, 13
 //!   bands, a VRT mosaic of the sample; nothing big is written) and a quarter
 //!   of it: wall time, time per tile, peak RSS of the process;
-//! - `selection`: MCFPS and top-k, b = 1000, from 38,531 and 1,000,000
+//! - `selection`: top-k, MCFPS, core-set and uncertainty + clustering, b = 1000, from 38,531 and 1,000,000
 //!   synthetic 256-d embeddings (time, peak RSS), each in its own process.
 
 use std::path::{Path, PathBuf};
@@ -28,7 +28,7 @@ use std::time::Instant;
 use nexttile::engine::{self, ScoreRequest};
 use nexttile::model::{Encoder, Head, SessionConfig};
 use nexttile::raster::{ReadPlan, Scene, read_tiles};
-use nexttile::sampling::{McfpsParams, SelectionInput, Strategy, select};
+use nexttile::sampling::{ClusteringParams, McfpsParams, SelectionInput, Strategy, select};
 use nexttile::tiling::TileGrid;
 
 const MC: usize = 20;
@@ -333,6 +333,8 @@ fn selection_worker(n: usize, strategy: &str) {
     let unc = ndarray::Array1::from_shape_simple_fn(n, || rng.random::<f32>());
     let s = match strategy {
         "mcfps" => Strategy::Mcfps(McfpsParams::default()),
+        "coreset" => Strategy::Coreset,
+        "clustering" => Strategy::Clustering(ClusteringParams::default()),
         _ => Strategy::TopK,
     };
     let t = Instant::now();
@@ -348,7 +350,7 @@ fn selection(report: &mut serde_json::Map<String, serde_json::Value>) {
     let exe = std::env::current_exe().expect("exe");
     let mut rows = Vec::new();
     for n in [38_531usize, 1_000_000] {
-        for s in ["top_k", "mcfps"] {
+        for s in ["top_k", "mcfps", "coreset", "clustering"] {
             let out = Command::new(&exe)
                 .args(["--selection-worker", &n.to_string(), s])
                 .output()

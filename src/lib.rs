@@ -8,6 +8,8 @@
 //! tiles to label next. [`engine::score`] runs all of it and
 //! [`engine::write_outputs`] writes the heatmap COG and the ranked GeoJSON.
 
+#![warn(missing_docs)]
+
 pub mod aoi;
 pub mod cli;
 pub mod crs;

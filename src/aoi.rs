@@ -181,7 +181,13 @@ impl Labelled {
         path: &std::path::Path,
         crs_override: Option<&str>,
     ) -> Result<Labelled, AoiError> {
-        let g = Geometries::parse(&read_text(path)?, crs_override)?;
+        Self::from_geojson(&read_text(path)?, crs_override)
+    }
+
+    /// Parse GeoJSON text of Point/MultiPoint/Polygon/MultiPolygon features (same CRS
+    /// rules as [`Aoi::from_geojson`]); each feature's `class` property is kept.
+    pub fn from_geojson(text: &str, crs_override: Option<&str>) -> Result<Labelled, AoiError> {
+        let g = Geometries::parse(text, crs_override)?;
         if g.polygons.0.is_empty() && g.points.is_empty() {
             return Err(AoiError::NoLabels(g.found_list()));
         }

@@ -78,6 +78,9 @@ pub struct ScoreRequest {
     /// Retrain the head on the classes of [`labelled`](Self::labelled) (from the
     /// cached embeddings) and score with it instead of the ONNX head.
     pub retrain: Option<Retrain>,
+    /// Score with a head saved by an earlier retraining (safetensors) instead of the
+    /// ONNX head, without training; ignored when [`retrain`](Self::retrain) is set.
+    pub trained_head: Option<PathBuf>,
 }
 
 /// How to retrain the head on analysts' labels before scoring: a
@@ -121,6 +124,7 @@ impl ScoreRequest {
             cache: None,
             session: SessionConfig::default(),
             retrain: None,
+            trained_head: None,
         }
     }
 }
@@ -443,7 +447,23 @@ pub fn score(
     }
     let mut retrained = None;
     let probs = match &req.retrain {
-        None => head.predict_mc(embeddings.view(), req.mc_passes)?,
+        None => match &req.trained_head {
+            None => head.predict_mc(embeddings.view(), req.mc_passes)?,
+            Some(path) => {
+                let trained = TrainableHead::load(path)?;
+                if trained.spec().input_dim != embeddings.ncols()
+                    || trained.spec().classes != head.spec.class_names
+                {
+                    return Err(Error::Invalid(format!(
+                        "{} was trained for other classes or another encoder than this run's",
+                        path.display()
+                    )));
+                }
+                trained
+                    .predict_mc(embeddings.view(), req.mc_passes.max(1), req.seed)?
+                    .probs
+            }
+        },
         Some(r) => {
             let labelled = req.labelled.as_ref().ok_or_else(|| {
                 Error::Invalid(

@@ -21,6 +21,7 @@ pub mod model;
 pub mod output;
 pub mod raster;
 pub mod sampling;
+pub mod server;
 pub mod store;
 pub mod tiling;
 pub mod uncertainty;

@@ -1,6 +1,7 @@
 //! The command line: each command is a thin call into the library.
 
 mod eval;
+mod serve;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,8 @@ enum Command {
     Score(Box<ScoreArgs>),
     /// Measure label savings: simulate the labelling loop on a labelled image folder.
     Eval(Box<eval::EvalArgs>),
+    /// Run the HTTP daemon (projects, scenes, jobs, suggestions, labels, rounds).
+    Serve(Box<serve::ServeArgs>),
     /// Inspect ONNX models.
     Models {
         #[command(subcommand)]
@@ -184,6 +187,7 @@ fn run(cmd: Command) -> Result<()> {
     match cmd {
         Command::Score(a) => score(*a),
         Command::Eval(a) => eval::run(*a),
+        Command::Serve(a) => serve::run(*a),
         Command::Models {
             command: ModelsCommand::Inspect { file, json },
         } => inspect(&file, json),

@@ -1,6 +1,9 @@
-//! Durable state. For now: the on-disk embedding cache (SQLite state for
-//! projects, labels and rounds comes with the daemon).
+//! Durable state: the on-disk embedding cache and the daemon's SQLite database of
+//! projects, scenes, labels, rounds and jobs.
 
+mod db;
 mod embedding_cache;
+
+pub use db::{Db, DbError, JobRow, LabelRow, NewLabel, Project, RoundRow, SceneRow};
 
 pub use embedding_cache::{CacheError, CacheKey, CachedEmbeddings, EmbeddingCache};

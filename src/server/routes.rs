@@ -1,0 +1,676 @@
+//! HTTP handlers: each extracts, checks, makes one store or worker call and answers.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tokio::sync::oneshot;
+
+use super::AppState;
+use super::error::ApiError;
+use super::labels::parse_labels;
+use super::paths::{PathError, check_raster_path};
+use super::worker::{JobLive, SelectParams, Task};
+use crate::engine::{DEFAULT_BUDGET, DEFAULT_MC_PASSES, DEFAULT_TILE_SIZE};
+use crate::model::ModelRole;
+use crate::sampling::Strategy;
+use crate::store::{Db, Project, SceneRow};
+use crate::uncertainty::Metric;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Runs `f` with the database on a blocking thread.
+async fn with_db<T: Send + 'static>(
+    state: &Arc<AppState>,
+    f: impl FnOnce(&mut Db) -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut db = state
+            .db
+            .lock()
+            .map_err(|_| ApiError::internal("database lock poisoned"))?;
+        f(&mut db)
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+fn project_or_404(db: &Db, id: i64) -> ApiResult<Project> {
+    db.project(id)?
+        .ok_or_else(|| ApiError::not_found(&format!("project {id}")))
+}
+
+/// `GET /health`: version, schema, and which execution provider runs and why.
+pub async fn health(State(state): State<Arc<AppState>>) -> ApiResult<Json<serde_json::Value>> {
+    let schema = with_db(&state, |db| Ok(db.schema_version()?)).await?;
+    Ok(Json(serde_json::json!({
+        "name": "nexttile",
+        "version": env!("CARGO_PKG_VERSION"),
+        "schema_version": schema,
+        "provider": state.runtime.provider,
+        "provider_reason": state.runtime.provider_reason,
+        "onnxruntime": state.runtime.library.display().to_string(),
+        "token_required": state.config.token.is_some(),
+    })))
+}
+
+/// `GET /models`: the models in the default model folder, with their contracts.
+pub async fn models() -> ApiResult<Json<serde_json::Value>> {
+    tokio::task::spawn_blocking(|| {
+        let dir = crate::cli::default_model("encoder.onnx")
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            paths.sort();
+            for p in paths
+                .into_iter()
+                .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+            {
+                match crate::model::inspect(&p) {
+                    Ok(spec) => out.push(serde_json::to_value(&spec).unwrap_or_default()),
+                    Err(e) => out.push(serde_json::json!({"path": p, "error": e.to_string()})),
+                }
+            }
+        }
+        Ok(Json(serde_json::json!({"folder": dir, "models": out})))
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+/// Body of `POST /projects`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewProject {
+    /// Unique name.
+    pub name: String,
+    /// Encoder ONNX (default: the demo encoder).
+    pub encoder: Option<String>,
+    /// Head ONNX (default: the demo head); its metadata gives the classes.
+    pub head: Option<String>,
+}
+
+/// `POST /projects`.
+pub async fn create_project(
+    State(state): State<Arc<AppState>>,
+    Json(body): Json<NewProject>,
+) -> ApiResult<Response> {
+    if body.name.trim().is_empty() || body.name.len() > 200 {
+        return Err(ApiError::bad_request("name must be 1 to 200 characters"));
+    }
+    let encoder = body
+        .encoder
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| crate::cli::default_model("encoder.onnx"));
+    let head = body
+        .head
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| crate::cli::default_model("head.onnx"));
+    let (enc_spec, head_spec) = tokio::task::spawn_blocking(move || {
+        let e = crate::model::inspect(&encoder);
+        let h = crate::model::inspect(&head);
+        (e, h)
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    let bad = |e: crate::model::ModelError| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+    };
+    let enc_spec = enc_spec.map_err(bad)?;
+    let head_spec = head_spec.map_err(bad)?;
+    if enc_spec.role != ModelRole::Encoder || head_spec.role == ModelRole::Encoder {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "encoder must be an encoder model and head a classifier head (see GET /models)",
+        ));
+    }
+    let name = body.name.trim().to_string();
+    let project = with_db(&state, move |db| {
+        db.create_project(
+            &name,
+            &enc_spec.path.display().to_string(),
+            &head_spec.path.display().to_string(),
+            &head_spec.class_names,
+            head_spec.multi_label,
+        )?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                format!("a project named {name:?} exists"),
+            )
+        })
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(project)).into_response())
+}
+
+/// `GET /projects`.
+pub async fn list_projects(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<Project>>> {
+    Ok(Json(with_db(&state, |db| Ok(db.projects()?)).await?))
+}
+
+/// `GET /projects/{id}`.
+pub async fn get_project(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let v = with_db(&state, move |db| {
+        let p = project_or_404(db, id)?;
+        Ok(serde_json::json!({
+            "project": p,
+            "scenes": db.scenes(id)?,
+            "labels": db.labels(id)?.len(),
+            "rounds": db.rounds(id)?,
+        }))
+    })
+    .await?;
+    Ok(Json(v))
+}
+
+/// `DELETE /projects/{id}`.
+pub async fn delete_project(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
+    let gone = with_db(&state, move |db| Ok(db.delete_project(id)?)).await?;
+    if gone {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(&format!("project {id}")))
+    }
+}
+
+/// Body of `POST /projects/{id}/scenes`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewScene {
+    /// Raster path, absolute or relative to the first raster root.
+    pub path: String,
+    /// Optional AOI: a GeoJSON object (FeatureCollection, Feature or geometry).
+    pub aoi: Option<serde_json::Value>,
+    /// CRS of the AOI when it is not WGS 84 and does not say.
+    pub aoi_crs: Option<String>,
+}
+
+fn path_error(e: PathError) -> ApiError {
+    let status = match e {
+        PathError::Missing(_) => StatusCode::NOT_FOUND,
+        PathError::ParentComponent(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::FORBIDDEN,
+    };
+    ApiError::new(status, e.to_string())
+}
+
+fn new_job(
+    state: &AppState,
+    db: &Db,
+    project: i64,
+    kind: &str,
+) -> ApiResult<(i64, Arc<AtomicBool>)> {
+    let id = db.create_job(Some(project), kind)?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    if let Ok(mut jobs) = state.jobs.lock() {
+        jobs.insert(
+            id,
+            JobLive {
+                status: "queued".into(),
+                stage: "queued".into(),
+                done: 0,
+                total: 0,
+                cancel: cancel.clone(),
+            },
+        );
+    }
+    Ok((id, cancel))
+}
+
+fn forget_job(state: &AppState, db: &Db, id: i64, why: &str) {
+    if let Ok(mut jobs) = state.jobs.lock() {
+        jobs.remove(&id);
+    }
+    let _ = db.set_job(id, "failed", Some(why), None);
+}
+
+/// `POST /projects/{id}/scenes`: checks the path and size, then queues a scoring job.
+pub async fn add_scene(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+    Json(body): Json<NewScene>,
+) -> ApiResult<Response> {
+    let path = check_raster_path(&body.path, &state.config.roots, state.config.allow_vsi)
+        .map_err(path_error)?;
+    let aoi_text = body.aoi.as_ref().map(|a| a.to_string());
+    if let Some(text) = &aoi_text {
+        crate::aoi::Aoi::from_geojson(text, body.aoi_crs.as_deref())
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    }
+    // Open the raster (GDAL, blocking) to refuse unreadable or oversized scenes now.
+    let max_tiles = state.config.max_tiles;
+    let probe = path.clone();
+    tokio::task::spawn_blocking(move || -> ApiResult<()> {
+        let scene = crate::raster::Scene::open(&probe)
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+        let tiles = scene.width.div_ceil(DEFAULT_TILE_SIZE) * scene.height.div_ceil(DEFAULT_TILE_SIZE);
+        if tiles > max_tiles {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the scene has {tiles} tiles of {DEFAULT_TILE_SIZE} px; this daemon takes at most {max_tiles} (max_tiles); give an AOI or raise the limit"),
+            ));
+        }
+        Ok(())
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let st = state.clone();
+    let (project, scene, job) = with_db(&state, move |db| {
+        let project = project_or_404(db, id)?;
+        let scene = db.add_scene(
+            id,
+            &path.display().to_string(),
+            aoi_text.as_deref(),
+            body.aoi_crs.as_deref(),
+        )?;
+        let (job, _) = new_job(&st, db, id, "score")?;
+        Ok((project, scene, job))
+    })
+    .await?;
+    if let Err(e) = state.queue.submit(Task::Score {
+        job,
+        project,
+        scene: scene.clone(),
+    }) {
+        let st = state.clone();
+        let why = e.message.clone();
+        with_db(&state, move |db| {
+            forget_job(&st, db, job, &why);
+            Ok(())
+        })
+        .await?;
+        return Err(e);
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"scene": scene, "job": job, "poll": format!("/jobs/{job}")})),
+    )
+        .into_response())
+}
+
+/// `GET /projects/{id}/scenes`.
+pub async fn list_scenes(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Vec<SceneRow>>> {
+    Ok(Json(
+        with_db(&state, move |db| {
+            project_or_404(db, id)?;
+            Ok(db.scenes(id)?)
+        })
+        .await?,
+    ))
+}
+
+/// `GET /jobs/{id}`: live progress while queued or running, the stored record after.
+pub async fn get_job(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let live = state.jobs.lock().ok().and_then(|j| j.get(&id).cloned());
+    let row = with_db(&state, move |db| {
+        db.job(id)?
+            .ok_or_else(|| ApiError::not_found(&format!("job {id}")))
+    })
+    .await?;
+    let mut v = serde_json::to_value(&row).unwrap_or_default();
+    if let Some(live) = live {
+        v["status"] = live.status.into();
+        v["stage"] = live.stage.into();
+        v["done"] = live.done.into();
+        v["total"] = live.total.into();
+    }
+    Ok(Json(v))
+}
+
+/// `DELETE /jobs/{id}`: asks a queued or running job to stop.
+pub async fn cancel_job(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
+    let found = state
+        .jobs
+        .lock()
+        .ok()
+        .and_then(|j| {
+            j.get(&id)
+                .map(|l| l.cancel.store(true, std::sync::atomic::Ordering::SeqCst))
+        })
+        .is_some();
+    if found {
+        Ok(StatusCode::ACCEPTED)
+    } else {
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("job {id} is not queued or running"),
+        ))
+    }
+}
+
+/// Body of suggestion and round requests (all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelectBody {
+    /// Scene id (default: the project's latest scene).
+    pub scene_id: Option<i64>,
+    /// Strategy: a name (`mcfps`, `top_k`, `random`, `coreset`, `clustering`) or an
+    /// object with parameters (`{"mcfps": {"neighbours": 8}}`).
+    pub strategy: Option<serde_json::Value>,
+    /// Ranking metric name.
+    pub metric: Option<String>,
+    /// Suggestions wanted.
+    pub budget: Option<usize>,
+    /// MC passes.
+    pub mc_passes: Option<usize>,
+    /// Minimum ground spacing, metres.
+    pub min_spacing_m: Option<f64>,
+    /// Seed.
+    pub seed: Option<u64>,
+    /// AOI (GeoJSON object) limiting the candidates.
+    pub aoi: Option<serde_json::Value>,
+    /// CRS of the AOI.
+    pub aoi_crs: Option<String>,
+}
+
+fn select_params(b: &SelectBody) -> ApiResult<SelectParams> {
+    let bad = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m);
+    let strategy = match &b.strategy {
+        None => Strategy::Mcfps(Default::default()),
+        Some(serde_json::Value::String(s)) => s
+            .parse()
+            .map_err(|e: crate::sampling::SamplingError| bad(e.to_string()))?,
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
+            bad(format!(
+                "strategy: {e}; use one of {}",
+                Strategy::names_list()
+            ))
+        })?,
+    };
+    let metric = match &b.metric {
+        None => Metric::LeastConfidence,
+        Some(m) => m
+            .parse()
+            .map_err(|e: crate::uncertainty::UncertaintyError| bad(e.to_string()))?,
+    };
+    let budget = b.budget.unwrap_or(DEFAULT_BUDGET);
+    if budget == 0 || budget > 10_000 {
+        return Err(bad("budget must be between 1 and 10000".into()));
+    }
+    let mc_passes = b.mc_passes.unwrap_or(DEFAULT_MC_PASSES);
+    if mc_passes == 0 || mc_passes > 1000 {
+        return Err(bad("mc_passes must be between 1 and 1000".into()));
+    }
+    let min_spacing_m = b.min_spacing_m.unwrap_or(0.0);
+    if !min_spacing_m.is_finite() || min_spacing_m < 0.0 {
+        return Err(bad("min_spacing_m must be a distance in metres >= 0".into()));
+    }
+    Ok(SelectParams {
+        strategy,
+        metric,
+        budget,
+        mc_passes,
+        min_spacing_m,
+        seed: b.seed.unwrap_or(0),
+        aoi: b.aoi.as_ref().map(|a| (a.to_string(), b.aoi_crs.clone())),
+    })
+}
+
+async fn project_and_scene(
+    state: &Arc<AppState>,
+    id: i64,
+    scene_id: Option<i64>,
+) -> ApiResult<(Project, SceneRow)> {
+    with_db(state, move |db| {
+        let p = project_or_404(db, id)?;
+        let scene = match scene_id {
+            Some(s) => db
+                .scene(s)?
+                .filter(|s| s.project_id == id)
+                .ok_or_else(|| ApiError::not_found(&format!("scene {s} of project {id}")))?,
+            None => db.scenes(id)?.pop().ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "the project has no scene yet: POST /projects/{id}/scenes first",
+                )
+            })?,
+        };
+        Ok((p, scene))
+    })
+    .await
+}
+
+/// `POST /projects/{id}/suggestions`: ranked "label next" tiles as a GeoJSON
+/// FeatureCollection (EPSG:4326), from cached embeddings and the latest round's head.
+pub async fn suggestions(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+    body: Option<Json<SelectBody>>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let params = select_params(&body)?;
+    let (project, scene) = project_and_scene(&state, id, body.scene_id).await?;
+    if scene.summary.is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("scene {} is still being scored; poll its job", scene.id),
+        ));
+    }
+    let (tx, rx) = oneshot::channel();
+    state.queue.submit(Task::Suggest {
+        project,
+        scene,
+        params,
+        reply: tx,
+    })?;
+    let fc = rx
+        .await
+        .map_err(|_| ApiError::internal("the engine worker stopped"))??;
+    Ok(Json(fc))
+}
+
+/// `GET /projects/{id}/scenes/{scene}/heatmap`: the scene's uncertainty COG.
+pub async fn heatmap(
+    State(state): State<Arc<AppState>>,
+    Path((id, scene_id)): Path<(i64, i64)>,
+) -> ApiResult<Response> {
+    let dir = with_db(&state, move |db| {
+        project_or_404(db, id)?;
+        let s = db
+            .scene(scene_id)?
+            .filter(|s| s.project_id == id)
+            .ok_or_else(|| ApiError::not_found(&format!("scene {scene_id}")))?;
+        s.out_dir.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "the scene is not scored yet; poll its job",
+            )
+        })
+    })
+    .await?;
+    let bytes = tokio::fs::read(std::path::Path::new(&dir).join("heatmap.tif"))
+        .await
+        .map_err(ApiError::internal)?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "image/tiff; application=geotiff; profile=cloud-optimized",
+        )],
+        bytes,
+    )
+        .into_response())
+}
+
+/// Query of `POST /projects/{id}/labels`.
+#[derive(Debug, Deserialize)]
+pub struct CrsQuery {
+    /// CRS of the coordinates when not EPSG:4326.
+    pub crs: Option<String>,
+}
+
+/// `POST /projects/{id}/labels`: stores every label of a FeatureCollection (all or
+/// none); 201 means they are on disk.
+pub async fn post_labels(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+    Query(q): Query<CrsQuery>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let max = state.config.max_labels;
+    let ids = with_db(&state, move |db| {
+        let project = project_or_404(db, id)?;
+        let labels = parse_labels(&body, &project.classes, q.crs.as_deref(), max)
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+        Ok(db.add_labels(id, &labels)?)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({"ids": ids}))).into_response())
+}
+
+/// `GET /projects/{id}/labels`: every label as a GeoJSON FeatureCollection (EPSG:4326).
+pub async fn get_labels(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let labels = with_db(&state, move |db| {
+        project_or_404(db, id)?;
+        Ok(db.labels(id)?)
+    })
+    .await?;
+    let features: Vec<serde_json::Value> = labels
+        .into_iter()
+        .map(|l| {
+            serde_json::json!({"type": "Feature", "id": l.id, "geometry": l.geometry,
+                "properties": {"id": l.id, "class": l.class, "author": l.author, "source": l.source, "created": l.created, "updated": l.updated}})
+        })
+        .collect();
+    Ok(Json(
+        serde_json::json!({"type": "FeatureCollection", "features": features}),
+    ))
+}
+
+/// Body of `PATCH /projects/{id}/labels/{label}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelPatch {
+    /// New class.
+    pub class: Option<String>,
+    /// New GeoJSON geometry (EPSG:4326).
+    pub geometry: Option<serde_json::Value>,
+}
+
+/// `PATCH /projects/{id}/labels/{label}`: corrects a label.
+pub async fn patch_label(
+    State(state): State<Arc<AppState>>,
+    Path((id, label)): Path<(i64, i64)>,
+    Json(p): Json<LabelPatch>,
+) -> ApiResult<StatusCode> {
+    let max = state.config.max_labels;
+    let ok = with_db(&state, move |db| {
+        let project = project_or_404(db, id)?;
+        // Validate through the same parser as new labels.
+        let class = p.class.clone().or_else(|| {
+            db.labels(id).ok()?.into_iter().find(|l| l.id == label).map(|l| l.class)
+        });
+        let geometry = p.geometry.clone().or_else(|| {
+            db.labels(id).ok()?.into_iter().find(|l| l.id == label).map(|l| l.geometry)
+        });
+        let (Some(class), Some(geometry)) = (class, geometry) else {
+            return Err(ApiError::not_found(&format!("label {label}")));
+        };
+        let doc = serde_json::json!({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"class": class}, "geometry": geometry}]});
+        let parsed = parse_labels(doc.to_string().as_bytes(), &project.classes, None, max)
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+        let new = &parsed[0];
+        Ok(db.update_label(id, label, Some(&new.class), Some(&new.geometry))?)
+    })
+    .await?;
+    if ok {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(&format!("label {label}")))
+    }
+}
+
+/// `DELETE /projects/{id}/labels/{label}`.
+pub async fn delete_label(
+    State(state): State<Arc<AppState>>,
+    Path((id, label)): Path<(i64, i64)>,
+) -> ApiResult<StatusCode> {
+    let ok = with_db(&state, move |db| Ok(db.delete_label(id, label)?)).await?;
+    if ok {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(&format!("label {label}")))
+    }
+}
+
+/// `POST /projects/{id}/rounds`: retrain the head on all labels and rescore (a job).
+pub async fn start_round(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+    body: Option<Json<SelectBody>>,
+) -> ApiResult<Response> {
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let params = select_params(&body)?;
+    let (project, scene) = project_and_scene(&state, id, body.scene_id).await?;
+    let st = state.clone();
+    let job = with_db(&state, move |db| {
+        if db.labels(id)?.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "the project has no labels yet: POST /projects/{id}/labels first",
+            ));
+        }
+        Ok(new_job(&st, db, id, "round")?.0)
+    })
+    .await?;
+    if let Err(e) = state.queue.submit(Task::Round {
+        job,
+        project,
+        scene,
+        params,
+    }) {
+        let st = state.clone();
+        let why = e.message.clone();
+        with_db(&state, move |db| {
+            forget_job(&st, db, job, &why);
+            Ok(())
+        })
+        .await?;
+        return Err(e);
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"job": job, "poll": format!("/jobs/{job}")})),
+    )
+        .into_response())
+}
+
+/// `GET /projects/{id}/rounds`.
+pub async fn list_rounds(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let rounds = with_db(&state, move |db| {
+        project_or_404(db, id)?;
+        Ok(db.rounds(id)?)
+    })
+    .await?;
+    Ok(Json(serde_json::to_value(rounds).unwrap_or_default()))
+}

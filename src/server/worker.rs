@@ -1,0 +1,381 @@
+//! The engine worker: one dedicated OS thread that runs every scoring, suggestion and
+//! retraining task in turn (onnxruntime and GDAL never run on the async runtime), fed
+//! by a bounded queue; a full queue is answered with HTTP 429 instead of growing.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use super::error::ApiError;
+use crate::aoi::{Aoi, Labelled};
+use crate::engine::{self, Progress, Retrain, ScoreRequest};
+use crate::sampling::Strategy;
+use crate::store::{Db, Project, SceneRow};
+use crate::uncertainty::Metric;
+
+/// Live state of a job, for polling.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobLive {
+    /// queued, running, done, failed, cancelled.
+    pub status: String,
+    /// Engine stage (`embedding`, `head`, `selecting`, ...).
+    pub stage: String,
+    /// Tiles done.
+    pub done: usize,
+    /// Tiles in all.
+    pub total: usize,
+    /// Set to stop the job.
+    #[serde(skip)]
+    pub cancel: Arc<AtomicBool>,
+}
+
+/// Jobs in flight, by id.
+pub type JobTable = Arc<Mutex<HashMap<i64, JobLive>>>;
+
+/// Selection parameters of a suggestions request or a round.
+#[derive(Debug, Clone, Serialize)]
+pub struct SelectParams {
+    /// Strategy.
+    pub strategy: Strategy,
+    /// Ranking metric.
+    pub metric: Metric,
+    /// Suggestions wanted.
+    pub budget: usize,
+    /// MC passes.
+    pub mc_passes: usize,
+    /// Minimum ground spacing, metres.
+    pub min_spacing_m: f64,
+    /// Seed.
+    pub seed: u64,
+    /// Optional AOI (GeoJSON text) and its CRS.
+    pub aoi: Option<(String, Option<String>)>,
+}
+
+/// Work for the engine thread.
+pub enum Task {
+    /// Score a newly added scene (embeds it, writes its heatmap).
+    Score {
+        /// Job id.
+        job: i64,
+        /// The project.
+        project: Project,
+        /// The scene.
+        scene: SceneRow,
+    },
+    /// Retrain on all labels and rescore: a new round.
+    Round {
+        /// Job id.
+        job: i64,
+        /// The project.
+        project: Project,
+        /// The scene.
+        scene: SceneRow,
+        /// Selection parameters.
+        params: SelectParams,
+    },
+    /// Suggestions, answered directly.
+    Suggest {
+        /// The project.
+        project: Project,
+        /// The scene.
+        scene: SceneRow,
+        /// Selection parameters.
+        params: SelectParams,
+        /// Where the FeatureCollection goes.
+        reply: oneshot::Sender<Result<serde_json::Value, ApiError>>,
+    },
+}
+
+/// The sending side of the bounded queue.
+#[derive(Clone)]
+pub struct Queue(SyncSender<Task>);
+
+impl Queue {
+    /// Enqueues `task`, or answers 429 when the queue is full.
+    pub fn submit(&self, task: Task) -> Result<(), ApiError> {
+        self.0.try_send(task).map_err(|e| match e {
+            TrySendError::Full(_) => ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "the job queue is full; wait for running jobs to finish (GET /jobs/{id}) and retry",
+            ),
+            TrySendError::Disconnected(_) => ApiError::internal("the engine worker has stopped"),
+        })
+    }
+}
+
+/// Shared worker context.
+pub struct WorkerContext {
+    /// Database path (the worker opens its own connection).
+    pub db_path: PathBuf,
+    /// Data folder.
+    pub data_dir: PathBuf,
+    /// Live jobs.
+    pub jobs: JobTable,
+}
+
+/// Starts the engine thread with a queue of `capacity` tasks.
+pub fn start(
+    ctx: WorkerContext,
+    capacity: usize,
+) -> std::io::Result<(Queue, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = sync_channel(capacity);
+    let handle = std::thread::Builder::new()
+        .name("nexttile-engine".into())
+        .spawn(move || run(ctx, rx))?;
+    Ok((Queue(tx), handle))
+}
+
+fn run(ctx: WorkerContext, rx: Receiver<Task>) {
+    let db = match Db::open(&ctx.db_path) {
+        Ok(db) => db,
+        Err(e) => {
+            tracing::error!("engine worker cannot open the database: {e}");
+            return;
+        }
+    };
+    while let Ok(task) = rx.recv() {
+        match task {
+            Task::Score {
+                job,
+                project,
+                scene,
+            } => {
+                let outcome = run_job(&ctx, &db, job, |cancel, progress| {
+                    score_scene(&ctx, &db, &project, &scene, cancel, progress)
+                });
+                finish(&ctx, &db, job, outcome);
+            }
+            Task::Round {
+                job,
+                project,
+                scene,
+                params,
+            } => {
+                let outcome = run_job(&ctx, &db, job, |cancel, progress| {
+                    round(&ctx, &db, &project, &scene, &params, cancel, progress)
+                });
+                finish(&ctx, &db, job, outcome);
+            }
+            Task::Suggest {
+                project,
+                scene,
+                params,
+                reply,
+            } => {
+                let never = AtomicBool::new(false);
+                let r = suggest(&ctx, &db, &project, &scene, &params, &never);
+                let _ = reply.send(r);
+            }
+        }
+    }
+}
+
+type Outcome = Result<serde_json::Value, ApiError>;
+
+fn run_job(
+    ctx: &WorkerContext,
+    db: &Db,
+    job: i64,
+    work: impl FnOnce(&AtomicBool, &dyn Fn(Progress)) -> Outcome,
+) -> Outcome {
+    let cancel = {
+        let Ok(mut jobs) = ctx.jobs.lock() else {
+            return Err(ApiError::internal("job table poisoned"));
+        };
+        let Some(live) = jobs.get_mut(&job) else {
+            return Err(ApiError::internal("job vanished"));
+        };
+        if live.cancel.load(Ordering::SeqCst) {
+            return Err(ApiError::new(axum::http::StatusCode::CONFLICT, "cancelled"));
+        }
+        live.status = "running".into();
+        live.cancel.clone()
+    };
+    let _ = db.set_job(job, "running", None, None);
+    let jobs = ctx.jobs.clone();
+    let progress = move |p: Progress| {
+        if let Ok(mut t) = jobs.lock()
+            && let Some(live) = t.get_mut(&job)
+        {
+            match p {
+                Progress::Started { total } => {
+                    live.stage = "started".into();
+                    live.total = total;
+                }
+                Progress::Embedding { done, total } => {
+                    live.stage = "embedding".into();
+                    live.done = done;
+                    live.total = total;
+                }
+                Progress::Head => live.stage = "head".into(),
+                Progress::Selecting => live.stage = "selecting".into(),
+            }
+        }
+    };
+    work(&cancel, &progress)
+}
+
+fn finish(ctx: &WorkerContext, db: &Db, job: i64, outcome: Outcome) {
+    let (status, message, result) = match &outcome {
+        Ok(v) => ("done", None, Some(v)),
+        Err(e) if e.status == axum::http::StatusCode::CONFLICT => {
+            ("cancelled", Some(e.message.as_str()), None)
+        }
+        Err(e) => ("failed", Some(e.message.as_str()), None),
+    };
+    if let Err(e) = db.set_job(job, status, message, result) {
+        tracing::error!("job {job}: {e}");
+    }
+    if let Ok(mut t) = ctx.jobs.lock() {
+        t.remove(&job);
+    }
+}
+
+/// The request every task starts from: the project's models, the scene, its AOI, all
+/// of the project's labels, the embedding cache, and the last round's head.
+fn base_request(
+    ctx: &WorkerContext,
+    db: &Db,
+    project: &Project,
+    scene: &SceneRow,
+) -> Result<ScoreRequest, ApiError> {
+    let mut req = ScoreRequest::new(&scene.path, &project.encoder, &project.head);
+    req.cache = Some(ctx.data_dir.join("cache"));
+    if let Some(aoi) = &scene.aoi {
+        req.aoi = Some(
+            Aoi::from_geojson(aoi, scene.aoi_crs.as_deref())
+                .map_err(|e| ApiError::bad_request(e.to_string()))?,
+        );
+    }
+    req.labelled = project_labels(db, project.id)?;
+    req.trained_head = db
+        .rounds(project.id)?
+        .last()
+        .and_then(|r| r.head_path.clone())
+        .map(PathBuf::from);
+    Ok(req)
+}
+
+/// All labels of a project as a [`Labelled`] (EPSG:4326), or `None` when there are none.
+pub fn project_labels(db: &Db, project_id: i64) -> Result<Option<Labelled>, ApiError> {
+    let labels = db.labels(project_id)?;
+    if labels.is_empty() {
+        return Ok(None);
+    }
+    let features: Vec<serde_json::Value> = labels
+        .iter()
+        .map(|l| serde_json::json!({"type": "Feature", "properties": {"class": l.class}, "geometry": l.geometry}))
+        .collect();
+    let text = serde_json::json!({"type": "FeatureCollection", "features": features}).to_string();
+    Labelled::from_geojson(&text, None)
+        .map(Some)
+        .map_err(|e| ApiError::internal(format!("stored labels: {e}")))
+}
+
+fn apply(req: &mut ScoreRequest, p: &SelectParams) -> Result<(), ApiError> {
+    req.strategy = p.strategy;
+    req.metric = p.metric;
+    req.budget = p.budget;
+    req.mc_passes = p.mc_passes;
+    req.min_spacing_m = p.min_spacing_m;
+    req.seed = p.seed;
+    if let Some((aoi, crs)) = &p.aoi {
+        req.aoi = Some(
+            Aoi::from_geojson(aoi, crs.as_deref())
+                .map_err(|e| ApiError::bad_request(e.to_string()))?,
+        );
+    }
+    Ok(())
+}
+
+fn score_scene(
+    ctx: &WorkerContext,
+    db: &Db,
+    project: &Project,
+    scene: &SceneRow,
+    cancel: &AtomicBool,
+    progress: &dyn Fn(Progress),
+) -> Outcome {
+    let req = base_request(ctx, db, project, scene)?;
+    let result = engine::score(&req, progress, cancel)?;
+    let dir = ctx.data_dir.join("scenes").join(scene.id.to_string());
+    let paths = engine::write_outputs(&result, &dir)?;
+    let summary = engine::summary_json(&result, Some(&paths));
+    db.set_scene_scored(scene.id, &summary, &dir.display().to_string())?;
+    Ok(summary)
+}
+
+fn read_suggestions(path: &Path) -> Outcome {
+    let text = std::fs::read_to_string(path).map_err(ApiError::internal)?;
+    serde_json::from_str(&text).map_err(ApiError::internal)
+}
+
+fn suggest(
+    ctx: &WorkerContext,
+    db: &Db,
+    project: &Project,
+    scene: &SceneRow,
+    params: &SelectParams,
+    cancel: &AtomicBool,
+) -> Outcome {
+    let mut req = base_request(ctx, db, project, scene)?;
+    apply(&mut req, params)?;
+    let result = engine::score(&req, &|_| {}, cancel)?;
+    let dir = ctx.data_dir.join("suggestions").join(scene.id.to_string());
+    let paths = engine::write_outputs(&result, &dir)?;
+    read_suggestions(&paths.suggestions)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn round(
+    ctx: &WorkerContext,
+    db: &Db,
+    project: &Project,
+    scene: &SceneRow,
+    params: &SelectParams,
+    cancel: &AtomicBool,
+    progress: &dyn Fn(Progress),
+) -> Outcome {
+    let mut req = base_request(ctx, db, project, scene)?;
+    apply(&mut req, params)?;
+    if req.labelled.is_none() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "this project has no labels yet: POST labels before starting a round",
+        ));
+    }
+    let number = db.rounds(project.id)?.len() + 1;
+    let heads = ctx.data_dir.join("heads");
+    std::fs::create_dir_all(&heads).map_err(ApiError::internal)?;
+    let head_path = heads.join(format!("project-{}-round-{number}.safetensors", project.id));
+    req.retrain = Some(Retrain {
+        warm_from: req.trained_head.take(),
+        save_to: Some(head_path.clone()),
+        ..Retrain::default()
+    });
+    let result = engine::score(&req, progress, cancel)?;
+    let dir = ctx
+        .data_dir
+        .join("rounds")
+        .join(format!("project-{}-round-{number}", project.id));
+    let paths = engine::write_outputs(&result, &dir)?;
+    let summary = engine::summary_json(&result, Some(&paths));
+    let strategy = serde_json::to_value(params).unwrap_or(serde_json::Value::Null);
+    let row = db.add_round(
+        project.id,
+        scene.id,
+        &strategy,
+        &head_path.display().to_string(),
+        &summary,
+    )?;
+    Ok(serde_json::json!({
+        "round": row.number,
+        "retrained": summary["retrained"],
+        "suggestions": read_suggestions(&paths.suggestions)?,
+    }))
+}

@@ -1,0 +1,716 @@
+//! The daemon's durable state: one SQLite file (WAL journal, `synchronous = FULL`, so a
+//! label acknowledged to a client survives a crash or a killed process) holding projects,
+//! scenes, labels, rounds and jobs. The schema is versioned with SQLite's `user_version`
+//! and migrated forward on open.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+/// Schema migrations, in order; `user_version` is the number applied.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE projects (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    encoder     TEXT NOT NULL,
+    head        TEXT NOT NULL,
+    classes     TEXT NOT NULL,          -- JSON array of class names
+    multi_label INTEGER NOT NULL DEFAULT 0,
+    created     TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE TABLE scenes (
+    id          INTEGER PRIMARY KEY,
+    project_id  INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    path        TEXT NOT NULL,
+    aoi         TEXT,                   -- GeoJSON as given
+    aoi_crs     TEXT,
+    summary     TEXT,                   -- JSON summary of the last scoring
+    out_dir     TEXT,
+    created     TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE TABLE labels (
+    id          INTEGER PRIMARY KEY,
+    project_id  INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    class       TEXT NOT NULL,
+    geometry    TEXT NOT NULL,          -- GeoJSON geometry, EPSG:4326 lon/lat
+    author      TEXT,
+    source      TEXT,
+    created     TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    updated     TEXT,
+    deleted     TEXT                    -- set instead of removing the row
+);
+CREATE INDEX labels_project ON labels(project_id) WHERE deleted IS NULL;
+CREATE TABLE rounds (
+    id          INTEGER PRIMARY KEY,
+    project_id  INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    number      INTEGER NOT NULL,
+    scene_id    INTEGER REFERENCES scenes(id) ON DELETE SET NULL,
+    strategy    TEXT NOT NULL,          -- JSON
+    head_path   TEXT,
+    summary     TEXT,                   -- JSON summary of the scoring
+    created     TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    UNIQUE (project_id, number)
+);
+CREATE TABLE jobs (
+    id          INTEGER PRIMARY KEY,
+    project_id  INTEGER REFERENCES projects(id) ON DELETE SET NULL,
+    kind        TEXT NOT NULL,
+    status      TEXT NOT NULL,          -- queued, running, done, failed, cancelled, interrupted
+    message     TEXT,
+    result      TEXT,                   -- JSON
+    created     TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    updated     TEXT
+);
+"#];
+
+/// A database error, with what the daemon was doing.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// SQLite refused.
+    #[error("database {path}: {message}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's message, with the operation.
+        message: String,
+    },
+    /// The file was written by a newer NextTile.
+    #[error(
+        "database {path} has schema version {found}, newer than this nexttile ({supported}); upgrade nexttile"
+    )]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Its `user_version`.
+        found: i64,
+        /// The newest this build knows.
+        supported: i64,
+    },
+}
+
+/// A project: which models, which classes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Project {
+    /// Id.
+    pub id: i64,
+    /// Unique name.
+    pub name: String,
+    /// Encoder ONNX path.
+    pub encoder: String,
+    /// Head ONNX path.
+    pub head: String,
+    /// Class names, in head output order.
+    pub classes: Vec<String>,
+    /// Multi-label head.
+    pub multi_label: bool,
+    /// Creation time (UTC, ISO 8601).
+    pub created: String,
+}
+
+/// A scene of a project.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SceneRow {
+    /// Id.
+    pub id: i64,
+    /// Project.
+    pub project_id: i64,
+    /// Raster path.
+    pub path: String,
+    /// AOI GeoJSON as given, if any.
+    pub aoi: Option<String>,
+    /// CRS of the AOI when not WGS 84.
+    pub aoi_crs: Option<String>,
+    /// Summary of the last scoring (JSON), if scored.
+    pub summary: Option<serde_json::Value>,
+    /// Folder with the last scoring's heatmap and suggestions.
+    pub out_dir: Option<String>,
+    /// Creation time.
+    pub created: String,
+}
+
+/// A stored label.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LabelRow {
+    /// Id.
+    pub id: i64,
+    /// Project.
+    pub project_id: i64,
+    /// Class name (one of the project's).
+    pub class: String,
+    /// GeoJSON geometry in EPSG:4326.
+    pub geometry: serde_json::Value,
+    /// Who labelled it, if given.
+    pub author: Option<String>,
+    /// Where it came from (e.g. `qgis`, `api`), if given.
+    pub source: Option<String>,
+    /// Creation time.
+    pub created: String,
+    /// Last correction time.
+    pub updated: Option<String>,
+}
+
+/// A label to insert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewLabel {
+    /// Class name.
+    pub class: String,
+    /// GeoJSON geometry in EPSG:4326.
+    pub geometry: serde_json::Value,
+    /// Who.
+    pub author: Option<String>,
+    /// Where from.
+    pub source: Option<String>,
+}
+
+/// A retraining round.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoundRow {
+    /// Id.
+    pub id: i64,
+    /// Project.
+    pub project_id: i64,
+    /// 1, 2, ... per project.
+    pub number: i64,
+    /// Scene the round scored.
+    pub scene_id: Option<i64>,
+    /// Strategy (JSON).
+    pub strategy: serde_json::Value,
+    /// The trained head's checkpoint.
+    pub head_path: Option<String>,
+    /// Summary of the scoring (JSON).
+    pub summary: Option<serde_json::Value>,
+    /// Creation time.
+    pub created: String,
+}
+
+/// A job's durable record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobRow {
+    /// Id.
+    pub id: i64,
+    /// Project, if any.
+    pub project_id: Option<i64>,
+    /// `score` or `round`.
+    pub kind: String,
+    /// queued, running, done, failed, cancelled, interrupted.
+    pub status: String,
+    /// Error or note.
+    pub message: Option<String>,
+    /// Result (JSON) when done.
+    pub result: Option<serde_json::Value>,
+    /// Creation time.
+    pub created: String,
+    /// Last change.
+    pub updated: Option<String>,
+}
+
+/// The daemon's database.
+#[derive(Debug)]
+pub struct Db {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn json_or_null(text: Option<String>) -> Option<serde_json::Value> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+}
+
+impl Db {
+    /// Opens (creating if needed) the database at `path`, sets WAL journaling,
+    /// `synchronous = FULL` and foreign keys, and applies pending migrations.
+    ///
+    /// # Errors
+    ///
+    /// [`DbError::Sqlite`] when the file cannot be opened or migrated,
+    /// [`DbError::TooNew`] for a schema from a newer release.
+    pub fn open(path: &Path) -> Result<Self, DbError> {
+        let err = |op: &str, e: rusqlite::Error| DbError::Sqlite {
+            path: path.to_path_buf(),
+            message: format!("{op}: {e}"),
+        };
+        let mut conn = Connection::open(path).map_err(|e| err("open", e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|e| err("busy timeout", e))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| err("journal_mode=WAL", e))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| err("synchronous=FULL", e))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(|e| err("foreign_keys", e))?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| err("read user_version", e))?;
+        let supported = MIGRATIONS.len() as i64;
+        if version > supported {
+            return Err(DbError::TooNew {
+                path: path.to_path_buf(),
+                found: version,
+                supported,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.transaction().map_err(|e| err("begin migration", e))?;
+            tx.execute_batch(sql)
+                .map_err(|e| err(&format!("migration {}", i + 1), e))?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(|e| err("set user_version", e))?;
+            tx.commit().map_err(|e| err("commit migration", e))?;
+        }
+        Ok(Self {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The schema version in use.
+    pub fn schema_version(&self) -> Result<i64, DbError> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.err("read user_version", e))
+    }
+
+    fn err(&self, op: &str, e: rusqlite::Error) -> DbError {
+        DbError::Sqlite {
+            path: self.path.clone(),
+            message: format!("{op}: {e}"),
+        }
+    }
+
+    /// Creates a project; `None` when the name is taken.
+    pub fn create_project(
+        &self,
+        name: &str,
+        encoder: &str,
+        head: &str,
+        classes: &[String],
+        multi_label: bool,
+    ) -> Result<Option<Project>, DbError> {
+        let classes_json = serde_json::to_string(classes).unwrap_or_else(|_| "[]".into());
+        let inserted = self.conn.execute(
+            "INSERT INTO projects (name, encoder, head, classes, multi_label) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(name) DO NOTHING",
+            params![name, encoder, head, classes_json, multi_label],
+        );
+        match inserted {
+            Ok(0) => Ok(None),
+            Ok(_) => self.project(self.conn.last_insert_rowid()),
+            Err(e) => Err(self.err("create project", e)),
+        }
+    }
+
+    fn project_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Project> {
+        let classes: String = r.get(4)?;
+        Ok(Project {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            encoder: r.get(2)?,
+            head: r.get(3)?,
+            classes: serde_json::from_str(&classes).unwrap_or_default(),
+            multi_label: r.get(5)?,
+            created: r.get(6)?,
+        })
+    }
+
+    /// Every project, by id.
+    pub fn projects(&self) -> Result<Vec<Project>, DbError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id, name, encoder, head, classes, multi_label, created FROM projects ORDER BY id")
+            .map_err(|e| self.err("list projects", e))?;
+        st.query_map([], Self::project_from_row)
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err("list projects", e))
+    }
+
+    /// One project.
+    pub fn project(&self, id: i64) -> Result<Option<Project>, DbError> {
+        self.conn
+            .query_row(
+                "SELECT id, name, encoder, head, classes, multi_label, created FROM projects WHERE id = ?1",
+                [id],
+                Self::project_from_row,
+            )
+            .optional()
+            .map_err(|e| self.err("read project", e))
+    }
+
+    /// Deletes a project with its scenes, labels and rounds; false when it did not exist.
+    pub fn delete_project(&self, id: i64) -> Result<bool, DbError> {
+        self.conn
+            .execute("DELETE FROM projects WHERE id = ?1", [id])
+            .map(|n| n > 0)
+            .map_err(|e| self.err("delete project", e))
+    }
+
+    /// Adds a scene to a project.
+    pub fn add_scene(
+        &self,
+        project_id: i64,
+        path: &str,
+        aoi: Option<&str>,
+        aoi_crs: Option<&str>,
+    ) -> Result<SceneRow, DbError> {
+        self.conn
+            .execute(
+                "INSERT INTO scenes (project_id, path, aoi, aoi_crs) VALUES (?1, ?2, ?3, ?4)",
+                params![project_id, path, aoi, aoi_crs],
+            )
+            .map_err(|e| self.err("add scene", e))?;
+        let id = self.conn.last_insert_rowid();
+        self.scene(id)?
+            .ok_or_else(|| self.err("read new scene", rusqlite::Error::QueryReturnedNoRows))
+    }
+
+    fn scene_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SceneRow> {
+        Ok(SceneRow {
+            id: r.get(0)?,
+            project_id: r.get(1)?,
+            path: r.get(2)?,
+            aoi: r.get(3)?,
+            aoi_crs: r.get(4)?,
+            summary: json_or_null(r.get(5)?),
+            out_dir: r.get(6)?,
+            created: r.get(7)?,
+        })
+    }
+
+    /// One scene.
+    pub fn scene(&self, id: i64) -> Result<Option<SceneRow>, DbError> {
+        self.conn
+            .query_row(
+                "SELECT id, project_id, path, aoi, aoi_crs, summary, out_dir, created FROM scenes WHERE id = ?1",
+                [id],
+                Self::scene_from_row,
+            )
+            .optional()
+            .map_err(|e| self.err("read scene", e))
+    }
+
+    /// A project's scenes, by id.
+    pub fn scenes(&self, project_id: i64) -> Result<Vec<SceneRow>, DbError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id, project_id, path, aoi, aoi_crs, summary, out_dir, created FROM scenes WHERE project_id = ?1 ORDER BY id")
+            .map_err(|e| self.err("list scenes", e))?;
+        st.query_map([project_id], Self::scene_from_row)
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err("list scenes", e))
+    }
+
+    /// Records a scene's scoring result.
+    pub fn set_scene_scored(
+        &self,
+        id: i64,
+        summary: &serde_json::Value,
+        out_dir: &str,
+    ) -> Result<(), DbError> {
+        self.conn
+            .execute(
+                "UPDATE scenes SET summary = ?2, out_dir = ?3 WHERE id = ?1",
+                params![id, summary.to_string(), out_dir],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err("record scoring", e))
+    }
+
+    /// Inserts labels in one transaction (all or none) and returns their ids. With
+    /// `synchronous = FULL` the call returns only once they are on disk.
+    pub fn add_labels(
+        &mut self,
+        project_id: i64,
+        labels: &[NewLabel],
+    ) -> Result<Vec<i64>, DbError> {
+        let path = self.path.clone();
+        let err = |op: &str, e: rusqlite::Error| DbError::Sqlite {
+            path: path.clone(),
+            message: format!("{op}: {e}"),
+        };
+        let tx = self.conn.transaction().map_err(|e| err("begin", e))?;
+        let mut ids = Vec::with_capacity(labels.len());
+        {
+            let mut st = tx
+                .prepare("INSERT INTO labels (project_id, class, geometry, author, source) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .map_err(|e| err("prepare insert label", e))?;
+            for l in labels {
+                st.execute(params![
+                    project_id,
+                    l.class,
+                    l.geometry.to_string(),
+                    l.author,
+                    l.source
+                ])
+                .map_err(|e| err("insert label", e))?;
+                ids.push(tx.last_insert_rowid());
+            }
+        }
+        tx.commit().map_err(|e| err("commit labels", e))?;
+        Ok(ids)
+    }
+
+    fn label_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LabelRow> {
+        let geometry: String = r.get(3)?;
+        Ok(LabelRow {
+            id: r.get(0)?,
+            project_id: r.get(1)?,
+            class: r.get(2)?,
+            geometry: serde_json::from_str(&geometry).unwrap_or(serde_json::Value::Null),
+            author: r.get(4)?,
+            source: r.get(5)?,
+            created: r.get(6)?,
+            updated: r.get(7)?,
+        })
+    }
+
+    /// A project's labels (not deleted), by id.
+    pub fn labels(&self, project_id: i64) -> Result<Vec<LabelRow>, DbError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id, project_id, class, geometry, author, source, created, updated FROM labels WHERE project_id = ?1 AND deleted IS NULL ORDER BY id")
+            .map_err(|e| self.err("list labels", e))?;
+        st.query_map([project_id], Self::label_from_row)
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err("list labels", e))
+    }
+
+    /// Corrects a label's class and/or geometry; false when there is no such label.
+    pub fn update_label(
+        &self,
+        project_id: i64,
+        id: i64,
+        class: Option<&str>,
+        geometry: Option<&serde_json::Value>,
+    ) -> Result<bool, DbError> {
+        self.conn
+            .execute(
+                "UPDATE labels SET class = COALESCE(?3, class), geometry = COALESCE(?4, geometry),
+                 updated = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                 WHERE id = ?2 AND project_id = ?1 AND deleted IS NULL",
+                params![project_id, id, class, geometry.map(|g| g.to_string())],
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.err("update label", e))
+    }
+
+    /// Marks a label deleted (the row is kept); false when there is no such label.
+    pub fn delete_label(&self, project_id: i64, id: i64) -> Result<bool, DbError> {
+        self.conn
+            .execute(
+                "UPDATE labels SET deleted = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                 WHERE id = ?2 AND project_id = ?1 AND deleted IS NULL",
+                params![project_id, id],
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.err("delete label", e))
+    }
+
+    /// Records a round; its number is one more than the project's last.
+    pub fn add_round(
+        &self,
+        project_id: i64,
+        scene_id: i64,
+        strategy: &serde_json::Value,
+        head_path: &str,
+        summary: &serde_json::Value,
+    ) -> Result<RoundRow, DbError> {
+        self.conn
+            .execute(
+                "INSERT INTO rounds (project_id, number, scene_id, strategy, head_path, summary)
+                 VALUES (?1, (SELECT COALESCE(MAX(number), 0) + 1 FROM rounds WHERE project_id = ?1), ?2, ?3, ?4, ?5)",
+                params![project_id, scene_id, strategy.to_string(), head_path, summary.to_string()],
+            )
+            .map_err(|e| self.err("add round", e))?;
+        let id = self.conn.last_insert_rowid();
+        self.conn
+            .query_row(
+                "SELECT id, project_id, number, scene_id, strategy, head_path, summary, created FROM rounds WHERE id = ?1",
+                [id],
+                Self::round_from_row,
+            )
+            .map_err(|e| self.err("read round", e))
+    }
+
+    fn round_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RoundRow> {
+        Ok(RoundRow {
+            id: r.get(0)?,
+            project_id: r.get(1)?,
+            number: r.get(2)?,
+            scene_id: r.get(3)?,
+            strategy: json_or_null(r.get(4)?).unwrap_or(serde_json::Value::Null),
+            head_path: r.get(5)?,
+            summary: json_or_null(r.get(6)?),
+            created: r.get(7)?,
+        })
+    }
+
+    /// A project's rounds, oldest first.
+    pub fn rounds(&self, project_id: i64) -> Result<Vec<RoundRow>, DbError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id, project_id, number, scene_id, strategy, head_path, summary, created FROM rounds WHERE project_id = ?1 ORDER BY number")
+            .map_err(|e| self.err("list rounds", e))?;
+        st.query_map([project_id], Self::round_from_row)
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err("list rounds", e))
+    }
+
+    /// Creates a job record in state `queued`.
+    pub fn create_job(&self, project_id: Option<i64>, kind: &str) -> Result<i64, DbError> {
+        self.conn
+            .execute(
+                "INSERT INTO jobs (project_id, kind, status) VALUES (?1, ?2, 'queued')",
+                params![project_id, kind],
+            )
+            .map_err(|e| self.err("create job", e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Sets a job's status, message and result.
+    pub fn set_job(
+        &self,
+        id: i64,
+        status: &str,
+        message: Option<&str>,
+        result: Option<&serde_json::Value>,
+    ) -> Result<(), DbError> {
+        self.conn
+            .execute(
+                "UPDATE jobs SET status = ?2, message = ?3, result = COALESCE(?4, result),
+                 updated = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+                params![id, status, message, result.map(|r| r.to_string())],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err("update job", e))
+    }
+
+    /// One job.
+    pub fn job(&self, id: i64) -> Result<Option<JobRow>, DbError> {
+        self.conn
+            .query_row(
+                "SELECT id, project_id, kind, status, message, result, created, updated FROM jobs WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(JobRow {
+                        id: r.get(0)?,
+                        project_id: r.get(1)?,
+                        kind: r.get(2)?,
+                        status: r.get(3)?,
+                        message: r.get(4)?,
+                        result: json_or_null(r.get(5)?),
+                        created: r.get(6)?,
+                        updated: r.get(7)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err("read job", e))
+    }
+
+    /// Marks jobs left queued or running by a previous process as `interrupted`
+    /// (called at start-up); returns how many.
+    pub fn interrupt_stale_jobs(&self) -> Result<usize, DbError> {
+        self.conn
+            .execute(
+                "UPDATE jobs SET status = 'interrupted', message = 'the daemon stopped before the job finished; start it again',
+                 updated = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE status IN ('queued', 'running')",
+                [],
+            )
+            .map_err(|e| self.err("interrupt stale jobs", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn label(class: &str, x: f64) -> NewLabel {
+        NewLabel {
+            class: class.into(),
+            geometry: serde_json::json!({"type": "Point", "coordinates": [x, 1.0]}),
+            author: Some("ana".into()),
+            source: Some("test".into()),
+        }
+    }
+
+    #[test]
+    fn migrates_and_round_trips_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        let mut db = Db::open(&path).unwrap();
+        assert_eq!(db.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let classes = vec!["Forest".to_string(), "SeaLake".to_string()];
+        let p = db
+            .create_project("p", "enc.onnx", "head.onnx", &classes, false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.classes, classes);
+        assert!(
+            db.create_project("p", "e", "h", &classes, false)
+                .unwrap()
+                .is_none()
+        );
+        let s = db.add_scene(p.id, "/data/s.tif", None, None).unwrap();
+        db.set_scene_scored(s.id, &serde_json::json!({"tiles": 3}), "/tmp/o")
+            .unwrap();
+        assert_eq!(
+            db.scene(s.id).unwrap().unwrap().summary.unwrap()["tiles"],
+            3
+        );
+        let ids = db
+            .add_labels(p.id, &[label("Forest", 0.0), label("SeaLake", 2.0)])
+            .unwrap();
+        assert_eq!(ids.len(), 2);
+        assert!(
+            db.update_label(p.id, ids[0], Some("SeaLake"), None)
+                .unwrap()
+        );
+        assert!(db.delete_label(p.id, ids[1]).unwrap());
+        assert!(!db.delete_label(p.id, ids[1]).unwrap());
+        let labels = db.labels(p.id).unwrap();
+        assert_eq!(labels.len(), 1);
+        assert_eq!(labels[0].class, "SeaLake");
+        assert!(labels[0].updated.is_some());
+        let r1 = db
+            .add_round(
+                p.id,
+                s.id,
+                &serde_json::json!("random"),
+                "/h1",
+                &serde_json::json!({}),
+            )
+            .unwrap();
+        let r2 = db
+            .add_round(
+                p.id,
+                s.id,
+                &serde_json::json!("random"),
+                "/h2",
+                &serde_json::json!({}),
+            )
+            .unwrap();
+        assert_eq!((r1.number, r2.number), (1, 2));
+        let job = db.create_job(Some(p.id), "score").unwrap();
+        db.set_job(job, "running", None, None).unwrap();
+        drop(db);
+        // Reopen: nothing lost; the running job is marked interrupted.
+        let db = Db::open(&path).unwrap();
+        assert_eq!(db.labels(p.id).unwrap().len(), 1);
+        assert_eq!(db.interrupt_stale_jobs().unwrap(), 1);
+        assert_eq!(db.job(job).unwrap().unwrap().status, "interrupted");
+        assert!(db.delete_project(p.id).unwrap());
+        assert!(db.projects().unwrap().is_empty());
+        assert!(db.labels(p.id).unwrap().is_empty());
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.pragma_update(None, "user_version", 99).unwrap();
+        }
+        let msg = Db::open(&path).unwrap_err().to_string();
+        assert!(msg.contains("99") && msg.contains("upgrade"), "{msg}");
+    }
+}

@@ -1,0 +1,407 @@
+//! The real daemon binary on a free loopback port, over the real sample scene: the full
+//! labelling round trip, security refusals, and crash safety of acknowledged labels.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// A running `nexttile serve`, killed on drop.
+struct Daemon {
+    child: Child,
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Daemon {
+    fn start(data: &Path, extra: &[&str], token: Option<&str>) -> Daemon {
+        let samples = common::root().join("samples");
+        common::sample_scene();
+        let mut cmd = Command::new(common::bin());
+        cmd.args(["serve", "--bind", "127.0.0.1:0", "--root"])
+            .arg(&samples)
+            .arg("--data-dir")
+            .arg(data)
+            .args(extra)
+            .env_remove("NEXTTILE_TOKEN")
+            .env_remove("NEXTTILE_ROOTS")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(t) = token {
+            cmd.args(["--token", t]);
+        }
+        let mut child = cmd.spawn().expect("daemon starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("first line");
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(300)))
+            .build()
+            .into();
+        Daemon {
+            child,
+            base,
+            token: token.map(str::to_string),
+            agent,
+        }
+    }
+
+    fn auth<B>(&self, r: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(t) => r.header("Authorization", &format!("Bearer {t}")),
+            None => r,
+        }
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        let mut r = self
+            .auth(self.agent.get(&format!("{}{path}", self.base)))
+            .call()
+            .expect("GET");
+        (
+            r.status().as_u16(),
+            r.body_mut().read_json().unwrap_or(Value::Null),
+        )
+    }
+
+    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let mut r = self
+            .auth(self.agent.post(&format!("{}{path}", self.base)))
+            .send_json(body)
+            .expect("POST");
+        (
+            r.status().as_u16(),
+            r.body_mut().read_json().unwrap_or(Value::Null),
+        )
+    }
+
+    fn wait_job(&self, job: i64) -> Value {
+        let start = Instant::now();
+        loop {
+            let (code, v) = self.get(&format!("/jobs/{job}"));
+            assert_eq!(code, 200, "{v}");
+            match v["status"].as_str() {
+                Some("done") => return v,
+                Some("failed") | Some("cancelled") | Some("interrupted") => {
+                    panic!("job {job}: {v}")
+                }
+                _ => {}
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(300),
+                "job {job} too slow: {v}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tile_ids(fc: &Value) -> Vec<String> {
+    fc["features"]
+        .as_array()
+        .expect("features")
+        .iter()
+        .map(|f| {
+            f["properties"]["tile_id"]
+                .as_str()
+                .expect("tile_id")
+                .to_string()
+        })
+        .collect()
+}
+
+/// A point label at the centroid of a suggestion polygon (lon/lat).
+fn centre(feature: &Value) -> (f64, f64) {
+    let ring = feature["geometry"]["coordinates"][0]
+        .as_array()
+        .expect("ring");
+    let n = (ring.len() - 1) as f64;
+    let (mut x, mut y) = (0.0, 0.0);
+    for p in &ring[..ring.len() - 1] {
+        x += p[0].as_f64().unwrap();
+        y += p[1].as_f64().unwrap();
+    }
+    (x / n, y / n)
+}
+
+#[test]
+fn full_round_trip_on_the_sample() {
+    let tmp = common::tempdir();
+    let d = Daemon::start(tmp.path(), &[], None);
+    let (code, health) = d.get("/health");
+    assert_eq!(code, 200);
+    assert!(health["provider"].as_str().is_some(), "{health}");
+
+    let (code, project) = d.post("/projects", &json!({"name": "chincoteague"}));
+    assert_eq!(code, 201, "{project}");
+    let pid = project["id"].as_i64().unwrap();
+    let classes: Vec<String> = serde_json::from_value(project["classes"].clone()).unwrap();
+    assert_eq!(classes.len(), 10);
+    let (code, dup) = d.post("/projects", &json!({"name": "chincoteague"}));
+    assert_eq!(code, 409, "{dup}");
+
+    let (code, added) = d.post(
+        &format!("/projects/{pid}/scenes"),
+        &json!({"path": "chincoteague_s2.tif"}),
+    );
+    assert_eq!(code, 202, "{added}");
+    let job = d.wait_job(added["job"].as_i64().unwrap());
+    assert!(
+        job["result"]["scored_tiles"].as_u64().unwrap() > 800,
+        "{job}"
+    );
+
+    let ask = json!({"strategy": "top_k", "budget": 10, "mc_passes": 5});
+    let (code, first) = d.post(&format!("/projects/{pid}/suggestions"), &ask);
+    assert_eq!(code, 200, "{first}");
+    let first_ids = tile_ids(&first);
+    assert_eq!(first_ids.len(), 10);
+
+    // The analyst labels the first six suggestions.
+    let labelled: Vec<Value> = first["features"].as_array().unwrap()[..6]
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let (lon, lat) = centre(f);
+            json!({"type": "Feature", "properties": {"class": classes[i % 3], "author": "test"},
+                   "geometry": {"type": "Point", "coordinates": [lon, lat]}})
+        })
+        .collect();
+    let (code, stored) = d.post(
+        &format!("/projects/{pid}/labels"),
+        &json!({"type": "FeatureCollection", "features": labelled}),
+    );
+    assert_eq!(code, 201, "{stored}");
+    assert_eq!(stored["ids"].as_array().unwrap().len(), 6);
+    let (_, all) = d.get(&format!("/projects/{pid}/labels"));
+    assert_eq!(all["features"].as_array().unwrap().len(), 6);
+
+    let (code, started) = d.post(&format!("/projects/{pid}/rounds"), &ask);
+    assert_eq!(code, 202, "{started}");
+    let round = d.wait_job(started["job"].as_i64().unwrap());
+    assert_eq!(round["result"]["round"], 1, "{round}");
+    assert_eq!(round["result"]["retrained"]["labelled_tiles"], 6, "{round}");
+
+    let (code, second) = d.post(&format!("/projects/{pid}/suggestions"), &ask);
+    assert_eq!(code, 200, "{second}");
+    let second_ids = tile_ids(&second);
+    assert_eq!(second_ids.len(), 10);
+    assert_ne!(first_ids, second_ids, "new suggestions differ");
+    for id in &first_ids[..6] {
+        assert!(
+            !second_ids.contains(id),
+            "labelled tile {id} suggested again"
+        );
+    }
+
+    // The heatmap is a GeoTIFF that GDAL opens with the scene's CRS.
+    let scene_id = added["scene"]["id"].as_i64().unwrap();
+    let mut r = d
+        .agent
+        .get(&format!(
+            "{}/projects/{pid}/scenes/{scene_id}/heatmap",
+            d.base
+        ))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let bytes = r
+        .body_mut()
+        .with_config()
+        .limit(100 << 20)
+        .read_to_vec()
+        .unwrap();
+    let path = tmp.path().join("heatmap.tif");
+    std::fs::write(&path, bytes).unwrap();
+    let ds = gdal::Dataset::open(&path).unwrap();
+    assert!(
+        ds.spatial_ref()
+            .unwrap()
+            .to_wkt()
+            .unwrap()
+            .contains("32618")
+            || ds.spatial_ref().unwrap().auth_code().ok() == Some(32618)
+    );
+}
+
+#[test]
+fn security_refusals() {
+    let tmp = common::tempdir();
+    let token = "correct-horse-battery-staple";
+    let d = Daemon::start(tmp.path(), &["--max-body-bytes", "4096"], Some(token));
+    // Missing and wrong token.
+    let anon = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build();
+    let anon: ureq::Agent = anon.into();
+    let mut r = anon.get(&format!("{}/projects", d.base)).call().unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let msg: Value = r.body_mut().read_json().unwrap();
+    assert!(msg["error"].as_str().unwrap().contains("Bearer"), "{msg}");
+    let r = anon
+        .get(&format!("{}/projects", d.base))
+        .header("Authorization", "Bearer nope-nope-nope-nope")
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+
+    let (code, project) = d.post("/projects", &json!({"name": "p"}));
+    assert_eq!(code, 201);
+    let pid = project["id"].as_i64().unwrap();
+    let outside = tmp.path().join("outside.tif");
+    std::fs::copy(common::sample_scene(), &outside).unwrap();
+    let cases = [
+        (
+            outside.display().to_string(),
+            403,
+            "not under the raster roots",
+        ),
+        (
+            format!(
+                "{}/../samples/chincoteague_s2.tif",
+                common::root().join("samples").display()
+            ),
+            400,
+            "..",
+        ),
+        (
+            "/vsicurl/http://example.com/x.tif".to_string(),
+            403,
+            "virtual file system",
+        ),
+        ("/etc/passwd".to_string(), 403, "not under the raster roots"),
+    ];
+    for (path, status, needle) in cases {
+        let (code, v) = d.post(&format!("/projects/{pid}/scenes"), &json!({"path": path}));
+        assert_eq!(code, status, "{path}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(needle), "{path}: {v}");
+    }
+    // Oversized body.
+    let big = json!({"type": "FeatureCollection", "features": [], "pad": "x".repeat(10_000)});
+    let (code, _) = d.post(&format!("/projects/{pid}/labels"), &big);
+    assert_eq!(code, 413);
+    // A label with an unknown class lists the valid ones.
+    let (code, v) = d.post(
+        &format!("/projects/{pid}/labels"),
+        &json!({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"class": "Glacier"}, "geometry": {"type": "Point", "coordinates": [-75.6, 37.8]}}]}),
+    );
+    assert_eq!(code, 422);
+    assert!(v["error"].as_str().unwrap().contains("SeaLake"), "{v}");
+}
+
+#[test]
+fn non_loopback_bind_without_token_is_refused() {
+    let out = Command::new(common::bin())
+        .args(["serve", "--bind", "0.0.0.0:0"])
+        .env_remove("NEXTTILE_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("without a token"));
+}
+
+/// SIGKILL while labels are being posted, many times: every label that got a 2xx is
+/// there after a restart, and the database opens cleanly.
+#[test]
+fn acknowledged_labels_survive_sigkill() {
+    let tmp = common::tempdir();
+    let mut acked: Vec<i64> = Vec::new();
+    let mut pid = None;
+    for round in 0..8 {
+        let d = Daemon::start(tmp.path(), &[], None);
+        let project = match pid {
+            None => {
+                let (code, p) = d.post("/projects", &json!({"name": "crash"}));
+                assert_eq!(code, 201, "{p}");
+                p["id"].as_i64().unwrap()
+            }
+            Some(p) => p,
+        };
+        pid = Some(project);
+        // Every label stored so far is still there.
+        let (code, all) = d.get(&format!("/projects/{project}/labels"));
+        assert_eq!(code, 200, "{all}");
+        let present: Vec<i64> = all["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["properties"]["id"].as_i64().unwrap())
+            .collect();
+        for id in &acked {
+            assert!(
+                present.contains(id),
+                "round {round}: acknowledged label {id} lost"
+            );
+        }
+        // Post labels from a thread; kill the daemon while it runs.
+        let base = d.base.clone();
+        let poster = std::thread::spawn(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(5)))
+                .build()
+                .into();
+            let mut got = Vec::new();
+            for i in 0..1000 {
+                let body = json!({"type": "FeatureCollection", "features": [
+                    {"type": "Feature", "properties": {"class": "Forest"}, "geometry": {"type": "Point", "coordinates": [-75.6 + i as f64 * 1e-5, 37.8]}}]});
+                match agent
+                    .post(&format!("{base}/projects/{project}/labels"))
+                    .send_json(&body)
+                {
+                    Ok(mut r) if r.status().as_u16() == 201 => {
+                        let v: Value = r.body_mut().read_json().unwrap_or(Value::Null);
+                        if let Some(ids) = v["ids"].as_array() {
+                            got.extend(ids.iter().filter_map(Value::as_i64));
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            got
+        });
+        std::thread::sleep(Duration::from_millis(150 + 37 * round as u64));
+        let mut d = d;
+        let _ = d.child.kill(); // SIGKILL
+        let _ = d.child.wait();
+        acked.extend(poster.join().unwrap());
+    }
+    assert!(
+        acked.len() > 20,
+        "too few labels posted to test anything: {}",
+        acked.len()
+    );
+    let d = Daemon::start(tmp.path(), &[], None);
+    let (_, all) = d.get(&format!("/projects/{}/labels", pid.unwrap()));
+    let present: Vec<i64> = all["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["properties"]["id"].as_i64().unwrap())
+        .collect();
+    for id in &acked {
+        assert!(present.contains(id), "acknowledged label {id} lost");
+    }
+    let db = nexttile::store::Db::open(&tmp.path().join("nexttile.sqlite")).unwrap();
+    assert!(db.schema_version().unwrap() >= 1);
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh Debian 12 machine (also used by CI):
-#   1. Debian packages: GDAL, PROJ, libclang (bindgen), pkg-config, fontconfig
+#   1. Debian packages: GDAL, PROJ, libclang (bindgen), pkg-config, SQLite (the
+#      daemon links the same libsqlite3 as GDAL), fontconfig
 #      and the DejaVu fonts (text in the evaluation plots);
 #   2. the onnxruntime 1.31.1 shared library from the PyPI wheel, into
 #      $NEXTTILE_HOME/lib (default ~/.local/share/nexttile/lib), where the
@@ -14,7 +15,7 @@ log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
 # 1. Debian packages
 . "$root/scripts/lib.sh"
-ensure_debian_packages setup libgdal-dev gdal-bin libproj-dev proj-bin libclang-dev pkg-config python3-pip libfontconfig1-dev fonts-dejavu-core
+ensure_debian_packages setup libgdal-dev gdal-bin libproj-dev proj-bin libclang-dev pkg-config python3-pip libfontconfig1-dev fonts-dejavu-core libsqlite3-dev
 
 # 2. onnxruntime shared library from the PyPI wheel
 home="${NEXTTILE_HOME:-${XDG_DATA_HOME:-$HOME/.local/share}/nexttile}"

@@ -214,6 +214,53 @@ fn full_round_trip_on_the_sample() {
         );
     }
 
+    // Exports for the survey team: GeoPackage (suggestions + labels), GPX, CSV.
+    let fetch = |format: &str| -> Vec<u8> {
+        let mut r = d
+            .agent
+            .get(&format!("{}/projects/{pid}/export?format={format}", d.base))
+            .call()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{format}");
+        r.body_mut()
+            .with_config()
+            .limit(100 << 20)
+            .read_to_vec()
+            .unwrap()
+    };
+    use gdal::vector::LayerAccess;
+    let gpkg = tmp.path().join("survey.gpkg");
+    std::fs::write(&gpkg, fetch("gpkg")).unwrap();
+    let ds = gdal::Dataset::open(&gpkg).unwrap();
+    let mut sugg = ds.layer_by_name("suggestions").unwrap();
+    assert_eq!(sugg.feature_count(), 10);
+    let mut visits: Vec<i64> = sugg
+        .features()
+        .map(|f| {
+            f.field_as_integer64(f.field_index("visit").unwrap())
+                .unwrap()
+                .unwrap()
+        })
+        .collect();
+    visits.sort_unstable();
+    assert_eq!(visits, (1..=10).collect::<Vec<_>>());
+    assert_eq!(ds.layer_by_name("labels").unwrap().feature_count(), 6);
+    let gpx = tmp.path().join("survey.gpx");
+    std::fs::write(&gpx, fetch("gpx")).unwrap();
+    let ds = gdal::Dataset::open(&gpx).unwrap();
+    assert_eq!(ds.layer_by_name("waypoints").unwrap().feature_count(), 10);
+    let csv = String::from_utf8(fetch("csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "visit,rank,tile_id,lon,lat,score,predicted_class");
+    assert_eq!(lines.len(), 11);
+    assert!(
+        lines[1].starts_with("1,1,"),
+        "the route starts at rank 1: {}",
+        lines[1]
+    );
+    let (code, v) = d.get(&format!("/projects/{pid}/export?format=shp"));
+    assert_eq!(code, 400, "{v}");
+
     // The heatmap is a GeoTIFF that GDAL opens with the scene's CRS.
     let scene_id = added["scene"]["id"].as_i64().unwrap();
     let mut r = d

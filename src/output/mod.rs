@@ -1,14 +1,19 @@
 //! Outputs: the heatmap COG (+ QGIS style), suggestions and tiles as GeoJSON,
-//! tiles as CSV.
+//! tiles as CSV, and survey exports (GeoPackage, GPX, CSV in visit order).
 
 mod features;
 mod heatmap;
+mod survey;
 
 pub use features::{
     COORD_DECIMALS, FOOTPRINT_POINTS_PER_EDGE, suggestions_collection, tiles_collection,
     write_collection, write_tiles_csv,
 };
 pub use heatmap::{HEATMAP_NODATA, heatmap_band_names, pseudocolor_qml, write_heatmap};
+pub use survey::{
+    SurveyPoint, path_length_m, survey_points, visit_order, write_geopackage, write_gpx,
+    write_survey_csv,
+};
 
 /// Errors from writing outputs.
 #[derive(Debug, thiserror::Error)]
@@ -33,4 +38,7 @@ pub enum OutputError {
     /// Reprojection failed.
     #[error(transparent)]
     Crs(#[from] crate::crs::CrsError),
+    /// Input to an export is not what it should be.
+    #[error("cannot export: {0}")]
+    Invalid(String),
 }

@@ -142,6 +142,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/projects/{id}/rounds",
             get(routes::list_rounds).post(routes::start_round),
         )
+        .route("/projects/{id}/export", get(routes::export))
         .route(
             "/jobs/{id}",
             get(routes::get_job).delete(routes::cancel_job),

@@ -116,6 +116,9 @@ pub async fn create_project(
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| crate::cli::default_model("head.onnx"));
     let (enc_spec, head_spec) = tokio::task::spawn_blocking(move || {
+        // Stored absolute, so the project works whatever the daemon's working folder.
+        let encoder = encoder.canonicalize().unwrap_or(encoder);
+        let head = head.canonicalize().unwrap_or(head);
         let e = crate::model::inspect(&encoder);
         let h = crate::model::inspect(&head);
         (e, h)
@@ -673,4 +676,95 @@ pub async fn list_rounds(
     })
     .await?;
     Ok(Json(serde_json::to_value(rounds).unwrap_or_default()))
+}
+
+/// Query of `GET /projects/{id}/export`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    /// `gpkg` (suggestions + labels layers), `gpx` (waypoints) or `csv`.
+    pub format: String,
+    /// Scene (default: the project's latest).
+    pub scene_id: Option<i64>,
+}
+
+/// `GET /projects/{id}/export?format=gpkg|gpx|csv`: the latest suggestions of a scene
+/// in a short visit order, for survey teams (GeoPackage also carries the labels).
+pub async fn export(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+    Query(q): Query<ExportQuery>,
+) -> ApiResult<Response> {
+    let format = q.format.to_ascii_lowercase();
+    let (ext, mime) = match format.as_str() {
+        "gpkg" | "geopackage" => ("gpkg", "application/geopackage+sqlite3"),
+        "gpx" => ("gpx", "application/gpx+xml"),
+        "csv" => ("csv", "text/csv"),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "unknown export format {other:?}; use gpkg, gpx or csv"
+            )));
+        }
+    };
+    let (_, scene) = project_and_scene(&state, id, q.scene_id).await?;
+    let labels = get_labels(State(state.clone()), Path(id)).await?.0;
+    let data_dir = state.config.data_dir.clone();
+    let bytes = tokio::task::spawn_blocking(move || -> ApiResult<Vec<u8>> {
+        let latest = data_dir
+            .join("suggestions")
+            .join(scene.id.to_string())
+            .join("suggestions.geojson");
+        let source = if latest.is_file() {
+            latest
+        } else {
+            let dir = scene.out_dir.clone().ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "the scene is not scored yet; poll its job",
+                )
+            })?;
+            std::path::Path::new(&dir).join("suggestions.geojson")
+        };
+        let text = std::fs::read_to_string(&source).map_err(ApiError::internal)?;
+        let fc: serde_json::Value = serde_json::from_str(&text).map_err(ApiError::internal)?;
+        let points = crate::output::survey_points(&fc).map_err(ApiError::internal)?;
+        let coords: Vec<(f64, f64)> = points.iter().map(|p| (p.lon, p.lat)).collect();
+        let order = crate::output::visit_order(&coords);
+        let dir = data_dir.join("exports");
+        std::fs::create_dir_all(&dir).map_err(ApiError::internal)?;
+        let tmp = tempfile_in(&dir, ext)?;
+        let written = match ext {
+            "gpkg" => crate::output::write_geopackage(&fc, &points, &order, &labels, &tmp),
+            "gpx" => crate::output::write_gpx(&points, &order, &tmp),
+            _ => crate::output::write_survey_csv(&points, &order, &tmp),
+        };
+        let out = written
+            .map_err(ApiError::internal)
+            .and_then(|()| std::fs::read(&tmp).map_err(ApiError::internal));
+        let _ = std::fs::remove_file(&tmp);
+        out
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok((
+        [
+            (header::CONTENT_TYPE, mime.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"project-{id}-suggestions.{ext}\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// A fresh file name in `dir` (GDAL drivers want to create the file themselves).
+fn tempfile_in(dir: &std::path::Path, ext: &str) -> ApiResult<std::path::PathBuf> {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let name = format!("export-{}-{n}.{ext}", std::process::id());
+    let path = dir.join(name);
+    let _ = std::fs::remove_file(&path);
+    Ok(path)
 }

@@ -364,6 +364,11 @@ fn round(
         .join("rounds")
         .join(format!("project-{}-round-{number}", project.id));
     let paths = engine::write_outputs(&result, &dir)?;
+    // The round's suggestions become the scene's latest (what exports use).
+    let latest = ctx.data_dir.join("suggestions").join(scene.id.to_string());
+    std::fs::create_dir_all(&latest).map_err(ApiError::internal)?;
+    std::fs::copy(&paths.suggestions, latest.join("suggestions.geojson"))
+        .map_err(ApiError::internal)?;
     let summary = engine::summary_json(&result, Some(&paths));
     let strategy = serde_json::to_value(params).unwrap_or(serde_json::Value::Null);
     let row = db.add_round(

@@ -148,6 +148,25 @@ fn centre(feature: &Value) -> (f64, f64) {
 fn full_round_trip_on_the_sample() {
     let tmp = common::tempdir();
     let d = Daemon::start(tmp.path(), &[], None);
+    let (code, doc) = d.get("/openapi.json");
+    assert_eq!(code, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    for path in [
+        "/health",
+        "/projects",
+        "/projects/{id}/scenes",
+        "/projects/{id}/suggestions",
+        "/projects/{id}/labels",
+        "/projects/{id}/labels/{label}",
+        "/projects/{id}/rounds",
+        "/projects/{id}/export",
+        "/jobs/{id}",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from /openapi.json"
+        );
+    }
     let (code, health) = d.get("/health");
     assert_eq!(code, 200);
     assert!(health["provider"].as_str().is_some(), "{health}");

@@ -104,6 +104,46 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The OpenAPI 3 description of every route, generated from the handlers' annotations
+/// and the request/response types (served at `/openapi.json`).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "NextTile daemon", description = "Which part of a satellite scene to label next: projects, scenes, scoring jobs, suggestions, labels, retraining rounds and survey exports."),
+    paths(
+        routes::health, routes::models, routes::create_project, routes::list_projects,
+        routes::get_project, routes::delete_project, routes::add_scene, routes::list_scenes,
+        routes::heatmap, routes::suggestions, routes::post_labels, routes::get_labels,
+        routes::patch_label, routes::delete_label, routes::start_round, routes::list_rounds,
+        routes::export, routes::get_job, routes::cancel_job
+    ),
+    components(schemas(
+        error::ErrorBody, routes::NewProject, routes::NewScene, routes::SelectBody,
+        routes::LabelPatch, crate::store::Project, crate::store::SceneRow,
+        crate::store::LabelRow, crate::store::RoundRow, crate::store::JobRow
+    )),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+/// Declares the optional bearer token in the OpenAPI document.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(<ApiDoc as utoipa::OpenApi>::openapi())
+}
+
 async fn fallback() -> ApiError {
     ApiError::not_found("route (see the README's API table)")
 }
@@ -113,6 +153,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(routes::health))
         .route("/models", get(routes::models))
+        .route("/openapi.json", get(openapi_json))
         .route(
             "/projects",
             get(routes::list_projects).post(routes::create_project),

@@ -12,14 +12,14 @@ use serde::Deserialize;
 use tokio::sync::oneshot;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::labels::parse_labels;
 use super::paths::{PathError, check_raster_path};
 use super::worker::{JobLive, SelectParams, Task};
 use crate::engine::{DEFAULT_BUDGET, DEFAULT_MC_PASSES, DEFAULT_TILE_SIZE};
 use crate::model::ModelRole;
 use crate::sampling::Strategy;
-use crate::store::{Db, Project, SceneRow};
+use crate::store::{Db, Project, RoundRow, SceneRow};
 use crate::uncertainty::Metric;
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -47,6 +47,7 @@ fn project_or_404(db: &Db, id: i64) -> ApiResult<Project> {
 }
 
 /// `GET /health`: version, schema, and which execution provider runs and why.
+#[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, description = "Version, schema version, and which execution provider (CUDA or CPU) runs and why", body = Object)))]
 pub async fn health(State(state): State<Arc<AppState>>) -> ApiResult<Json<serde_json::Value>> {
     let schema = with_db(&state, |db| Ok(db.schema_version()?)).await?;
     Ok(Json(serde_json::json!({
@@ -61,6 +62,7 @@ pub async fn health(State(state): State<Arc<AppState>>) -> ApiResult<Json<serde_
 }
 
 /// `GET /models`: the models in the default model folder, with their contracts.
+#[utoipa::path(get, path = "/models", tag = "system", responses((status = 200, description = "The ONNX models in the default model folder with their contracts", body = Object)))]
 pub async fn models() -> ApiResult<Json<serde_json::Value>> {
     tokio::task::spawn_blocking(|| {
         let dir = crate::cli::default_model("encoder.onnx")
@@ -88,7 +90,7 @@ pub async fn models() -> ApiResult<Json<serde_json::Value>> {
 }
 
 /// Body of `POST /projects`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProject {
     /// Unique name.
@@ -100,6 +102,7 @@ pub struct NewProject {
 }
 
 /// `POST /projects`.
+#[utoipa::path(post, path = "/projects", tag = "projects", request_body = NewProject, responses((status = 201, description = "Created", body = Project), (status = 409, description = "Name taken", body = ErrorBody), (status = 422, description = "A model is missing or does not fit the contract", body = ErrorBody)))]
 pub async fn create_project(
     State(state): State<Arc<AppState>>,
     Json(body): Json<NewProject>,
@@ -157,11 +160,13 @@ pub async fn create_project(
 }
 
 /// `GET /projects`.
+#[utoipa::path(get, path = "/projects", tag = "projects", responses((status = 200, body = Vec<Project>)))]
 pub async fn list_projects(State(state): State<Arc<AppState>>) -> ApiResult<Json<Vec<Project>>> {
     Ok(Json(with_db(&state, |db| Ok(db.projects()?)).await?))
 }
 
 /// `GET /projects/{id}`.
+#[utoipa::path(get, path = "/projects/{id}", tag = "projects", params(("id" = i64, Path, description = "Project id")), responses((status = 200, description = "Project, scenes, label count, rounds", body = Object), (status = 404, body = ErrorBody)))]
 pub async fn get_project(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -180,6 +185,7 @@ pub async fn get_project(
 }
 
 /// `DELETE /projects/{id}`.
+#[utoipa::path(delete, path = "/projects/{id}", tag = "projects", params(("id" = i64, Path)), responses((status = 204, description = "Deleted with its scenes, labels and rounds"), (status = 404, body = ErrorBody)))]
 pub async fn delete_project(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -193,12 +199,13 @@ pub async fn delete_project(
 }
 
 /// Body of `POST /projects/{id}/scenes`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewScene {
     /// Raster path, absolute or relative to the first raster root.
     pub path: String,
     /// Optional AOI: a GeoJSON object (FeatureCollection, Feature or geometry).
+    #[schema(value_type = Option<Object>)]
     pub aoi: Option<serde_json::Value>,
     /// CRS of the AOI when it is not WGS 84 and does not say.
     pub aoi_crs: Option<String>,
@@ -244,6 +251,7 @@ fn forget_job(state: &AppState, db: &Db, id: i64, why: &str) {
 }
 
 /// `POST /projects/{id}/scenes`: checks the path and size, then queues a scoring job.
+#[utoipa::path(post, path = "/projects/{id}/scenes", tag = "scenes", params(("id" = i64, Path)), request_body = NewScene, responses((status = 202, description = "Scene added; a scoring job started", body = Object), (status = 400, description = "`..` in the path", body = ErrorBody), (status = 403, description = "Outside the raster roots, or a /vsi path", body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, description = "Too many tiles", body = ErrorBody), (status = 422, description = "Not a readable raster with a CRS, or a bad AOI", body = ErrorBody), (status = 429, description = "Job queue full", body = ErrorBody)))]
 pub async fn add_scene(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -308,6 +316,7 @@ pub async fn add_scene(
 }
 
 /// `GET /projects/{id}/scenes`.
+#[utoipa::path(get, path = "/projects/{id}/scenes", tag = "scenes", params(("id" = i64, Path)), responses((status = 200, body = Vec<SceneRow>)))]
 pub async fn list_scenes(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -322,6 +331,7 @@ pub async fn list_scenes(
 }
 
 /// `GET /jobs/{id}`: live progress while queued or running, the stored record after.
+#[utoipa::path(get, path = "/jobs/{id}", tag = "jobs", params(("id" = i64, Path)), responses((status = 200, description = "Status, stage, tiles done / total, message, result", body = Object), (status = 404, body = ErrorBody)))]
 pub async fn get_job(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -343,6 +353,7 @@ pub async fn get_job(
 }
 
 /// `DELETE /jobs/{id}`: asks a queued or running job to stop.
+#[utoipa::path(delete, path = "/jobs/{id}", tag = "jobs", params(("id" = i64, Path)), responses((status = 202, description = "Cancellation requested"), (status = 409, description = "Not queued or running", body = ErrorBody)))]
 pub async fn cancel_job(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -367,13 +378,14 @@ pub async fn cancel_job(
 }
 
 /// Body of suggestion and round requests (all optional).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SelectBody {
     /// Scene id (default: the project's latest scene).
     pub scene_id: Option<i64>,
     /// Strategy: a name (`mcfps`, `top_k`, `random`, `coreset`, `clustering`) or an
     /// object with parameters (`{"mcfps": {"neighbours": 8}}`).
+    #[schema(value_type = Option<Object>)]
     pub strategy: Option<serde_json::Value>,
     /// Ranking metric name.
     pub metric: Option<String>,
@@ -386,6 +398,7 @@ pub struct SelectBody {
     /// Seed.
     pub seed: Option<u64>,
     /// AOI (GeoJSON object) limiting the candidates.
+    #[schema(value_type = Option<Object>)]
     pub aoi: Option<serde_json::Value>,
     /// CRS of the AOI.
     pub aoi_crs: Option<String>,
@@ -460,6 +473,7 @@ async fn project_and_scene(
 
 /// `POST /projects/{id}/suggestions`: ranked "label next" tiles as a GeoJSON
 /// FeatureCollection (EPSG:4326), from cached embeddings and the latest round's head.
+#[utoipa::path(post, path = "/projects/{id}/suggestions", tag = "suggestions", params(("id" = i64, Path)), request_body(content = SelectBody, description = "All fields optional"), responses((status = 200, description = "Ranked GeoJSON FeatureCollection, EPSG:4326", body = Object), (status = 409, description = "No scene yet, or still scoring", body = ErrorBody), (status = 422, description = "Bad strategy, metric or parameter", body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn suggestions(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -488,6 +502,7 @@ pub async fn suggestions(
 }
 
 /// `GET /projects/{id}/scenes/{scene}/heatmap`: the scene's uncertainty COG.
+#[utoipa::path(get, path = "/projects/{id}/scenes/{scene}/heatmap", tag = "scenes", params(("id" = i64, Path), ("scene" = i64, Path)), responses((status = 200, description = "Cloud-optimised GeoTIFF: one band per uncertainty metric, the scene CRS", content_type = "image/tiff"), (status = 409, body = ErrorBody)))]
 pub async fn heatmap(
     State(state): State<Arc<AppState>>,
     Path((id, scene_id)): Path<(i64, i64)>,
@@ -506,9 +521,11 @@ pub async fn heatmap(
         })
     })
     .await?;
-    let bytes = tokio::fs::read(std::path::Path::new(&dir).join("heatmap.tif"))
+    // Streamed from disk, not loaded whole: a granule's heatmap is large.
+    let file = tokio::fs::File::open(std::path::Path::new(&dir).join("heatmap.tif"))
         .await
         .map_err(ApiError::internal)?;
+    let bytes = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -520,7 +537,8 @@ pub async fn heatmap(
 }
 
 /// Query of `POST /projects/{id}/labels`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CrsQuery {
     /// CRS of the coordinates when not EPSG:4326.
     pub crs: Option<String>,
@@ -528,6 +546,7 @@ pub struct CrsQuery {
 
 /// `POST /projects/{id}/labels`: stores every label of a FeatureCollection (all or
 /// none); 201 means they are on disk.
+#[utoipa::path(post, path = "/projects/{id}/labels", tag = "labels", params(("id" = i64, Path), CrsQuery), request_body(content = Object, description = "GeoJSON FeatureCollection of Point/Polygon features with a `class` property", content_type = "application/geo+json"), responses((status = 201, description = "Stored (on disk) with these ids", body = Object), (status = 413, description = "Body too large", body = ErrorBody), (status = 422, description = "Malformed label or unknown class (the message lists the valid classes)", body = ErrorBody)))]
 pub async fn post_labels(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -546,6 +565,7 @@ pub async fn post_labels(
 }
 
 /// `GET /projects/{id}/labels`: every label as a GeoJSON FeatureCollection (EPSG:4326).
+#[utoipa::path(get, path = "/projects/{id}/labels", tag = "labels", params(("id" = i64, Path)), responses((status = 200, description = "GeoJSON FeatureCollection, EPSG:4326", body = Object)))]
 pub async fn get_labels(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -568,16 +588,18 @@ pub async fn get_labels(
 }
 
 /// Body of `PATCH /projects/{id}/labels/{label}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LabelPatch {
     /// New class.
     pub class: Option<String>,
     /// New GeoJSON geometry (EPSG:4326).
+    #[schema(value_type = Option<Object>)]
     pub geometry: Option<serde_json::Value>,
 }
 
 /// `PATCH /projects/{id}/labels/{label}`: corrects a label.
+#[utoipa::path(patch, path = "/projects/{id}/labels/{label}", tag = "labels", params(("id" = i64, Path), ("label" = i64, Path)), request_body = LabelPatch, responses((status = 204, description = "Corrected"), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn patch_label(
     State(state): State<Arc<AppState>>,
     Path((id, label)): Path<(i64, i64)>,
@@ -611,6 +633,7 @@ pub async fn patch_label(
 }
 
 /// `DELETE /projects/{id}/labels/{label}`.
+#[utoipa::path(delete, path = "/projects/{id}/labels/{label}", tag = "labels", params(("id" = i64, Path), ("label" = i64, Path)), responses((status = 204, description = "Deleted (kept in the database, marked deleted)"), (status = 404, body = ErrorBody)))]
 pub async fn delete_label(
     State(state): State<Arc<AppState>>,
     Path((id, label)): Path<(i64, i64)>,
@@ -624,6 +647,7 @@ pub async fn delete_label(
 }
 
 /// `POST /projects/{id}/rounds`: retrain the head on all labels and rescore (a job).
+#[utoipa::path(post, path = "/projects/{id}/rounds", tag = "rounds", params(("id" = i64, Path)), request_body(content = SelectBody, description = "All fields optional"), responses((status = 202, description = "Retraining job started", body = Object), (status = 409, description = "No labels or no scene yet", body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn start_round(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -666,6 +690,7 @@ pub async fn start_round(
 }
 
 /// `GET /projects/{id}/rounds`.
+#[utoipa::path(get, path = "/projects/{id}/rounds", tag = "rounds", params(("id" = i64, Path)), responses((status = 200, body = Vec<RoundRow>)))]
 pub async fn list_rounds(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -679,7 +704,8 @@ pub async fn list_rounds(
 }
 
 /// Query of `GET /projects/{id}/export`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ExportQuery {
     /// `gpkg` (suggestions + labels layers), `gpx` (waypoints) or `csv`.
@@ -690,6 +716,7 @@ pub struct ExportQuery {
 
 /// `GET /projects/{id}/export?format=gpkg|gpx|csv`: the latest suggestions of a scene
 /// in a short visit order, for survey teams (GeoPackage also carries the labels).
+#[utoipa::path(get, path = "/projects/{id}/export", tag = "exports", params(("id" = i64, Path), ExportQuery), responses((status = 200, description = "GeoPackage, GPX or CSV of the latest suggestions in visit order"), (status = 400, description = "Unknown format", body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn export(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,

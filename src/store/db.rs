@@ -90,7 +90,7 @@ pub enum DbError {
 }
 
 /// A project: which models, which classes.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Project {
     /// Id.
     pub id: i64,
@@ -109,7 +109,7 @@ pub struct Project {
 }
 
 /// A scene of a project.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SceneRow {
     /// Id.
     pub id: i64,
@@ -122,6 +122,7 @@ pub struct SceneRow {
     /// CRS of the AOI when not WGS 84.
     pub aoi_crs: Option<String>,
     /// Summary of the last scoring (JSON), if scored.
+    #[schema(value_type = Option<Object>)]
     pub summary: Option<serde_json::Value>,
     /// Folder with the last scoring's heatmap and suggestions.
     pub out_dir: Option<String>,
@@ -130,7 +131,7 @@ pub struct SceneRow {
 }
 
 /// A stored label.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LabelRow {
     /// Id.
     pub id: i64,
@@ -139,6 +140,7 @@ pub struct LabelRow {
     /// Class name (one of the project's).
     pub class: String,
     /// GeoJSON geometry in EPSG:4326.
+    #[schema(value_type = Object)]
     pub geometry: serde_json::Value,
     /// Who labelled it, if given.
     pub author: Option<String>,
@@ -164,7 +166,7 @@ pub struct NewLabel {
 }
 
 /// A retraining round.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RoundRow {
     /// Id.
     pub id: i64,
@@ -175,17 +177,19 @@ pub struct RoundRow {
     /// Scene the round scored.
     pub scene_id: Option<i64>,
     /// Strategy (JSON).
+    #[schema(value_type = Object)]
     pub strategy: serde_json::Value,
     /// The trained head's checkpoint.
     pub head_path: Option<String>,
     /// Summary of the scoring (JSON).
+    #[schema(value_type = Option<Object>)]
     pub summary: Option<serde_json::Value>,
     /// Creation time.
     pub created: String,
 }
 
 /// A job's durable record.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct JobRow {
     /// Id.
     pub id: i64,
@@ -198,6 +202,7 @@ pub struct JobRow {
     /// Error or note.
     pub message: Option<String>,
     /// Result (JSON) when done.
+    #[schema(value_type = Option<Object>)]
     pub result: Option<serde_json::Value>,
     /// Creation time.
     pub created: String,

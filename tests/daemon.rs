@@ -314,7 +314,11 @@ fn full_round_trip_on_the_sample() {
 fn security_refusals() {
     let tmp = common::tempdir();
     let token = "correct-horse-battery-staple";
-    let d = Daemon::start(tmp.path(), &["--max-body-bytes", "4096"], Some(token));
+    let d = Daemon::start(
+        tmp.path(),
+        &["--max-body-bytes", "4096", "--queue-capacity", "1"],
+        Some(token),
+    );
     // Missing and wrong token.
     let anon = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -373,6 +377,62 @@ fn security_refusals() {
     );
     assert_eq!(code, 422);
     assert!(v["error"].as_str().unwrap().contains("SeaLake"), "{v}");
+    // A file under a root that GDAL cannot read as a raster.
+    let (code, v) = d.post(
+        &format!("/projects/{pid}/scenes"),
+        &json!({"path": "README.md"}),
+    );
+    assert_eq!(code, 422, "{v}");
+    // Order of operations: suggestions before any scene, a round without labels.
+    let (code, v) = d.post(&format!("/projects/{pid}/suggestions"), &json!({}));
+    assert_eq!(code, 409, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("no scene"), "{v}");
+    let (code, v) = d.post(
+        &format!("/projects/{pid}/suggestions"),
+        &json!({"strategy": "badge"}),
+    );
+    assert_eq!(code, 422, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("mcfps"), "{v}");
+    for bad in [
+        json!({"budget": 0}),
+        json!({"mc_passes": 0}),
+        json!({"min_spacing_m": -1.0}),
+    ] {
+        let (code, v) = d.post(&format!("/projects/{pid}/suggestions"), &bad);
+        assert_eq!(code, 422, "{bad}: {v}");
+    }
+    let (code, v) = d.get("/no/such/route");
+    assert_eq!(code, 404, "{v}");
+    // A bounded queue: with capacity 1, quick scene additions get 429 instead of piling up.
+    let codes: Vec<u16> = (0..4)
+        .map(|_| {
+            d.post(
+                &format!("/projects/{pid}/scenes"),
+                &json!({"path": "chincoteague_s2.tif"}),
+            )
+            .0
+        })
+        .collect();
+    assert!(codes.contains(&202) && codes.contains(&429), "{codes:?}");
+    let (code, v) = d.post(&format!("/projects/{pid}/rounds"), &json!({}));
+    assert_eq!(code, 409, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("no labels"), "{v}");
+}
+
+#[test]
+fn oversized_scene_is_refused() {
+    let tmp = common::tempdir();
+    let config = tmp.path().join("nexttile.toml");
+    std::fs::write(&config, "max_tiles = 10\n").unwrap();
+    let d = Daemon::start(tmp.path(), &["--config", config.to_str().unwrap()], None);
+    let (_, project) = d.post("/projects", &json!({"name": "p"}));
+    let pid = project["id"].as_i64().unwrap();
+    let (code, v) = d.post(
+        &format!("/projects/{pid}/scenes"),
+        &json!({"path": "chincoteague_s2.tif"}),
+    );
+    assert_eq!(code, 413, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("max_tiles"), "{v}");
 }
 
 #[test]

@@ -9,3 +9,5 @@ scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test --quiet 2>&1 | tee "${TMPDIR:-/tmp}/nexttile-test.log"
+# The QGIS plugin in real QGIS against the real daemon (installs python3-qgis when missing).
+scripts/test_plugin.sh

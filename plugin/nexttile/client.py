@@ -1,0 +1,125 @@
+"""The daemon's HTTP API through QGIS's network stack (proxies and SSL settings apply)."""
+
+import json
+import time
+
+from qgis.core import QgsBlockingNetworkRequest, QgsSettings
+from qgis.PyQt.QtCore import QByteArray, QUrl
+from qgis.PyQt.QtNetwork import QNetworkRequest
+
+SETTINGS_URL = "nexttile/url"
+SETTINGS_TOKEN = "nexttile/token"
+DEFAULT_URL = "http://127.0.0.1:7878"
+
+
+class DaemonError(Exception):
+    """An error to show the analyst: the daemon's own message, or what to do."""
+
+
+def settings_url():
+    """The daemon URL from QGIS settings."""
+    return QgsSettings().value(SETTINGS_URL, DEFAULT_URL, type=str) or DEFAULT_URL
+
+
+def settings_token():
+    """The bearer token from QGIS settings (never written into project files)."""
+    return QgsSettings().value(SETTINGS_TOKEN, "", type=str) or ""
+
+
+def save_settings(url, token):
+    """Stores the daemon URL and token in the user's QGIS settings."""
+    s = QgsSettings()
+    s.setValue(SETTINGS_URL, url.rstrip("/"))
+    s.setValue(SETTINGS_TOKEN, token)
+
+
+class DaemonClient:
+    """Calls the NextTile daemon. Every call blocks the calling thread: run it from a
+    QgsTask or a Processing algorithm, never from the UI thread."""
+
+    def __init__(self, url=None, token=None, timeout_ms=300_000):
+        self.url = (url or settings_url()).rstrip("/")
+        self.token = settings_token() if token is None else token
+        self.timeout_ms = timeout_ms
+
+    def _request(self, path, content_type=None):
+        req = QNetworkRequest(QUrl(self.url + path))
+        if self.token:
+            req.setRawHeader(b"Authorization", ("Bearer " + self.token).encode())
+        if content_type:
+            req.setHeader(QNetworkRequest.ContentTypeHeader, content_type)
+        req.setTransferTimeout(self.timeout_ms)
+        return req
+
+    def _send(self, method, path, body=None, content_type="application/json"):
+        blocking = QgsBlockingNetworkRequest()
+        req = self._request(path, content_type if body is not None else None)
+        if method == "GET":
+            err = blocking.get(req, forceRefresh=True)
+        elif method == "POST":
+            err = blocking.post(req, QByteArray(body or b""))
+        elif method == "DELETE":
+            err = blocking.deleteResource(req)
+        else:
+            raise DaemonError(f"unsupported method {method}")
+        reply = blocking.reply()
+        status = reply.attribute(QNetworkRequest.HttpStatusCodeAttribute)
+        content = bytes(reply.content())
+        if status is None:
+            raise DaemonError(
+                f"the NextTile daemon is not reachable at {self.url} ({blocking.errorMessage()}). "
+                "Start it with `nexttile serve --root <folder with your rasters>`, or set its URL "
+                "in NextTile > Settings."
+            )
+        if int(status) >= 400:
+            message = None
+            try:
+                message = json.loads(content.decode("utf-8")).get("error")
+            except (ValueError, AttributeError):
+                pass
+            if int(status) == 401:
+                message = (message or "unauthorized") + " (check the token in NextTile > Settings)"
+            raise DaemonError(f"NextTile daemon: {message or content[:300].decode('utf-8', 'replace')} (HTTP {status})")
+        if err != QgsBlockingNetworkRequest.NoError and not content:
+            raise DaemonError(f"NextTile daemon: {blocking.errorMessage()}")
+        return int(status), content
+
+    def get_json(self, path):
+        """GET returning parsed JSON."""
+        return json.loads(self._send("GET", path)[1].decode("utf-8"))
+
+    def get_bytes(self, path):
+        """GET returning raw bytes (heatmap, exports)."""
+        return self._send("GET", path)[1]
+
+    def post_json(self, path, payload):
+        """POST a JSON body, returning parsed JSON."""
+        body = json.dumps(payload).encode("utf-8")
+        return json.loads(self._send("POST", path, body)[1].decode("utf-8") or "null")
+
+    def delete(self, path):
+        """DELETE."""
+        self._send("DELETE", path)
+
+    def health(self):
+        """Version and execution provider."""
+        return self.get_json("/health")
+
+    def wait_job(self, job_id, feedback=None, poll_s=0.3):
+        """Polls a job until it ends; reports progress and cancels it when the
+        Processing feedback is cancelled. Returns the finished job."""
+        while True:
+            job = self.get_json(f"/jobs/{job_id}")
+            status = job.get("status")
+            if feedback is not None:
+                total = job.get("total") or 0
+                if total:
+                    feedback.setProgress(100.0 * (job.get("done") or 0) / total)
+                if feedback.isCanceled():
+                    self.delete(f"/jobs/{job_id}")
+                    raise DaemonError("cancelled")
+            if status == "done":
+                return job
+            if status in ("failed", "cancelled", "interrupted"):
+                raise DaemonError(f"NextTile job {job_id} {status}: {job.get('message')}")
+            time.sleep(poll_s)

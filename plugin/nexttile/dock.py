@@ -1,0 +1,213 @@
+"""The NextTile dock: connection status, project, raster, strategy and budget, and the
+Score / Suggest / Send labels / Retrain buttons. Every daemon call runs as a QgsTask
+(the Processing algorithms run by QgsProcessingAlgRunnerTask), never on the UI thread."""
+
+import json
+
+from qgis.core import (
+    Qgis,
+    QgsApplication,
+    QgsMapLayerProxyModel,
+    QgsProcessingAlgRunnerTask,
+    QgsProcessingContext,
+    QgsProcessingFeedback,
+    QgsProject,
+    QgsRasterLayer,
+    QgsTask,
+    QgsVectorLayer,
+)
+from qgis.gui import QgsMapLayerComboBox
+from qgis.PyQt.QtWidgets import (
+    QComboBox,
+    QDockWidget,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .algorithms import STRATEGIES
+from .client import DaemonClient, DaemonError, save_settings, settings_token, settings_url
+from .layers import heatmap_layer, style_suggestions
+
+SUGGESTIONS_LAYER = "NextTile suggestions"
+
+
+class NextTileDock(QDockWidget):
+    """The dock widget."""
+
+    def __init__(self, iface, parent=None):
+        super().__init__("NextTile", parent)
+        self.iface = iface
+        self.setObjectName("NextTileDock")
+        self.classes = []
+        self.tasks = []
+        body = QWidget()
+        layout = QVBoxLayout(body)
+        form = QFormLayout()
+        self.url = QLineEdit(settings_url())
+        self.token = QLineEdit(settings_token())
+        self.token.setEchoMode(QLineEdit.Password)
+        form.addRow("Daemon URL", self.url)
+        form.addRow("Token", self.token)
+        self.status = QLabel("not connected")
+        self.status.setWordWrap(True)
+        form.addRow("Status", self.status)
+        self.project = QLineEdit("my-project")
+        form.addRow("Project", self.project)
+        self.raster = QgsMapLayerComboBox()
+        self.raster.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        form.addRow("Raster", self.raster)
+        self.strategy = QComboBox()
+        self.strategy.addItems(STRATEGIES)
+        form.addRow("Strategy", self.strategy)
+        self.budget = QSpinBox()
+        self.budget.setRange(1, 10000)
+        self.budget.setValue(20)
+        form.addRow("Budget", self.budget)
+        self.passes = QSpinBox()
+        self.passes.setRange(1, 1000)
+        self.passes.setValue(20)
+        form.addRow("MC passes", self.passes)
+        self.spacing = QSpinBox()
+        self.spacing.setRange(0, 1_000_000)
+        self.spacing.setSuffix(" m")
+        form.addRow("Min spacing", self.spacing)
+        layout.addLayout(form)
+        row = QHBoxLayout()
+        self.buttons = {}
+        for name in ("Connect", "Score", "Suggest", "Send labels", "Retrain"):
+            b = QPushButton(name)
+            row.addWidget(b)
+            self.buttons[name] = b
+        layout.addLayout(row)
+        layout.addStretch(1)
+        self.setWidget(body)
+        self.project_id = None
+        self.buttons["Connect"].clicked.connect(self.connect_daemon)
+        self.buttons["Score"].clicked.connect(self.score)
+        self.buttons["Suggest"].clicked.connect(lambda: self.suggest("suggest"))
+        self.buttons["Send labels"].clicked.connect(self.send_labels)
+        self.buttons["Retrain"].clicked.connect(lambda: self.suggest("retrain"))
+
+    # --- helpers -----------------------------------------------------------------
+    def error(self, message):
+        self.iface.messageBar().pushMessage("NextTile", str(message), level=Qgis.Critical, duration=10)
+
+    def info(self, message):
+        self.iface.messageBar().pushMessage("NextTile", str(message), level=Qgis.Info, duration=5)
+
+    def run_alg(self, alg_id, params, done):
+        """Runs a Processing algorithm as a task; `done(results)` on success."""
+        alg = QgsApplication.processingRegistry().createAlgorithmById(alg_id)
+        context = QgsProcessingContext()
+        context.setProject(QgsProject.instance())
+        feedback = QgsProcessingFeedback()
+        task = QgsProcessingAlgRunnerTask(alg, params, context, feedback)
+
+        def finished(ok, results):
+            if ok:
+                done(results)
+            else:
+                self.error(feedback.textLog().strip().splitlines()[-1] if feedback.textLog().strip() else f"{alg_id} failed")
+
+        task.executed.connect(finished)
+        self.tasks.append((task, context, feedback))
+        QgsApplication.taskManager().addTask(task)
+
+    # --- actions -----------------------------------------------------------------
+    def connect_daemon(self):
+        save_settings(self.url.text().strip(), self.token.text().strip())
+        dock = self
+
+        class Health(QgsTask):
+            def run(self):
+                try:
+                    self.health = DaemonClient().health()
+                    return True
+                except DaemonError as e:
+                    self.message = str(e)
+                    return False
+
+            def finished(self, ok):
+                if ok:
+                    h = self.health
+                    dock.status.setText(f"nexttile {h.get('version')} on {h.get('provider')} ({h.get('provider_reason')})")
+                else:
+                    dock.status.setText("not connected")
+                    dock.error(self.message)
+
+        task = Health("NextTile: connect")
+        self.tasks.append((task,))
+        QgsApplication.taskManager().addTask(task)
+
+    def ensure_project(self, then):
+        def done(results):
+            self.project_id = int(results["PROJECT"])
+            self.classes = json.loads(results["CLASSES"])
+            then()
+
+        self.run_alg("nexttile:create_project", {"NAME": self.project.text().strip()}, done)
+
+    def score(self):
+        layer = self.raster.currentLayer()
+        if layer is None:
+            self.error("choose a raster layer first")
+            return
+
+        def go():
+            def done(results):
+                heat = heatmap_layer(results["HEATMAP"])
+                QgsProject.instance().addMapLayer(heat)
+                self.info(f"scene {results['SCENE']} scored")
+
+            self.run_alg("nexttile:score", {"PROJECT": self.project_id, "RASTER": layer, "HEATMAP": "TEMPORARY_OUTPUT"}, done)
+
+        self.ensure_project(go)
+
+    def suggest(self, alg):
+        def go():
+            params = {
+                "PROJECT": self.project_id,
+                "STRATEGY": self.strategy.currentIndex(),
+                "BUDGET": self.budget.value(),
+                "MC_PASSES": self.passes.value(),
+                "MIN_SPACING": float(self.spacing.value()),
+                "OUTPUT": "TEMPORARY_OUTPUT",
+            }
+
+            def done(results):
+                for old in QgsProject.instance().mapLayersByName(SUGGESTIONS_LAYER):
+                    QgsProject.instance().removeMapLayer(old.id())
+                layer = QgsVectorLayer(results["OUTPUT"], SUGGESTIONS_LAYER, "ogr")
+                style_suggestions(layer, self.classes)
+                QgsProject.instance().addMapLayer(layer)
+
+            self.run_alg(f"nexttile:{alg}", params, done)
+
+        self.ensure_project(go)
+
+    def send_labels(self):
+        layers = QgsProject.instance().mapLayersByName(SUGGESTIONS_LAYER)
+        if not layers:
+            self.error("no suggestions layer: press Suggest, fill the class of some tiles, then Send labels")
+            return
+        layer = layers[0]
+        if layer.isEditable():
+            layer.commitChanges()
+
+        def go():
+            self.run_alg(
+                "nexttile:send_labels",
+                {"PROJECT": self.project_id, "INPUT": layer, "CLASS_FIELD": "class"},
+                lambda r: self.info(f"{r['SENT']} labels stored"),
+            )
+
+        self.ensure_project(go)
+
+
+__all__ = ["NextTileDock", "QgsRasterLayer"]

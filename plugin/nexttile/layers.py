@@ -1,0 +1,92 @@
+"""Turning daemon results into styled QGIS layers and files."""
+
+import json
+import os
+import tempfile
+
+from qgis.core import (
+    QgsClassificationEqualInterval,
+    QgsColorRampShader,
+    QgsCoordinateReferenceSystem,
+    QgsEditorWidgetSetup,
+    QgsGradientColorRamp,
+    QgsGraduatedSymbolRenderer,
+    QgsRasterLayer,
+    QgsRasterShader,
+    QgsSingleBandPseudoColorRenderer,
+    QgsStyle,
+    QgsVectorFileWriter,
+    QgsVectorLayer,
+)
+
+
+def write_feature_collection(fc, path, transform_context):
+    """Writes a GeoJSON FeatureCollection (EPSG:4326) to `path` in the format its
+    extension names (GeoPackage, GeoJSON, Shapefile, ...)."""
+    # Nested properties (probabilities, uncertainty, strategy parameters) become JSON
+    # text, so every format can hold them; `class` stays a text field for the analyst.
+    flat = {"type": "FeatureCollection", "features": []}
+    for f in fc.get("features", []):
+        props = {
+            k: (json.dumps(v) if isinstance(v, (dict, list)) else v)
+            for k, v in (f.get("properties") or {}).items()
+        }
+        if props.get("class") is None:
+            props["class"] = ""
+        flat["features"].append({"type": "Feature", "geometry": f.get("geometry"), "properties": props})
+    fc = flat
+    tmp = tempfile.NamedTemporaryFile(suffix=".geojson", delete=False, mode="w", encoding="utf-8")
+    with tmp:
+        json.dump(fc, tmp)
+    if path.lower().endswith((".geojson", ".json")):
+        os.replace(tmp.name, path)
+        return path
+    layer = QgsVectorLayer(tmp.name, "suggestions", "ogr")
+    options = QgsVectorFileWriter.SaveVectorOptions()
+    ext = os.path.splitext(path)[1].lstrip(".")
+    options.driverName = QgsVectorFileWriter.driverForExtension(ext) or "GPKG"
+    result = QgsVectorFileWriter.writeAsVectorFormatV3(layer, path, transform_context, options)
+    del layer
+    os.unlink(tmp.name)
+    if result[0] != QgsVectorFileWriter.NoError:
+        raise OSError(f"cannot write {path}: {result[1]}")
+    return path
+
+
+def style_suggestions(layer, classes):
+    """Graduated by rank (rank 1 darkest) and an editable `class` field whose editor
+    is a value map of the project's classes."""
+    ramp = QgsStyle.defaultStyle().colorRamp("Reds") or QgsGradientColorRamp()
+    ramp.invert()
+    renderer = QgsGraduatedSymbolRenderer("rank")
+    renderer.setClassificationMethod(QgsClassificationEqualInterval())
+    renderer.updateClasses(layer, 5)
+    renderer.updateColorRamp(ramp)
+    for sym in renderer.symbols(None) if hasattr(renderer, "symbols") else []:
+        sym.setOpacity(0.6)
+    layer.setRenderer(renderer)
+    idx = layer.fields().indexOf("class")
+    if idx >= 0:
+        value_map = {"map": [{c: c} for c in classes]}
+        layer.setEditorWidgetSetup(idx, QgsEditorWidgetSetup("ValueMap", value_map))
+    layer.triggerRepaint()
+
+
+def heatmap_layer(path, name="NextTile uncertainty"):
+    """The heatmap COG with a viridis pseudocolour on its first band (uncertainty)."""
+    layer = QgsRasterLayer(path, name, "gdal")
+    if not layer.isValid():
+        return layer
+    stats = layer.dataProvider().bandStatistics(1)
+    ramp = QgsStyle.defaultStyle().colorRamp("Viridis") or QgsGradientColorRamp()
+    fn = QgsColorRampShader(stats.minimumValue, stats.maximumValue, ramp)
+    fn.classifyColorRamp(8, 1, layer.extent(), layer.dataProvider())
+    shader = QgsRasterShader()
+    shader.setRasterShaderFunction(fn)
+    layer.setRenderer(QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader))
+    return layer
+
+
+def wgs84():
+    """EPSG:4326."""
+    return QgsCoordinateReferenceSystem("EPSG:4326")

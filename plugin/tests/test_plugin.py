@@ -1,0 +1,217 @@
+"""The plugin in real QGIS (Debian python3-qgis, headless) against the real daemon
+binary on a free loopback port, scoring the real sample scene.
+
+Run with Debian's interpreter: QT_QPA_PLATFORM=offscreen /usr/bin/python3 -m unittest
+discover -s plugin/tests -v (scripts/test_plugin.sh does it)."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "plugin"))
+sys.path.insert(0, "/usr/share/qgis/python/plugins")
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from qgis.core import (  # noqa: E402
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsProject,
+    QgsRasterLayer,
+    QgsSettings,
+    QgsVectorLayer,
+)
+from qgis.testing import start_app  # noqa: E402
+
+APP = start_app()
+
+import processing  # noqa: E402
+from processing.core.Processing import Processing  # noqa: E402
+from qgis.core import QgsProcessingException  # noqa: E402
+
+Processing.initialize()
+
+SAMPLE = os.path.join(ROOT, "samples", "chincoteague_s2.tif")
+BIN = os.environ.get("NEXTTILE_BIN", os.path.join(ROOT, "target", "debug", "nexttile"))
+
+
+class Daemon:
+    """`nexttile serve` on a free port with the samples folder as raster root."""
+
+    def __init__(self, token=None):
+        self.data = tempfile.mkdtemp(prefix="nexttile-plugin-")
+        args = [BIN, "serve", "--bind", "127.0.0.1:0", "--root", os.path.dirname(SAMPLE), "--data-dir", self.data]
+        if token:
+            args += ["--token", token]
+        env = {k: v for k, v in os.environ.items() if k not in ("NEXTTILE_TOKEN", "NEXTTILE_ROOTS")}
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, env=env, text=True)
+        line = self.proc.stdout.readline()
+        m = re.match(r"listening on (http://\S+)", line)
+        if not m:
+            self.stop()
+            raise RuntimeError(f"daemon did not start: {line!r}")
+        self.url = m.group(1)
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+def use(url, token=""):
+    s = QgsSettings()
+    s.setValue("nexttile/url", url)
+    s.setValue("nexttile/token", token)
+
+
+class _Iface:
+    """The few QgisInterface calls the plugin makes, for a headless run."""
+
+    def __init__(self):
+        self.docks = []
+
+    def addDockWidget(self, area, dock):  # noqa: N802
+        self.docks.append(dock)
+
+    def removeDockWidget(self, dock):  # noqa: N802
+        self.docks.remove(dock)
+
+    def messageBar(self):  # noqa: N802
+        return None
+
+
+class PluginTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not os.path.isfile(BIN):
+            raise unittest.SkipTest(f"{BIN} is missing: build it with cargo build")
+        import nexttile
+
+        cls.iface = _Iface()
+        cls.plugin = nexttile.classFactory(cls.iface)
+        cls.plugin.initGui()
+        cls.daemon = Daemon()
+        use(cls.daemon.url)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.plugin.unload()
+        cls.daemon.stop()
+
+    def test_loop_score_suggest_label_retrain(self):
+        from qgis.core import QgsApplication
+
+        self.assertIsNotNone(QgsApplication.processingRegistry().providerById("nexttile"))
+        self.assertEqual(len(self.iface.docks), 1)
+        project = processing.run("nexttile:create_project", {"NAME": "plugin-test"})
+        pid = int(project["PROJECT"])
+        classes = json.loads(project["CLASSES"])
+        out_dir = tempfile.mkdtemp()
+        raster = QgsRasterLayer(SAMPLE, "sample")
+        self.assertTrue(raster.isValid())
+        scored = processing.run(
+            "nexttile:score",
+            {"PROJECT": pid, "RASTER": raster, "HEATMAP": os.path.join(out_dir, "heatmap.tif")},
+        )
+        from nexttile.layers import heatmap_layer
+
+        heat = heatmap_layer(scored["HEATMAP"])
+        self.assertTrue(heat.isValid())
+        self.assertEqual(heat.crs().authid(), "EPSG:32618")
+        self.assertEqual(heat.crs(), raster.crs())
+
+        params = {"PROJECT": pid, "STRATEGY": 1, "BUDGET": 12, "MC_PASSES": 5, "OUTPUT": os.path.join(out_dir, "s1.gpkg")}
+        first = QgsVectorLayer(processing.run("nexttile:suggest", params)["OUTPUT"], "s1", "ogr")
+        self.assertTrue(first.isValid())
+        self.assertEqual(first.featureCount(), 12)
+        self.assertEqual(first.crs().authid(), "EPSG:4326")
+        to_wgs84 = QgsCoordinateTransform(raster.crs(), QgsCoordinateReferenceSystem("EPSG:4326"), QgsProject.instance())
+        scene_extent = to_wgs84.transformBoundingBox(raster.extent())
+        scene_extent.grow(1e-6)
+        self.assertTrue(scene_extent.contains(first.extent()), f"{first.extent().toString()} not in {scene_extent.toString()}")
+
+        # The analyst fills the class of five suggestions and sends them.
+        first.startEditing()
+        idx = first.fields().indexOf("class")
+        labelled = []
+        for n, f in enumerate(first.getFeatures()):
+            if n >= 5:
+                break
+            first.changeAttributeValue(f.id(), idx, classes[n % 3])
+            labelled.append(f["tile_id"])
+        self.assertTrue(first.commitChanges())
+        sent = processing.run("nexttile:send_labels", {"PROJECT": pid, "INPUT": first, "CLASS_FIELD": "class"})
+        self.assertEqual(int(sent["SENT"]), 5)
+        from nexttile.client import DaemonClient
+
+        stored = DaemonClient().get_json(f"/projects/{pid}/labels")
+        self.assertEqual(len(stored["features"]), 5)
+        self.assertEqual(
+            sorted(f["properties"]["class"] for f in stored["features"]),
+            sorted(classes[n % 3] for n in range(5)),
+        )
+
+        params["OUTPUT"] = os.path.join(out_dir, "s2.gpkg")
+        second = processing.run("nexttile:retrain", params)
+        self.assertEqual(int(second["ROUND"]), 1)
+        new = QgsVectorLayer(second["OUTPUT"], "s2", "ogr")
+        self.assertEqual(new.featureCount(), 12)
+        new_ids = [f["tile_id"] for f in new.getFeatures()]
+        for tile in labelled:
+            self.assertNotIn(tile, new_ids)
+
+        exported = processing.run("nexttile:export", {"PROJECT": pid, "FORMAT": 0, "OUTPUT": os.path.join(out_dir, "survey.gpkg")})
+        survey = QgsVectorLayer(exported["OUTPUT"] + "|layername=labels", "labels", "ogr")
+        self.assertEqual(survey.featureCount(), 5)
+
+    def test_memory_raster_is_refused_with_advice(self):
+        from osgeo import gdal
+
+        project = processing.run("nexttile:create_project", {"NAME": "bad-input"})
+        # A raster that lives only in memory (GDAL /vsimem/), as a scratch layer would.
+        gdal.Translate("/vsimem/scratch.tif", SAMPLE, srcWin=[0, 0, 64, 64])
+        mem = QgsRasterLayer("/vsimem/scratch.tif", "scratch", "gdal")
+        self.assertTrue(mem.isValid())
+        with self.assertRaises(QgsProcessingException) as e:
+            processing.run("nexttile:score", {"PROJECT": int(project["PROJECT"]), "RASTER": mem, "HEATMAP": "TEMPORARY_OUTPUT"})
+        self.assertIn("GeoTIFF", str(e.exception))
+        self.assertIn("--root", str(e.exception))
+        # A web map layer: not a file the daemon could read.
+        from nexttile.algorithms import local_raster_path
+
+        wms = QgsRasterLayer("crs=EPSG:3857&format=image/png&layers=x&styles=&url=http://127.0.0.1:9/wms", "remote", "wms")
+        with self.assertRaises(QgsProcessingException) as e:
+            local_raster_path(wms)
+        self.assertIn("GeoTIFF", str(e.exception))
+
+    def test_daemon_not_running_and_wrong_token(self):
+        use("http://127.0.0.1:9")  # discard port: nothing listens
+        try:
+            with self.assertRaises(QgsProcessingException) as e:
+                processing.run("nexttile:create_project", {"NAME": "x"})
+            self.assertIn("not reachable", str(e.exception))
+            self.assertIn("nexttile serve", str(e.exception))
+        finally:
+            use(self.daemon.url)
+        secured = Daemon(token="a-very-secret-token-123")
+        try:
+            use(secured.url, "wrong-token-wrong-token")
+            with self.assertRaises(QgsProcessingException) as e:
+                processing.run("nexttile:create_project", {"NAME": "x"})
+            self.assertIn("wrong token", str(e.exception))
+            self.assertIn("Settings", str(e.exception))
+            use(secured.url, "a-very-secret-token-123")
+            ok = processing.run("nexttile:create_project", {"NAME": "x"})
+            self.assertGreater(int(ok["PROJECT"]), 0)
+        finally:
+            secured.stop()
+            use(self.daemon.url)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -62,8 +62,10 @@ def style_suggestions(layer, classes):
     renderer.setClassificationMethod(QgsClassificationEqualInterval())
     renderer.updateClasses(layer, 5)
     renderer.updateColorRamp(ramp)
-    for sym in renderer.symbols(None) if hasattr(renderer, "symbols") else []:
-        sym.setOpacity(0.6)
+    for i, r in enumerate(renderer.ranges()):
+        sym = r.symbol().clone()
+        sym.setOpacity(0.7)
+        renderer.updateRangeSymbol(i, sym)
     layer.setRenderer(renderer)
     idx = layer.fields().indexOf("class")
     if idx >= 0:

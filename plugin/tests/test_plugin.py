@@ -135,6 +135,16 @@ class PluginTest(unittest.TestCase):
         scene_extent.grow(1e-6)
         self.assertTrue(scene_extent.contains(first.extent()), f"{first.extent().toString()} not in {scene_extent.toString()}")
 
+        # Styled as the dock loads it: graduated by rank, `class` edited with a value map.
+        from nexttile.layers import style_suggestions
+
+        style_suggestions(first, classes)
+        self.assertEqual(first.renderer().type(), "graduatedSymbol")
+        self.assertEqual(first.renderer().classAttribute(), "rank")
+        setup = first.editorWidgetSetup(first.fields().indexOf("class"))
+        self.assertEqual(setup.type(), "ValueMap")
+        self.assertEqual(len(setup.config()["map"]), len(classes))
+
         # The analyst fills the class of five suggestions and sends them.
         first.startEditing()
         idx = first.fields().indexOf("class")

@@ -214,6 +214,42 @@ fn full_round_trip_on_the_sample() {
     assert_eq!(stored["ids"].as_array().unwrap().len(), 6);
     let (_, all) = d.get(&format!("/projects/{pid}/labels"));
     assert_eq!(all["features"].as_array().unwrap().len(), 6);
+    // Correct one label's class, delete another (kept in the database, gone from the API),
+    // then put it back.
+    let ids: Vec<i64> = stored["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    let url = |id: i64| format!("{}/projects/{pid}/labels/{id}", d.base);
+    let r = d
+        .agent
+        .patch(&url(ids[0]))
+        .send_json(json!({"class": classes[9]}))
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let mut r = d
+        .agent
+        .patch(&url(ids[0]))
+        .send_json(json!({"class": "Glacier"}))
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    let v: Value = r.body_mut().read_json().unwrap();
+    assert!(v["error"].as_str().unwrap().contains("SeaLake"), "{v}");
+    let r = d.agent.delete(&url(ids[5])).call().unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let r = d.agent.delete(&url(ids[5])).call().unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let (_, all) = d.get(&format!("/projects/{pid}/labels"));
+    let feats = all["features"].as_array().unwrap();
+    assert_eq!(feats.len(), 5);
+    assert_eq!(feats[0]["properties"]["class"], classes[9].as_str());
+    let (code, _) = d.post(
+        &format!("/projects/{pid}/labels"),
+        &json!({"type": "FeatureCollection", "features": [labelled[5].clone()]}),
+    );
+    assert_eq!(code, 201);
 
     let (code, started) = d.post(&format!("/projects/{pid}/rounds"), &ask);
     assert_eq!(code, 202, "{started}");

@@ -14,6 +14,7 @@ from qgis.core import (
     QgsProcessingOutputString,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
     QgsProcessingParameterFileDestination,
@@ -26,7 +27,9 @@ from qgis.core import (
 )
 
 from .client import DaemonClient, DaemonError
-from .layers import wgs84, write_feature_collection
+from qgis.core import QgsGeometry
+
+from .layers import aoi_feature_collection, wgs84, write_feature_collection
 
 STRATEGIES = ["mcfps", "top_k", "random", "coreset", "clustering"]
 METRICS = ["least_confidence", "entropy", "bald", "margin", "variation_ratio"]
@@ -89,7 +92,35 @@ class NextTileAlgorithm(QgsProcessingAlgorithm):
         scene = self.parameterAsInt(parameters, "SCENE", context)
         if scene > 0:
             body["scene_id"] = scene
+        aoi = self.aoi(parameters, context)
+        if aoi is not None:
+            body["aoi"] = aoi
         return body
+
+    def aoi(self, parameters, context):
+        """The optional AOI: selected/all polygons of AOI_LAYER, else EXTENT, as
+        GeoJSON in EPSG:4326; None when neither is given."""
+        geoms, crs = [], None
+        if parameters.get("AOI_LAYER"):
+            source = self.parameterAsSource(parameters, "AOI_LAYER", context)
+            if source is not None:
+                crs = source.sourceCrs()
+                geoms = [f.geometry() for f in source.getFeatures()]
+        if not geoms and parameters.get("EXTENT"):
+            crs = self.parameterAsExtentCrs(parameters, "EXTENT", context)
+            rect = self.parameterAsExtent(parameters, "EXTENT", context)
+            if not rect.isEmpty():
+                geoms = [QgsGeometry.fromRect(rect)]
+        if not geoms:
+            return None
+        fc = aoi_feature_collection(geoms, crs, context.transformContext())
+        if not fc["features"]:
+            raise QgsProcessingException("the AOI layer has no polygon: draw the area as a polygon")
+        return fc
+
+    def add_aoi_params(self):
+        self.addParameter(QgsProcessingParameterFeatureSource("AOI_LAYER", "Limit to these polygons (selected features only when 'Selected features only' is ticked)", [QgsProcessing.TypeVectorPolygon], optional=True))
+        self.addParameter(QgsProcessingParameterExtent("EXTENT", "Limit to this extent (e.g. the map canvas)", optional=True))
 
     def add_select_params(self):
         self.addParameter(QgsProcessingParameterNumber("PROJECT", "Project id", QgsProcessingParameterNumber.Integer, minValue=1))
@@ -99,6 +130,7 @@ class NextTileAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterNumber("BUDGET", "Tiles to suggest", QgsProcessingParameterNumber.Integer, 20, minValue=1))
         self.addParameter(QgsProcessingParameterNumber("MC_PASSES", "MC-dropout passes", QgsProcessingParameterNumber.Integer, 20, minValue=1))
         self.addParameter(QgsProcessingParameterNumber("MIN_SPACING", "Minimum ground spacing (m)", QgsProcessingParameterNumber.Double, 0.0, minValue=0.0))
+        self.add_aoi_params()
 
 
 class CreateProjectAlgorithm(NextTileAlgorithm):
@@ -141,6 +173,7 @@ class ScoreAlgorithm(NextTileAlgorithm):
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterNumber("PROJECT", "Project id", QgsProcessingParameterNumber.Integer, minValue=1))
         self.addParameter(QgsProcessingParameterRasterLayer("RASTER", "Raster (a file the daemon may read)"))
+        self.add_aoi_params()
         self.addParameter(QgsProcessingParameterRasterDestination("HEATMAP", "Uncertainty heatmap"))
         self.addOutput(QgsProcessingOutputNumber("SCENE", "Scene id"))
 
@@ -148,7 +181,11 @@ class ScoreAlgorithm(NextTileAlgorithm):
         pid = self.parameterAsInt(parameters, "PROJECT", context)
         path = local_raster_path(self.parameterAsRasterLayer(parameters, "RASTER", context))
         client = self.client()
-        added = client.post_json(f"/projects/{pid}/scenes", {"path": path})
+        body = {"path": path}
+        aoi = self.aoi(parameters, context)
+        if aoi is not None:
+            body["aoi"] = aoi
+        added = client.post_json(f"/projects/{pid}/scenes", body)
         feedback.pushInfo(f"scene {added['scene']['id']}: job {added['job']}")
         client.wait_job(added["job"], feedback)
         scene = added["scene"]["id"]

@@ -9,6 +9,7 @@ from qgis.PyQt.QtNetwork import QNetworkRequest
 
 SETTINGS_URL = "nexttile/url"
 SETTINGS_TOKEN = "nexttile/token"
+SETTINGS_BINARY = "nexttile/binary"
 DEFAULT_URL = "http://127.0.0.1:7878"
 
 
@@ -123,3 +124,50 @@ class DaemonClient:
             if status in ("failed", "cancelled", "interrupted"):
                 raise DaemonError(f"NextTile job {job_id} {status}: {job.get('message')}")
             time.sleep(poll_s)
+
+
+class LocalDaemon:
+    """A `nexttile serve` the plugin starts itself when none answers (Settings: the
+    binary's path), on the configured URL's loopback port, serving `root`; stopped when
+    the plugin unloads."""
+
+    def __init__(self, binary, root, url=None, data_dir=None):
+        import subprocess
+
+        from qgis.PyQt.QtCore import QUrl as _QUrl
+
+        parsed = _QUrl(url or settings_url())
+        port = parsed.port(7878)
+        if parsed.host() not in ("127.0.0.1", "localhost"):
+            raise DaemonError("the plugin only starts a daemon on this machine: set the URL to http://127.0.0.1:<port>")
+        args = [binary, "serve", "--bind", f"127.0.0.1:{port}", "--root", root]
+        if data_dir:
+            args += ["--data-dir", data_dir]
+        import tempfile
+
+        # stderr goes to a file: a pipe nobody reads would block the daemon once full.
+        self.log = tempfile.NamedTemporaryFile(prefix="nexttile-daemon-", suffix=".log", delete=False)
+        try:
+            self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        except OSError as e:
+            self.log.close()
+            raise DaemonError(f"cannot start {binary}: {e}. Set the path of the nexttile binary in NextTile > Settings.") from e
+        line = self.proc.stdout.readline()
+        self.proc.stdout.close()
+        if not line.startswith("listening on "):
+            self.stop()
+            with open(self.log.name, encoding="utf-8", errors="replace") as f:
+                err = f.read()[-500:]
+            raise DaemonError(f"the local daemon did not start: {err.strip() or line.strip()}")
+        self.url = line.split()[-1]
+
+    def stop(self):
+        """Stops the daemon (SIGTERM, then SIGKILL after 5 s)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except Exception:  # noqa: BLE001 - any timeout: kill
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()

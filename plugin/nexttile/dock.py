@@ -31,8 +31,21 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from .algorithms import STRATEGIES
-from .client import DaemonClient, DaemonError, save_settings, settings_token, settings_url
-from .layers import heatmap_layer, style_suggestions
+from qgis.core import QgsProcessingFeatureSourceDefinition, QgsSettings
+
+from .client import (
+    SETTINGS_BINARY,
+    DaemonClient,
+    DaemonError,
+    LocalDaemon,
+    save_settings,
+    settings_token,
+    settings_url,
+)
+from .layers import class_layer, heatmap_layer, labels_layer, style_suggestions
+
+LABELS_LAYER = "NextTile labels"
+AOI_CHOICES = ["Whole scene", "Map extent", "Selected polygons of the active layer"]
 
 SUGGESTIONS_LAYER = "NextTile suggestions"
 
@@ -54,6 +67,9 @@ class NextTileDock(QDockWidget):
         self.token.setEchoMode(QLineEdit.Password)
         form.addRow("Daemon URL", self.url)
         form.addRow("Token", self.token)
+        self.binary = QLineEdit(QgsSettings().value(SETTINGS_BINARY, "", type=str))
+        self.binary.setPlaceholderText("path of the nexttile binary (to start a local daemon)")
+        form.addRow("Local daemon", self.binary)
         self.status = QLabel("not connected")
         self.status.setWordWrap(True)
         form.addRow("Status", self.status)
@@ -62,6 +78,9 @@ class NextTileDock(QDockWidget):
         self.raster = QgsMapLayerComboBox()
         self.raster.setFilters(QgsMapLayerProxyModel.RasterLayer)
         form.addRow("Raster", self.raster)
+        self.aoi = QComboBox()
+        self.aoi.addItems(AOI_CHOICES)
+        form.addRow("Limit to", self.aoi)
         self.strategy = QComboBox()
         self.strategy.addItems(STRATEGIES)
         form.addRow("Strategy", self.strategy)
@@ -88,6 +107,7 @@ class NextTileDock(QDockWidget):
         layout.addStretch(1)
         self.setWidget(body)
         self.project_id = None
+        self.local = None
         self.buttons["Connect"].clicked.connect(self.connect_daemon)
         self.buttons["Score"].clicked.connect(self.score)
         self.buttons["Suggest"].clicked.connect(lambda: self.suggest("suggest"))
@@ -120,8 +140,63 @@ class NextTileDock(QDockWidget):
         QgsApplication.taskManager().addTask(task)
 
     # --- actions -----------------------------------------------------------------
+    def start_local_daemon(self):
+        """Starts `nexttile serve` from the configured binary, serving the folder of the
+        chosen raster, when no daemon answers at the URL. Returns True when one runs."""
+        binary = self.binary.text().strip()
+        QgsSettings().setValue(SETTINGS_BINARY, binary)
+        try:
+            DaemonClient().health()
+            return True
+        except DaemonError:
+            pass
+        if not binary:
+            return False
+        layer = self.raster.currentLayer()
+        import os
+
+        root = os.path.dirname(layer.source().split("|")[0]) if layer is not None else os.path.expanduser("~")
+        self.local = LocalDaemon(binary, root)
+        return True
+
+    def stop_local_daemon(self):
+        """Stops a daemon this dock started (called when the plugin unloads)."""
+        if self.local is not None:
+            self.local.stop()
+            self.local = None
+
+    def aoi_params(self):
+        """Processing parameters for the chosen area."""
+        choice = self.aoi.currentIndex()
+        if choice == 1 and self.iface.mapCanvas() is not None:
+            canvas = self.iface.mapCanvas()
+            e = canvas.extent()
+            crs = canvas.mapSettings().destinationCrs().authid()
+            return {"EXTENT": f"{e.xMinimum()},{e.xMaximum()},{e.yMinimum()},{e.yMaximum()} [{crs}]"}
+        if choice == 2:
+            layer = self.iface.activeLayer()
+            if layer is None or layer.type() != 0 or layer.selectedFeatureCount() == 0:
+                raise DaemonError("select one or more polygons in the active vector layer first")
+            return {"AOI_LAYER": QgsProcessingFeatureSourceDefinition(layer.id(), True)}
+        return {}
+
+    def load_labels(self):
+        """(Re)loads the project's labels as their own layer."""
+        try:
+            fc = DaemonClient().get_json(f"/projects/{self.project_id}/labels")
+        except DaemonError as e:
+            self.error(e)
+            return
+        for old in QgsProject.instance().mapLayersByName(LABELS_LAYER):
+            QgsProject.instance().removeMapLayer(old.id())
+        QgsProject.instance().addMapLayer(labels_layer(fc, LABELS_LAYER))
+
     def connect_daemon(self):
         save_settings(self.url.text().strip(), self.token.text().strip())
+        try:
+            self.start_local_daemon()
+        except DaemonError as e:
+            self.error(e)
         dock = self
 
         class Health(QgsTask):
@@ -161,11 +236,16 @@ class NextTileDock(QDockWidget):
 
         def go():
             def done(results):
-                heat = heatmap_layer(results["HEATMAP"])
-                QgsProject.instance().addMapLayer(heat)
+                QgsProject.instance().addMapLayer(class_layer(results["HEATMAP"], self.classes))
+                QgsProject.instance().addMapLayer(heatmap_layer(results["HEATMAP"]))
                 self.info(f"scene {results['SCENE']} scored")
 
-            self.run_alg("nexttile:score", {"PROJECT": self.project_id, "RASTER": layer, "HEATMAP": "TEMPORARY_OUTPUT"}, done)
+            try:
+                extra = self.aoi_params()
+            except DaemonError as e:
+                self.error(e)
+                return
+            self.run_alg("nexttile:score", {"PROJECT": self.project_id, "RASTER": layer, "HEATMAP": "TEMPORARY_OUTPUT", **extra}, done)
 
         self.ensure_project(go)
 
@@ -179,6 +259,11 @@ class NextTileDock(QDockWidget):
                 "MIN_SPACING": float(self.spacing.value()),
                 "OUTPUT": "TEMPORARY_OUTPUT",
             }
+            try:
+                params.update(self.aoi_params())
+            except DaemonError as e:
+                self.error(e)
+                return
 
             def done(results):
                 for old in QgsProject.instance().mapLayersByName(SUGGESTIONS_LAYER):
@@ -186,6 +271,8 @@ class NextTileDock(QDockWidget):
                 layer = QgsVectorLayer(results["OUTPUT"], SUGGESTIONS_LAYER, "ogr")
                 style_suggestions(layer, self.classes)
                 QgsProject.instance().addMapLayer(layer)
+                if alg == "retrain":
+                    self.load_labels()
 
             self.run_alg(f"nexttile:{alg}", params, done)
 
@@ -204,7 +291,7 @@ class NextTileDock(QDockWidget):
             self.run_alg(
                 "nexttile:send_labels",
                 {"PROJECT": self.project_id, "INPUT": layer, "CLASS_FIELD": "class"},
-                lambda r: self.info(f"{r['SENT']} labels stored"),
+                lambda r: (self.info(f"{r['SENT']} labels stored"), self.load_labels()),
             )
 
         self.ensure_project(go)

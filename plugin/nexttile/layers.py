@@ -6,6 +6,10 @@ import tempfile
 
 from qgis.core import (
     QgsClassificationEqualInterval,
+    QgsCoordinateTransform,
+    QgsGeometry,
+    QgsPalettedRasterRenderer,
+    QgsProject,
     QgsColorRampShader,
     QgsCoordinateReferenceSystem,
     QgsEditorWidgetSetup,
@@ -92,3 +96,46 @@ def heatmap_layer(path, name="NextTile uncertainty"):
 def wgs84():
     """EPSG:4326."""
     return QgsCoordinateReferenceSystem("EPSG:4326")
+
+
+#: Band of the heatmap COG holding the predicted class index (after the five metrics).
+CLASS_BAND = 6
+
+
+def class_layer(path, classes, name="NextTile predicted class"):
+    """The heatmap's predicted-class band with a categorical (paletted) style named by
+    the project's classes."""
+    layer = QgsRasterLayer(path, name, "gdal")
+    if not layer.isValid():
+        return layer
+    ramp = QgsStyle.defaultStyle().colorRamp("Spectral") or QgsGradientColorRamp()
+    entries = []
+    n = max(len(classes), 1)
+    for i, c in enumerate(classes):
+        color = ramp.color(i / max(n - 1, 1))
+        entries.append(QgsPalettedRasterRenderer.Class(i, color, c))
+    layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), CLASS_BAND, entries))
+    return layer
+
+
+def labels_layer(fc, name="NextTile labels"):
+    """The project's labels (GeoJSON from the daemon) as a layer of their own."""
+    tmp = tempfile.NamedTemporaryFile(suffix=".geojson", delete=False, mode="w", encoding="utf-8")
+    with tmp:
+        json.dump(fc, tmp)
+    return QgsVectorLayer(tmp.name, name, "ogr")
+
+
+def aoi_feature_collection(geometries, crs, transform_context=None):
+    """Polygons (QgsGeometry) in `crs` as a GeoJSON FeatureCollection in EPSG:4326, the
+    AOI the daemon takes."""
+    ctx = transform_context or QgsProject.instance().transformContext()
+    to_wgs84 = QgsCoordinateTransform(crs, wgs84(), ctx)
+    features = []
+    for g in geometries:
+        g = QgsGeometry(g)
+        if g.isEmpty() or g.type() != 2:
+            continue
+        g.transform(to_wgs84)
+        features.append({"type": "Feature", "properties": {}, "geometry": json.loads(g.asJson(7))})
+    return {"type": "FeatureCollection", "features": features}

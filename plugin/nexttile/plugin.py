@@ -27,6 +27,7 @@ class NextTilePlugin:
 
     def unload(self):
         if self.dock is not None:
+            self.dock.stop_local_daemon()
             self.iface.removeDockWidget(self.dock)
             self.dock.deleteLater()
             self.dock = None

@@ -118,8 +118,12 @@ class PluginTest(unittest.TestCase):
             "nexttile:score",
             {"PROJECT": pid, "RASTER": raster, "HEATMAP": os.path.join(out_dir, "heatmap.tif")},
         )
-        from nexttile.layers import heatmap_layer
+        from nexttile.layers import class_layer, heatmap_layer
 
+        classes_layer = class_layer(scored["HEATMAP"], classes)
+        self.assertTrue(classes_layer.isValid())
+        self.assertEqual(classes_layer.renderer().type(), "paletted")
+        self.assertEqual(len(classes_layer.renderer().classes()), len(classes))
         heat = heatmap_layer(scored["HEATMAP"])
         self.assertTrue(heat.isValid())
         self.assertEqual(heat.crs().authid(), "EPSG:32618")
@@ -175,9 +179,53 @@ class PluginTest(unittest.TestCase):
         for tile in labelled:
             self.assertNotIn(tile, new_ids)
 
+        # An AOI: suggestions inside the map extent of the scene's north-west quarter.
+        ext = raster.extent()
+        quarter = f"{ext.xMinimum()},{ext.center().x()},{ext.center().y()},{ext.yMaximum()} [EPSG:32618]"
+        limited = processing.run(
+            "nexttile:suggest",
+            dict(params, BUDGET=5, EXTENT=quarter, OUTPUT=os.path.join(out_dir, "s3.gpkg")),
+        )
+        inside = QgsVectorLayer(limited["OUTPUT"], "s3", "ogr")
+        self.assertEqual(inside.featureCount(), 5)
+        from qgis.core import QgsRectangle
+
+        nw = to_wgs84.transformBoundingBox(QgsRectangle(ext.xMinimum(), ext.center().y(), ext.center().x(), ext.yMaximum()))
+        nw.grow(1e-3)
+        self.assertTrue(nw.contains(inside.extent()), f"{inside.extent().toString()} not in {nw.toString()}")
+
+        from nexttile.layers import labels_layer
+
+        self.assertEqual(labels_layer(stored).featureCount(), 5)
+
         exported = processing.run("nexttile:export", {"PROJECT": pid, "FORMAT": 0, "OUTPUT": os.path.join(out_dir, "survey.gpkg")})
         survey = QgsVectorLayer(exported["OUTPUT"] + "|layername=labels", "labels", "ogr")
         self.assertEqual(survey.featureCount(), 5)
+
+    def test_dock_starts_and_stops_a_local_daemon(self):
+        import socket
+        import urllib.request
+
+        from nexttile.dock import NextTileDock
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        use(f"http://127.0.0.1:{port}")
+        dock = NextTileDock(self.iface)
+        try:
+            dock.binary.setText(BIN)
+            dock.raster.setLayer(None)
+            self.assertTrue(dock.start_local_daemon())
+            self.assertIsNotNone(dock.local)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health") as r:
+                self.assertEqual(json.loads(r.read())["name"], "nexttile")
+        finally:
+            dock.stop_local_daemon()
+            use(self.daemon.url)
+        self.assertIsNone(dock.local)
+        with self.assertRaises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
 
     def test_memory_raster_is_refused_with_advice(self):
         from osgeo import gdal

@@ -29,10 +29,40 @@ pub enum CrsError {
     },
 }
 
-/// Parse a user CRS definition (`EPSG:xxxx`, `urn:ogc:def:crs:…`, WKT, PROJ)
-/// with traditional GIS axis order.
+/// Whether `def` is a CRS *definition* rather than something GDAL would fetch or read:
+/// `AUTHORITY:CODE` (EPSG, ESRI, IAU, OGC), an `urn:ogc:def:crs:` URN, an
+/// `http(s)://www.opengis.net/def/crs/` identifier, WKT, a PROJ string or PROJJSON.
+/// GDAL's `SetFromUserInput` would also open file names and download URLs, which a
+/// daemon must never do on a client's word.
+fn is_inline_definition(def: &str) -> bool {
+    let lower = def.to_ascii_lowercase();
+    let auth_code = def.split_once(':').is_some_and(|(a, c)| {
+        !a.is_empty()
+            && a.chars().all(|ch| ch.is_ascii_alphabetic())
+            && !c.is_empty()
+            && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '.')
+    });
+    auth_code
+        || lower.starts_with("urn:ogc:def:crs:")
+        || lower.starts_with("http://www.opengis.net/def/crs/")
+        || lower.starts_with("https://www.opengis.net/def/crs/")
+        || lower == "crs84"
+        || def.starts_with("+proj=")
+        || def.starts_with('{')
+        || (def.contains('[') && def.chars().next().is_some_and(|c| c.is_ascii_uppercase()))
+}
+
+/// Parse a user CRS definition (`EPSG:xxxx`, `urn:ogc:def:crs:…`, WKT, PROJ, PROJJSON)
+/// with traditional GIS axis order. File names and URLs are refused (see
+/// [`CrsError::Unknown`]): GDAL would read or download them.
 pub fn parse_srs(definition: &str) -> Result<SpatialRef, CrsError> {
     let def = definition.trim();
+    if !is_inline_definition(def) {
+        return Err(CrsError::Unknown {
+            definition: definition.chars().take(200).collect(),
+            message: "not a CRS definition; give an EPSG code such as EPSG:32618, a URN, WKT or a PROJ string (file names and URLs are not read)".into(),
+        });
+    }
     // OGC CRS84 is WGS 84 in lon/lat order: the RFC 7946 default.
     let def = if def.eq_ignore_ascii_case("urn:ogc:def:crs:OGC:1.3:CRS84")
         || def.eq_ignore_ascii_case("CRS84")
@@ -196,6 +226,35 @@ impl LocalMetric {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_names_and_urls_are_not_read() {
+        for bad in [
+            "/etc/passwd",
+            "../x.prj",
+            "http://example.com/crs.wkt",
+            "file.prj",
+            "",
+        ] {
+            let msg = parse_srs(bad)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(msg.contains("not a CRS definition"), "{bad}: {msg}");
+        }
+        for good in [
+            "EPSG:32618",
+            "epsg:4326",
+            "urn:ogc:def:crs:EPSG::32618",
+            "http://www.opengis.net/def/crs/EPSG/0/4326",
+            "+proj=longlat +datum=WGS84 +no_defs",
+            "CRS84",
+        ] {
+            assert!(parse_srs(good).is_ok(), "{good}");
+        }
+        let wkt = parse_srs("EPSG:4326").unwrap().to_wkt().unwrap();
+        assert!(parse_srs(&wkt).is_ok());
+    }
 
     #[test]
     fn utm_to_lonlat_order() {

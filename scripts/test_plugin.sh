@@ -8,4 +8,4 @@ cd "$root"
 . scripts/lib.sh
 ensure_debian_packages plugin-tests python3-qgis qgis-providers python3-gdal xvfb
 [ -x target/debug/nexttile ] || cargo build --quiet --bin nexttile
-QT_QPA_PLATFORM=offscreen /usr/bin/python3 -m unittest discover -s plugin/tests -v
+QT_QPA_PLATFORM=offscreen /usr/bin/python3 plugin/tests/run.py

@@ -1,8 +1,8 @@
 """The plugin in real QGIS (Debian python3-qgis, headless) against the real daemon
 binary on a free loopback port, scoring the real sample scene.
 
-Run with Debian's interpreter: QT_QPA_PLATFORM=offscreen /usr/bin/python3 -m unittest
-discover -s plugin/tests -v (scripts/test_plugin.sh does it)."""
+Run with Debian's interpreter: QT_QPA_PLATFORM=offscreen /usr/bin/python3
+plugin/tests/run.py (scripts/test_plugin.sh does it)."""
 
 import json
 import os
@@ -89,7 +89,7 @@ class PluginTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         if not os.path.isfile(BIN):
-            raise unittest.SkipTest(f"{BIN} is missing: build it with cargo build")
+            raise RuntimeError(f"{BIN} is missing: build it with cargo build")
         import nexttile
 
         cls.iface = _Iface()

@@ -325,22 +325,11 @@ fn granule(o: &Opts, report: &mut serde_json::Map<String, serde_json::Value>) {
     report.insert("granule".into(), serde_json::Value::Array(rows));
 }
 
-fn selection_worker(n: usize, strategy: &str, precision: &str) {
+fn selection_worker(n: usize, strategy: &str) {
     use rand::{Rng, SeedableRng};
     let d = 256;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
-    // "f16": values as the embedding cache stores them (every scored scene with the
-    // cache on, and `nexttile eval`), which lets FPS and core-set stream an f16 copy;
-    // "f32": arbitrary f32 values, the f32 path.
-    let cached = precision == "f16";
-    let emb = ndarray::Array2::from_shape_simple_fn((n, d), || {
-        let v = rng.random::<f32>() * 2.0 - 1.0;
-        if cached {
-            half::f16::from_f32(v).to_f32()
-        } else {
-            v
-        }
-    });
+    let emb = ndarray::Array2::from_shape_simple_fn((n, d), || rng.random::<f32>() * 2.0 - 1.0);
     let unc = ndarray::Array1::from_shape_simple_fn(n, || rng.random::<f32>());
     let s = match strategy {
         "mcfps" => Strategy::Mcfps(McfpsParams::default()),
@@ -353,7 +342,7 @@ fn selection_worker(n: usize, strategy: &str, precision: &str) {
     let secs = t.elapsed().as_secs_f64();
     println!(
         "{}",
-        serde_json::json!({"n": n, "strategy": strategy, "embeddings": precision, "picks": picks.len(), "seconds": secs, "peak_rss_mib": engine::peak_rss_mib()})
+        serde_json::json!({"n": n, "strategy": strategy, "picks": picks.len(), "seconds": secs, "peak_rss_mib": engine::peak_rss_mib()})
     );
 }
 
@@ -361,21 +350,14 @@ fn selection(report: &mut serde_json::Map<String, serde_json::Value>) {
     let exe = std::env::current_exe().expect("exe");
     let mut rows = Vec::new();
     for n in [38_531usize, 1_000_000] {
-        for (s, precision) in [
-            ("top_k", "f32"),
-            ("mcfps", "f32"),
-            ("mcfps", "f16"),
-            ("coreset", "f32"),
-            ("coreset", "f16"),
-            ("clustering", "f32"),
-        ] {
+        for s in ["top_k", "mcfps", "coreset", "clustering"] {
             let out = Command::new(&exe)
-                .args(["--selection-worker", &n.to_string(), s, precision])
+                .args(["--selection-worker", &n.to_string(), s])
                 .output()
                 .expect("worker");
             let v: serde_json::Value =
                 serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-            println!("selection b=1000 from {n} tiles, {s} ({precision} embeddings): {v}");
+            println!("selection b=1000 from {n} tiles, {s}: {v}");
             rows.push(v);
         }
     }
@@ -386,11 +368,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(i) = args.iter().position(|a| a == "--selection-worker") {
         let n = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(1000);
-        selection_worker(
-            n,
-            args.get(i + 2).map(String::as_str).unwrap_or("mcfps"),
-            args.get(i + 3).map(String::as_str).unwrap_or("f32"),
-        );
+        selection_worker(n, args.get(i + 2).map(String::as_str).unwrap_or("mcfps"));
         return;
     }
     let get = |k: &str| {

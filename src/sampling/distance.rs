@@ -1,80 +1,6 @@
 //! Squared Euclidean distances between embedding rows.
 
-use half::f16;
-use half::slice::HalfFloatSliceExt;
 use ndarray::ArrayView2;
-
-/// From this many values on, [`DistanceRows`] keeps an f16 copy of the embeddings
-/// (half the bytes streamed per farthest-point pass) when that copy is lossless.
-const COMPACT_MIN_VALUES: usize = 1 << 22;
-
-/// The rows that many distance passes read (farthest-point sampling, core-set): the
-/// `f32` view, plus an `f16` copy when every value is exactly representable in f16 —
-/// true of every embedding read from the cache, which stores f16 — so results are
-/// bit-identical to the `f32` path while each pass streams half the memory. Large
-/// passes are memory-bound, so this is what makes them faster.
-pub(crate) struct DistanceRows<'v, 'a> {
-    view: &'v ArrayView2<'a, f32>,
-    compact: Option<Vec<f16>>,
-}
-
-impl<'v, 'a> DistanceRows<'v, 'a> {
-    /// Wraps `view`, making the f16 copy when it is large and lossless.
-    pub(crate) fn new(view: &'v ArrayView2<'a, f32>) -> Self {
-        let compact = (view.len() >= COMPACT_MIN_VALUES)
-            .then(|| {
-                let mut out = Vec::with_capacity(view.len());
-                for &v in view.iter() {
-                    let h = f16::from_f32(v);
-                    if h.to_f32() != v {
-                        return None;
-                    }
-                    out.push(h);
-                }
-                Some(out)
-            })
-            .flatten();
-        Self { view, compact }
-    }
-
-    /// Whether passes read the f16 copy.
-    #[cfg(test)]
-    pub(crate) fn is_compact(&self) -> bool {
-        self.compact.is_some()
-    }
-
-    /// Like [`squared_distances_into`], from the f16 copy when there is one.
-    pub(crate) fn squared_distances_into(&self, query: usize, eligible: &[bool], out: &mut [f64]) {
-        let Some(data) = &self.compact else {
-            squared_distances_into(self.view, query, eligible, out);
-            return;
-        };
-        let dim = self.view.ncols();
-        let q = self.view.row(query).to_vec();
-        let rows = self.view.nrows();
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(MAX_THREADS);
-        let chunk = rows.div_ceil(threads.max(1)).max(1);
-        std::thread::scope(|s| {
-            for (t, part) in out.chunks_mut(chunk).enumerate() {
-                let q = &q;
-                s.spawn(move || {
-                    let mut row = vec![0f32; dim];
-                    for (j, slot) in part.iter_mut().enumerate() {
-                        let i = t * chunk + j;
-                        *slot = if eligible.get(i).copied().unwrap_or(false) {
-                            data[i * dim..(i + 1) * dim].convert_to_f32_slice(&mut row);
-                            f64::from(squared_distance(&row, q))
-                        } else {
-                            f64::INFINITY
-                        };
-                    }
-                });
-            }
-        });
-    }
-}
 
 /// Fills `out[i]` with the squared Euclidean distance between row `i` and row `query` of
 /// `embeddings` for every eligible `i`, and with `+∞` for the others. Squared distances
@@ -198,34 +124,6 @@ mod tests {
     use ndarray::array;
 
     use super::*;
-
-    #[test]
-    fn compact_rows_give_identical_distances_when_lossless() {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        let n = (COMPACT_MIN_VALUES / 64) + 7;
-        // f16-exact values (as the embedding cache stores them).
-        let exact = ndarray::Array2::from_shape_simple_fn((n, 64), || {
-            f16::from_f32(rng.random::<f32>() * 4.0 - 2.0).to_f32()
-        });
-        let view = exact.view();
-        let rows = DistanceRows::new(&view);
-        assert!(rows.is_compact());
-        let eligible: Vec<bool> = (0..n).map(|i| i % 5 != 0).collect();
-        let (mut a, mut b) = (vec![0.0; n], vec![0.0; n]);
-        rows.squared_distances_into(11, &eligible, &mut a);
-        squared_distances_into(&view, 11, &eligible, &mut b);
-        assert_eq!(a, b);
-        // Values f16 cannot hold: no copy, the f32 path.
-        let mut inexact = exact.clone();
-        inexact[[3, 3]] = 0.1;
-        let view = inexact.view();
-        assert!(!DistanceRows::new(&view).is_compact());
-        // Small inputs are never copied.
-        let small = ndarray::Array2::<f32>::zeros((10, 4));
-        let view = small.view();
-        assert!(!DistanceRows::new(&view).is_compact());
-    }
 
     #[test]
     fn squared_distances() {

@@ -331,7 +331,6 @@ fn suggest(
     read_suggestions(&paths.suggestions)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn round(
     ctx: &WorkerContext,
     db: &Db,

@@ -116,6 +116,16 @@ impl Drop for Daemon {
     }
 }
 
+/// The ids of a labels FeatureCollection.
+fn label_ids(fc: &Value) -> Vec<i64> {
+    fc["features"]
+        .as_array()
+        .expect("features")
+        .iter()
+        .map(|f| f["properties"]["id"].as_i64().expect("id"))
+        .collect()
+}
+
 fn tile_ids(fc: &Value) -> Vec<String> {
     fc["features"]
         .as_array()
@@ -503,12 +513,7 @@ fn acknowledged_labels_survive_sigkill() {
         // Every label stored so far is still there.
         let (code, all) = d.get(&format!("/projects/{project}/labels"));
         assert_eq!(code, 200, "{all}");
-        let present: Vec<i64> = all["features"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f["properties"]["id"].as_i64().unwrap())
-            .collect();
+        let present = label_ids(&all);
         for id in &acked {
             assert!(
                 present.contains(id),
@@ -555,12 +560,7 @@ fn acknowledged_labels_survive_sigkill() {
     );
     let d = Daemon::start(tmp.path(), &[], None);
     let (_, all) = d.get(&format!("/projects/{}/labels", pid.unwrap()));
-    let present: Vec<i64> = all["features"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["properties"]["id"].as_i64().unwrap())
-        .collect();
+    let present = label_ids(&all);
     for id in &acked {
         assert!(present.contains(id), "acknowledged label {id} lost");
     }

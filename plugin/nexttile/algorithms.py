@@ -5,6 +5,7 @@ import json
 import os
 
 from qgis.core import (
+    QgsGeometry,
     QgsCoordinateTransform,
     QgsFeatureRequest,
     QgsProcessing,
@@ -23,12 +24,9 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
     QgsProcessingParameterVectorDestination,
-    QgsProject,
 )
 
 from .client import DaemonClient, DaemonError
-from qgis.core import QgsGeometry
-
 from .layers import aoi_feature_collection, wgs84, write_feature_collection
 
 STRATEGIES = ["mcfps", "top_k", "random", "coreset", "clustering"]
@@ -327,5 +325,3 @@ ALGORITHMS = [
     RetrainAlgorithm,
     ExportAlgorithm,
 ]
-
-__all__ = ["ALGORITHMS", "QgsProject"]

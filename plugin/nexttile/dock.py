@@ -12,7 +12,6 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingFeedback,
     QgsProject,
-    QgsRasterLayer,
     QgsTask,
     QgsVectorLayer,
 )
@@ -296,5 +295,3 @@ class NextTileDock(QDockWidget):
 
         self.ensure_project(go)
 
-
-__all__ = ["NextTileDock", "QgsRasterLayer"]

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use ndarray::Axis;
 use serde::Serialize;
 
 use super::EvalError;
@@ -212,7 +211,6 @@ pub fn evaluate(
             test_x: test_x.view(),
             test_y: Labels::Single(&test_y),
         };
-        let _ = train_x.len_of(Axis(0));
         outcome_records = run_eval(&data, &req.protocol, &|d, t| progress("trials", d, t))?;
         score_name = "test accuracy";
     }

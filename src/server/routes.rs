@@ -220,14 +220,8 @@ fn path_error(e: PathError) -> ApiError {
     ApiError::new(status, e.to_string())
 }
 
-fn new_job(
-    state: &AppState,
-    db: &Db,
-    project: i64,
-    kind: &str,
-) -> ApiResult<(i64, Arc<AtomicBool>)> {
+fn new_job(state: &AppState, db: &Db, project: i64, kind: &str) -> ApiResult<i64> {
     let id = db.create_job(Some(project), kind)?;
-    let cancel = Arc::new(AtomicBool::new(false));
     if let Ok(mut jobs) = state.jobs.lock() {
         jobs.insert(
             id,
@@ -236,18 +230,28 @@ fn new_job(
                 stage: "queued".into(),
                 done: 0,
                 total: 0,
-                cancel: cancel.clone(),
+                cancel: Arc::new(AtomicBool::new(false)),
             },
         );
     }
-    Ok((id, cancel))
+    Ok(id)
 }
 
-fn forget_job(state: &AppState, db: &Db, id: i64, why: &str) {
+/// Queues `task` for job `job`; when the queue refuses it, the job is dropped from the
+/// live table and recorded as failed, and the refusal (e.g. 429) is returned.
+async fn submit_job(state: &Arc<AppState>, job: i64, task: Task) -> ApiResult<()> {
+    let Err(e) = state.queue.submit(task) else {
+        return Ok(());
+    };
     if let Ok(mut jobs) = state.jobs.lock() {
-        jobs.remove(&id);
+        jobs.remove(&job);
     }
-    let _ = db.set_job(id, "failed", Some(why), None);
+    let why = e.message.clone();
+    with_db(state, move |db| {
+        Ok(db.set_job(job, "failed", Some(&why), None)?)
+    })
+    .await?;
+    Err(e)
 }
 
 /// `POST /projects/{id}/scenes`: checks the path and size, then queues a scoring job.
@@ -290,24 +294,20 @@ pub async fn add_scene(
             aoi_text.as_deref(),
             body.aoi_crs.as_deref(),
         )?;
-        let (job, _) = new_job(&st, db, id, "score")?;
+        let job = new_job(&st, db, id, "score")?;
         Ok((project, scene, job))
     })
     .await?;
-    if let Err(e) = state.queue.submit(Task::Score {
+    submit_job(
+        &state,
         job,
-        project,
-        scene: scene.clone(),
-    }) {
-        let st = state.clone();
-        let why = e.message.clone();
-        with_db(&state, move |db| {
-            forget_job(&st, db, job, &why);
-            Ok(())
-        })
-        .await?;
-        return Err(e);
-    }
+        Task::Score {
+            job,
+            project,
+            scene: scene.clone(),
+        },
+    )
+    .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({"scene": scene, "job": job, "poll": format!("/jobs/{job}")})),
@@ -609,15 +609,11 @@ pub async fn patch_label(
     let ok = with_db(&state, move |db| {
         let project = project_or_404(db, id)?;
         // Validate through the same parser as new labels.
-        let class = p.class.clone().or_else(|| {
-            db.labels(id).ok()?.into_iter().find(|l| l.id == label).map(|l| l.class)
-        });
-        let geometry = p.geometry.clone().or_else(|| {
-            db.labels(id).ok()?.into_iter().find(|l| l.id == label).map(|l| l.geometry)
-        });
-        let (Some(class), Some(geometry)) = (class, geometry) else {
+        let Some(current) = db.labels(id)?.into_iter().find(|l| l.id == label) else {
             return Err(ApiError::not_found(&format!("label {label}")));
         };
+        let class = p.class.clone().unwrap_or(current.class);
+        let geometry = p.geometry.clone().unwrap_or(current.geometry);
         let doc = serde_json::json!({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"class": class}, "geometry": geometry}]});
         let parsed = parse_labels(doc.to_string().as_bytes(), &project.classes, None, max)
             .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
@@ -664,24 +660,20 @@ pub async fn start_round(
                 "the project has no labels yet: POST /projects/{id}/labels first",
             ));
         }
-        Ok(new_job(&st, db, id, "round")?.0)
+        new_job(&st, db, id, "round")
     })
     .await?;
-    if let Err(e) = state.queue.submit(Task::Round {
+    submit_job(
+        &state,
         job,
-        project,
-        scene,
-        params,
-    }) {
-        let st = state.clone();
-        let why = e.message.clone();
-        with_db(&state, move |db| {
-            forget_job(&st, db, job, &why);
-            Ok(())
-        })
-        .await?;
-        return Err(e);
-    }
+        Task::Round {
+            job,
+            project,
+            scene,
+            params,
+        },
+    )
+    .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({"job": job, "poll": format!("/jobs/{job}")})),

@@ -277,7 +277,15 @@ pub fn project_labels(db: &Db, project_id: i64) -> Result<Option<Labelled>, ApiE
         .map_err(|e| ApiError::internal(format!("stored labels: {e}")))
 }
 
-fn apply(req: &mut ScoreRequest, p: &SelectParams) -> Result<(), ApiError> {
+/// [`base_request`] with the selection parameters of a suggestions request or round.
+fn select_request(
+    ctx: &WorkerContext,
+    db: &Db,
+    project: &Project,
+    scene: &SceneRow,
+    p: &SelectParams,
+) -> Result<ScoreRequest, ApiError> {
+    let mut req = base_request(ctx, db, project, scene)?;
     req.strategy = p.strategy;
     req.metric = p.metric;
     req.budget = p.budget;
@@ -290,7 +298,7 @@ fn apply(req: &mut ScoreRequest, p: &SelectParams) -> Result<(), ApiError> {
                 .map_err(|e| ApiError::bad_request(e.to_string()))?,
         );
     }
-    Ok(())
+    Ok(req)
 }
 
 fn score_scene(
@@ -323,8 +331,7 @@ fn suggest(
     params: &SelectParams,
     cancel: &AtomicBool,
 ) -> Outcome {
-    let mut req = base_request(ctx, db, project, scene)?;
-    apply(&mut req, params)?;
+    let req = select_request(ctx, db, project, scene, params)?;
     let result = engine::score(&req, &|_| {}, cancel)?;
     let dir = ctx.data_dir.join("suggestions").join(scene.id.to_string());
     let paths = engine::write_outputs(&result, &dir)?;
@@ -340,8 +347,7 @@ fn round(
     cancel: &AtomicBool,
     progress: &dyn Fn(Progress),
 ) -> Outcome {
-    let mut req = base_request(ctx, db, project, scene)?;
-    apply(&mut req, params)?;
+    let mut req = select_request(ctx, db, project, scene, params)?;
     if req.labelled.is_none() {
         return Err(ApiError::new(
             axum::http::StatusCode::UNPROCESSABLE_ENTITY,

@@ -17,11 +17,13 @@ use crate::error::{Error, Result};
 use crate::head::{HeadConfig, HeadSpec, Targets, TrainReport, TrainableHead};
 use crate::model::{Encoder, Head, ModelSpec, SessionConfig};
 use crate::output;
-use crate::raster::{RasterError, ReadPlan, Scene, TileBatch, read_tiles};
+use crate::raster::{RasterError, ReadPlan, Scene, TileBatch, read_tiles, stack_pair};
 use crate::sampling::{Pick, SelectionInput, Strategy, select, select_with_spacing};
 use crate::store::{CacheKey, CachedEmbeddings, EmbeddingCache};
 use crate::tiling::{TileGrid, TileId, tiles_in_aoi};
-use crate::uncertainty::{Metric, Uncertainties, compute_all, predicted_class};
+use crate::uncertainty::{
+    Metric, Uncertainties, compute_all, compute_all_multilabel, predicted_class,
+};
 
 /// Default number of MC-dropout passes of the head.
 pub const DEFAULT_MC_PASSES: usize = 20;
@@ -37,8 +39,15 @@ pub const DEFAULT_MIN_VALID: f32 = 0.5;
 /// Everything one scoring run needs.
 #[derive(Debug, Clone)]
 pub struct ScoreRequest {
-    /// The scene raster.
+    /// The scene raster; its grid (CRS, extent, pixel size) is the tile grid.
     pub scene: PathBuf,
+    /// A second raster of the same place (e.g. Sentinel-1 beside Sentinel-2)
+    /// for multi-modal encoders: warped onto the scene's grid and stacked
+    /// after its bands (see [`stack_pair`](crate::raster::stack_pair)).
+    pub pair: Option<PathBuf>,
+    /// Per-band encoders: the bands to embed, by name (`None` = the model's
+    /// `default_bands`, else every band it accepts that the rasters hold).
+    pub band_names: Option<Vec<String>>,
     /// Encoder ONNX file.
     pub encoder: PathBuf,
     /// Head ONNX file.
@@ -106,6 +115,8 @@ impl ScoreRequest {
     ) -> Self {
         ScoreRequest {
             scene: scene.into(),
+            pair: None,
+            band_names: None,
             encoder: encoder.into(),
             head: head.into(),
             aoi: None,
@@ -315,23 +326,50 @@ pub fn score(
     if !(0.0..=1.0).contains(&req.min_valid_fraction) {
         return Err(Error::Invalid("--min-valid must be between 0 and 1".into()));
     }
-    let scene = Scene::open(&req.scene)?;
+    let first = Scene::open(&req.scene)?;
     let mut encoder = Encoder::load(&req.encoder, req.session)?;
     let mut head = Head::load(&req.head, req.session)?;
     let mut warnings = Vec::new();
-    check_pair(&encoder.spec, &head.spec, &mut warnings)?;
-    let pre = encoder
-        .spec
-        .preprocess
-        .clone()
-        .ok_or_else(|| Error::Invalid("encoder has no preprocessing contract".into()))?;
-    let bands = scene.resolve_bands(&pre.bands, req.bands.as_deref())?;
-    if scene.names_assumed {
+    check_head_use(req, &head.spec)?;
+    if first.names_assumed {
         warnings.push(format!(
             "{} has no band descriptions; assumed the standard Sentinel-2 band order",
             req.scene.display()
         ));
     }
+    // A second raster is warped onto the first one's grid and stacked after
+    // its bands; the reader then opens the stack.
+    let (scene, read_path) = match &req.pair {
+        Some(second) => {
+            let stacked = stack_pair(&first, second)?;
+            (Scene::open(&stacked)?, stacked)
+        }
+        None => (first, req.scene.clone()),
+    };
+    let full = encoder
+        .spec
+        .preprocess
+        .clone()
+        .ok_or_else(|| Error::Invalid("encoder has no preprocessing contract".into()))?;
+    let pre = if encoder.spec.per_band {
+        per_band_preprocess(&encoder.spec, &full, &scene, req.band_names.as_deref())?
+    } else {
+        if req.band_names.is_some() {
+            return Err(Error::Invalid(format!(
+                "--band-names is for per-band encoders; {} takes the fixed bands [{}] (use --bands to map them to raster band numbers)",
+                encoder.spec.path.display(),
+                full.bands.join(", ")
+            )));
+        }
+        full
+    };
+    check_modalities(&encoder.spec, &scene, req)?;
+    let bands = scene.resolve_bands(&pre.bands, req.bands.as_deref())?;
+    let fused = match (encoder.spec.per_band, encoder.spec.band_fusion) {
+        (true, crate::model::BandFusion::Concat) => pre.bands.len(),
+        _ => 1,
+    };
+    check_pair(&encoder.spec, &head.spec, fused, &mut warnings)?;
     let tile = req
         .tile_size
         .or(encoder.spec.tile_size)
@@ -367,7 +405,7 @@ pub fn score(
     // Embeddings: from the cache, or read (own thread) → encoder (here).
     let t1 = Instant::now();
     let key = req.cache.as_ref().and_then(|_| {
-        CacheKey::for_scene(
+        let key = CacheKey::for_scene(
             &req.scene,
             grid.tile_size,
             grid.stride,
@@ -375,7 +413,11 @@ pub fn score(
             req.min_valid_fraction,
             &candidates,
             &encoder.spec.sha256,
-        )
+        )?;
+        match &req.pair {
+            Some(second) => key.with_second(second),
+            None => Some(key),
+        }
     });
     let cache = req.cache.as_ref().map(EmbeddingCache::new);
     let cached = match (&cache, &key) {
@@ -403,7 +445,7 @@ pub fn score(
                 min_valid_fraction: req.min_valid_fraction,
                 batch_size: req.batch_size.max(1),
             };
-            let mut fresh = embed_tiles(&req.scene, plan, &mut encoder, progress, cancel)?;
+            let mut fresh = embed_tiles(&read_path, plan, &mut encoder, progress, cancel)?;
             if cache.is_some() {
                 // Use exactly what the cache stores, so a run gives the same
                 // result whether its embeddings were computed or loaded.
@@ -446,9 +488,14 @@ pub fn score(
         ));
     }
     let mut retrained = None;
+    let mut predicted_loss = None;
     let probs = match &req.retrain {
         None => match &req.trained_head {
-            None => head.predict_mc(embeddings.view(), req.mc_passes)?,
+            None => {
+                let (p, loss) = head.predict_mc_with_loss(embeddings.view(), req.mc_passes)?;
+                predicted_loss = loss;
+                p
+            }
             Some(path) => {
                 let trained = TrainableHead::load(path)?;
                 if trained.spec().input_dim != embeddings.ncols()
@@ -490,7 +537,13 @@ pub fn score(
 
     let t3 = Instant::now();
     progress(Progress::Selecting);
-    let uncertainties = compute_all(probs.view())?;
+    let mut uncertainties =
+        if head.spec.multi_label && req.retrain.is_none() && req.trained_head.is_none() {
+            compute_all_multilabel(probs.view())?
+        } else {
+            compute_all(probs.view())?
+        };
+    uncertainties.predicted_loss = predicted_loss;
     let predicted = predicted_class(uncertainties.mean.view()).to_vec();
     let score_vec = uncertainties.get(req.metric);
     let labelled_mask = match &req.labelled {
@@ -807,20 +860,36 @@ fn labelled_tiles(
 
 /// Refuse an encoder/head pair that cannot work together; warn when the head
 /// was trained on another encoder.
-fn check_pair(encoder: &ModelSpec, head: &ModelSpec, warnings: &mut Vec<String>) -> Result<()> {
+fn check_pair(
+    encoder: &ModelSpec,
+    head: &ModelSpec,
+    fused_bands: usize,
+    warnings: &mut Vec<String>,
+) -> Result<()> {
     let head_dim = head
         .inputs
         .iter()
         .find(|i| i.name == head.input_name)
         .and_then(|i| i.shape.get(1).copied())
         .filter(|d| *d > 0);
-    if let (Some(e), Some(h)) = (encoder.embedding_dim, head_dim)
-        && e as i64 != h
+    if let (Some(d), Some(h)) = (encoder.embedding_dim, head_dim)
+        && (d * fused_bands) as i64 != h
     {
+        let e = d * fused_bands;
+        let per_band = if fused_bands > 1 {
+            format!(" ({fused_bands} bands × {d}, concatenated)")
+        } else {
+            String::new()
+        };
         return Err(Error::Invalid(format!(
-            "encoder {} gives {e}-d embeddings but head {} takes {h}-d input; use a head trained on this encoder",
+            "encoder {} gives {e}-d embeddings{per_band} but head {} takes {h}-d input; use a head trained on this encoder{}",
             encoder.path.display(),
-            head.path.display()
+            head.path.display(),
+            if fused_bands > 1 {
+                " and this band list"
+            } else {
+                ""
+            }
         )));
     }
     if let Some(want) = &head.encoder_sha256
@@ -833,6 +902,127 @@ fn check_pair(encoder: &ModelSpec, head: &ModelSpec, warnings: &mut Vec<String>)
             encoder.path.display(),
             &encoder.sha256[..12]
         ));
+    }
+    Ok(())
+}
+
+/// Refuse head/metric/retraining combinations that cannot work, before any
+/// tile is read.
+fn check_head_use(req: &ScoreRequest, head: &ModelSpec) -> Result<()> {
+    let own_head = req.retrain.is_none() && req.trained_head.is_none();
+    if req.metric == Metric::PredictedLoss && (head.loss_output.is_none() || !own_head) {
+        return Err(Error::Invalid(format!(
+            "--metric predicted_loss ranks by a head's loss-prediction output, and {} has none{}; use a head with a loss_output (e.g. onnx/eurosat_multilabel/head.onnx) or another metric ({})",
+            head.path.display(),
+            if own_head {
+                ""
+            } else {
+                " once it is retrained"
+            },
+            Metric::names_list()
+        )));
+    }
+    if head.multi_label && !own_head {
+        return Err(Error::Invalid(format!(
+            "{} is a multi-label head; retraining from labels (one class per label) trains single-label heads only. Score without --retrain/--trained-head, or use a single-label head",
+            head.path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The bands a per-band encoder embeds: the user's list, else the model's
+/// `default_bands`, else every band it accepts that the raster holds; with the
+/// matching per-band standardisation.
+fn per_band_preprocess(
+    spec: &ModelSpec,
+    full: &crate::model::Preprocess,
+    scene: &Scene,
+    wanted: Option<&[String]>,
+) -> Result<crate::model::Preprocess> {
+    let accepted: Vec<String> = full
+        .bands
+        .iter()
+        .map(|b| crate::raster::canonical_band_name(b))
+        .collect();
+    let chosen: Vec<String> = match wanted {
+        Some(list) if !list.is_empty() => list
+            .iter()
+            .map(|b| crate::raster::canonical_band_name(b))
+            .collect(),
+        Some(_) => return Err(Error::Invalid("--band-names is empty".into())),
+        None if !spec.default_bands.is_empty() => spec
+            .default_bands
+            .iter()
+            .map(|b| crate::raster::canonical_band_name(b))
+            .collect(),
+        None => accepted
+            .iter()
+            .filter(|b| scene.bands.iter().any(|s| &s.name == *b))
+            .cloned()
+            .collect(),
+    };
+    if chosen.is_empty() {
+        return Err(Error::Invalid(format!(
+            "the per-band encoder {} accepts [{}] but {} holds none of them; name bands with --band-names",
+            spec.path.display(),
+            full.bands.join(", "),
+            scene.path.display()
+        )));
+    }
+    let mut out = crate::model::Preprocess {
+        bands: Vec::with_capacity(chosen.len()),
+        mean: Vec::with_capacity(chosen.len()),
+        std: Vec::with_capacity(chosen.len()),
+        ..full.clone()
+    };
+    for b in &chosen {
+        let Some(i) = accepted.iter().position(|a| a == b) else {
+            return Err(Error::Invalid(format!(
+                "the per-band encoder {} has no statistics for band {b}; it accepts [{}]",
+                spec.path.display(),
+                full.bands.join(", ")
+            )));
+        };
+        if out.bands.contains(b) {
+            return Err(Error::Invalid(format!("--band-names lists {b} twice")));
+        }
+        out.bands.push(b.clone());
+        out.mean.push(full.mean[i]);
+        out.std.push(full.std[i]);
+    }
+    Ok(out)
+}
+
+/// A multi-modal encoder needs some band of every modality in the raster(s);
+/// say which sensor is missing (and how to add it) rather than listing bands.
+fn check_modalities(spec: &ModelSpec, scene: &Scene, req: &ScoreRequest) -> Result<()> {
+    if spec.per_band || spec.modalities.len() < 2 || req.bands.is_some() {
+        return Ok(());
+    }
+    let has = |b: &String| {
+        let key = crate::raster::canonical_band_name(b);
+        scene.bands.iter().any(|s| s.name == key)
+    };
+    for m in &spec.modalities {
+        if !m.bands.iter().any(has) {
+            let path = match &req.pair {
+                Some(p) => format!("{} + {}", req.scene.display(), p.display()),
+                None => req.scene.display().to_string(),
+            };
+            return Err(RasterError::MissingModality {
+                path,
+                missing: m.name.clone(),
+                bands: m.bands.join(", "),
+                modalities: spec
+                    .modalities
+                    .iter()
+                    .map(|m| format!("{} [{}]", m.name, m.bands.join(", ")))
+                    .collect::<Vec<_>>()
+                    .join(" + "),
+            }
+            .into());
+        }
     }
     Ok(())
 }

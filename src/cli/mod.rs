@@ -69,8 +69,17 @@ enum ModelsCommand {
 
 #[derive(Args, Debug)]
 struct ScoreArgs {
-    /// The scene (GeoTIFF or any GDAL raster with a CRS).
+    /// The scene (GeoTIFF or any GDAL raster with a CRS); its grid is the tile grid.
     scene: PathBuf,
+    /// A second raster of the same place for multi-modal encoders (e.g. the
+    /// Sentinel-1 VV/VH raster beside a Sentinel-2 scene): warped onto the
+    /// scene's grid (any CRS, resolution, extent) and stacked after its bands.
+    #[arg(long)]
+    pair: Option<PathBuf>,
+    /// Per-band encoders: bands to embed, by name, comma-separated (e.g.
+    /// VV,VH,B04,B08; default: the model's default_bands).
+    #[arg(long, value_delimiter = ',')]
+    band_names: Option<Vec<String>>,
     /// Output folder for heatmap.tif, suggestions.geojson, tiles.*, summary.json.
     #[arg(long, short)]
     out: PathBuf,
@@ -112,7 +121,8 @@ struct ScoreArgs {
     /// Selection strategy: mcfps, top_k, random, coreset, clustering.
     #[arg(long, default_value = "mcfps")]
     strategy: String,
-    /// Uncertainty metric for ranking: least_confidence, entropy, bald, margin, variation_ratio.
+    /// Uncertainty metric for ranking: least_confidence, entropy, bald, margin,
+    /// variation_ratio, or predicted_loss (heads with a loss output; alias ll).
     #[arg(long, default_value = "least_confidence")]
     metric: String,
     /// Number of tiles to suggest.
@@ -289,6 +299,8 @@ fn score(a: ScoreArgs) -> Result<()> {
     req.seed = a.seed;
     req.min_spacing_m = a.min_spacing;
     req.bands = a.bands.clone();
+    req.pair = a.pair.clone();
+    req.band_names = a.band_names.clone();
     req.min_valid_fraction = a.min_valid;
     req.batch_size = a.batch_size;
     req.cache = (!a.no_cache).then(|| {
@@ -414,6 +426,20 @@ fn inspect(file: &Path, json: bool) -> Result<()> {
     }
     if let Some(p) = &spec.preprocess {
         println!("bands:       {}", p.bands.join(", "));
+        for m in &spec.modalities {
+            println!("modality:    {} = {}", m.name, m.bands.join(", "));
+        }
+        if spec.per_band {
+            println!(
+                "per band:    one band at a time, embeddings fused by {:?}; default bands {}",
+                spec.band_fusion,
+                if spec.default_bands.is_empty() {
+                    "all it accepts that the raster has".to_string()
+                } else {
+                    spec.default_bands.join(", ")
+                }
+            );
+        }
         println!(
             "scaling:     x = raw * {} + {}{}",
             p.scale,
@@ -436,6 +462,9 @@ fn inspect(file: &Path, json: bool) -> Result<()> {
     if !spec.class_names.is_empty() {
         println!("classes:     {}", spec.class_names.join(", "));
         println!("multi-label: {}", spec.multi_label);
+        if let Some(l) = &spec.loss_output {
+            println!("loss output: '{l}' (loss prediction, ranks with --metric predicted_loss)");
+        }
         println!(
             "MC dropout:  {}",
             spec.mc_dropout_input

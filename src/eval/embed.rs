@@ -67,6 +67,7 @@ where
         min_valid_fraction: scaling.scale,
         candidates_sha256: format!("{:x}", Sha256::digest(source.as_bytes())),
         encoder_sha256: encoder.spec.sha256.clone(),
+        second: None,
     };
     if let Some(cache) = cache {
         match cache.get(&key) {

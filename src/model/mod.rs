@@ -7,7 +7,7 @@ mod spec;
 
 pub use runtime::RuntimeInfo;
 pub use session::{Encoder, Head, MC_BLOCK_ROWS, SessionConfig, inspect};
-pub use spec::{IoInfo, ModelRole, ModelSpec, Preprocess};
+pub use spec::{BandFusion, IoInfo, Modality, ModelRole, ModelSpec, Preprocess};
 
 /// Errors from loading or running a model.
 #[derive(Debug, thiserror::Error)]

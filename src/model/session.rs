@@ -3,13 +3,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use ndarray::{Array2, Array3, ArrayView2, ArrayView4, Axis, Ix2};
+use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayView4, Axis, Ix2};
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{Tensor, TensorRef, ValueType};
 use sha2::{Digest, Sha256};
 
-use super::spec::{IoInfo, ModelRole, ModelSpec};
+use super::spec::{BandFusion, IoInfo, ModelRole, ModelSpec};
 use super::{ModelError, runtime};
 
 /// Session settings (threads); the execution provider comes from the build.
@@ -175,7 +175,50 @@ impl Encoder {
     }
 
     /// Embed a batch of preprocessed tiles `[N, C, H, W]` → `[N, D]`.
+    ///
+    /// A per-band encoder (`per_band`) sees the `C` chosen bands one at a
+    /// time: the batch is viewed as `[N·C, 1, H, W]` (no copy: the bands of a
+    /// tile are contiguous), embedded in one call, and the `C` embeddings of
+    /// each tile are fused by the model's `band_fusion`: their mean (`[N, D]`)
+    /// or their concatenation in band order (`[N, C·D]`).
     pub fn embed(&mut self, batch: ArrayView4<'_, f32>) -> Result<Array2<f32>, ModelError> {
+        if !self.spec.per_band {
+            return self.embed_stack(batch);
+        }
+        let (n, c, h, w) = batch.dim();
+        let standard = batch.as_standard_layout();
+        let single = standard
+            .view()
+            .into_shape_with_order((n * c, 1, h, w))
+            .map_err(|e| ModelError::Inference {
+                model: self.spec.name.clone(),
+                message: format!("cannot split {c} bands for the per-band encoder: {e}"),
+            })?;
+        let each = self.embed_stack(single)?;
+        let d = each.ncols();
+        let per_tile =
+            each.into_shape_with_order((n, c, d))
+                .map_err(|e| ModelError::Inference {
+                    model: self.spec.name.clone(),
+                    message: format!("per-band embeddings: {e}"),
+                })?;
+        Ok(match self.spec.band_fusion {
+            BandFusion::Mean => per_tile
+                .mean_axis(Axis(1))
+                .unwrap_or_else(|| Array2::zeros((n, d))),
+            BandFusion::Concat => {
+                per_tile
+                    .into_shape_with_order((n, c * d))
+                    .map_err(|e| ModelError::Inference {
+                        model: self.spec.name.clone(),
+                        message: format!("per-band embeddings: {e}"),
+                    })?
+            }
+        })
+    }
+
+    /// Run the graph once on `[N, C, H, W]` → `[N, D]`.
+    fn embed_stack(&mut self, batch: ArrayView4<'_, f32>) -> Result<Array2<f32>, ModelError> {
         let spec = &self.spec;
         let input = TensorRef::from_array_view(batch).map_err(run_err(spec))?;
         let outputs = self
@@ -224,6 +267,16 @@ impl Head {
         embeddings: ArrayView2<'_, f32>,
         mc: bool,
     ) -> Result<Array2<f32>, ModelError> {
+        Ok(self.predict_with_loss(embeddings, mc)?.0)
+    }
+
+    /// One pass → `[N, K]` probabilities and, for a head with a `loss_output`,
+    /// the `[N]` predicted losses.
+    pub fn predict_with_loss(
+        &mut self,
+        embeddings: ArrayView2<'_, f32>,
+        mc: bool,
+    ) -> Result<(Array2<f32>, Option<Array1<f32>>), ModelError> {
         let spec = &self.spec;
         let emb = TensorRef::from_array_view(embeddings).map_err(run_err(spec))?;
         let mut inputs = ort::inputs![spec.input_name.as_str() => emb];
@@ -251,7 +304,25 @@ impl Head {
                 ),
             });
         }
-        Ok(probs.to_owned())
+        let loss = match &spec.loss_output {
+            None => None,
+            Some(name) => {
+                let l = outputs[name.as_str()]
+                    .try_extract_array::<f32>()
+                    .map_err(run_err(spec))?;
+                if l.len() != probs.nrows() {
+                    return Err(ModelError::Inference {
+                        model: spec.name.clone(),
+                        message: format!(
+                            "loss output '{name}' has shape {:?}; it must hold one value per tile (N x 1)",
+                            l.shape()
+                        ),
+                    });
+                }
+                Some(l.iter().copied().collect::<Array1<f32>>())
+            }
+        };
+        Ok((probs.to_owned(), loss))
     }
 
     /// `passes` MC-dropout passes → `[T, N, K]`. With `passes == 1` this is
@@ -268,17 +339,32 @@ impl Head {
         embeddings: ArrayView2<'_, f32>,
         passes: usize,
     ) -> Result<Array3<f32>, ModelError> {
+        Ok(self.predict_mc_with_loss(embeddings, passes)?.0)
+    }
+
+    /// [`predict_mc`](Self::predict_mc), plus the MC mean of the predicted
+    /// loss per tile `[N]` for a head with a `loss_output`.
+    pub fn predict_mc_with_loss(
+        &mut self,
+        embeddings: ArrayView2<'_, f32>,
+        passes: usize,
+    ) -> Result<(Array3<f32>, Option<Array1<f32>>), ModelError> {
         let t = passes.max(1);
         let (n, d) = embeddings.dim();
         let k = self.spec.class_names.len();
         let mut out = Array3::<f32>::zeros((t, n, k));
         if t == 1 {
-            let p = self.predict(embeddings, false)?;
+            let (p, loss) = self.predict_with_loss(embeddings, false)?;
             for mut pass in out.outer_iter_mut() {
                 pass.assign(&p);
             }
-            return Ok(out);
+            return Ok((out, loss));
         }
+        let mut loss_sum: Option<Array1<f32>> = self
+            .spec
+            .loss_output
+            .as_ref()
+            .map(|_| Array1::<f32>::zeros(n));
         let chunk = (MC_BLOCK_ROWS / t).max(1);
         let mut block = Array2::<f32>::zeros((t * chunk.min(n.max(1)), d));
         let mut start = 0;
@@ -290,13 +376,22 @@ impl Head {
                     .slice_mut(ndarray::s![pass * m..(pass + 1) * m, ..])
                     .assign(&src);
             }
-            let p = self.predict(block.slice(ndarray::s![..t * m, ..]), true)?;
+            let (p, loss) = self.predict_with_loss(block.slice(ndarray::s![..t * m, ..]), true)?;
             for pass in 0..t {
                 out.slice_mut(ndarray::s![pass, start..start + m, ..])
                     .assign(&p.slice(ndarray::s![pass * m..(pass + 1) * m, ..]));
             }
+            if let (Some(sum), Some(l)) = (loss_sum.as_mut(), loss) {
+                for pass in 0..t {
+                    let mut dst = sum.slice_mut(ndarray::s![start..start + m]);
+                    dst += &l.slice(ndarray::s![pass * m..(pass + 1) * m]);
+                }
+            }
             start += m;
         }
-        Ok(out)
+        if let Some(sum) = loss_sum.as_mut() {
+            sum.mapv_inplace(|v| v / t as f32);
+        }
+        Ok((out, loss_sum))
     }
 }

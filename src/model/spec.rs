@@ -52,6 +52,28 @@ pub struct Preprocess {
     pub std: Vec<f32>,
 }
 
+/// How a per-band encoder's embeddings of the chosen bands become one
+/// embedding per tile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BandFusion {
+    /// Average over bands: the head sees `D` whatever bands were chosen, so
+    /// one head serves every band list (the default).
+    Mean,
+    /// Concatenate in band order: the head sees `D × k` for `k` bands and is
+    /// tied to that band list.
+    Concat,
+}
+
+/// One sensor's share of a multi-modal encoder's input channels.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Modality {
+    /// Name as the metadata gives it (`s1`, `s2`, …).
+    pub name: String,
+    /// Its bands, in input order.
+    pub bands: Vec<String>,
+}
+
 /// Everything NextTile needs to know about one ONNX model.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelSpec {
@@ -85,14 +107,26 @@ pub struct ModelSpec {
     /// Ground sampling distance the model was trained at, metres per pixel
     /// (Deepness `resolution` is cm/px).
     pub resolution_m: Option<f64>,
-    /// Encoder: embedding length, when known.
+    /// Encoder: embedding length, when known (per band for per-band encoders).
     pub embedding_dim: Option<usize>,
+    /// Encoder: the sensors its input stacks, in input order (`modalities`);
+    /// empty for a single-sensor model.
+    pub modalities: Vec<Modality>,
+    /// Encoder: takes one band at a time (`per_band`); `preprocess.bands` then
+    /// lists every band it accepts.
+    pub per_band: bool,
+    /// Encoder, per-band: how the chosen bands' embeddings are fused.
+    pub band_fusion: BandFusion,
+    /// Encoder, per-band: bands embedded when the user names none.
+    pub default_bands: Vec<String>,
     /// Head: class names in output order.
     pub class_names: Vec<String>,
     /// Head: sigmoid per class (multi-label) instead of softmax.
     pub multi_label: bool,
     /// Head: boolean input that switches dropout on for MC passes.
     pub mc_dropout_input: Option<String>,
+    /// Head: the loss-prediction output (`loss_output`, N × 1), LL of seed 004.
+    pub loss_output: Option<String>,
     /// Head: SHA-256 of the encoder it was trained on, if recorded.
     pub encoder_sha256: Option<String>,
     /// All metadata properties as stored.
@@ -152,9 +186,14 @@ impl ModelSpec {
             input_stride: None,
             resolution_m: None,
             embedding_dim: None,
+            modalities: Vec::new(),
+            per_band: false,
+            band_fusion: BandFusion::Mean,
+            default_bands: Vec::new(),
             class_names: Vec::new(),
             multi_label: false,
             mc_dropout_input: None,
+            loss_output: None,
             encoder_sha256: m.get("encoder_sha256").cloned(),
             metadata: BTreeMap::new(),
         };
@@ -219,14 +258,55 @@ impl ModelSpec {
                     mean,
                     std,
                 });
+                spec.per_band = parse_opt::<bool>(m, "per_band", &file)?.unwrap_or(false);
+                spec.band_fusion = match m.get("band_fusion").map(|v| v.trim().trim_matches('"')) {
+                    None | Some("mean") => BandFusion::Mean,
+                    Some("concat") => BandFusion::Concat,
+                    Some(other) => {
+                        return Err(ModelError::Contract {
+                            path: file,
+                            problem: format!(
+                                "band_fusion is '{other}'; it must be 'mean' or 'concat'"
+                            ),
+                        });
+                    }
+                };
+                let bands = &spec
+                    .preprocess
+                    .as_ref()
+                    .map(|p| p.bands.clone())
+                    .unwrap_or_default();
+                let defaults: Option<Vec<String>> = parse_json_opt(m, "default_bands", &file)?;
+                if let Some(d) = defaults {
+                    if let Some(bad) = d.iter().find(|b| !bands.contains(b)) {
+                        return Err(ModelError::Contract {
+                            path: file,
+                            problem: format!(
+                                "default_bands names {bad}, which input_bands does not list"
+                            ),
+                        });
+                    }
+                    spec.default_bands = d;
+                }
+                spec.modalities = parse_modalities(m, bands, &file)?;
                 let shape = spec
                     .inputs
                     .iter()
                     .find(|i| i.name == spec.input_name)
                     .map(|i| i.shape.clone())
                     .unwrap_or_default();
+                let channels = if spec.per_band { 1 } else { n };
                 if let [_, c, h, w] = shape[..] {
-                    if c > 0 && c as usize != n {
+                    if spec.per_band && c > 0 && c != 1 {
+                        return Err(ModelError::Contract {
+                            path: file,
+                            problem: format!(
+                                "per_band is true but the input '{}' takes {c} channels; a per-band encoder takes one",
+                                spec.input_name
+                            ),
+                        });
+                    }
+                    if c > 0 && c as usize != channels {
                         return Err(ModelError::Contract {
                             path: file,
                             problem: format!(
@@ -285,6 +365,17 @@ impl ModelSpec {
                     }
                     spec.mc_dropout_input = Some(mc.clone());
                 }
+                if let Some(lo) = m.get("loss_output") {
+                    if !spec.outputs.iter().any(|o| &o.name == lo) {
+                        return Err(ModelError::Contract {
+                            path: file,
+                            problem: format!(
+                                "loss_output names '{lo}', which is not an output of the graph"
+                            ),
+                        });
+                    }
+                    spec.loss_output = Some(lo.clone());
+                }
             }
         }
         spec.metadata = metadata;
@@ -315,6 +406,73 @@ impl ModelSpec {
         }
         Ok(())
     }
+}
+
+/// `modalities`: a JSON object `{name: [bands…]}` whose lists, in order,
+/// concatenate to `input_bands` (per-band encoders: partition it).
+fn parse_modalities(
+    m: &BTreeMap<String, String>,
+    bands: &[String],
+    file: &str,
+) -> Result<Vec<Modality>, ModelError> {
+    let Some(raw) = m.get("modalities") else {
+        return Ok(Vec::new());
+    };
+    let bad = |why: String| ModelError::Contract {
+        path: file.to_string(),
+        problem: format!("modalities {why}: {raw}"),
+    };
+    // serde_json's Map keeps keys sorted unless `preserve_order`; parse the
+    // pairs in file order by hand through a visitor-free route: a list of
+    // (key, value) from the raw text via serde_json::Deserializer.
+    let pairs = ordered_object(raw).map_err(bad)?;
+    let mut out = Vec::with_capacity(pairs.len());
+    for (name, v) in pairs {
+        let list: Vec<String> = serde_json::from_value(v)
+            .map_err(|_| bad(format!("entry '{name}' must be a list of band names")))?;
+        if list.is_empty() {
+            return Err(bad(format!("entry '{name}' is empty")));
+        }
+        out.push(Modality { name, bands: list });
+    }
+    let joined: Vec<&String> = out.iter().flat_map(|o| o.bands.iter()).collect();
+    if joined.len() != bands.len() || joined.iter().zip(bands).any(|(a, b)| *a != b) {
+        return Err(bad(format!(
+            "must list input_bands [{}] split by sensor, in the same order",
+            bands.join(", ")
+        )));
+    }
+    Ok(out)
+}
+
+/// A JSON object's members in the order the text gives them.
+fn ordered_object(raw: &str) -> Result<Vec<(String, serde_json::Value)>, String> {
+    struct Ordered(Vec<(String, serde_json::Value)>);
+    impl<'de> serde::Deserialize<'de> for Ordered {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Ordered;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut a: A,
+                ) -> Result<Ordered, A::Error> {
+                    let mut out = Vec::new();
+                    while let Some((k, v)) = a.next_entry::<String, serde_json::Value>()? {
+                        out.push((k, v));
+                    }
+                    Ok(Ordered(out))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+    serde_json::from_str::<Ordered>(raw)
+        .map(|o| o.0)
+        .map_err(|e| format!("is not a JSON object ({e})"))
 }
 
 fn missing_err(file: String, missing: &[&str]) -> ModelError {
@@ -566,5 +724,100 @@ mod tests {
                 .to_string()
                 .contains("--tile-size 32")
         );
+    }
+
+    const S1S2: &str = r#"["VV","VH","B02","B03"]"#;
+
+    #[test]
+    fn reads_modalities_in_file_order() {
+        let s = ModelSpec::from_parts(
+            "enc.onnx".into(),
+            "abc".into(),
+            meta(&[
+                ("input_bands", S1S2),
+                ("modalities", r#"{"s2":["B02","B03"],"s1":["VV","VH"]}"#),
+            ]),
+            vec![io("x", "f32", &[-1, 4, -1, -1])],
+            vec![io("y", "f32", &[-1, 8])],
+        );
+        // s2 before s1 does not match input_bands' order: refused.
+        let err = s.unwrap_err().to_string();
+        assert!(err.contains("split by sensor"), "{err}");
+        let s = ModelSpec::from_parts(
+            "enc.onnx".into(),
+            "abc".into(),
+            meta(&[
+                ("input_bands", S1S2),
+                ("modalities", r#"{"s1":["VV","VH"],"s2":["B02","B03"]}"#),
+            ]),
+            vec![io("x", "f32", &[-1, 4, -1, -1])],
+            vec![io("y", "f32", &[-1, 8])],
+        )
+        .unwrap();
+        let names: Vec<_> = s.modalities.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["s1", "s2"]);
+        assert_eq!(s.modalities[1].bands, ["B02", "B03"]);
+    }
+
+    #[test]
+    fn per_band_encoder_takes_one_channel() {
+        let spec = |channels: i64, extra: &[(&str, &str)]| {
+            let mut pairs = vec![
+                ("input_bands", S1S2),
+                ("per_band", "true"),
+                ("standardization_mean", "[-12, -18, 1500, 1400]"),
+                ("standardization_std", "[4, 5, 900, 800]"),
+            ];
+            pairs.extend_from_slice(extra);
+            ModelSpec::from_parts(
+                "enc.onnx".into(),
+                "abc".into(),
+                meta(&pairs),
+                vec![io("x", "f32", &[-1, channels, -1, -1])],
+                vec![io("y", "f32", &[-1, 8])],
+            )
+        };
+        let s = spec(1, &[("default_bands", r#"["VV","B03"]"#)]).unwrap();
+        assert!(s.per_band);
+        assert_eq!(s.band_fusion, BandFusion::Mean);
+        assert_eq!(s.default_bands, ["VV", "B03"]);
+        let err = spec(4, &[]).unwrap_err().to_string();
+        assert!(err.contains("takes one"), "{err}");
+        let err = spec(1, &[("default_bands", r#"["B08"]"#)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("B08"), "{err}");
+        let err = spec(1, &[("band_fusion", "max")]).unwrap_err().to_string();
+        assert!(err.contains("'mean' or 'concat'"), "{err}");
+        assert_eq!(
+            spec(1, &[("band_fusion", "concat")]).unwrap().band_fusion,
+            BandFusion::Concat
+        );
+    }
+
+    #[test]
+    fn head_loss_output_must_exist() {
+        let head = |lo: &str| {
+            ModelSpec::from_parts(
+                "head.onnx".into(),
+                "abc".into(),
+                meta(&[
+                    ("class_names", r#"["a","b","c"]"#),
+                    ("multi_label", "true"),
+                    ("probabilities_output", "probs"),
+                    ("loss_output", lo),
+                ]),
+                vec![io("embedding", "f32", &[-1, 16])],
+                vec![
+                    io("probs", "f32", &[-1, 3]),
+                    io("predicted_loss", "f32", &[-1, 1]),
+                ],
+            )
+        };
+        let s = head("predicted_loss").unwrap();
+        assert!(s.multi_label);
+        assert_eq!(s.loss_output.as_deref(), Some("predicted_loss"));
+        let err = head("loss").unwrap_err().to_string();
+        assert!(err.contains("not an output"), "{err}");
     }
 }

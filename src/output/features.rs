@@ -10,7 +10,6 @@ use super::OutputError;
 use crate::crs::{Reprojector, wgs84};
 use crate::engine::ScoreResult;
 use crate::tiling::TileId;
-use crate::uncertainty::Metric;
 
 /// Points per tile edge in the reprojected footprints (so that a footprint
 /// follows the curved image of a straight scene-CRS edge).
@@ -57,7 +56,9 @@ fn tile_properties(
         .zip(mean.iter())
         .map(|(c, p)| (c.clone(), json!(round6(*p))))
         .collect();
-    let unc: serde_json::Map<String, serde_json::Value> = Metric::ALL
+    let unc: serde_json::Map<String, serde_json::Value> = result
+        .uncertainties
+        .metrics()
         .iter()
         .map(|m| {
             (
@@ -78,6 +79,21 @@ fn tile_properties(
     );
     p.insert("predicted_index".into(), json!(pred));
     p.insert("probabilities".into(), serde_json::Value::Object(probs));
+    if result.uncertainties.multi_label {
+        // Multi-label heads: every class whose MC-mean sigmoid is at least 0.5.
+        let labels: Vec<&String> = result
+            .class_names
+            .iter()
+            .zip(mean.iter())
+            .filter(|(_, p)| **p >= 0.5)
+            .map(|(c, _)| c)
+            .collect();
+        p.insert("predicted_labels".into(), json!(labels));
+    }
+    p.insert(
+        "multi_label".into(),
+        json!(result.uncertainties.multi_label),
+    );
     p.insert("uncertainty".into(), serde_json::Value::Object(unc));
     p.insert(
         "valid_fraction".into(),
@@ -203,7 +219,8 @@ pub fn write_tiles_csv(result: &ScoreResult, path: &Path) -> Result<(), OutputEr
     .into_iter()
     .map(str::to_string)
     .collect::<Vec<_>>();
-    header.extend(Metric::ALL.iter().map(|m| m.name().to_string()));
+    let metrics = result.uncertainties.metrics();
+    header.extend(metrics.iter().map(|m| m.name().to_string()));
     header.extend(result.class_names.iter().map(|c| format!("p_{c}")));
     writeln!(w, "{}", header.join(",")).map_err(io)?;
     for (i, id) in result.tiles.iter().enumerate() {
@@ -223,7 +240,7 @@ pub fn write_tiles_csv(result: &ScoreResult, path: &Path) -> Result<(), OutputEr
                 .unwrap_or_default(),
         ];
         row.extend(
-            Metric::ALL
+            metrics
                 .iter()
                 .map(|m| format!("{:.6}", result.uncertainties.get(*m)[i])),
         );

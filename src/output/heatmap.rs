@@ -15,10 +15,28 @@ use crate::uncertainty::Metric;
 pub const HEATMAP_NODATA: f64 = -1.0;
 
 /// Band layout of the heatmap: one band per metric in [`Metric::ALL`] order,
-/// then the predicted class index.
+/// then the predicted class index; heads with a loss-prediction output add a
+/// last band, `predicted_loss`.
 pub fn heatmap_band_names() -> Vec<String> {
     let mut v: Vec<String> = Metric::ALL.iter().map(|m| m.name().to_string()).collect();
     v.push("predicted_class".into());
+    v
+}
+
+/// The bands of this result's heatmap: [`heatmap_band_names`], plus
+/// `predicted_loss` when the head has a loss output.
+fn bands_of(result: &ScoreResult) -> Vec<(String, Option<Metric>)> {
+    let mut v: Vec<(String, Option<Metric>)> = Metric::ALL
+        .iter()
+        .map(|m| (m.name().to_string(), Some(*m)))
+        .collect();
+    v.push(("predicted_class".into(), None));
+    if result.uncertainties.predicted_loss.is_some() {
+        v.push((
+            Metric::PredictedLoss.name().into(),
+            Some(Metric::PredictedLoss),
+        ));
+    }
     v
 }
 
@@ -31,7 +49,8 @@ pub fn write_heatmap(
 ) -> Result<(), OutputError> {
     let grid = &result.grid;
     let (w, h) = (grid.cols, grid.rows);
-    let names = heatmap_band_names();
+    let layout = bands_of(result);
+    let names: Vec<String> = layout.iter().map(|(n, _)| n.clone()).collect();
     let gerr = |e: gdal::errors::GdalError| OutputError::Gdal {
         path: path.display().to_string(),
         message: e.to_string(),
@@ -47,10 +66,21 @@ pub fn write_heatmap(
     let mut planes = vec![vec![HEATMAP_NODATA as f32; w * h]; names.len()];
     for (i, id) in result.tiles.iter().enumerate() {
         let px = id.row as usize * w + id.col as usize;
-        for (b, m) in Metric::ALL.iter().enumerate() {
-            planes[b][px] = result.uncertainties.get(*m)[i];
+        for (b, (_, m)) in layout.iter().enumerate() {
+            planes[b][px] = match m {
+                Some(m) => {
+                    let v = result.uncertainties.get(*m)[i];
+                    // The predicted loss has no fixed sign; keep a real −1
+                    // from reading as "not scored".
+                    if f64::from(v) == HEATMAP_NODATA {
+                        v.next_down()
+                    } else {
+                        v
+                    }
+                }
+                None => result.predicted[i] as f32,
+            };
         }
-        planes[names.len() - 1][px] = result.predicted[i] as f32;
     }
     for (b, plane) in planes.into_iter().enumerate() {
         let mut band = ds.rasterband(b + 1).map_err(gerr)?;
@@ -88,23 +118,29 @@ pub fn write_heatmap(
     }
     ds.create_copy(&cog, path, &opts).map_err(gerr)?;
 
-    let band = Metric::ALL
+    let band = layout
         .iter()
-        .position(|m| *m == style_metric)
+        .position(|(_, m)| *m == Some(style_metric))
         .unwrap_or(0)
         + 1;
-    let max = result
-        .uncertainties
-        .get(style_metric)
-        .iter()
-        .copied()
-        .filter(|v| v.is_finite())
-        .fold(0.0f32, f32::max)
-        .max(1e-6);
+    let values = result.uncertainties.get(style_metric);
+    let finite = || values.iter().copied().filter(|v| v.is_finite());
+    let max = finite().fold(f32::NEG_INFINITY, f32::max);
+    let min = if style_metric == Metric::PredictedLoss {
+        finite().fold(f32::INFINITY, f32::min)
+    } else {
+        0.0
+    };
+    let max = if max.is_finite() {
+        max.max(min + 1e-6)
+    } else {
+        1e-6
+    };
+    let min = if min.is_finite() { min } else { 0.0 };
     let qml = path.with_extension("qml");
     std::fs::write(
         &qml,
-        pseudocolor_qml(band, &names[band - 1], 0.0, max as f64),
+        pseudocolor_qml(band, &names[band - 1], min as f64, max as f64),
     )
     .map_err(|e| OutputError::Io {
         path: qml.display().to_string(),

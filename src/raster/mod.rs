@@ -3,10 +3,12 @@
 mod bands;
 mod read;
 mod scene;
+mod stack;
 
 pub use bands::{S2_L1C_BANDS, S2_L2A_BANDS, canonical_band_name, default_band_names};
 pub use read::{ReadPlan, ReadReport, TileBatch, read_tiles};
 pub use scene::{BandInfo, Scene};
+pub use stack::stack_pair;
 
 /// Errors from opening or reading a raster.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +51,38 @@ pub enum RasterError {
         missing: Vec<String>,
         /// What the raster has.
         available: Vec<String>,
+    },
+    /// The two rasters of a pair share no ground.
+    #[error(
+        "{second} does not overlap {first}: in {crs} the first covers x {:.6}..{:.6}, y {:.6}..{:.6} and the second x {:.6}..{:.6}, y {:.6}..{:.6}; give two rasters of the same place",
+        first_bbox[0], first_bbox[2], first_bbox[1], first_bbox[3],
+        second_bbox[0], second_bbox[2], second_bbox[1], second_bbox[3]
+    )]
+    NoOverlap {
+        /// The first raster (its grid is used).
+        first: String,
+        /// The second raster.
+        second: String,
+        /// First raster's bounding box (xmin, ymin, xmax, ymax).
+        first_bbox: [f64; 4],
+        /// Second raster's footprint in the first one's CRS.
+        second_bbox: [f64; 4],
+        /// The CRS the boxes are in.
+        crs: String,
+    },
+    /// A multi-modal encoder got a raster that lacks one sensor's bands.
+    #[error(
+        "the encoder stacks {modalities}; {path} has none of the {missing} bands ({bands}). Give the {missing} raster as the second raster (--pair FILE), or a stack that holds both"
+    )]
+    MissingModality {
+        /// The raster(s) given.
+        path: String,
+        /// The sensor whose bands are absent.
+        missing: String,
+        /// Its bands.
+        bands: String,
+        /// Every modality the encoder stacks, for the message.
+        modalities: String,
     },
     /// A bad `--bands` override.
     #[error("{0}")]

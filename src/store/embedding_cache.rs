@@ -60,6 +60,9 @@ pub struct CacheKey {
     pub candidates_sha256: String,
     /// SHA-256 of the encoder file.
     pub encoder_sha256: String,
+    /// The second raster of a pair (canonical path, size, mtime), if any.
+    #[serde(default)]
+    pub second: Option<(String, u64, u128)>,
 }
 
 impl CacheKey {
@@ -98,7 +101,23 @@ impl CacheKey {
             min_valid_fraction,
             candidates_sha256: hex(&h.finalize()),
             encoder_sha256: encoder_sha256.to_string(),
+            second: None,
         })
+    }
+
+    /// The same key for a scene scored together with a second raster (a
+    /// pair); `None` when that file cannot be stat'ed.
+    pub fn with_second(mut self, second: &Path) -> Option<CacheKey> {
+        let canonical = second.canonicalize().ok()?;
+        let meta = std::fs::metadata(&canonical).ok()?;
+        let mtime = meta
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_nanos();
+        self.second = Some((canonical.display().to_string(), meta.len(), mtime));
+        Some(self)
     }
 
     /// File name for this key.

@@ -195,4 +195,11 @@ pub enum UncertaintyError {
         /// The name that was given.
         name: String,
     },
+
+    /// `predicted_loss` ranking was asked of probabilities alone.
+    #[error(
+        "the predicted_loss metric comes from a head's loss-prediction output (metadata \
+         loss_output), not from probabilities; use a head with a loss output or another metric"
+    )]
+    NeedsLossOutput,
 }

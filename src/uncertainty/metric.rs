@@ -30,6 +30,9 @@ pub enum Metric {
     LeastConfidence,
     /// Variation ratio of the per-pass arg-max classes (see [`variation_ratio`]).
     VariationRatio,
+    /// The loss-prediction module's output, MC mean (LL of Möllenbrok et al. 2023, Eq. 4);
+    /// only for heads with a `loss_output`, so not in [`Metric::ALL`].
+    PredictedLoss,
 }
 
 impl Metric {
@@ -50,6 +53,7 @@ impl Metric {
             Metric::Margin => "margin",
             Metric::LeastConfidence => "least_confidence",
             Metric::VariationRatio => "variation_ratio",
+            Metric::PredictedLoss => "predicted_loss",
         }
     }
 
@@ -78,16 +82,15 @@ impl Metric {
             Metric::Margin => margin(probs),
             Metric::LeastConfidence => least_confidence(probs),
             Metric::VariationRatio => variation_ratio(probs),
+            Metric::PredictedLoss => Err(UncertaintyError::NeedsLossOutput),
         }
     }
 
     /// The valid names joined by `", "`, for error messages and help texts.
     pub fn names_list() -> String {
-        Metric::ALL
-            .iter()
-            .map(Metric::name)
-            .collect::<Vec<_>>()
-            .join(", ")
+        let mut names: Vec<&str> = Metric::ALL.iter().map(Metric::name).collect();
+        names.push("predicted_loss (heads with a loss output)");
+        names.join(", ")
     }
 }
 
@@ -104,6 +107,9 @@ impl FromStr for Metric {
     /// (`"Least-Confidence"` parses as [`Metric::LeastConfidence`]).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let normalised = s.trim().to_ascii_lowercase().replace('-', "_");
+        if normalised == "predicted_loss" || normalised == "ll" {
+            return Ok(Metric::PredictedLoss);
+        }
         Metric::ALL
             .into_iter()
             .find(|m| m.name() == normalised)

@@ -32,6 +32,12 @@ pub struct Uncertainties {
     pub least_confidence: Array1<f32>,
     /// `1 −` modal arg-max count `/ T` ([`Metric::VariationRatio`]).
     pub variation_ratio: Array1<f32>,
+    /// MC mean of the head's loss-prediction output ([`Metric::PredictedLoss`]),
+    /// when the head has one.
+    pub predicted_loss: Option<Array1<f32>>,
+    /// Whether `mean` holds independent per-class sigmoid probabilities
+    /// (multi-label; see [`compute_all_multilabel`](crate::uncertainty::compute_all_multilabel)).
+    pub multi_label: bool,
 }
 
 impl Uncertainties {
@@ -43,7 +49,23 @@ impl Uncertainties {
             Metric::Margin => self.margin.view(),
             Metric::LeastConfidence => self.least_confidence.view(),
             Metric::VariationRatio => self.variation_ratio.view(),
+            // Empty when the head has no loss output; the engine refuses that
+            // combination before ranking.
+            Metric::PredictedLoss => match &self.predicted_loss {
+                Some(l) => l.view(),
+                None => ArrayView1::from(&[]),
+            },
         }
+    }
+
+    /// The metrics this result holds, in output order: [`Metric::ALL`], then
+    /// [`Metric::PredictedLoss`] when present.
+    pub fn metrics(&self) -> Vec<Metric> {
+        let mut m = Metric::ALL.to_vec();
+        if self.predicted_loss.is_some() {
+            m.push(Metric::PredictedLoss);
+        }
+        m
     }
 
     /// Number of tiles `N`.
@@ -103,6 +125,8 @@ pub fn compute_all(probs: ArrayView3<'_, f32>) -> Result<Uncertainties, Uncertai
         least_confidence: to_f32(&least_confidence_f64(&mean)),
         variation_ratio: to_f32(&variation_ratio_f64(&probs)),
         mean: mean.mapv(|p| p as f32),
+        predicted_loss: None,
+        multi_label: false,
     })
 }
 

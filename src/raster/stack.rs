@@ -1,0 +1,290 @@
+//! Two rasters on one grid: a second raster (e.g. Sentinel-1 beside a
+//! Sentinel-2 scene) warped onto the first raster's grid and stacked after its
+//! bands, as one virtual dataset the reader opens like any scene.
+//!
+//! The second raster is warped with GDAL's `gdalwarp` engine into a *warped
+//! VRT* (lazy: pixels are warped when a window is read, so memory stays
+//! bounded) with the first raster's CRS, extent and pixel size; nearest
+//! neighbour for integer data (class codes, DN), bilinear for floating point
+//! (backscatter in dB, reflectance). Its nodata is carried over (NaN for float
+//! bands without one, 0 for integer bands without one, as Sentinel-2 marks
+//! missing data), so pixels the second raster does not cover are nodata in
+//! the stack and tiles made mostly of them are skipped. A plain VRT then lists
+//! the first raster's bands followed by the warped ones, with their canonical
+//! names as band descriptions, so band matching works across both files.
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+use gdal::Dataset;
+use sha2::{Digest, Sha256};
+
+use super::{RasterError, Scene};
+use crate::crs::Reprojector;
+
+/// The first raster's bounding box in its CRS: (xmin, ymin, xmax, ymax).
+fn bbox(scene: &Scene) -> (f64, f64, f64, f64) {
+    let (x0, y0) = scene.geo_transform.apply(0.0, 0.0);
+    let (x1, y1) = scene
+        .geo_transform
+        .apply(scene.width as f64, scene.height as f64);
+    (x0.min(x1), y0.min(y1), x0.max(x1), y0.max(y1))
+}
+
+/// The second raster's footprint in the first one's CRS, from points along
+/// its edges (a reprojected rectangle is not a rectangle).
+fn footprint_in(second: &Scene, first_wkt: &str) -> Result<(f64, f64, f64, f64), RasterError> {
+    let srs =
+        gdal::spatial_ref::SpatialRef::from_wkt(first_wkt).map_err(|e| RasterError::Gdal {
+            path: second.path.display().to_string(),
+            message: e.to_string(),
+        })?;
+    let rp = Reprojector::from_wkt(&second.crs_wkt, &srs).map_err(|e| RasterError::Gdal {
+        path: second.path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let (w, h) = (second.width as f64, second.height as f64);
+    let steps = 16;
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    for i in 0..=steps {
+        let f = i as f64 / steps as f64;
+        for (c, r) in [(f * w, 0.0), (f * w, h), (0.0, f * h), (w, f * h)] {
+            let (x, y) = second.geo_transform.apply(c, r);
+            xs.push(x);
+            ys.push(y);
+        }
+    }
+    rp.transform(&mut xs, &mut ys)
+        .map_err(|e| RasterError::Gdal {
+            path: second.path.display().to_string(),
+            message: e.to_string(),
+        })?;
+    let fold = |v: &[f64], f: fn(f64, f64) -> f64, init: f64| v.iter().copied().fold(init, f);
+    Ok((
+        fold(&xs, f64::min, f64::INFINITY),
+        fold(&ys, f64::min, f64::INFINITY),
+        fold(&xs, f64::max, f64::NEG_INFINITY),
+        fold(&ys, f64::max, f64::NEG_INFINITY),
+    ))
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn gdal_err(path: &Path, message: impl Into<String>) -> RasterError {
+    RasterError::Gdal {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
+}
+
+/// Identity of a file for naming its stack: canonical path, size, mtime.
+fn identity(path: &Path) -> String {
+    let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let meta = std::fs::metadata(&canonical).ok();
+    let size = meta.as_ref().map_or(0, |m| m.len());
+    let mtime = meta
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    format!("{}|{size}|{mtime}", canonical.display())
+}
+
+/// Warp `second` onto `first`'s grid and stack it after `first`'s bands.
+/// Returns the path of the stacked virtual dataset (in GDAL's `/vsimem/`,
+/// process-wide, so every reader thread can open it).
+///
+/// # Errors
+///
+/// [`RasterError::NoOverlap`] when the two rasters share no ground;
+/// the errors of [`Scene::open`] for the second raster; GDAL failures.
+pub fn stack_pair(first: &Scene, second_path: &Path) -> Result<PathBuf, RasterError> {
+    let second = Scene::open(second_path)?;
+    let (ax0, ay0, ax1, ay1) = bbox(first);
+    let (bx0, by0, bx1, by1) = footprint_in(&second, &first.crs_wkt)?;
+    let (ix0, iy0, ix1, iy1) = (ax0.max(bx0), ay0.max(by0), ax1.min(bx1), ay1.min(by1));
+    let (px, py) = first.pixel_size();
+    if !(ix1 - ix0 >= px && iy1 - iy0 >= py) {
+        return Err(RasterError::NoOverlap {
+            first: first.path.display().to_string(),
+            second: second.path.display().to_string(),
+            first_bbox: [ax0, ay0, ax1, ay1],
+            second_bbox: [bx0, by0, bx1, by1],
+            crs: first
+                .crs_epsg
+                .clone()
+                .unwrap_or_else(|| "the first raster's CRS".into()),
+        });
+    }
+    let mut h = Sha256::new();
+    h.update(identity(&first.path));
+    h.update(identity(&second.path));
+    let tag: String = h
+        .finalize()
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let warped = PathBuf::from(format!("/vsimem/nexttile/{tag}_second.vrt"));
+    let stacked = PathBuf::from(format!("/vsimem/nexttile/{tag}_stack.vrt"));
+
+    let any_float = second
+        .bands
+        .iter()
+        .any(|b| b.data_type.starts_with("Float") || b.data_type.starts_with("CFloat"));
+    let dst_nodata: Vec<String> = second
+        .bands
+        .iter()
+        .map(|b| match b.nodata {
+            Some(v) if v.is_nan() => "nan".to_string(),
+            Some(v) => format!("{v}"),
+            None if b.data_type.contains("Float") => "nan".to_string(),
+            None => "0".to_string(),
+        })
+        .collect();
+    let args: Vec<String> = vec![
+        "-of".into(),
+        "VRT".into(),
+        "-t_srs".into(),
+        first.crs_wkt.clone(),
+        "-te".into(),
+        format!("{ax0:.12}"),
+        format!("{ay0:.12}"),
+        format!("{ax1:.12}"),
+        format!("{ay1:.12}"),
+        "-ts".into(),
+        first.width.to_string(),
+        first.height.to_string(),
+        "-r".into(),
+        if any_float { "bilinear" } else { "near" }.into(),
+        "-dstnodata".into(),
+        dst_nodata.join(" "),
+    ];
+    warp_to(&second, &warped, &args)?;
+
+    // The stack: the first raster's bands, then the warped ones.
+    let first_abs = first
+        .path
+        .canonicalize()
+        .unwrap_or_else(|_| first.path.clone());
+    let gt = first.geo_transform.0;
+    let mut xml = format!(
+        "<VRTDataset rasterXSize=\"{}\" rasterYSize=\"{}\">\n  <SRS>{}</SRS>\n  <GeoTransform>{:.17e}, {:.17e}, {:.17e}, {:.17e}, {:.17e}, {:.17e}</GeoTransform>\n",
+        first.width,
+        first.height,
+        xml_escape(&first.crs_wkt),
+        gt[0],
+        gt[1],
+        gt[2],
+        gt[3],
+        gt[4],
+        gt[5]
+    );
+    let mut n = 0;
+    let sources = [
+        (&first.bands, first_abs.display().to_string(), None),
+        (
+            &second.bands,
+            warped.display().to_string(),
+            Some(&dst_nodata),
+        ),
+    ];
+    for (bands, file, nodata_override) in sources {
+        for (i, b) in bands.iter().enumerate() {
+            n += 1;
+            let nodata = match nodata_override {
+                Some(nd) => Some(nd[i].clone()),
+                None => b.nodata.map(|v| {
+                    if v.is_nan() {
+                        "nan".into()
+                    } else {
+                        format!("{v}")
+                    }
+                }),
+            };
+            xml.push_str(&format!(
+                "  <VRTRasterBand dataType=\"{}\" band=\"{n}\">\n    <Description>{}</Description>\n",
+                b.data_type,
+                xml_escape(&b.name)
+            ));
+            if let Some(nd) = nodata {
+                xml.push_str(&format!("    <NoDataValue>{nd}</NoDataValue>\n"));
+            }
+            xml.push_str(&format!(
+                "    <SimpleSource>\n      <SourceFilename relativeToVRT=\"0\">{}</SourceFilename>\n      <SourceBand>{}</SourceBand>\n    </SimpleSource>\n  </VRTRasterBand>\n",
+                xml_escape(&file),
+                b.index
+            ));
+        }
+    }
+    xml.push_str("</VRTDataset>\n");
+    let _ = gdal::vsi::unlink_mem_file(&stacked);
+    gdal::vsi::create_mem_file(&stacked, xml.into_bytes())
+        .map_err(|e| gdal_err(&stacked, e.to_string()))?;
+    Ok(stacked)
+}
+
+/// Run GDAL's warper (`gdalwarp` as a library call) from `src` into `dest`.
+fn warp_to(src: &Scene, dest: &Path, args: &[String]) -> Result<(), RasterError> {
+    let c_args: Vec<CString> = args
+        .iter()
+        .map(|a| CString::new(a.as_str()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| gdal_err(&src.path, "warp option with a NUL byte"))?;
+    let mut ptrs: Vec<*mut std::ffi::c_char> =
+        c_args.iter().map(|c| c.as_ptr() as *mut _).collect();
+    ptrs.push(std::ptr::null_mut());
+    let c_dest = CString::new(dest.display().to_string())
+        .map_err(|_| gdal_err(dest, "path with a NUL byte"))?;
+    // SAFETY: every pointer is valid for the duration of the calls; the
+    // options are freed below; the source handle outlives the warp because
+    // `src.dataset` is borrowed for the whole function.
+    unsafe {
+        let opts = gdal_sys::GDALWarpAppOptionsNew(ptrs.as_mut_ptr(), std::ptr::null_mut());
+        if opts.is_null() {
+            return Err(gdal_err(&src.path, format!("bad warp options {args:?}")));
+        }
+        let mut handles = [src.dataset.c_dataset()];
+        let mut usage_error: std::ffi::c_int = 0;
+        let out = gdal_sys::GDALWarp(
+            c_dest.as_ptr(),
+            std::ptr::null_mut(),
+            1,
+            handles.as_mut_ptr(),
+            opts,
+            &mut usage_error,
+        );
+        gdal_sys::GDALWarpAppOptionsFree(opts);
+        if out.is_null() {
+            return Err(gdal_err(
+                &src.path,
+                format!(
+                    "warping onto the first raster's grid failed: {}",
+                    last_gdal_error()
+                ),
+            ));
+        }
+        // Closing flushes the warped VRT to /vsimem.
+        gdal_sys::GDALClose(out);
+    }
+    // Check that the result opens: a cheap guard against a bad VRT.
+    Dataset::open(dest).map_err(|e| gdal_err(dest, e.to_string()))?;
+    Ok(())
+}
+
+fn last_gdal_error() -> String {
+    // SAFETY: CPLGetLastErrorMsg returns a pointer to a thread-local,
+    // NUL-terminated buffer owned by GDAL.
+    unsafe {
+        let p = gdal_sys::CPLGetLastErrorMsg();
+        if p.is_null() {
+            String::new()
+        } else {
+            std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    }
+}

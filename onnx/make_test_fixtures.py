@@ -8,8 +8,20 @@
   Softmax over 10 classes, no dropout: every pass is identical, so BALD must
   be exactly 0. Bias = log of (0.5, 0.3, 0.2, 0, ...) + small, written out.
 
+- channel_mean_s1s2.onnx: image N x 15 x H x W (VV, VH, then the 13 Sentinel-2
+  bands; metadata `modalities` s1 + s2) -> GlobalAveragePool -> Flatten ->
+  N x 15: embedding[c] = the tile mean of standardised channel c. Standardisation
+  (raw units): VV/VH mean -12/-19 dB, std 4/5 dB; S2 mean 1500, std 1000.
+- channel_mean_perband.onnx / channel_mean_perband_concat.onnx: the same per
+  band (input N x 1 x H x W, `per_band` true, band_fusion mean / concat,
+  default_bands VV, B04): embedding = the tile mean of the one band; NextTile
+  fuses the chosen bands' embeddings (mean: 1-d; concat: k-d).
+- sum_head_1.onnx / sum_head_15.onnx: embedding N x D -> logits (s, -s) with
+  s = sum of the embedding -> Softmax over (land, water). Deterministic.
+
 Run: python onnx/make_test_fixtures.py   (needs the `onnx` and `numpy` packages)
 """
+import json
 from pathlib import Path
 
 import numpy as np
@@ -56,8 +68,63 @@ def deterministic_head():
     onnx.save(m, OUT / "deterministic_head.onnx")
 
 
+S2 = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
+S1S2_MEAN = [-12.0, -19.0] + [1500.0] * 13
+S1S2_STD = [4.0, 5.0] + [1000.0] * 13
+
+
+def _save(m, name, meta):
+    m.ir_version = 8
+    for k, v in meta.items():
+        p = m.metadata_props.add()
+        p.key = k
+        p.value = v if isinstance(v, str) else json.dumps(v)
+    onnx.checker.check_model(m)
+    onnx.save(m, OUT / name)
+
+
+def channel_mean(channels, name, meta):
+    g = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["image"], ["pooled"]),
+         helper.make_node("Flatten", ["pooled"], ["embedding"])],
+        "channel_mean",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", channels, "h", "w"])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", channels])],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    base = {"nexttile_role": "encoder", "input_bands": ["VV", "VH"] + S2,
+            "standardization_mean": S1S2_MEAN, "standardization_std": S1S2_STD,
+            "tiles_size": "32", "resolution": "1000"}
+    _save(m, name, {**base, **meta})
+
+
+def sum_head(d, name):
+    w = np.zeros((d, 2), dtype=np.float32)
+    w[:, 0], w[:, 1] = 1.0, -1.0
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["embedding", "W"], ["logits"]),
+         helper.make_node("Softmax", ["logits"], ["probs"], axis=-1)],
+        "sum_head",
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", d])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", 2])],
+        [numpy_helper.from_array(w, "W")],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    _save(m, name, {"nexttile_role": "head", "class_names": ["land", "water"],
+                    "model_name": f"sum-test-head-{d}"})
+
+
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     no_metadata()
     deterministic_head()
+    channel_mean(15, "channel_mean_s1s2.onnx",
+                 {"modalities": {"s1": ["VV", "VH"], "s2": S2}, "model_name": "channel-mean-s1s2"})
+    for fusion in ["mean", "concat"]:
+        channel_mean(1, "channel_mean_perband.onnx" if fusion == "mean" else "channel_mean_perband_concat.onnx",
+                     {"per_band": "true", "band_fusion": fusion, "default_bands": ["VV", "B04"],
+                      "model_name": f"channel-mean-perband-{fusion}"})
+    sum_head(1, "sum_head_1.onnx")
+    sum_head(2, "sum_head_2.onnx")
+    sum_head(15, "sum_head_15.onnx")
     print("wrote", sorted(p.name for p in OUT.glob("*.onnx")))

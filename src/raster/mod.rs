@@ -41,7 +41,7 @@ pub enum RasterError {
     Rotated(String),
     /// The model needs bands the raster lacks.
     #[error(
-        "{path} lacks the band(s) {missing:?} that the model needs; it has [{}]. Stack the missing bands (gdalbuildvrt -separate), set band descriptions with GDAL, or map them with --bands",
+        "{path} lacks the band(s) {missing:?} that the model needs; it has [{}]. Give the raster that holds them as a second raster (--pair FILE), stack them (gdalbuildvrt -separate), set band descriptions with GDAL, or map them with --bands",
         available.join(", ")
     )]
     MissingBands {

@@ -209,6 +209,10 @@ pub struct NewScene {
     pub aoi: Option<serde_json::Value>,
     /// CRS of the AOI when it is not WGS 84 and does not say.
     pub aoi_crs: Option<String>,
+    /// A second raster of the same place for multi-modal encoders (e.g. the
+    /// Sentinel-1 raster beside a Sentinel-2 scene), under the same roots:
+    /// warped onto the scene's grid and stacked after its bands.
+    pub pair: Option<String>,
 }
 
 fn path_error(e: PathError) -> ApiError {
@@ -263,6 +267,13 @@ pub async fn add_scene(
 ) -> ApiResult<Response> {
     let path = check_raster_path(&body.path, &state.config.roots, state.config.allow_vsi)
         .map_err(path_error)?;
+    let pair = match &body.pair {
+        Some(p) => Some(
+            check_raster_path(p, &state.config.roots, state.config.allow_vsi)
+                .map_err(path_error)?,
+        ),
+        None => None,
+    };
     let aoi_text = body.aoi.as_ref().map(|a| a.to_string());
     if let Some(text) = &aoi_text {
         crate::aoi::Aoi::from_geojson(text, body.aoi_crs.as_deref())
@@ -271,9 +282,15 @@ pub async fn add_scene(
     // Open the raster (GDAL, blocking) to refuse unreadable or oversized scenes now.
     let max_tiles = state.config.max_tiles;
     let probe = path.clone();
+    let probe_pair = pair.clone();
     tokio::task::spawn_blocking(move || -> ApiResult<()> {
         let scene = crate::raster::Scene::open(&probe)
             .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+        if let Some(second) = &probe_pair {
+            // Refuse a pair that does not open or overlap now, not in the job.
+            crate::raster::stack_pair(&scene, second)
+                .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+        }
         let tiles = scene.width.div_ceil(DEFAULT_TILE_SIZE) * scene.height.div_ceil(DEFAULT_TILE_SIZE);
         if tiles > max_tiles {
             return Err(ApiError::new(
@@ -293,6 +310,7 @@ pub async fn add_scene(
             &path.display().to_string(),
             aoi_text.as_deref(),
             body.aoi_crs.as_deref(),
+            pair.as_ref().map(|p| p.display().to_string()).as_deref(),
         )?;
         let job = new_job(&st, db, id, "score")?;
         Ok((project, scene, job))

@@ -246,6 +246,7 @@ fn base_request(
 ) -> Result<ScoreRequest, ApiError> {
     let mut req = ScoreRequest::new(&scene.path, &project.encoder, &project.head);
     req.cache = Some(ctx.data_dir.join("cache"));
+    req.pair = scene.pair.as_ref().map(PathBuf::from);
     if let Some(aoi) = &scene.aoi {
         req.aoi = Some(
             Aoi::from_geojson(aoi, scene.aoi_crs.as_deref())

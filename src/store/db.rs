@@ -9,7 +9,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 /// Schema migrations, in order; `user_version` is the number applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE projects (
     id          INTEGER PRIMARY KEY,
     name        TEXT NOT NULL UNIQUE,
@@ -62,7 +63,12 @@ CREATE TABLE jobs (
     created     TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     updated     TEXT
 );
-"#];
+"#,
+    r#"
+-- 2: a second raster (e.g. Sentinel-1 beside Sentinel-2) for multi-modal encoders
+ALTER TABLE scenes ADD COLUMN pair TEXT;
+"#,
+];
 
 /// A database error, with what the daemon was doing.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +127,8 @@ pub struct SceneRow {
     pub aoi: Option<String>,
     /// CRS of the AOI when not WGS 84.
     pub aoi_crs: Option<String>,
+    /// Second raster of a multi-modal pair, warped onto this scene's grid.
+    pub pair: Option<String>,
     /// Summary of the last scoring (JSON), if scored.
     #[schema(value_type = Option<Object>)]
     pub summary: Option<serde_json::Value>,
@@ -355,11 +363,12 @@ impl Db {
         path: &str,
         aoi: Option<&str>,
         aoi_crs: Option<&str>,
+        pair: Option<&str>,
     ) -> Result<SceneRow, DbError> {
         self.conn
             .execute(
-                "INSERT INTO scenes (project_id, path, aoi, aoi_crs) VALUES (?1, ?2, ?3, ?4)",
-                params![project_id, path, aoi, aoi_crs],
+                "INSERT INTO scenes (project_id, path, aoi, aoi_crs, pair) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![project_id, path, aoi, aoi_crs, pair],
             )
             .map_err(|e| self.err("add scene", e))?;
         let id = self.conn.last_insert_rowid();
@@ -377,6 +386,7 @@ impl Db {
             summary: json_or_null(r.get(5)?),
             out_dir: r.get(6)?,
             created: r.get(7)?,
+            pair: r.get(8)?,
         })
     }
 
@@ -384,7 +394,7 @@ impl Db {
     pub fn scene(&self, id: i64) -> Result<Option<SceneRow>, DbError> {
         self.conn
             .query_row(
-                "SELECT id, project_id, path, aoi, aoi_crs, summary, out_dir, created FROM scenes WHERE id = ?1",
+                "SELECT id, project_id, path, aoi, aoi_crs, summary, out_dir, created, pair FROM scenes WHERE id = ?1",
                 [id],
                 Self::scene_from_row,
             )
@@ -396,7 +406,7 @@ impl Db {
     pub fn scenes(&self, project_id: i64) -> Result<Vec<SceneRow>, DbError> {
         let mut st = self
             .conn
-            .prepare("SELECT id, project_id, path, aoi, aoi_crs, summary, out_dir, created FROM scenes WHERE project_id = ?1 ORDER BY id")
+            .prepare("SELECT id, project_id, path, aoi, aoi_crs, summary, out_dir, created, pair FROM scenes WHERE project_id = ?1 ORDER BY id")
             .map_err(|e| self.err("list scenes", e))?;
         st.query_map([project_id], Self::scene_from_row)
             .and_then(|rows| rows.collect())
@@ -654,7 +664,7 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
-        let s = db.add_scene(p.id, "/data/s.tif", None, None).unwrap();
+        let s = db.add_scene(p.id, "/data/s.tif", None, None, None).unwrap();
         db.set_scene_scored(s.id, &serde_json::json!({"tiles": 3}), "/tmp/o")
             .unwrap();
         assert_eq!(

@@ -143,3 +143,58 @@ pub fn eurosat_subset(dir: &Path, classes: &[&str], per_class: usize) -> PathBuf
     std::fs::write(root.join("splits.csv"), csv).expect("write splits.csv");
     root
 }
+
+/// The real Sen1Floods11 Sentinel-1 chip (VV, VH in dB, NaN nodata; same grid as the S2 chip).
+pub fn sen1floods_s1() -> PathBuf {
+    let p = shared_data().join("sen1floods11-spain-7370579/Spain_7370579_S1Hand.tif");
+    assert!(
+        p.is_file(),
+        "{} is missing (set NEXTTILE_SHARED_DATA)",
+        p.display()
+    );
+    p
+}
+
+/// Run a command line tool (gdalwarp, …) and panic with its stderr when it fails.
+pub fn run_tool(program: &str, args: &[&str]) {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e} (install gdal-bin)"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The Sen1Floods11 S1 chip warped to UTM 30N at 20 m and cropped to its
+/// north-west part with `gdalwarp`: a second raster that differs from the S2
+/// chip in CRS, resolution and extent, as real S1/S2 pairs do.
+pub fn s1_utm_crop(dir: &Path) -> PathBuf {
+    let out = dir.join("s1_utm20_crop.tif");
+    run_tool(
+        "gdalwarp",
+        &[
+            "-q",
+            "-overwrite",
+            "-t_srs",
+            "EPSG:32630",
+            "-tr",
+            "20",
+            "20",
+            "-te_srs",
+            "EPSG:4326",
+            "-te",
+            "-0.782",
+            "38.098",
+            "-0.752",
+            "38.129",
+            "-r",
+            "bilinear",
+            sen1floods_s1().to_str().unwrap(),
+            out.to_str().unwrap(),
+        ],
+    );
+    out
+}

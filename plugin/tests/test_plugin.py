@@ -37,15 +37,18 @@ from qgis.core import QgsProcessingException  # noqa: E402
 Processing.initialize()
 
 SAMPLE = os.path.join(ROOT, "samples", "chincoteague_s2.tif")
+SHARED = os.environ.get("NEXTTILE_SHARED_DATA", os.path.join(ROOT, "..", "shared", "data"))
 BIN = os.environ.get("NEXTTILE_BIN", os.path.join(ROOT, "target", "debug", "nexttile"))
 
 
 class Daemon:
     """`nexttile serve` on a free port with the samples folder as raster root."""
 
-    def __init__(self, token=None):
+    def __init__(self, token=None, roots=()):
         self.data = tempfile.mkdtemp(prefix="nexttile-plugin-")
         args = [BIN, "serve", "--bind", "127.0.0.1:0", "--root", os.path.dirname(SAMPLE), "--data-dir", self.data]
+        for r in roots:
+            args += ["--root", r]
         if token:
             args += ["--token", token]
         env = {k: v for k, v in os.environ.items() if k not in ("NEXTTILE_TOKEN", "NEXTTILE_ROOTS")}
@@ -201,6 +204,33 @@ class PluginTest(unittest.TestCase):
         exported = processing.run("nexttile:export", {"PROJECT": pid, "FORMAT": 0, "OUTPUT": os.path.join(out_dir, "survey.gpkg")})
         survey = QgsVectorLayer(exported["OUTPUT"] + "|layername=labels", "labels", "ogr")
         self.assertEqual(survey.featureCount(), 5)
+
+    def test_multi_modal_score_with_a_second_raster(self):
+        """A project with a Sentinel-1 + Sentinel-2 encoder scores the real Sen1Floods11
+        chip pair through the Processing algorithms (the daemon warps S1 onto S2's grid)."""
+        chip = os.path.realpath(os.path.join(SHARED, "sen1floods11-spain-7370579"))
+        d = Daemon(roots=[chip])
+        try:
+            use(d.url)
+            fixtures = os.path.join(ROOT, "tests", "fixtures")
+            r = processing.run("nexttile:create_project", {
+                "NAME": "murcia",
+                "ENCODER": os.path.join(fixtures, "channel_mean_s1s2.onnx"),
+                "HEAD": os.path.join(fixtures, "sum_head_15.onnx")})
+            self.assertEqual(json.loads(r["CLASSES"]), ["land", "water"])
+            s2 = QgsRasterLayer(os.path.join(chip, "Spain_7370579_S2Hand.tif"), "s2")
+            s1 = QgsRasterLayer(os.path.join(chip, "Spain_7370579_S1Hand.tif"), "s1")
+            self.assertTrue(s2.isValid() and s1.isValid())
+            with self.assertRaises(QgsProcessingException) as ctx:
+                processing.run("nexttile:score", {"PROJECT": r["PROJECT"], "RASTER": s2, "HEATMAP": "TEMPORARY_OUTPUT"})
+            self.assertIn("none of the s1 bands", str(ctx.exception))
+            out = processing.run("nexttile:score", {"PROJECT": r["PROJECT"], "RASTER": s2, "PAIR": s1, "HEATMAP": "TEMPORARY_OUTPUT"})
+            heat = QgsRasterLayer(out["HEATMAP"], "heat")
+            self.assertTrue(heat.isValid())
+            self.assertEqual((heat.width(), heat.height()), (16, 16))
+            self.assertEqual(heat.crs().authid(), "EPSG:4326")
+        finally:
+            d.stop()
 
     def test_dock_starts_and_stops_a_local_daemon(self):
         import socket

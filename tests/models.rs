@@ -153,3 +153,149 @@ fn every_shipped_model_fulfils_the_contract_and_runs() {
         }
     }
 }
+
+fn score_cli(args: &[&str]) -> serde_json::Value {
+    score_cli_in(&common::tempdir(), args)
+}
+
+fn score_cli_in(out: &tempfile::TempDir, args: &[&str]) -> serde_json::Value {
+    let o = std::process::Command::new(common::bin())
+        .arg("score")
+        .args(args)
+        .args(["--out", out.path().to_str().unwrap()])
+        .args(["--json", "--no-cache", "--mc-passes", "5", "--budget", "5"])
+        .output()
+        .expect("run nexttile");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "score {args:?}: {stderr}");
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON summary");
+    assert_eq!(s["suggestions"].as_array().unwrap().len(), 5, "{s}");
+    assert!(out.path().join("heatmap.tif").is_file());
+    s
+}
+
+fn model(p: &str) -> String {
+    common::root().join("onnx").join(p).display().to_string()
+}
+
+/// `nexttile score` runs unchanged with every shipped encoder/head pair on
+/// real rasters: the ukis-csmask-derived encoder on the sample scene, the
+/// S1+S2 encoders on the Sen1Floods11 pair, the per-band encoder on a chosen
+/// band list, the 13-band encoder on the chip it never saw.
+#[test]
+fn score_runs_with_every_shipped_encoder() {
+    let sample = common::sample_scene().display().to_string();
+    let s2 = common::sen1floods_s2().display().to_string();
+    let s1 = common::sen1floods_s1().display().to_string();
+    let s = score_cli(&[
+        &sample,
+        "--encoder",
+        &model("ukis_csmask/encoder.onnx"),
+        "--head",
+        &model("ukis_csmask/head.onnx"),
+    ]);
+    assert_eq!(s["scored_tiles"], 900, "{s}");
+    assert_eq!(
+        s["scene"]["bands_used"],
+        serde_json::json!([2, 3, 4, 8, 12, 13])
+    );
+    assert!(s["warnings"].as_array().unwrap().is_empty(), "{s}");
+
+    let s = score_cli(&[
+        &s2,
+        "--pair",
+        &s1,
+        "--encoder",
+        &model("s1s2_dsimclr/encoder.onnx"),
+        "--head",
+        &model("s1s2_dsimclr/head.onnx"),
+    ]);
+    assert_eq!(s["scored_tiles"], 256, "{s}");
+    assert_eq!(s["scene"]["bands_used"][0], 14);
+    assert_eq!(s["classes"], serde_json::json!(["land", "water"]));
+
+    let s = score_cli(&[
+        &s2,
+        "--pair",
+        &s1,
+        "--encoder",
+        &model("s1s2_perband/encoder.onnx"),
+        "--head",
+        &model("s1s2_perband/head.onnx"),
+        "--band-names",
+        "VH,B08,B03",
+    ]);
+    assert_eq!(s["scene"]["bands_used"], serde_json::json!([15, 8, 3]));
+
+    // The heads were trained (in Python, onnxruntime) on the chip's 32-px tiles
+    // labelled water when > 50 % of their labelled pixels are: nexttile's
+    // reading and preprocessing must reproduce that, so its predictions agree
+    // with the hand-made label on nearly every tile.
+    for (name, pair) in [("s2_simsiam", None), ("s1s2_dsimclr", Some(&s1))] {
+        let out = common::tempdir();
+        let mut args = vec![
+            s2.clone(),
+            "--encoder".into(),
+            model(&format!("{name}/encoder.onnx")),
+            "--head".into(),
+            model(&format!("{name}/head.onnx")),
+        ];
+        if let Some(p) = pair {
+            args.extend(["--pair".to_string(), p.clone()]);
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let s = score_cli_in(&out, &refs);
+        assert_eq!(s["scored_tiles"], 256, "{s}");
+        let agree = agreement_with_label(&out.path().join("tiles.geojson"));
+        assert!(
+            agree > 0.9,
+            "{name}: {agree} of tiles agree with the water label"
+        );
+    }
+}
+
+/// Share of scored tiles whose predicted class matches the Sen1Floods11 hand
+/// label (water when > 50 % of the tile's labelled pixels are water).
+fn agreement_with_label(tiles: &std::path::Path) -> f64 {
+    let label = common::sen1floods_s2().with_file_name("Spain_7370579_LabelHand.tif");
+    let ds = gdal::Dataset::open(&label).unwrap();
+    let px = ds
+        .rasterband(1)
+        .unwrap()
+        .read_as::<i16>((0, 0), (512, 512), (512, 512), None)
+        .unwrap()
+        .data()
+        .to_vec();
+    let fc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tiles).unwrap()).unwrap();
+    let (mut agree, mut n) = (0usize, 0usize);
+    for f in fc["features"].as_array().unwrap() {
+        let p = &f["properties"];
+        let (r, c) = (
+            p["row"].as_u64().unwrap() as usize,
+            p["col"].as_u64().unwrap() as usize,
+        );
+        let (mut water, mut valid) = (0usize, 0usize);
+        for y in r * 32..r * 32 + 32 {
+            for x in c * 32..c * 32 + 32 {
+                match px[y * 512 + x] {
+                    1 => {
+                        water += 1;
+                        valid += 1
+                    }
+                    0 => valid += 1,
+                    _ => {}
+                }
+            }
+        }
+        if valid * 2 < 32 * 32 {
+            continue;
+        }
+        let want = if water * 2 > valid { "water" } else { "land" };
+        n += 1;
+        if p["predicted_class"] == want {
+            agree += 1;
+        }
+    }
+    agree as f64 / n.max(1) as f64
+}

@@ -177,8 +177,13 @@ pub struct SceneSummary {
     pub crs_epsg: Option<String>,
     /// Pixel size (x, y) in CRS units.
     pub pixel_size: (f64, f64),
-    /// Bands used, 1-based, in model order.
+    /// Bands used, 1-based, in model order (for a pair: numbered across the
+    /// stack, the scene's bands first, then the second raster's).
     pub bands_used: Vec<usize>,
+    /// Names of the bands used, in model order.
+    pub band_names: Vec<String>,
+    /// The second raster of a pair, warped onto this scene's grid.
+    pub pair: Option<String>,
 }
 
 /// What the outputs say about a model.
@@ -592,7 +597,18 @@ pub fn score(
             crs_wkt: scene.crs_wkt.clone(),
             crs_epsg: scene.crs_epsg.clone(),
             pixel_size: scene.pixel_size(),
+            band_names: bands
+                .iter()
+                .map(|b| {
+                    scene
+                        .bands
+                        .get(b - 1)
+                        .map(|i| i.name.clone())
+                        .unwrap_or_default()
+                })
+                .collect(),
             bands_used: bands,
+            pair: req.pair.as_ref().map(|p| p.display().to_string()),
         },
         grid,
         tiles: ids,

@@ -579,6 +579,21 @@ fn scenes_with_a_second_raster() {
         .canonicalize()
         .unwrap();
     let d = Daemon::start(tmp.path(), &["--root", chip.to_str().unwrap()], None);
+    // every shipped model is listed with its contract, the multi-modal one with its sensors
+    let (code, models) = d.get("/models");
+    assert_eq!(code, 200, "{models}");
+    let listed = models["models"].as_array().unwrap();
+    let dsimclr = listed
+        .iter()
+        .find(|m| {
+            m["path"]
+                .as_str()
+                .unwrap_or("")
+                .ends_with("s1s2_dsimclr/encoder.onnx")
+        })
+        .unwrap_or_else(|| panic!("D-SimCLR encoder not listed: {models}"));
+    assert_eq!(dsimclr["modalities"][0]["name"], "s1", "{dsimclr}");
+    assert!(listed.len() >= 10, "{} models listed", listed.len());
     let (code, project) = d.post(
         "/projects",
         &json!({

@@ -65,22 +65,30 @@ pub async fn health(State(state): State<Arc<AppState>>) -> ApiResult<Json<serde_
 #[utoipa::path(get, path = "/models", tag = "system", responses((status = 200, description = "The ONNX models in the default model folder with their contracts", body = Object)))]
 pub async fn models() -> ApiResult<Json<serde_json::Value>> {
     tokio::task::spawn_blocking(|| {
+        // The shipped models: every ONNX file one level below the folder that
+        // holds the demo pair's folder (onnx/<model>/*.onnx).
         let dir = crate::cli::default_model("encoder.onnx")
             .parent()
+            .and_then(std::path::Path::parent)
             .map(std::path::Path::to_path_buf)
             .unwrap_or_default();
-        let mut out = Vec::new();
+        let mut paths: Vec<std::path::PathBuf> = Vec::new();
         if let Ok(entries) = std::fs::read_dir(&dir) {
-            let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-            paths.sort();
-            for p in paths
-                .into_iter()
-                .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
-            {
-                match crate::model::inspect(&p) {
-                    Ok(spec) => out.push(serde_json::to_value(&spec).unwrap_or_default()),
-                    Err(e) => out.push(serde_json::json!({"path": p, "error": e.to_string()})),
+            for sub in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+                if let Ok(files) = std::fs::read_dir(&sub) {
+                    paths.extend(files.filter_map(|e| e.ok().map(|e| e.path())));
                 }
+            }
+        }
+        paths.sort();
+        let mut out = Vec::new();
+        for p in paths
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+        {
+            match crate::model::inspect(&p) {
+                Ok(spec) => out.push(serde_json::to_value(&spec).unwrap_or_default()),
+                Err(e) => out.push(serde_json::json!({"path": p, "error": e.to_string()})),
             }
         }
         Ok(Json(serde_json::json!({"folder": dir, "models": out})))

@@ -256,3 +256,31 @@ fn per_band_encoders_embed_each_band_and_fuse() {
     let d = score(&mean).unwrap();
     assert_eq!(d.scene.bands_used, [14, 4]);
 }
+
+/// The embedding cache keys a pair by both files: a second run with the same
+/// pair is served from the cache; another second raster is not.
+#[test]
+fn pairs_are_cached_by_both_rasters() {
+    let dir = common::tempdir();
+    let cache = dir.path().join("cache");
+    let mut req = ScoreRequest::new(
+        common::sen1floods_s2(),
+        common::fixture("channel_mean_s1s2.onnx"),
+        common::fixture("sum_head_15.onnx"),
+    );
+    req.pair = Some(common::sen1floods_s1());
+    req.mc_passes = 1;
+    req.cache = Some(cache);
+    let first = score(&req).unwrap();
+    assert!(!first.cache_hit);
+    let again = score(&req).unwrap();
+    assert!(again.cache_hit);
+    assert_eq!(again.embeddings, first.embeddings);
+    req.pair = Some(common::s1_utm_crop(dir.path()));
+    let other = score(&req).unwrap();
+    assert!(
+        !other.cache_hit,
+        "another second raster must not reuse the cache"
+    );
+    assert!(other.tiles.len() < first.tiles.len());
+}

@@ -11,5 +11,16 @@ fn main() {
         // SAFETY: first statement of `main`, before any other thread exists.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
     }
+    // `nexttile score … | head` must end quietly when the reader goes away, as
+    // Unix tools do, instead of panicking on the failed write: restore the
+    // default SIGPIPE action that the Rust runtime replaces with "ignore". The
+    // daemon keeps "ignore": a client hanging up must never end it.
+    #[cfg(unix)]
+    if std::env::args().nth(1).as_deref() != Some("serve") {
+        // SAFETY: still single-threaded; SIG_DFL is a valid disposition for SIGPIPE.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     std::process::exit(nexttile::cli::main());
 }

@@ -107,7 +107,7 @@ fn pair_is_warped_onto_the_scene_grid_like_gdalwarp() {
         );
         let covered = got.len() - nan;
         assert!(
-            off * 1000 <= covered * 1,
+            off * 1000 <= covered,
             "band {band}: {off} of {covered} pixels differ by > 0.1 dB"
         );
         assert!(worst < 2.0, "band {band}: max |diff| {worst} dB");

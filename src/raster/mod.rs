@@ -53,22 +53,14 @@ pub enum RasterError {
         available: Vec<String>,
     },
     /// The two rasters of a pair share no ground.
-    #[error(
-        "{second} does not overlap {first}: in {crs} the first covers x {:.6}..{:.6}, y {:.6}..{:.6} and the second x {:.6}..{:.6}, y {:.6}..{:.6}; give two rasters of the same place",
-        first_bbox[0], first_bbox[2], first_bbox[1], first_bbox[3],
-        second_bbox[0], second_bbox[2], second_bbox[1], second_bbox[3]
-    )]
+    #[error("{second} does not overlap {first}: {extents}; give two rasters of the same place")]
     NoOverlap {
         /// The first raster (its grid is used).
         first: String,
         /// The second raster.
         second: String,
-        /// First raster's bounding box (xmin, ymin, xmax, ymax).
-        first_bbox: [f64; 4],
-        /// Second raster's footprint in the first one's CRS.
-        second_bbox: [f64; 4],
-        /// The CRS the boxes are in.
-        crs: String,
+        /// Both extents in the first raster's CRS, for the message.
+        extents: String,
     },
     /// A multi-modal encoder got a raster that lacks one sensor's bands.
     #[error(

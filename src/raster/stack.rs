@@ -109,15 +109,16 @@ pub fn stack_pair(first: &Scene, second_path: &Path) -> Result<PathBuf, RasterEr
     let (ix0, iy0, ix1, iy1) = (ax0.max(bx0), ay0.max(by0), ax1.min(bx1), ay1.min(by1));
     let (px, py) = first.pixel_size();
     if !(ix1 - ix0 >= px && iy1 - iy0 >= py) {
+        let crs = first
+            .crs_epsg
+            .clone()
+            .unwrap_or_else(|| "the first raster's CRS".into());
         return Err(RasterError::NoOverlap {
             first: first.path.display().to_string(),
             second: second.path.display().to_string(),
-            first_bbox: [ax0, ay0, ax1, ay1],
-            second_bbox: [bx0, by0, bx1, by1],
-            crs: first
-                .crs_epsg
-                .clone()
-                .unwrap_or_else(|| "the first raster's CRS".into()),
+            extents: format!(
+                "in {crs} the first covers x {ax0:.6}..{ax1:.6}, y {ay0:.6}..{ay1:.6} and the second x {bx0:.6}..{bx1:.6}, y {by0:.6}..{by1:.6}"
+            ),
         });
     }
     let mut h = Sha256::new();

@@ -329,7 +329,18 @@ fn selection_worker(n: usize, strategy: &str) {
     use rand::{Rng, SeedableRng};
     let d = 256;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
-    let emb = ndarray::Array2::from_shape_simple_fn((n, d), || rng.random::<f32>() * 2.0 - 1.0);
+    // Embeddings as `score` selects on them: through the embedding cache, which
+    // stores f16 (runs with a cache use the f16 values even on a miss). Pass
+    // `--f32-embeddings` for full-precision values (then no f16 copy is made).
+    let f32_values = std::env::args().any(|a| a == "--f32-embeddings");
+    let emb = ndarray::Array2::from_shape_simple_fn((n, d), || {
+        let v = rng.random::<f32>() * 2.0 - 1.0;
+        if f32_values {
+            v
+        } else {
+            half::f16::from_f32(v).to_f32()
+        }
+    });
     let unc = ndarray::Array1::from_shape_simple_fn(n, || rng.random::<f32>());
     let s = match strategy {
         "mcfps" => Strategy::Mcfps(McfpsParams::default()),

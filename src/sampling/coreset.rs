@@ -15,7 +15,7 @@
 
 use ndarray::ArrayView2;
 
-use crate::sampling::distance::squared_distances_into;
+use crate::sampling::distance::DistanceRows;
 use crate::sampling::error::SamplingError;
 use crate::sampling::farthest_point::seeded_start;
 use crate::sampling::input::{check_embeddings, eligible_mask, labelled_mask};
@@ -109,8 +109,9 @@ fn k_center_greedy(
     // and +∞ everywhere while there is no centre).
     let mut nearest = vec![f64::INFINITY; tiles];
     let mut distances = vec![f64::INFINITY; tiles];
+    let rows = DistanceRows::new(embeddings);
     for &centre in centres {
-        squared_distances_into(embeddings, centre, eligible, &mut distances);
+        rows.squared_distances_into(centre, eligible, &mut distances);
         lower(&mut nearest, &distances);
     }
     let mut picked = vec![false; tiles];
@@ -132,7 +133,7 @@ fn k_center_greedy(
         if picks.len() >= budget {
             break;
         }
-        squared_distances_into(embeddings, index, eligible, &mut distances);
+        rows.squared_distances_into(index, eligible, &mut distances);
         lower(&mut nearest, &distances);
         next = farthest(&nearest, eligible, &picked);
     }

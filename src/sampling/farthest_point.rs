@@ -9,7 +9,7 @@ use ndarray::ArrayView2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::sampling::distance::squared_distances_into;
+use crate::sampling::distance::DistanceRows;
 use crate::sampling::error::SamplingError;
 use crate::sampling::input::{check_embeddings, eligible_indices};
 
@@ -133,12 +133,13 @@ pub(crate) fn fps_core(
     let mut distances = vec![f64::INFINITY; tiles];
     let mut order = Vec::with_capacity(count.min(tiles));
     let mut current = first;
+    let rows = DistanceRows::new(embeddings);
     loop {
         order.push(current);
         if let Some(taken) = chosen.get_mut(current) {
             *taken = true;
         }
-        squared_distances_into(embeddings, current, eligible, &mut distances);
+        rows.squared_distances_into(current, eligible, &mut distances);
         on_anchor(current, &distances);
         if order.len() >= count {
             break;

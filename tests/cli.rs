@@ -4,17 +4,7 @@ mod common;
 
 use std::process::Command;
 
-fn run(args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(common::bin())
-        .args(args)
-        .output()
-        .expect("run nexttile");
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
+use common::run_nexttile as run;
 
 #[test]
 fn score_sample_with_aoi_prints_json_and_writes_outputs() {

@@ -354,28 +354,9 @@ impl ModelSpec {
                     return Err(missing_err(file, &missing));
                 }
                 spec.multi_label = parse_opt::<bool>(m, "multi_label", &file)?.unwrap_or(false);
-                if let Some(mc) = m.get("mc_dropout_input") {
-                    if !spec.inputs.iter().any(|i| &i.name == mc) {
-                        return Err(ModelError::Contract {
-                            path: file,
-                            problem: format!(
-                                "mc_dropout_input names '{mc}', which is not an input of the graph"
-                            ),
-                        });
-                    }
-                    spec.mc_dropout_input = Some(mc.clone());
-                }
-                if let Some(lo) = m.get("loss_output") {
-                    if !spec.outputs.iter().any(|o| &o.name == lo) {
-                        return Err(ModelError::Contract {
-                            path: file,
-                            problem: format!(
-                                "loss_output names '{lo}', which is not an output of the graph"
-                            ),
-                        });
-                    }
-                    spec.loss_output = Some(lo.clone());
-                }
+                spec.mc_dropout_input =
+                    named_io(m, "mc_dropout_input", &spec.inputs, "an input", &file)?;
+                spec.loss_output = named_io(m, "loss_output", &spec.outputs, "an output", &file)?;
             }
         }
         spec.metadata = metadata;
@@ -405,6 +386,25 @@ impl ModelSpec {
             )));
         }
         Ok(())
+    }
+}
+
+/// The graph input/output that metadata `key` names, if it names one; an
+/// error when the name is not among `ios`.
+fn named_io(
+    m: &BTreeMap<String, String>,
+    key: &str,
+    ios: &[IoInfo],
+    what: &str,
+    file: &str,
+) -> Result<Option<String>, ModelError> {
+    match m.get(key) {
+        None => Ok(None),
+        Some(name) if ios.iter().any(|i| &i.name == name) => Ok(Some(name.clone())),
+        Some(name) => Err(ModelError::Contract {
+            path: file.to_string(),
+            problem: format!("{key} names '{name}', which is not {what} of the graph"),
+        }),
     }
 }
 

@@ -65,6 +65,20 @@ pub struct CacheKey {
     pub second: Option<(String, u64, u128)>,
 }
 
+/// A file's canonical path, size and modification time (ns since the epoch);
+/// `None` when it cannot be stat'ed.
+fn file_identity(path: &Path) -> Option<(String, u64, u128)> {
+    let canonical = path.canonicalize().ok()?;
+    let meta = std::fs::metadata(&canonical).ok()?;
+    let mtime = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_nanos();
+    Some((canonical.display().to_string(), meta.len(), mtime))
+}
+
 impl CacheKey {
     /// Build the key for a scene file; `None` when the file cannot be
     /// stat'ed (e.g. a `/vsi…` path): such scenes are not cached.
@@ -78,23 +92,16 @@ impl CacheKey {
         candidates: &[TileId],
         encoder_sha256: &str,
     ) -> Option<CacheKey> {
-        let canonical = scene.canonicalize().ok()?;
-        let meta = std::fs::metadata(&canonical).ok()?;
-        let mtime = meta
-            .modified()
-            .ok()?
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()?
-            .as_nanos();
+        let (scene, scene_size, scene_mtime_ns) = file_identity(scene)?;
         let mut h = Sha256::new();
         for t in candidates {
             h.update(t.row.to_le_bytes());
             h.update(t.col.to_le_bytes());
         }
         Some(CacheKey {
-            scene: canonical.display().to_string(),
-            scene_size: meta.len(),
-            scene_mtime_ns: mtime,
+            scene,
+            scene_size,
+            scene_mtime_ns,
             tile_size,
             stride,
             bands: bands.to_vec(),
@@ -108,15 +115,7 @@ impl CacheKey {
     /// The same key for a scene scored together with a second raster (a
     /// pair); `None` when that file cannot be stat'ed.
     pub fn with_second(mut self, second: &Path) -> Option<CacheKey> {
-        let canonical = second.canonicalize().ok()?;
-        let meta = std::fs::metadata(&canonical).ok()?;
-        let mtime = meta
-            .modified()
-            .ok()?
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()?
-            .as_nanos();
-        self.second = Some((canonical.display().to_string(), meta.len(), mtime));
+        self.second = Some(file_identity(second)?);
         Some(self)
     }
 

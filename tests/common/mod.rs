@@ -198,3 +198,16 @@ pub fn s1_utm_crop(dir: &Path) -> PathBuf {
     );
     out
 }
+
+/// Run the nexttile binary with `args`: (exit code, stdout, stderr).
+pub fn run_nexttile(args: &[&str]) -> (i32, String, String) {
+    let o = std::process::Command::new(bin())
+        .args(args)
+        .output()
+        .expect("run nexttile");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}

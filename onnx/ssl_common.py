@@ -11,9 +11,13 @@ onnx/s1s2_perband/train.py (each adds its own model, views and metadata):
   stride 8, global average pool),
 - batched random crops / dihedral transforms / band-wise jitter,
 - the MC-dropout head written by hand as in onnx/eurosat_simsiam/train.py
-  (`onnx_head`), with `set_meta`,
-- the Sen1Floods11 water/land tile set and the spatial hold-out probes
-  (logistic regression, kNN, MLP head) run through onnxruntime.
+  (`onnx_head`), with `set_meta` (also imported, with `sha256`, by
+  onnx/eurosat_multilabel/train.py and onnx/ukis_csmask/train_head.py),
+- the Sen1Floods11 water/land tile set (`stats_spain` / `stack_spain` /
+  `spain_s1s2_inputs` for the two 15-band S1+S2 scripts) and the spatial hold-out
+  probes (logistic regression, kNN, MLP head) run through onnxruntime,
+  `finish_metrics` writing metrics.json,
+- the encoders' shared metadata tail (`encoder_meta_tail`) and command line (`ssl_main`).
 
 Nothing here runs in CI. PyTorch is imported lazily.
 """
@@ -112,6 +116,30 @@ def load_spain(cache: Path) -> dict:
 
 def load_chinco(cache: Path) -> np.ndarray:
     return read_tif(CHINCO, 13, cache)
+
+
+# S1 + S2 (15 bands, BANDS = S1_BANDS + S2_BANDS) helpers shared by onnx/s1s2_dsimclr and
+# onnx/s1s2_perband: per-band stats of the Spain chip and the standardised 15-band stacks.
+
+
+def stats_spain(d) -> dict:
+    m1, s1 = band_stats(d["s1"], s1_valid(d["s1"]))
+    m2, s2 = band_stats(d["s2"], s2_valid(d["s2"]))
+    return {"mean": m1 + m2, "std": s1 + s2, "source": str(SPAIN_DIR)}
+
+
+def stack_spain(d, stats) -> np.ndarray:
+    x1 = standardise(d["s1"], s1_valid(d["s1"]), stats["mean"][:2], stats["std"][:2])
+    x2 = standardise(d["s2"], s2_valid(d["s2"]), stats["mean"][2:], stats["std"][2:])
+    return np.concatenate([x1, x2], 0)
+
+
+def spain_s1s2_inputs(cache: Path, stats):
+    """The Spain chip's labelled 32 px tiles, standardised: N x 15 x 32 x 32 in S1_BANDS + S2_BANDS order."""
+    t = spain_tiles(cache)
+    x1 = std_tiles(t["s1"], np.isfinite(t["s1"]), stats["mean"][:2], stats["std"][:2])
+    x2 = std_tiles(t["s2"], t["s2"] != 0, stats["mean"][2:], stats["std"][2:])
+    return t, np.concatenate([x1, x2], 1)
 
 
 # --------------------------------------------------------------------------
@@ -463,6 +491,21 @@ def onnx_head(head, mu: np.ndarray, sigma: np.ndarray):
     return model
 
 
+def encoder_meta_tail(stats: dict) -> dict:
+    """The metadata keys every encoder here ends with, in this order (raw units in, 1 km px, 32 px tiles)."""
+    return {
+        "input_scale": "1",
+        "input_offset": "0",
+        "standardization_mean": stats["mean"],
+        "standardization_std": stats["std"],
+        "resolution": "1000",
+        "tiles_size": str(TILE),
+        "tiles_overlap": "0",
+        "input_stride": str(STRIDE),
+        "nexttile_contract": "1",
+    }
+
+
 def head_meta(enc_path: Path, model_name: str, description: str, extra: dict | None = None) -> dict:
     meta = {
         "model_type": "Classifier",
@@ -600,6 +643,24 @@ def holdout(feats: dict, y: np.ndarray, col: np.ndarray, ncols: int, seed: int, 
     return out
 
 
+PROBES_NOTE = (
+    "linear = sklearn LogisticRegression(C=1, class_weight=balanced) on standardised features; "
+    "knn5 = 5-NN euclidean on standardised features; mlp_head_onnx = the shipped head's recipe trained on "
+    "one half, exported, run through onnxruntime (det + mean of 20 MC-dropout passes)"
+)
+
+
+def finish_metrics(res: dict, head_path: Path, emb: np.ndarray, y: np.ndarray, t0: float, out: Path) -> None:
+    """Add the shipped head's in-sample scores on `emb` (deterministic pass) and the run time to `res`,
+    print it and write out/metrics.json."""
+    head = ort_session(head_path)
+    p = head.run(["probs"], {"embedding": emb, "mc_dropout": np.array(False)})[0]
+    res["shipped_head_in_sample_all_tiles"] = _metrics(p.argmax(1), y)
+    res["evaluate_seconds"] = round(time.time() - t0, 1)
+    print(json.dumps(res, indent=2))
+    (out / "metrics.json").write_text(json.dumps(res, indent=2) + "\n")
+
+
 def tile_summary(t: dict) -> dict:
     left = t["col"] < t["ncols"] // 2
     mixed = (t["water_frac"] > 0.2) & (t["water_frac"] < 0.8)
@@ -620,3 +681,33 @@ def tile_summary(t: dict) -> dict:
 def band_mean_feats(x: np.ndarray) -> np.ndarray:
     """Per-tile mean of each standardised band (the 'raw band means' baseline)."""
     return x.mean(axis=(2, 3))
+
+
+# --------------------------------------------------------------------------
+# command line
+# --------------------------------------------------------------------------
+
+
+def ssl_main(argv, doc: str, name: str, out: Path, cmds: dict, steps: int, lr: float, extra=None) -> None:
+    """The command line the SSL scripts share: `<pretrain|export|evaluate> [options]`; `extra(p)`
+    adds a script's own options after --lr. Runs cmds[command](args)."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=list(cmds))
+    p.add_argument("--work", type=Path, default=WORK_ROOT / name)
+    p.add_argument("--cache", type=Path, default=WORK_ROOT / "cache")
+    p.add_argument("--out", type=Path, default=out)
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--lr", type=float, default=lr)
+    if extra is not None:
+        extra(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--max-minutes", type=float, default=1e9)
+    p.add_argument("--stop-at", type=int, default=None, help="stop after this many steps of the --steps schedule")
+    p.add_argument("--restart", action="store_true")
+    args = p.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    cmds[args.command](args)

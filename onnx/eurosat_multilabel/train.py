@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import os
 import sys
@@ -50,6 +49,9 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from ssl_common import set_meta, sha256  # noqa: E402
+
 REPO = HERE.parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "eurosat-rgb.tar.gz"
 DEFAULT_WORK = REPO / ".cache" / "eurosat_multilabel"
@@ -400,18 +402,6 @@ def onnx_head(head, mu: np.ndarray, sigma: np.ndarray):
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def set_meta(model, meta: dict) -> None:
-    del model.metadata_props[:]
-    for k, v in meta.items():
-        p = model.metadata_props.add()
-        p.key = k
-        p.value = v if isinstance(v, str) else json.dumps(v)
 
 
 def head_metadata(args, state: dict) -> dict:

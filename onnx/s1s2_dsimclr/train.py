@@ -19,7 +19,6 @@ Exported as ONE ONNX encoder taking 15 channels in the order VV, VH, B01..B12 (m
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -80,18 +79,6 @@ def build():
     return Fused, DSimCLR
 
 
-def stats_spain(d) -> dict:
-    m1, s1 = C.band_stats(d["s1"], C.s1_valid(d["s1"]))
-    m2, s2 = C.band_stats(d["s2"], C.s2_valid(d["s2"]))
-    return {"mean": m1 + m2, "std": s1 + s2, "source": str(C.SPAIN_DIR)}
-
-
-def stack_spain(d, stats) -> np.ndarray:
-    x1 = C.standardise(d["s1"], C.s1_valid(d["s1"]), stats["mean"][:2], stats["std"][:2])
-    x2 = C.standardise(d["s2"], C.s2_valid(d["s2"]), stats["mean"][2:], stats["std"][2:])
-    return np.concatenate([x1, x2], 0)
-
-
 def cmd_pretrain(args) -> None:
     import torch
 
@@ -99,9 +86,9 @@ def cmd_pretrain(args) -> None:
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
     d = C.load_spain(args.cache)
-    stats = stats_spain(d)
+    stats = C.stats_spain(d)
     (args.work / "stats.json").write_text(json.dumps(stats))
-    x = stack_spain(d, stats)
+    x = C.stack_spain(d, stats)
     _, h, w = x.shape
     _, DSimCLR = build()
     model = DSimCLR()
@@ -137,23 +124,8 @@ def encoder_meta(stats, description, steps, elapsed) -> dict:
         "embedding_dim": str(2 * WIDTHS[-1]),
         "input_bands": BANDS,
         "modalities": {"s1": C.S1_BANDS, "s2": C.S2_BANDS},
-        "input_scale": "1",
-        "input_offset": "0",
-        "standardization_mean": stats["mean"],
-        "standardization_std": stats["std"],
-        "resolution": "1000",
-        "tiles_size": str(C.TILE),
-        "tiles_overlap": "0",
-        "input_stride": str(C.STRIDE),
-        "nexttile_contract": "1",
+        **C.encoder_meta_tail(stats),
     }
-
-
-def spain_inputs(args, stats):
-    t = C.spain_tiles(args.cache)
-    x1 = C.std_tiles(t["s1"], np.isfinite(t["s1"]), stats["mean"][:2], stats["std"][:2])
-    x2 = C.std_tiles(t["s2"], t["s2"] != 0, stats["mean"][2:], stats["std"][2:])
-    return t, np.concatenate([x1, x2], 1)
 
 
 def cmd_export(args) -> None:
@@ -186,7 +158,7 @@ def cmd_export(args) -> None:
     C.export_encoder(rnd, 15, rnd_path)
     C.write_meta(rnd_path, encoder_meta(stats, "RANDOM weights baseline (not trained)", 0, 0))
 
-    t, x = spain_inputs(args, stats)
+    t, x = C.spain_s1s2_inputs(args.cache, stats)
     e = C.ort_embed(C.ort_session(enc_path, args.threads), x)
     head, mu, sigma = C.train_head(e, t["y"], args.seed)
     hm = C.onnx_head(head, mu, sigma)
@@ -208,7 +180,7 @@ def cmd_export(args) -> None:
 def cmd_evaluate(args) -> None:
     t0 = time.time()
     stats = json.loads((args.work / "stats.json").read_text())
-    t, x = spain_inputs(args, stats)
+    t, x = C.spain_s1s2_inputs(args.cache, stats)
     enc = C.ort_session(args.out / "encoder.onnx", args.threads)
     rnd = C.ort_session(args.work / "random_encoder.onnx", args.threads)
     e, r = C.ort_embed(enc, x), C.ort_embed(rnd, x)
@@ -228,36 +200,17 @@ def cmd_evaluate(args) -> None:
         "(self-supervised, labels unread) on this same chip",
         "tiles": C.tile_summary(t),
         "standardisation": "Spain per-band stats from the encoder metadata (raw units)",
-        "probes": "linear = sklearn LogisticRegression(C=1, class_weight=balanced) on standardised features; "
-        "knn5 = 5-NN euclidean on standardised features; mlp_head_onnx = the shipped head's recipe trained on "
-        "one half, exported, run through onnxruntime (det + mean of 20 MC-dropout passes)",
+        "probes": C.PROBES_NOTE,
         "holdout": C.holdout(feats, t["y"], t["col"], t["ncols"], args.seed, args.work, head_for=("encoder", "random_encoder")),
     }
-    head = C.ort_session(args.out / "head.onnx")
-    p = head.run(["probs"], {"embedding": e, "mc_dropout": np.array(False)})[0]
-    res["shipped_head_in_sample_all_tiles"] = C._metrics(p.argmax(1), t["y"])
-    res["evaluate_seconds"] = round(time.time() - t0, 1)
-    print(json.dumps(res, indent=2))
-    (args.out / "metrics.json").write_text(json.dumps(res, indent=2) + "\n")
+    C.finish_metrics(res, args.out / "head.onnx", e, t["y"], t0, args.out)
 
 
 def main(argv):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["pretrain", "export", "evaluate"])
-    p.add_argument("--work", type=Path, default=C.WORK_ROOT / NAME)
-    p.add_argument("--cache", type=Path, default=C.WORK_ROOT / "cache")
-    p.add_argument("--out", type=Path, default=HERE)
-    p.add_argument("--steps", type=int, default=800)
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--max-minutes", type=float, default=1e9)
-    p.add_argument("--stop-at", type=int, default=None, help="stop after this many steps of the --steps schedule")
-    p.add_argument("--restart", action="store_true")
-    args = p.parse_args(argv)
-    args.work.mkdir(parents=True, exist_ok=True)
-    {"pretrain": cmd_pretrain, "export": cmd_export, "evaluate": cmd_evaluate}[args.command](args)
+    C.ssl_main(
+        argv, __doc__, NAME, HERE, {"pretrain": cmd_pretrain, "export": cmd_export, "evaluate": cmd_evaluate},
+        steps=800, lr=1e-3,
+    )
 
 
 if __name__ == "__main__":

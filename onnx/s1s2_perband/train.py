@@ -25,7 +25,6 @@ embeddings (band_fusion "mean"); the head sees the mean over default_bands.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -45,18 +44,6 @@ DEFAULT_BANDS = ["VV", "VH", "B02", "B03", "B04", "B08"]
 PROBE_BANDS = ["VV", "VH", "B02", "B03", "B04", "B08", "B11", "B12"]
 
 
-def stats_spain(d) -> dict:
-    m1, s1 = C.band_stats(d["s1"], C.s1_valid(d["s1"]))
-    m2, s2 = C.band_stats(d["s2"], C.s2_valid(d["s2"]))
-    return {"mean": m1 + m2, "std": s1 + s2, "source": str(C.SPAIN_DIR)}
-
-
-def stack_spain(d, stats) -> np.ndarray:
-    x1 = C.standardise(d["s1"], C.s1_valid(d["s1"]), stats["mean"][:2], stats["std"][:2])
-    x2 = C.standardise(d["s2"], C.s2_valid(d["s2"]), stats["mean"][2:], stats["std"][2:])
-    return np.concatenate([x1, x2], 0)
-
-
 def pick(v: np.ndarray, band: np.ndarray) -> np.ndarray:
     """N x C x s x s, per-sample channel index -> N x 1 x s x s."""
     return np.ascontiguousarray(v[np.arange(len(v)), band][:, None])
@@ -69,9 +56,9 @@ def cmd_pretrain(args) -> None:
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
     d = C.load_spain(args.cache)
-    stats = stats_spain(d)
+    stats = C.stats_spain(d)
     (args.work / "stats.json").write_text(json.dumps(stats))
-    xs_ = stack_spain(d, stats)
+    xs_ = C.stack_spain(d, stats)
     _, h, w = xs_.shape
     xc = None
     n_ch = int(round(args.batch * args.chinco_frac))
@@ -140,23 +127,8 @@ def encoder_meta(stats, description, steps, elapsed) -> dict:
         "modalities": {"s1": C.S1_BANDS, "s2": C.S2_BANDS},
         "band_fusion": "mean",
         "default_bands": DEFAULT_BANDS,
-        "input_scale": "1",
-        "input_offset": "0",
-        "standardization_mean": stats["mean"],
-        "standardization_std": stats["std"],
-        "resolution": "1000",
-        "tiles_size": str(C.TILE),
-        "tiles_overlap": "0",
-        "input_stride": str(C.STRIDE),
-        "nexttile_contract": "1",
+        **C.encoder_meta_tail(stats),
     }
-
-
-def spain_inputs(args, stats):
-    t = C.spain_tiles(args.cache)
-    x1 = C.std_tiles(t["s1"], np.isfinite(t["s1"]), stats["mean"][:2], stats["std"][:2])
-    x2 = C.std_tiles(t["s2"], t["s2"] != 0, stats["mean"][2:], stats["std"][2:])
-    return t, np.concatenate([x1, x2], 1)  # N x 15 x 32 x 32 in BANDS order
 
 
 def per_band_embed(sess, x: np.ndarray, bands) -> dict:
@@ -196,7 +168,7 @@ def cmd_export(args) -> None:
     C.export_encoder(rnd, 1, rnd_path)
     C.write_meta(rnd_path, encoder_meta(stats, "RANDOM weights baseline (not trained)", 0, 0))
 
-    t, x = spain_inputs(args, stats)
+    t, x = C.spain_s1s2_inputs(args.cache, stats)
     pb = per_band_embed(C.ort_session(enc_path, args.threads), x, DEFAULT_BANDS)
     e = np.mean([pb[b] for b in DEFAULT_BANDS], axis=0)
     head, mu, sigma = C.train_head(e, t["y"], args.seed)
@@ -219,7 +191,7 @@ def cmd_export(args) -> None:
 def cmd_evaluate(args) -> None:
     t0 = time.time()
     stats = json.loads((args.work / "stats.json").read_text())
-    t, x = spain_inputs(args, stats)
+    t, x = C.spain_s1s2_inputs(args.cache, stats)
     enc = C.ort_session(args.out / "encoder.onnx", args.threads)
     rnd = C.ort_session(args.work / "random_encoder.onnx", args.threads)
     want = sorted(set(PROBE_BANDS) | set(DEFAULT_BANDS), key=BANDS.index)
@@ -247,40 +219,21 @@ def cmd_evaluate(args) -> None:
         "tiles": C.tile_summary(t),
         "standardisation": "Spain per-band stats from the encoder metadata (raw units), each band fed alone",
         "default_bands": DEFAULT_BANDS,
-        "probes": "linear = sklearn LogisticRegression(C=1, class_weight=balanced) on standardised features; "
-        "knn5 = 5-NN euclidean on standardised features; mlp_head_onnx = the shipped head's recipe trained on "
-        "one half, exported, run through onnxruntime (det + mean of 20 MC-dropout passes)",
+        "probes": C.PROBES_NOTE,
         "holdout": C.holdout(
             feats, t["y"], t["col"], t["ncols"], args.seed, args.work,
             head_for=("encoder_mean_default_bands", "random_encoder_mean_default_bands"),
         ),
     }
-    head = C.ort_session(args.out / "head.onnx")
-    p = head.run(["probs"], {"embedding": feats["encoder_mean_default_bands"], "mc_dropout": np.array(False)})[0]
-    res["shipped_head_in_sample_all_tiles"] = C._metrics(p.argmax(1), t["y"])
-    res["evaluate_seconds"] = round(time.time() - t0, 1)
-    print(json.dumps(res, indent=2))
-    (args.out / "metrics.json").write_text(json.dumps(res, indent=2) + "\n")
+    C.finish_metrics(res, args.out / "head.onnx", feats["encoder_mean_default_bands"], t["y"], t0, args.out)
 
 
 def main(argv):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["pretrain", "export", "evaluate"])
-    p.add_argument("--work", type=Path, default=C.WORK_ROOT / NAME)
-    p.add_argument("--cache", type=Path, default=C.WORK_ROOT / "cache")
-    p.add_argument("--out", type=Path, default=HERE)
-    p.add_argument("--steps", type=int, default=700)
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--chinco-frac", type=float, default=0.25)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--max-minutes", type=float, default=1e9)
-    p.add_argument("--stop-at", type=int, default=None, help="stop after this many steps of the --steps schedule")
-    p.add_argument("--restart", action="store_true")
-    args = p.parse_args(argv)
-    args.work.mkdir(parents=True, exist_ok=True)
-    {"pretrain": cmd_pretrain, "export": cmd_export, "evaluate": cmd_evaluate}[args.command](args)
+    C.ssl_main(
+        argv, __doc__, NAME, HERE, {"pretrain": cmd_pretrain, "export": cmd_export, "evaluate": cmd_evaluate},
+        steps=700, lr=0.05,
+        extra=lambda p: p.add_argument("--chinco-frac", type=float, default=0.25),
+    )
 
 
 if __name__ == "__main__":

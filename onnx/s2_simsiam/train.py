@@ -19,7 +19,6 @@ so the Spain chip is unseen by the encoder. `evaluate` gives spatial hold-out nu
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -102,15 +101,7 @@ def encoder_meta(stats, description, steps, elapsed) -> dict:
         "embedding_output": "embedding",
         "embedding_dim": str(WIDTHS[-1]),
         "input_bands": C.S2_BANDS,
-        "input_scale": "1",
-        "input_offset": "0",
-        "standardization_mean": stats["mean"],
-        "standardization_std": stats["std"],
-        "resolution": "1000",
-        "tiles_size": str(C.TILE),
-        "tiles_overlap": "0",
-        "input_stride": str(C.STRIDE),
-        "nexttile_contract": "1",
+        **C.encoder_meta_tail(stats),
     }
 
 
@@ -182,36 +173,17 @@ def cmd_evaluate(args) -> None:
         "data": "Sen1Floods11 Spain_7370579 S2Hand (13 bands), LabelHand; encoder never saw this chip",
         "tiles": C.tile_summary(t),
         "standardisation": "Chincoteague per-band stats from the encoder metadata (raw units)",
-        "probes": "linear = sklearn LogisticRegression(C=1, class_weight=balanced) on standardised features; "
-        "knn5 = 5-NN euclidean on standardised features; mlp_head_onnx = the shipped head's recipe trained on "
-        "one half, exported, run through onnxruntime (det + mean of 20 MC-dropout passes)",
+        "probes": C.PROBES_NOTE,
         "holdout": C.holdout(feats, t["y"], t["col"], t["ncols"], args.seed, args.work, head_for=("encoder", "random_encoder")),
     }
-    head = C.ort_session(args.out / "head.onnx")
-    p = head.run(["probs"], {"embedding": feats["encoder"], "mc_dropout": np.array(False)})[0]
-    res["shipped_head_in_sample_all_tiles"] = C._metrics(p.argmax(1), t["y"])
-    res["evaluate_seconds"] = round(time.time() - t0, 1)
-    print(json.dumps(res, indent=2))
-    (args.out / "metrics.json").write_text(json.dumps(res, indent=2) + "\n")
+    C.finish_metrics(res, args.out / "head.onnx", feats["encoder"], t["y"], t0, args.out)
 
 
 def main(argv):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["pretrain", "export", "evaluate"])
-    p.add_argument("--work", type=Path, default=C.WORK_ROOT / NAME)
-    p.add_argument("--cache", type=Path, default=C.WORK_ROOT / "cache")
-    p.add_argument("--out", type=Path, default=HERE)
-    p.add_argument("--steps", type=int, default=900)
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--max-minutes", type=float, default=1e9)
-    p.add_argument("--stop-at", type=int, default=None, help="stop after this many steps of the --steps schedule")
-    p.add_argument("--restart", action="store_true")
-    args = p.parse_args(argv)
-    args.work.mkdir(parents=True, exist_ok=True)
-    {"pretrain": cmd_pretrain, "export": cmd_export, "evaluate": cmd_evaluate}[args.command](args)
+    C.ssl_main(
+        argv, __doc__, NAME, HERE, {"pretrain": cmd_pretrain, "export": cmd_export, "evaluate": cmd_evaluate},
+        steps=900, lr=0.05,
+    )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import sys
 from pathlib import Path
 
@@ -46,6 +45,9 @@ from evaluate import (  # noqa: E402
     split_masks,
     water_fraction,
 )
+
+sys.path.insert(0, str(HERE.parent))
+from ssl_common import set_meta  # noqa: E402
 
 CLASSES = ["land", "water"]
 HIDDEN = 256
@@ -189,14 +191,6 @@ def heldout_head_eval(emb: np.ndarray, y: np.ndarray, pos: np.ndarray, h: int, w
     out["mean_acc"] = round(float(np.mean([v["acc"] for v in out.values()])), 4)
     out["mean_balanced_acc"] = round(float(np.mean([v["balanced_acc"] for k, v in out.items() if isinstance(v, dict)])), 4)
     return out
-
-
-def set_meta(model, meta: dict) -> None:
-    del model.metadata_props[:]
-    for k, v in meta.items():
-        p = model.metadata_props.add()
-        p.key = k
-        p.value = v if isinstance(v, str) else json.dumps(v)
 
 
 def main(argv: list[str]) -> None:

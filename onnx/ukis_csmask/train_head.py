@@ -47,7 +47,7 @@ from evaluate import (  # noqa: E402
 )
 
 sys.path.insert(0, str(HERE.parent))
-from ssl_common import set_meta  # noqa: E402
+from ssl_common import onnx_head, set_meta  # noqa: E402
 
 CLASSES = ["land", "water"]
 HIDDEN = 256
@@ -105,59 +105,6 @@ def train(e: np.ndarray, y: np.ndarray, seed: int = SEED):
             loss.backward()
             opt.step()
     return head, mu, sigma
-
-
-def onnx_head(head, mu: np.ndarray, sigma: np.ndarray):
-    """As onnx/eurosat_simsiam/train.py onnx_head: standardisation folded into fc1,
-    MC dropout written out and switched by the optional bool input `mc_dropout`."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    w1 = head.fc1.weight.detach().numpy().astype(np.float64)  # H x D
-    b1 = head.fc1.bias.detach().numpy().astype(np.float64)
-    w1f = w1 / sigma[None, :]
-    b1f = b1 - (w1f * mu[None, :]).sum(axis=1)
-    w2 = head.fc2.weight.detach().numpy()
-    b2 = head.fc2.bias.detach().numpy()
-    inits = [
-        numpy_helper.from_array(w1f.T.astype(np.float32), "fc1.W"),
-        numpy_helper.from_array(b1f.astype(np.float32), "fc1.b"),
-        numpy_helper.from_array(w2.T.astype(np.float32).copy(), "fc2.W"),
-        numpy_helper.from_array(b2.astype(np.float32), "fc2.b"),
-        numpy_helper.from_array(np.array(DROPOUT, dtype=np.float32), "dropout.ratio"),
-        numpy_helper.from_array(np.array(1.0 / (1.0 - DROPOUT), dtype=np.float32), "dropout.scale"),
-        numpy_helper.from_array(np.array(False), "mc_dropout"),
-    ]
-    nodes = [
-        helper.make_node("MatMul", ["embedding", "fc1.W"], ["h0"]),
-        helper.make_node("Add", ["h0", "fc1.b"], ["h1"]),
-        helper.make_node("Relu", ["h1"], ["h2"]),
-        # MC dropout (see onnx/eurosat_simsiam/train.py): onnxruntime deletes Dropout nodes.
-        helper.make_node("RandomUniformLike", ["h2"], ["u"], dtype=TensorProto.FLOAT, low=0.0, high=1.0),
-        helper.make_node("GreaterOrEqual", ["u", "dropout.ratio"], ["keep"]),
-        helper.make_node("Cast", ["keep"], ["keepf"], to=TensorProto.FLOAT),
-        helper.make_node("Mul", ["h2", "keepf"], ["h2m"]),
-        helper.make_node("Mul", ["h2m", "dropout.scale"], ["h2d"]),
-        helper.make_node("Where", ["mc_dropout", "h2d", "h2"], ["h3"], name="mc_dropout_switch"),
-        helper.make_node("MatMul", ["h3", "fc2.W"], ["l0"]),
-        helper.make_node("Add", ["l0", "fc2.b"], ["logits"]),
-        helper.make_node("Softmax", ["logits"], ["probs"], axis=-1),
-    ]
-    d = w1.shape[1]
-    graph = helper.make_graph(
-        nodes,
-        "nexttile_mc_head",
-        [
-            helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", d]),
-            helper.make_tensor_value_info("mc_dropout", TensorProto.BOOL, []),
-        ],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", len(CLASSES)])],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
 
 
 def head_probs(model, e: np.ndarray, mc: int = 0) -> np.ndarray:

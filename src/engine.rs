@@ -542,12 +542,13 @@ pub fn score(
 
     let t3 = Instant::now();
     progress(Progress::Selecting);
-    let mut uncertainties =
-        if head.spec.multi_label && req.retrain.is_none() && req.trained_head.is_none() {
-            compute_all_multilabel(probs.view())?
-        } else {
-            compute_all(probs.view())?
-        };
+    // check_head_use refused retraining multi-label heads, so multi-label
+    // probabilities here always come from the ONNX head.
+    let mut uncertainties = if head.spec.multi_label {
+        compute_all_multilabel(probs.view())?
+    } else {
+        compute_all(probs.view())?
+    };
     uncertainties.predicted_loss = predicted_loss;
     let predicted = predicted_class(uncertainties.mean.view()).to_vec();
     let score_vec = uncertainties.get(req.metric);

@@ -82,16 +82,13 @@ fn gdal_err(path: &Path, message: impl Into<String>) -> RasterError {
     }
 }
 
-/// Identity of a file for naming its stack: canonical path, size, mtime.
+/// Identity of a file for naming its stack: canonical path, size, mtime
+/// (the path alone where it cannot be stat'ed).
 fn identity(path: &Path) -> String {
-    let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    let meta = std::fs::metadata(&canonical).ok();
-    let size = meta.as_ref().map_or(0, |m| m.len());
-    let mtime = meta
-        .and_then(|m| m.modified().ok())
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
-    format!("{}|{size}|{mtime}", canonical.display())
+    match crate::store::file_identity(path) {
+        Some((p, size, mtime)) => format!("{p}|{size}|{mtime}"),
+        None => path.display().to_string(),
+    }
 }
 
 /// Warp `second` onto `first`'s grid and stack it after `first`'s bands.

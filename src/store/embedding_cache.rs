@@ -67,7 +67,7 @@ pub struct CacheKey {
 
 /// A file's canonical path, size and modification time (ns since the epoch);
 /// `None` when it cannot be stat'ed.
-fn file_identity(path: &Path) -> Option<(String, u64, u128)> {
+pub fn file_identity(path: &Path) -> Option<(String, u64, u128)> {
     let canonical = path.canonicalize().ok()?;
     let meta = std::fs::metadata(&canonical).ok()?;
     let mtime = meta

@@ -331,7 +331,7 @@ fn selection_worker(n: usize, strategy: &str) {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
     // Embeddings as `score` selects on them: through the embedding cache, which
     // stores f16 (runs with a cache use the f16 values even on a miss). Pass
-    // `--f32-embeddings` for full-precision values (then no f16 copy is made).
+    // `--f32-embeddings` for full-precision values.
     let f32_values = std::env::args().any(|a| a == "--f32-embeddings");
     let emb = ndarray::Array2::from_shape_simple_fn((n, d), || {
         let v = rng.random::<f32>() * 2.0 - 1.0;
@@ -351,9 +351,16 @@ fn selection_worker(n: usize, strategy: &str) {
     let t = Instant::now();
     let picks = select(&s, &SelectionInput::new(emb.view(), unc.view()), 1000, 7).expect("select");
     let secs = t.elapsed().as_secs_f64();
+    // FNV-1a over every pick's index, score and anchor, so two runs can be compared.
+    let digest = picks.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, p| {
+        let anchor = p.anchor.map_or(u64::MAX, |a| a as u64);
+        [p.index as u64, u64::from(p.score.to_bits()), anchor]
+            .iter()
+            .fold(h, |h, v| (h ^ v).wrapping_mul(0x0100_0000_01b3))
+    });
     println!(
         "{}",
-        serde_json::json!({"n": n, "strategy": strategy, "picks": picks.len(), "seconds": secs, "peak_rss_mib": engine::peak_rss_mib()})
+        serde_json::json!({"n": n, "strategy": strategy, "picks": picks.len(), "seconds": secs, "peak_rss_mib": engine::peak_rss_mib(), "picks_digest": format!("{digest:016x}")})
     );
 }
 
@@ -362,13 +369,34 @@ fn selection(report: &mut serde_json::Map<String, serde_json::Value>) {
     let mut rows = Vec::new();
     for n in [38_531usize, 1_000_000] {
         for s in ["top_k", "mcfps", "coreset", "clustering"] {
-            let out = Command::new(&exe)
-                .args(["--selection-worker", &n.to_string(), s])
-                .output()
-                .expect("worker");
-            let v: serde_json::Value =
-                serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+            let run = |textbook: bool| {
+                let mut cmd = Command::new(&exe);
+                cmd.args(["--selection-worker", &n.to_string(), s]);
+                if textbook {
+                    cmd.env("NEXTTILE_SELECTION_PLAIN", "1");
+                }
+                let out = cmd.output().expect("worker");
+                serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                    .unwrap_or(serde_json::Value::Null)
+            };
+            let mut v = run(false);
             println!("selection b=1000 from {n} tiles, {s}: {v}");
+            if matches!(s, "mcfps" | "coreset") {
+                // The same traversal measuring every row on every pass, in the same run.
+                let u = run(true);
+                assert_eq!(
+                    v["picks_digest"], u["picks_digest"],
+                    "the shortcuts changed the picks"
+                );
+                let ratio =
+                    u["seconds"].as_f64().unwrap_or(0.0) / v["seconds"].as_f64().unwrap_or(1.0);
+                println!(
+                    "  textbook traversal (NEXTTILE_SELECTION_PLAIN=1): {} s, {} MiB, same picks -> ours {ratio:.2}x faster",
+                    u["seconds"], u["peak_rss_mib"]
+                );
+                v["textbook"] = u;
+                v["speedup_vs_textbook"] = ratio.into();
+            }
             rows.push(v);
         }
     }

@@ -10,15 +10,17 @@
 //! GRSL, Sec. I, ref. [7]) cite it as the diversity baseline; it ignores uncertainty.
 //!
 //! The greedy step is farthest-point sampling seeded with several points at once, so it
-//! shares the distance kernel of [`farthest_point_sampling`](crate::sampling::farthest_point_sampling)
-//! (`f32`, 8 lanes, split across cores).
+//! shares the farthest-first traversal of
+//! [`farthest_point_sampling`](crate::sampling::farthest_point_sampling) (exact `f32`
+//! distances, split across cores, with rows skipped only when an 8-bit sketch proves the
+//! new centre cannot be nearer).
 
 use ndarray::ArrayView2;
 
-use crate::sampling::distance::DistanceRows;
 use crate::sampling::error::SamplingError;
 use crate::sampling::farthest_point::seeded_start;
 use crate::sampling::input::{check_embeddings, eligible_mask, labelled_mask};
+use crate::sampling::traversal::Traversal;
 use crate::sampling::{Pick, SelectionInput};
 
 /// Selects up to `budget` tiles by k-center greedy (Sener & Savarese 2018, Algorithm 1),
@@ -105,59 +107,32 @@ fn k_center_greedy(
     seed: u64,
 ) -> Vec<Pick> {
     let tiles = embeddings.nrows();
-    // Squared distance of every eligible row to its nearest centre so far (+∞ elsewhere,
-    // and +∞ everywhere while there is no centre).
-    let mut nearest = vec![f64::INFINITY; tiles];
-    let mut distances = vec![f64::INFINITY; tiles];
-    let rows = DistanceRows::new(embeddings);
-    for &centre in centres {
-        rows.squared_distances_into(centre, eligible, &mut distances);
-        lower(&mut nearest, &distances);
-    }
-    let mut picked = vec![false; tiles];
+    let mut traversal = Traversal::new(embeddings, eligible, centres);
+    traversal.add_centres(centres, 0);
     let mut picks = Vec::with_capacity(budget.min(tiles));
-    let mut next = if centres.is_empty() {
-        seeded_start(eligible, seed).map(|first| (first, f64::INFINITY))
-    } else {
-        farthest(&nearest, eligible, &picked)
-    };
-    while let Some((index, squared)) = next {
-        if let Some(taken) = picked.get_mut(index) {
-            *taken = true;
-        }
+    if centres.is_empty() {
+        let Some(first) = seeded_start(eligible, seed) else {
+            return picks;
+        };
         picks.push(Pick {
-            index,
-            score: squared.sqrt() as f32,
+            index: first,
+            score: f32::INFINITY,
             anchor: None,
         });
-        if picks.len() >= budget {
+        traversal.add_centres(&[first], 0);
+    }
+    while picks.len() < budget {
+        let batch = traversal.advance(budget - picks.len(), 0);
+        if batch.is_empty() {
             break;
         }
-        rows.squared_distances_into(index, eligible, &mut distances);
-        lower(&mut nearest, &distances);
-        next = farthest(&nearest, eligible, &picked);
+        picks.extend(batch.into_iter().map(|c| Pick {
+            index: c.index,
+            score: c.squared.sqrt() as f32,
+            anchor: None,
+        }));
     }
     picks
-}
-
-/// `nearest[i] = min(nearest[i], distances[i])`.
-fn lower(nearest: &mut [f64], distances: &[f64]) {
-    for (n, &d) in nearest.iter_mut().zip(distances) {
-        *n = n.min(d);
-    }
-}
-
-/// The eligible, unpicked row with the largest `nearest` value (equal: lower index), with
-/// that value; `None` when every eligible row is picked.
-fn farthest(nearest: &[f64], eligible: &[bool], picked: &[bool]) -> Option<(usize, f64)> {
-    let mut best: Option<(usize, f64)> = None;
-    for (i, (&d, (&ok, &taken))) in nearest.iter().zip(eligible.iter().zip(picked)).enumerate() {
-        // Strictly greater: among equal distances the lower index stays.
-        if ok && !taken && best.is_none_or(|(_, b)| d > b) {
-            best = Some((i, d));
-        }
-    }
-    best
 }
 
 #[cfg(test)]

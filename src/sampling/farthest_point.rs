@@ -9,9 +9,9 @@ use ndarray::ArrayView2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::sampling::distance::DistanceRows;
 use crate::sampling::error::SamplingError;
 use crate::sampling::input::{check_embeddings, eligible_indices};
+use crate::sampling::traversal::Traversal;
 
 /// Chooses up to `count` eligible rows of the `[N, D]` `embeddings` by farthest-point
 /// sampling, returned in the order they were chosen.
@@ -21,8 +21,9 @@ use crate::sampling::input::{check_embeddings, eligible_indices};
 /// to its nearest already-chosen point, ties going to the lower index. Returns all eligible
 /// rows when `count` exceeds their number, and nothing when none is eligible.
 ///
-/// Keeps a running nearest-chosen distance per row: `O(count · N · D)` time, `O(N)` memory,
-/// no `N × N` matrix.
+/// Keeps a running nearest-chosen distance per row: `O(count · N · D)` time at worst,
+/// `O(N · D)` bytes for an 8-bit sketch of the rows (a quarter of the embeddings) that lets
+/// most passes skip most rows without changing the result, no `N × N` matrix.
 ///
 /// # Errors
 ///
@@ -55,7 +56,7 @@ pub fn farthest_point_sampling(
     }
     check_embeddings(&embeddings, eligible)?;
     match seeded_start(eligible, seed) {
-        Some(first) => Ok(fps_core(&embeddings, count, eligible, first, |_, _| {})),
+        Some(first) => Ok(fps_core(&embeddings, count, eligible, first, 0, |_, _| {})),
         None => Ok(Vec::new()),
     }
 }
@@ -92,7 +93,7 @@ pub fn farthest_point_sampling_from(
     }
     check_embeddings(&embeddings, eligible)?;
     check_start(eligible, first)?;
-    Ok(fps_core(&embeddings, count, eligible, first, |_, _| {}))
+    Ok(fps_core(&embeddings, count, eligible, first, 0, |_, _| {}))
 }
 
 /// Checks that `first` is a valid, eligible start index.
@@ -117,52 +118,30 @@ pub(crate) fn seeded_start(eligible: &[bool], seed: u64) -> Option<usize> {
     pool.get(rng.random_range(0..pool.len())).copied()
 }
 
-/// FPS from a validated start. After each point is chosen, `on_anchor(point, distances)` is
-/// called with the squared distances from that point to every row (`+∞` for ineligible
-/// rows), so callers (MCFPS) can reuse them for a nearest-neighbour search.
+/// FPS from a validated start. After each point is chosen, `on_anchor(point, hood)` is
+/// called with that point's `neighbours` nearest eligible rows when `neighbours > 0`
+/// (MCFPS), or with an empty slice.
 pub(crate) fn fps_core(
     embeddings: &ArrayView2<'_, f32>,
     count: usize,
     eligible: &[bool],
     first: usize,
-    mut on_anchor: impl FnMut(usize, &[f64]),
+    neighbours: usize,
+    mut on_anchor: impl FnMut(usize, &[usize]),
 ) -> Vec<usize> {
-    let tiles = embeddings.nrows();
-    let mut nearest = vec![f64::INFINITY; tiles];
-    let mut chosen = vec![false; tiles];
-    let mut distances = vec![f64::INFINITY; tiles];
-    let mut order = Vec::with_capacity(count.min(tiles));
-    let mut current = first;
-    let rows = DistanceRows::new(embeddings);
-    loop {
-        order.push(current);
-        if let Some(taken) = chosen.get_mut(current) {
-            *taken = true;
-        }
-        rows.squared_distances_into(current, eligible, &mut distances);
-        on_anchor(current, &distances);
-        if order.len() >= count {
+    let mut order = Vec::with_capacity(count.min(embeddings.nrows()));
+    let mut traversal = Traversal::new(embeddings, eligible, &[]);
+    order.push(first);
+    let hoods = traversal.add_centres(&[first], neighbours);
+    on_anchor(first, hoods.first().map_or(&[], Vec::as_slice));
+    while order.len() < count {
+        let batch = traversal.advance(count - order.len(), neighbours);
+        if batch.is_empty() {
             break;
         }
-        let mut best: Option<(usize, f64)> = None;
-        let rows = nearest
-            .iter_mut()
-            .zip(&distances)
-            .zip(eligible.iter().zip(&chosen))
-            .enumerate();
-        for (i, ((near, &d), (&ok, &taken))) in rows {
-            if !ok || taken {
-                continue;
-            }
-            *near = near.min(d);
-            // Strictly greater: among equal distances the lower index stays.
-            if best.is_none_or(|(_, b)| *near > b) {
-                best = Some((i, *near));
-            }
-        }
-        match best {
-            Some((next, _)) => current = next,
-            None => break,
+        for centre in batch {
+            order.push(centre.index);
+            on_anchor(centre.index, &centre.neighbours);
         }
     }
     order

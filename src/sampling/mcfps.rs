@@ -24,7 +24,6 @@ use serde::{Deserialize, Serialize};
 use crate::sampling::error::SamplingError;
 use crate::sampling::farthest_point::{check_start, fps_core, seeded_start};
 use crate::sampling::input::{check_embeddings, eligible_mask};
-use crate::sampling::knn::knn_from_distances;
 use crate::sampling::rank::rank_order;
 use crate::sampling::{Pick, SelectionInput};
 
@@ -193,10 +192,11 @@ fn run(
         anchors,
         eligible,
         first,
-        |anchor, distances| {
-            let hood = knn_from_distances(distances, anchor, neighbours, eligible);
+        neighbours,
+        |anchor, hood| {
             let best = hood
-                .into_iter()
+                .iter()
+                .copied()
                 .filter(|&i| picked.get(i) == Some(&false))
                 .min_by(|&a, &b| rank_order(u[a], a, u[b], b));
             if let Some(index) = best {

@@ -42,9 +42,11 @@ mod knn;
 mod mcfps;
 mod random;
 mod rank;
+mod sketch;
 mod spacing;
 mod strategy;
 mod top_k;
+mod traversal;
 
 use ndarray::{ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};

@@ -31,7 +31,8 @@ pub(crate) struct Sketch {
     codes: Vec<u8>,
     dim: usize,
     step: f64,
-    /// Upper bound on `‖x − x̃‖` per row (0 for rows not covered).
+    /// Upper bound on `‖x − x̃‖` per row; `+∞` for rows not covered, so bounds never
+    /// rule anything out for them and they are always measured exactly.
     error: Vec<f64>,
     max_error: f64,
 }
@@ -87,7 +88,7 @@ impl Sketch {
         // f64 rounding in `lo + s·q` and in the sum below, far below any f32 difference.
         let slack = (dim as f64).sqrt() * magnitude * 1e-14;
         let mut codes = vec![0u8; rows * dim];
-        let mut error = vec![0.0f64; rows];
+        let mut error = vec![f64::INFINITY; rows];
         codes
             .par_chunks_mut(dim)
             .zip(error.par_iter_mut())
@@ -96,7 +97,11 @@ impl Sketch {
             .for_each(|((out, e), (row, _))| {
                 *e = quantize_row(row, &lo, inverse, step, out).sqrt() * (1.0 + 1e-12) + slack;
             });
-        let max_error = error.iter().copied().fold(0.0f64, f64::max);
+        let max_error = error
+            .iter()
+            .copied()
+            .filter(|e| e.is_finite())
+            .fold(0.0f64, f64::max);
         Some(Sketch {
             codes,
             dim,
@@ -332,5 +337,8 @@ mod tests {
         let sketch = Sketch::build(&emb.view(), &[true, false, true]).expect("sketch");
         assert_eq!(Sketch::distance(sketch.row(0), sketch.row(2)), 255 * 255);
         assert_eq!(sketch.step(), 4.0 / 255.0);
+        // The uncovered row's bound rules nothing out; the others' stay tight.
+        assert_eq!(sketch.error(1), f64::INFINITY);
+        assert!(sketch.max_error() < 1e-12);
     }
 }

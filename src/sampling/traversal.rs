@@ -703,5 +703,12 @@ mod tests {
             .collect();
         assert_eq!(a, b);
         assert!(a.len() >= 5);
+        // Centres the sketch was not told about are measured exactly, with the same result.
+        let mut untold = Traversal::new(&rows, &eligible, &[]);
+        untold.add_centres(&[3, 30], 0);
+        let mut told = Traversal::new(&rows, &eligible, &[3, 30]);
+        told.add_centres(&[3, 30], 0);
+        assert_eq!(untold.ranked, told.ranked);
+        assert_eq!(untold.nearest, told.nearest);
     }
 }

@@ -245,25 +245,19 @@ pub(crate) fn distance4_avx2(row: &[u8], wide: [&[i16]; 4]) -> [u32; 4] {
     // SAFETY: `out` holds four u32.
     unsafe { _mm_storeu_si128(out.as_mut_ptr().cast::<__m128i>(), s) };
     for (o, w) in out.iter_mut().zip(wide) {
-        *o += row[at..n]
-            .iter()
-            .zip(&w[at..n])
-            .map(|(&x, &y)| {
-                let d = i32::from(x) - i32::from(y);
-                d.unsigned_abs() * d.unsigned_abs()
-            })
-            .sum::<u32>();
+        *o += distance_portable(&row[at..n], &w[at..n]);
     }
     out
 }
 
-/// `I` between two rows of codes, one byte at a time.
+/// `I` between a row of codes and a centre's codes (as bytes, or widened to i16), one
+/// value at a time.
 #[inline]
-pub(crate) fn distance_portable(a: &[u8], b: &[u8]) -> u32 {
+pub(crate) fn distance_portable<T: Copy + Into<i32>>(a: &[u8], b: &[T]) -> u32 {
     a.iter()
         .zip(b)
         .map(|(&x, &y)| {
-            let d = i32::from(x) - i32::from(y);
+            let d = i32::from(x) - y.into();
             d.unsigned_abs() * d.unsigned_abs()
         })
         .sum()

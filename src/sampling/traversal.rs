@@ -318,17 +318,14 @@ impl<'v, 'a> Traversal<'v, 'a> {
                 .map(|(t, (near, reach))| pass.run(t * chunk, near, reach))
                 .collect()
         };
-        self.ranked.clear();
-        for part in &parts {
-            self.exact_rows += part.exact;
-            // Parts cover ascending row ranges, each ranked by (value desc, index asc).
-            for &(i, v) in &part.ranked {
-                let at = self
-                    .ranked
-                    .partition_point(|&(j, w)| w > v || (w == v && j < i));
-                self.ranked.insert(at, (i, v));
-            }
-        }
+        self.exact_rows += parts.iter().map(|p| p.exact).sum::<u64>();
+        // Largest first, lower index among equals, from every part's top rows.
+        self.ranked = parts
+            .iter()
+            .flat_map(|p| p.ranked.iter().copied())
+            .collect();
+        self.ranked
+            .sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         self.ranked.truncate(MAX_BATCH);
         (0..queries.len())
             .map(|q| {

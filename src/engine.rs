@@ -3,7 +3,7 @@
 //! (MC dropout) → uncertainty → selection.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -35,6 +35,9 @@ pub const DEFAULT_TILE_SIZE: usize = 64;
 pub const DEFAULT_BATCH_SIZE: usize = 64;
 /// Default minimum share of valid pixels for a tile to be scored.
 pub const DEFAULT_MIN_VALID: f32 = 0.5;
+/// Most reader–encoder workers chosen automatically (each holds an encoder
+/// session and a dataset's block cache).
+pub const MAX_AUTO_WORKERS: usize = 8;
 
 /// Everything one scoring run needs.
 #[derive(Debug, Clone)]
@@ -84,6 +87,10 @@ pub struct ScoreRequest {
     pub cache: Option<PathBuf>,
     /// onnxruntime session settings.
     pub session: SessionConfig,
+    /// Reader–encoder workers that embed the scene side by side, each with
+    /// its own dataset and encoder session (0 = automatic: one per core up to
+    /// [`MAX_AUTO_WORKERS`] on the CPU, one on CUDA). See [`embed_workers`].
+    pub workers: usize,
     /// Retrain the head on the classes of [`labelled`](Self::labelled) (from the
     /// cached embeddings) and score with it instead of the ONNX head.
     pub retrain: Option<Retrain>,
@@ -134,6 +141,7 @@ impl ScoreRequest {
             batch_size: DEFAULT_BATCH_SIZE,
             cache: None,
             session: SessionConfig::default(),
+            workers: 0,
             retrain: None,
             trained_head: None,
         }
@@ -220,6 +228,8 @@ pub struct Timings {
     pub select_s: f64,
     /// Peak resident memory of the process so far, MiB (Linux `VmHWM`).
     pub peak_rss_mib: Option<f64>,
+    /// Reader–encoder workers that embedded the tiles (0: cache hit).
+    pub workers: usize,
 }
 
 /// Peak resident set size of this process in MiB, from `/proc/self/status`
@@ -331,9 +341,23 @@ pub fn score(
     if !(0.0..=1.0).contains(&req.min_valid_fraction) {
         return Err(Error::Invalid("--min-valid must be between 0 and 1".into()));
     }
-    let first = Scene::open(&req.scene)?;
-    let mut encoder = Encoder::load(&req.encoder, req.session)?;
-    let mut head = Head::load(&req.head, req.session)?;
+    // onnxruntime starts and the models load on a second thread while GDAL
+    // opens the scene and PROJ identifies its CRS (tens of ms each).
+    let (first, models) = std::thread::scope(|s| {
+        let models = s.spawn(|| -> Result<_> {
+            let (workers, encoder_session) = embed_workers(req);
+            let encoder = Encoder::load(&req.encoder, encoder_session)?;
+            let head = Head::load(&req.head, req.session)?;
+            Ok((workers, encoder_session, encoder, head))
+        });
+        let first = Scene::open(&req.scene);
+        let models = models
+            .join()
+            .unwrap_or_else(|_| Err(Error::Internal("loading the models panicked".into())));
+        (first, models)
+    });
+    let first = first?;
+    let (workers, encoder_session, mut encoder, mut head) = models?;
     let mut warnings = Vec::new();
     check_head_use(req, &head.spec)?;
     if first.names_assumed {
@@ -343,13 +367,10 @@ pub fn score(
         ));
     }
     // A second raster is warped onto the first one's grid and stacked after
-    // its bands; the reader then opens the stack.
-    let (scene, read_path) = match &req.pair {
-        Some(second) => {
-            let stacked = stack_pair(&first, second)?;
-            (Scene::open(&stacked)?, stacked)
-        }
-        None => (first, req.scene.clone()),
+    // its bands; the readers then open the stack.
+    let scene = match &req.pair {
+        Some(second) => Scene::open(&stack_pair(&first, second)?)?,
+        None => first,
     };
     let full = encoder
         .spec
@@ -436,6 +457,7 @@ pub fn score(
         _ => None,
     };
     let cache_hit = cached.is_some();
+    let mut used_workers = 0;
     let embedded = match cached {
         Some(hit) => {
             progress(Progress::Embedding { done: total, total });
@@ -450,7 +472,28 @@ pub fn score(
                 min_valid_fraction: req.min_valid_fraction,
                 batch_size: req.batch_size.max(1),
             };
-            let mut fresh = embed_tiles(&read_path, plan, &mut encoder, progress, cancel)?;
+            let parts = (workers > 1)
+                .then(|| plan.split_blocks(scene.block_size(&plan.bands), plan.batch_size))
+                .filter(|parts| balanced(parts, workers, &plan));
+            let mut fresh = match parts {
+                Some(parts) => {
+                    used_workers = workers.min(parts.len());
+                    let shards = Shards {
+                        workers,
+                        session: encoder_session,
+                    };
+                    embed_tiles_sharded(&scene, parts, &mut encoder, shards, progress, cancel)?
+                }
+                None => {
+                    if workers > 1 {
+                        // Loaded with a worker's share of the threads: one
+                        // encoder now gets them all.
+                        encoder = Encoder::load(&req.encoder, req.session)?;
+                    }
+                    used_workers = 1;
+                    embed_tiles(&scene, plan, &mut encoder, progress, cancel)?
+                }
+            };
             if cache.is_some() {
                 // Use exactly what the cache stores, so a run gives the same
                 // result whether its embeddings were computed or loaded.
@@ -640,6 +683,7 @@ pub fn score(
             head_s,
             select_s,
             peak_rss_mib: peak_rss_mib(),
+            workers: used_workers,
         },
         retrained,
     })
@@ -783,11 +827,231 @@ fn tile_classes(
     Ok(out)
 }
 
-/// Read the plan's tiles on their own thread (own GDAL dataset) into a
+/// How many reader–encoder workers embed a scene, and the encoder session
+/// each one runs.
+///
+/// On the CPU the default is one worker per core (at most
+/// [`MAX_AUTO_WORKERS`]), each reading its own blocks of the raster with its
+/// own GDAL dataset and running its own single-threaded encoder session.
+/// Decompressing blocks and encoding tiles then never wait for each other or
+/// for a thread pool's barrier: each core alternates between the two for its
+/// own part of the scene (measured on the sample: README, Performance). `--threads` is then
+/// shared out between the workers. With the CUDA provider one session owns
+/// the GPU, so the default is one worker: a reader thread feeding it.
+pub fn embed_workers(req: &ScoreRequest) -> (usize, SessionConfig) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = match req.workers {
+        0 if on_gpu() => 1,
+        0 => cores.min(MAX_AUTO_WORKERS),
+        n => n,
+    };
+    let session = if workers > 1 {
+        SessionConfig {
+            intra_threads: (req.session.intra_threads / workers).max(1),
+            ..req.session
+        }
+    } else {
+        req.session
+    };
+    (workers, session)
+}
+
+/// Whether sessions run on the CUDA execution provider.
+fn on_gpu() -> bool {
+    crate::model::runtime::init().is_ok_and(|i| i.provider == "CUDA")
+}
+
+/// Whether `parts` spread over `workers` well enough: at least two, and none
+/// larger than half a worker's share or two batches (tiles that are not
+/// aligned with the raster's blocks can chain whole rows of blocks into one
+/// part; one reader feeding one encoder does better then).
+fn balanced(parts: &[ReadPlan], workers: usize, plan: &ReadPlan) -> bool {
+    let total: usize = parts.iter().map(|p| p.tiles.len()).sum();
+    let largest = parts.iter().map(|p| p.tiles.len()).max().unwrap_or(0);
+    parts.len() >= 2 && largest <= (total / (2 * workers.max(1))).max(2 * plan.batch_size.max(1))
+}
+
+/// How [`embed_tiles_sharded`] runs the parts.
+#[derive(Debug, Clone, Copy)]
+struct Shards {
+    /// Workers (each: a dataset and an encoder session).
+    workers: usize,
+    /// The session every worker's encoder runs with.
+    session: SessionConfig,
+}
+
+/// What a worker of [`embed_tiles_sharded`] reports.
+enum ShardMessage {
+    /// One embedded batch.
+    Batch {
+        ids: Vec<TileId>,
+        valid_fraction: Vec<f32>,
+        embeddings: Array2<f32>,
+    },
+    /// A part is read; these of its tiles had too few valid pixels.
+    Done { skipped: Vec<TileId> },
+    /// The worker stopped on this error.
+    Failed(Error),
+}
+
+/// Embed the tiles of `parts` with several workers side by side. The parts
+/// (from [`ReadPlan::split_blocks`]) share no raster block; each worker has
+/// its own handle on the scene ([`Scene::reopen`]), takes the next part,
+/// reads it and encodes its batches with its own encoder session (worker 0
+/// uses `encoder`, the others load the same file). Results are put back in
+/// tile order, so they are the ones [`embed_tiles`] gives.
+fn embed_tiles_sharded(
+    scene: &Scene,
+    parts: Vec<ReadPlan>,
+    encoder: &mut Encoder,
+    shards: Shards,
+    progress: &dyn Fn(Progress),
+    cancel: &AtomicBool,
+) -> Result<CachedEmbeddings> {
+    let total: usize = parts.iter().map(|p| p.tiles.len()).sum();
+    let workers = shards.workers.clamp(1, parts.len().max(1));
+    let need = parts
+        .iter()
+        .map(|p| crate::raster::reader_need(scene, p))
+        .try_fold(0u64, |m, n| n.map(|n| m.max(n)));
+    crate::raster::fit_block_cache(need.map(|n| workers as u64 * n));
+    let scenes = (0..workers)
+        .map(|_| scene.reopen())
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let encoder_path = encoder.spec.path.clone();
+    let mut ids: Vec<TileId> = Vec::with_capacity(total);
+    let mut valid_fraction: Vec<f32> = Vec::with_capacity(total);
+    let mut chunks: Vec<Array2<f32>> = Vec::new();
+    let mut skipped: Vec<TileId> = Vec::new();
+    let mut failure: Option<Error> = None;
+    std::thread::scope(|s| {
+        let (tx, rx) = mpsc::channel::<ShardMessage>();
+        let mut own = Some(encoder);
+        let mut handles = Vec::with_capacity(workers);
+        for scene in scenes {
+            let (tx, given) = (tx.clone(), own.take());
+            let (parts, next, stop, encoder_path) = (&parts, &next, &stop, &encoder_path);
+            handles.push(s.spawn(move || {
+                let work = || -> Result<()> {
+                    let mut loaded = None;
+                    let enc = match given {
+                        Some(e) => e,
+                        None => loaded.insert(Encoder::load(encoder_path, shards.session)?),
+                    };
+                    loop {
+                        let part = next.fetch_add(1, Ordering::Relaxed);
+                        if part >= parts.len() || stop.load(Ordering::Relaxed) {
+                            return Ok(());
+                        }
+                        let mut model_error = None;
+                        let report = read_tiles(&scene, &parts[part], |b| {
+                            if stop.load(Ordering::Relaxed) || cancel.load(Ordering::Relaxed) {
+                                return Ok(false);
+                            }
+                            match enc.embed(b.data.view()) {
+                                Ok(embeddings) => Ok(tx
+                                    .send(ShardMessage::Batch {
+                                        ids: b.ids,
+                                        valid_fraction: b.valid_fraction,
+                                        embeddings,
+                                    })
+                                    .is_ok()),
+                                Err(e) => {
+                                    model_error = Some(e);
+                                    Ok(false)
+                                }
+                            }
+                        })?;
+                        if let Some(e) = model_error {
+                            return Err(e.into());
+                        }
+                        if cancel.load(Ordering::Relaxed) {
+                            return Err(Error::Cancelled);
+                        }
+                        if stop.load(Ordering::Relaxed) {
+                            return Ok(());
+                        }
+                        let done = ShardMessage::Done {
+                            skipped: report.skipped_nodata,
+                        };
+                        if tx.send(done).is_err() {
+                            return Ok(());
+                        }
+                    }
+                };
+                if let Err(e) = work() {
+                    stop.store(true, Ordering::Relaxed);
+                    let _ = tx.send(ShardMessage::Failed(e));
+                }
+            }));
+        }
+        drop(tx);
+        let mut done = 0usize;
+        for message in rx {
+            match message {
+                ShardMessage::Batch {
+                    ids: i,
+                    valid_fraction: v,
+                    embeddings,
+                } => {
+                    done += i.len();
+                    ids.extend(i);
+                    valid_fraction.extend(v);
+                    chunks.push(embeddings);
+                    progress(Progress::Embedding { done, total });
+                }
+                ShardMessage::Done { skipped: s } => skipped.extend(s),
+                // The first real error wins over a cancellation it caused.
+                ShardMessage::Failed(e) => match (&failure, &e) {
+                    (None, _) | (Some(Error::Cancelled), _) => failure = Some(e),
+                    _ => {}
+                },
+            }
+        }
+        for h in handles {
+            if h.join().is_err() && failure.is_none() {
+                failure = Some(Error::Internal(
+                    "a raster reader/encoder worker panicked".into(),
+                ));
+            }
+        }
+    });
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    progress(Progress::Embedding { done: total, total });
+    skipped.sort();
+    // Batches arrive as the workers finish them; the single reader gives
+    // tiles in tile (row-major) order, and so does this.
+    let embeddings = stack_rows(&chunks)?;
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.sort_by_key(|&i| ids[i]);
+    Ok(CachedEmbeddings {
+        tiles: order.iter().map(|&i| ids[i]).collect(),
+        valid_fraction: order.iter().map(|&i| valid_fraction[i]).collect(),
+        skipped_nodata: skipped,
+        embeddings: embeddings.select(Axis(0), &order),
+    })
+}
+
+/// The rows of `chunks` one after another (`[0, 0]` when there are none).
+fn stack_rows(chunks: &[Array2<f32>]) -> Result<Array2<f32>> {
+    let dim = chunks.first().map_or(0, |c| c.ncols());
+    let views: Vec<_> = chunks.iter().map(|c| c.view()).collect();
+    if views.is_empty() {
+        Ok(Array2::zeros((0, dim)))
+    } else {
+        concatenate(Axis(0), &views).map_err(|e| Error::Internal(format!("embeddings: {e}")))
+    }
+}
+
+/// Read the plan's tiles on their own thread (own GDAL dataset handle) into a
 /// bounded channel of two batches, and embed them here as they arrive, so
 /// reading batch k+1 overlaps encoding batch k.
 fn embed_tiles(
-    scene_path: &Path,
+    scene: &Scene,
     plan: ReadPlan,
     encoder: &mut Encoder,
     progress: &dyn Fn(Progress),
@@ -797,12 +1061,13 @@ fn embed_tiles(
     let mut ids: Vec<TileId> = Vec::with_capacity(total);
     let mut valid_fraction = Vec::with_capacity(total);
     let mut chunks: Vec<Array2<f32>> = Vec::new();
+    crate::raster::fit_block_cache(crate::raster::reader_need(scene, &plan));
+    let reader_scene = scene.reopen()?;
     let report = std::thread::scope(|s| -> Result<crate::raster::ReadReport> {
         let (tx, rx) = mpsc::sync_channel::<TileBatch>(2);
         let reader = s.spawn(
             move || -> std::result::Result<crate::raster::ReadReport, RasterError> {
-                let scene = Scene::open(scene_path)?;
-                read_tiles(&scene, &plan, |b| Ok(tx.send(b).is_ok()))
+                read_tiles(&reader_scene, &plan, |b| Ok(tx.send(b).is_ok()))
             },
         );
         let mut done = 0usize;
@@ -835,18 +1100,11 @@ fn embed_tiles(
         progress(Progress::Embedding { done: total, total });
         Ok(report)
     })?;
-    let dim = chunks.first().map_or(0, |c| c.ncols());
-    let views: Vec<_> = chunks.iter().map(|c| c.view()).collect();
-    let embeddings = if views.is_empty() {
-        Array2::zeros((0, dim))
-    } else {
-        concatenate(Axis(0), &views).map_err(|e| Error::Internal(format!("embeddings: {e}")))?
-    };
     Ok(CachedEmbeddings {
         tiles: ids,
         valid_fraction,
         skipped_nodata: report.skipped_nodata,
-        embeddings,
+        embeddings: stack_rows(&chunks)?,
     })
 }
 

@@ -158,9 +158,12 @@ struct ScoreArgs {
     /// Always run the encoder; neither read nor write the embedding cache.
     #[arg(long, conflicts_with = "cache_dir")]
     no_cache: bool,
-    /// onnxruntime intra-op threads (0 = all cores).
+    /// onnxruntime intra-op threads (0 = all cores); shared out between the workers.
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Reader–encoder workers side by side, each with its own dataset and encoder session (0 = one per core, up to 8, on the CPU; one on CUDA).
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
     /// Print a JSON summary on stdout instead of text.
     #[arg(long)]
     json: bool,
@@ -312,6 +315,7 @@ fn score(a: ScoreArgs) -> Result<()> {
         intra_threads: a.threads,
         ..SessionConfig::default()
     };
+    req.workers = a.workers;
 
     let bar = (!a.quiet && std::io::stderr().is_terminal()).then(|| {
         let b = ProgressBar::new(0);

@@ -1,11 +1,13 @@
 //! GDAL raster access: opening scenes, matching bands, windowed tile reads.
 
 mod bands;
+mod block_cache;
 mod read;
 mod scene;
 mod stack;
 
 pub use bands::{S2_L1C_BANDS, S2_L2A_BANDS, canonical_band_name, default_band_names};
+pub use block_cache::{fit_block_cache, reader_need};
 pub use read::{ReadPlan, ReadReport, TileBatch, read_tiles};
 pub use scene::{BandInfo, Scene};
 pub use stack::stack_pair;

@@ -38,6 +38,85 @@ pub struct ReadPlan {
     pub batch_size: usize,
 }
 
+impl ReadPlan {
+    /// Split the plan into parts for readers that work side by side, each
+    /// with its own dataset and so its own block cache. A part is a run of
+    /// tile rows and, within it, a run of tile columns; tiles whose pixels
+    /// touch a common raster block (`block` = width, height in pixels) always
+    /// share a part, so no block is decompressed by two readers (overlapping
+    /// tiles share pixels, so they all end up in one part). Neighbouring
+    /// parts are merged until each holds at least `target_tiles` tiles (the
+    /// last one may hold fewer). Parts come in row-major block order; every
+    /// tile of the plan is in exactly one part.
+    pub fn split_blocks(&self, block: (usize, usize), target_tiles: usize) -> Vec<ReadPlan> {
+        let (bw, bh) = (block.0.max(1), block.1.max(1));
+        let t = self.grid.tile_size.max(1);
+        let mut tiles = self.tiles.clone();
+        tiles.sort();
+        tiles.dedup();
+        // Runs of consecutive tile rows that share block rows.
+        let mut row_runs: Vec<&[TileId]> = Vec::new();
+        let (mut start, mut run_end) = (0usize, 0usize);
+        for i in 0..tiles.len() {
+            let y = self.grid.window(tiles[i]).y_off;
+            let (first, last) = (y / bh, (y + t - 1) / bh);
+            if i > start && tiles[i].row != tiles[i - 1].row && first > run_end {
+                row_runs.push(&tiles[start..i]);
+                start = i;
+            }
+            run_end = if i == start { last } else { run_end.max(last) };
+        }
+        if start < tiles.len() {
+            row_runs.push(&tiles[start..]);
+        }
+        // Within each, runs of consecutive tile columns that share block columns.
+        let mut units: Vec<Vec<TileId>> = Vec::new();
+        for run in row_runs {
+            let mut cols: Vec<u32> = run.iter().map(|id| id.col).collect();
+            cols.sort_unstable();
+            cols.dedup();
+            let mut groups: Vec<(u32, u32)> = Vec::new();
+            let mut group_end = 0usize;
+            for &c in &cols {
+                let x = self.grid.window(TileId { row: 0, col: c }).x_off;
+                let (first, last) = (x / bw, (x + t - 1) / bw);
+                match groups.last_mut() {
+                    Some(g) if first <= group_end => {
+                        g.1 = c;
+                        group_end = group_end.max(last);
+                    }
+                    _ => {
+                        groups.push((c, c));
+                        group_end = last;
+                    }
+                }
+            }
+            for (lo, hi) in groups {
+                units.push(
+                    run.iter()
+                        .filter(|id| (lo..=hi).contains(&id.col))
+                        .copied()
+                        .collect(),
+                );
+            }
+        }
+        let mut parts: Vec<Vec<TileId>> = Vec::new();
+        for unit in units {
+            match parts.last_mut() {
+                Some(p) if p.len() < target_tiles.max(1) => p.extend(unit),
+                _ => parts.push(unit),
+            }
+        }
+        parts
+            .into_iter()
+            .map(|tiles| ReadPlan {
+                tiles,
+                ..self.clone()
+            })
+            .collect()
+    }
+}
+
 /// What the reader did.
 #[derive(Debug, Default, Clone)]
 pub struct ReadReport {
@@ -213,5 +292,135 @@ fn gdal_err(scene: &Scene, e: gdal::errors::GdalError) -> RasterError {
     RasterError::Gdal {
         path: scene.path.display().to_string(),
         message: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, HashSet};
+
+    use super::*;
+    use crate::tiling::GeoTransform;
+
+    fn plan(width: usize, height: usize, tile: usize, overlap: usize) -> ReadPlan {
+        let grid = TileGrid::new(
+            width,
+            height,
+            tile,
+            overlap,
+            GeoTransform([0.0, 10.0, 0.0, 0.0, 0.0, -10.0]),
+        )
+        .unwrap();
+        ReadPlan {
+            bands: vec![1],
+            preprocess: Preprocess {
+                bands: vec!["B01".into()],
+                scale: 1.0,
+                offset: 0.0,
+                clip: None,
+                mean: vec![0.0],
+                std: vec![1.0],
+            },
+            tiles: grid.tiles().collect(),
+            grid,
+            min_valid_fraction: 0.5,
+            batch_size: 64,
+        }
+    }
+
+    /// Every block (col, row) under a tile.
+    fn blocks(p: &ReadPlan, id: TileId, (bw, bh): (usize, usize)) -> Vec<(usize, usize)> {
+        let w = p.grid.window(id);
+        let mut out = Vec::new();
+        for by in w.y_off / bh..=(w.y_off + w.height - 1) / bh {
+            for bx in w.x_off / bw..=(w.x_off + w.width - 1) / bw {
+                out.push((bx, by));
+            }
+        }
+        out
+    }
+
+    /// The parts cover the plan's tiles exactly once, share no block, and all
+    /// but the last hold at least `target` tiles.
+    fn check(p: &ReadPlan, block: (usize, usize), target: usize) -> Vec<ReadPlan> {
+        let parts = p.split_blocks(block, target);
+        let mut want = p.tiles.clone();
+        want.sort();
+        want.dedup();
+        let mut got: Vec<TileId> = parts.iter().flat_map(|q| q.tiles.clone()).collect();
+        assert_eq!(got.len(), want.len(), "a tile is in two parts or in none");
+        got.sort();
+        assert_eq!(got, want);
+        let mut owner: HashMap<(usize, usize), usize> = HashMap::new();
+        for (i, q) in parts.iter().enumerate() {
+            for &id in &q.tiles {
+                for b in blocks(p, id, block) {
+                    let o = *owner.entry(b).or_insert(i);
+                    assert_eq!(o, i, "block {b:?} is read by parts {o} and {i}");
+                }
+            }
+        }
+        for q in &parts[..parts.len().saturating_sub(1)] {
+            assert!(
+                q.tiles.len() >= target,
+                "a part of {} < {target}",
+                q.tiles.len()
+            );
+        }
+        parts
+    }
+
+    #[test]
+    fn parts_follow_blocks_when_tiles_are_aligned() {
+        // The sample: 30 × 30 tiles of 64 px over 256-px blocks (4 × 4 tiles each).
+        let p = plan(1931, 1942, 64, 0);
+        // Units of 4 × 4 tiles (4 × 2 at the right edge) merged to ≥ 64.
+        let parts = check(&p, (256, 256), 64);
+        assert_eq!(parts.len(), 14);
+        assert!(parts.iter().all(|q| q.tiles.len() <= 64 + 16));
+        // One part per block row when the target is a whole block row.
+        assert_eq!(check(&p, (256, 256), 120).len(), 8);
+    }
+
+    #[test]
+    fn unaligned_blocks_overlap_and_strips_keep_blocks_in_one_part() {
+        for (tile, overlap, block, parts) in [
+            // Overlapping tiles share pixels, so every block row and column
+            // chains into one part.
+            (64, 16, (256, 256), 1..=1),
+            (48, 8, (128, 96), 1..=1),
+            (48, 0, (128, 96), 20..=30),
+            (64, 0, (1931, 1), 10..=10), // one-row strips: 3 tile rows each
+            (64, 0, (1931, 16), 10..=10),
+            // 64-px tiles over 100-px blocks chain until a tile edge meets a
+            // block edge (every 1600 px): 2 × 2 units.
+            (64, 0, (100, 100), 4..=4),
+            (64, 0, (8192, 8192), 1..=1), // one block
+        ] {
+            let p = plan(1931, 1942, tile, overlap);
+            let n = check(&p, block, 64).len();
+            assert!(parts.contains(&n), "{tile} {overlap} {block:?}: {n} parts");
+        }
+    }
+
+    #[test]
+    fn a_sparse_plan_is_split_too() {
+        // An AOI-like subset: every third tile of every other row.
+        let mut p = plan(1931, 1942, 64, 0);
+        p.tiles.retain(|t| t.row % 2 == 0 && t.col % 3 == 0);
+        let kept: HashSet<TileId> = p.tiles.iter().copied().collect();
+        let parts = check(&p, (256, 256), 16);
+        assert!(parts.len() > 4);
+        assert!(
+            parts
+                .iter()
+                .flat_map(|q| &q.tiles)
+                .all(|t| kept.contains(t))
+        );
+        let empty = ReadPlan {
+            tiles: Vec::new(),
+            ..p
+        };
+        assert!(empty.split_blocks((256, 256), 16).is_empty());
     }
 }

@@ -132,6 +132,37 @@ impl Scene {
         })
     }
 
+    /// The same scene through a new GDAL dataset handle (for another thread):
+    /// the file is opened again, but nothing else is looked up again (no CRS
+    /// identification, which costs tens of milliseconds in PROJ). Refused when
+    /// the file no longer matches (size or band count changed).
+    pub fn reopen(&self) -> Result<Scene, RasterError> {
+        let shown = self.path.display().to_string();
+        let dataset = Dataset::open(&self.path).map_err(|e| RasterError::NotRaster {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?;
+        if dataset.raster_size() != (self.width, self.height)
+            || dataset.raster_count() != self.bands.len()
+        {
+            return Err(RasterError::NotRaster {
+                path: shown,
+                message: "it changed while being read".into(),
+            });
+        }
+        Ok(Scene {
+            path: self.path.clone(),
+            dataset,
+            width: self.width,
+            height: self.height,
+            geo_transform: self.geo_transform,
+            crs_wkt: self.crs_wkt.clone(),
+            crs_epsg: self.crs_epsg.clone(),
+            bands: self.bands.clone(),
+            names_assumed: self.names_assumed,
+        })
+    }
+
     /// 1-based band indices for the model's band names, in the model's order.
     /// `overrides` (from `--bands`) maps positions directly to band indices.
     pub fn resolve_bands(
@@ -185,6 +216,17 @@ impl Scene {
                     .collect(),
             })
         }
+    }
+
+    /// Size (width, height) in pixels of the blocks GDAL reads, and
+    /// decompresses, at once for these 1-based bands: the largest of them,
+    /// (1, 1) when unknown.
+    pub fn block_size(&self, bands: &[usize]) -> (usize, usize) {
+        bands
+            .iter()
+            .filter_map(|&b| self.dataset.rasterband(b).ok())
+            .map(|rb| rb.block_size())
+            .fold((1, 1), |(w, h), (bw, bh)| (w.max(bw), h.max(bh)))
     }
 
     /// Pixel size in CRS units (x, y).

@@ -22,8 +22,8 @@ const MIN_CACHE_BYTES: u64 = 64 << 20;
 static GDAL_DEFAULT: OnceLock<u64> = OnceLock::new();
 
 /// Bytes of decompressed blocks one reader of `part` holds at a time: every
-/// block under one tile row of the part (two block rows when tile rows are
-/// not aligned to blocks), for every band a block holds (all of them in a
+/// block under one tile row of the part (across the part's columns, and every
+/// block row a tile touches), for every band a block holds (all of them in a
 /// pixel-interleaved file, where a block stores every band). `None` for a
 /// VRT (a mosaic, the `--pair` stack): its sources' blocks are cached too and
 /// are not counted here, so the cache is better left at GDAL's size.
@@ -51,7 +51,6 @@ pub fn reader_need(scene: &Scene, part: &ReadPlan) -> Option<u64> {
         .filter_map(|&b| scene.dataset.rasterband(b).ok())
         .map(|rb| u64::from(rb.band_type().bytes()))
         .sum();
-    let (bw, bh) = (bw.max(1), bh.max(1));
     let windows = part.tiles.iter().map(|&t| part.grid.window(t));
     let (Some(x0), Some(x1)) = (
         windows.clone().map(|w| w.x_off).min(),

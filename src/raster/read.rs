@@ -110,8 +110,12 @@ impl ReadPlan {
         parts
             .into_iter()
             .map(|tiles| ReadPlan {
+                bands: self.bands.clone(),
+                preprocess: self.preprocess.clone(),
+                grid: self.grid.clone(),
                 tiles,
-                ..self.clone()
+                min_valid_fraction: self.min_valid_fraction,
+                batch_size: self.batch_size,
             })
             .collect()
     }

@@ -840,9 +840,14 @@ fn tile_classes(
 /// the GPU, so the default is one worker: a reader thread feeding it.
 pub fn embed_workers(req: &ScoreRequest) -> (usize, SessionConfig) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // An explicit `--threads` is the whole budget: no more workers than that.
+    let budget = match req.session.intra_threads {
+        0 => usize::MAX,
+        n => n,
+    };
     let workers = match req.workers {
         0 if on_gpu() => 1,
-        0 => cores.min(MAX_AUTO_WORKERS),
+        0 => cores.min(MAX_AUTO_WORKERS).min(budget),
         n => n,
     };
     let session = if workers > 1 {

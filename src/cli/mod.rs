@@ -158,7 +158,7 @@ struct ScoreArgs {
     /// Always run the encoder; neither read nor write the embedding cache.
     #[arg(long, conflicts_with = "cache_dir")]
     no_cache: bool,
-    /// onnxruntime intra-op threads (0 = all cores); shared out between the workers.
+    /// onnxruntime intra-op threads (0 = all cores); with --workers 0, also caps the workers, and is shared out between them.
     #[arg(long, default_value_t = 0)]
     threads: usize,
     /// Reader–encoder workers side by side, each with its own dataset and encoder session (0 = one per core, up to 8, on the CPU; one on CUDA).

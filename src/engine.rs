@@ -479,7 +479,7 @@ pub fn score(
                 Some(parts) => {
                     used_workers = workers.min(parts.len());
                     let shards = Shards {
-                        workers,
+                        workers: used_workers,
                         session: encoder_session,
                     };
                     embed_tiles_sharded(&scene, parts, &mut encoder, shards, progress, cancel)?
@@ -879,7 +879,7 @@ fn balanced(parts: &[ReadPlan], workers: usize, plan: &ReadPlan) -> bool {
 /// How [`embed_tiles_sharded`] runs the parts.
 #[derive(Debug, Clone, Copy)]
 struct Shards {
-    /// Workers (each: a dataset and an encoder session).
+    /// Workers (each: a dataset and an encoder session), at most one per part.
     workers: usize,
     /// The session every worker's encoder runs with.
     session: SessionConfig,
@@ -914,7 +914,7 @@ fn embed_tiles_sharded(
     cancel: &AtomicBool,
 ) -> Result<CachedEmbeddings> {
     let total: usize = parts.iter().map(|p| p.tiles.len()).sum();
-    let workers = shards.workers.clamp(1, parts.len().max(1));
+    let workers = shards.workers;
     let need = parts
         .iter()
         .map(|p| crate::raster::reader_need(scene, p))

@@ -16,8 +16,10 @@ fn gdal_cache_max() -> u64 {
 fn the_cache_holds_what_a_reader_needs_and_no_more() {
     let scene = Scene::open(&common::sample_scene()).unwrap();
     let grid = TileGrid::new(scene.width, scene.height, 64, 0, scene.geo_transform).unwrap();
-    let encoder = nexttile::model::Encoder::load(&common::encoder(), Default::default()).unwrap();
-    let pre = encoder.spec.preprocess.clone().unwrap();
+    let pre = nexttile::model::inspect(&common::encoder())
+        .unwrap()
+        .preprocess
+        .unwrap();
     let plan = |tiles: Vec<TileId>| ReadPlan {
         bands: scene.resolve_bands(&pre.bands, None).unwrap(),
         preprocess: pre.clone(),

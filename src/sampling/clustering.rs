@@ -152,6 +152,9 @@ pub fn clustering(
             index,
             score: u[index],
             anchor: None,
+            cluster: None,
+            covers: None,
+            stage: None,
         })
         .collect())
 }

@@ -118,6 +118,9 @@ fn k_center_greedy(
             index: first,
             score: f32::INFINITY,
             anchor: None,
+            cluster: None,
+            covers: None,
+            stage: None,
         });
         traversal.add_centres(&[first], 0);
     }
@@ -130,6 +133,9 @@ fn k_center_greedy(
             index: c.index,
             score: c.squared.sqrt() as f32,
             anchor: None,
+            cluster: None,
+            covers: None,
+            stage: None,
         }));
     }
     picks

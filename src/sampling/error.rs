@@ -151,6 +151,13 @@ pub enum SamplingError {
         index: usize,
     },
 
+    /// A strategy parameter is out of its range.
+    #[error("{message}")]
+    InvalidParameter {
+        /// What is wrong and which values are valid.
+        message: String,
+    },
+
     /// A strategy name could not be parsed.
     #[error(
         "unknown selection strategy {name:?}; expected one of: {}",

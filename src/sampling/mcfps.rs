@@ -207,6 +207,9 @@ fn run(
                     index,
                     score: u[index],
                     anchor: Some(anchor),
+                    cluster: None,
+                    covers: None,
+                    stage: None,
                 });
             }
         },
@@ -236,6 +239,9 @@ mod tests {
             index,
             score,
             anchor: Some(anchor),
+            cluster: None,
+            covers: None,
+            stage: None,
         }
     }
 

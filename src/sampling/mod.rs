@@ -13,6 +13,9 @@
 //! | [`Strategy::Mcfps`] | [`mcfps`] | most uncertain tile in each farthest-point neighbourhood |
 //! | [`Strategy::Coreset`] | [`coreset`] | k-center greedy from the labelled tiles (Sener & Savarese 2018) |
 //! | [`Strategy::Clustering`] | [`clustering`] | most uncertain tile of each k-means++ cluster of the `m·b` most uncertain (Möllenbrok et al. 2023) |
+//! | [`Strategy::Typiclust`] | [`typiclust`] | most typical tile of each of the largest clusters without labels (Hacohen et al. 2022) |
+//! | [`Strategy::Probcover`] | [`probcover`] | greedy maximum coverage of δ-balls (Yehuda et al. 2022) |
+//! | [`Strategy::Auto`] | [`auto`] | TypiClust while labels are few, then uncertainty + clustering |
 //!
 //! [`select_with_spacing`] adds a minimum ground distance between picks (and to labelled
 //! tiles) to any strategy. For the multi-label query functions LL+Clustering,
@@ -29,6 +32,7 @@
 //! To add a strategy: a file with its function, a [`Strategy`] variant (with a params
 //! struct if it needs one), its name in [`Strategy::NAMES`], and an arm in [`select`].
 
+mod candidates;
 mod clustering;
 mod coreset;
 mod distance;
@@ -40,13 +44,17 @@ mod input;
 mod kmeans;
 mod knn;
 mod mcfps;
+mod pairwise;
+mod probcover;
 mod random;
 mod rank;
+mod schedule;
 mod sketch;
 mod spacing;
 mod strategy;
 mod top_k;
 mod traversal;
+mod typiclust;
 
 use ndarray::{ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
@@ -58,10 +66,13 @@ pub use crate::sampling::farthest_point::{farthest_point_sampling, farthest_poin
 pub use crate::sampling::kmeans::{KMeans, kmeans, kmeans_plus_plus};
 pub use crate::sampling::knn::k_nearest_neighbours;
 pub use crate::sampling::mcfps::{McfpsParams, mcfps, mcfps_from};
+pub use crate::sampling::probcover::{ProbcoverParams, probcover};
 pub use crate::sampling::random::random_sample;
+pub use crate::sampling::schedule::{AutoParams, LowBudget, Stage, auto};
 pub use crate::sampling::spacing::select_with_spacing;
 pub use crate::sampling::strategy::Strategy;
 pub use crate::sampling::top_k::top_k;
+pub use crate::sampling::typiclust::{TypiclustParams, typiclust};
 
 /// What a strategy selects from: `N` tiles, each with an embedding and an uncertainty.
 #[derive(Debug, Clone, Copy)]
@@ -133,6 +144,32 @@ pub struct Pick {
     /// MCFPS: the farthest-point anchor whose neighbourhood produced this pick;
     /// `None` for strategies without anchors.
     pub anchor: Option<usize>,
+    /// TypiClust: the k-means cluster (an index into that run's clusters) whose most
+    /// typical tile this is; `None` for other strategies.
+    #[serde(default)]
+    pub cluster: Option<usize>,
+    /// ProbCover: how many not-yet-covered tiles (of the candidates it ran on) this pick's
+    /// δ-ball covered when it was picked; `None` for other strategies.
+    #[serde(default)]
+    pub covers: Option<usize>,
+    /// [`Strategy::Auto`]: which stage of the schedule chose this pick; `None` for the
+    /// other strategies.
+    #[serde(default)]
+    pub stage: Option<Stage>,
+}
+
+impl Pick {
+    /// A pick of tile `index` with `score` and no anchor, cluster, coverage or stage.
+    pub fn new(index: usize, score: f32) -> Self {
+        Self {
+            index,
+            score,
+            anchor: None,
+            cluster: None,
+            covers: None,
+            stage: None,
+        }
+    }
 }
 
 /// Selects up to `budget` tiles with `strategy`, ranked (rank 1 first), deterministic for a
@@ -181,6 +218,9 @@ pub fn select(
         Strategy::Mcfps(params) => mcfps(input, budget, params, seed),
         Strategy::Coreset => coreset(input, budget, seed),
         Strategy::Clustering(params) => clustering(input, budget, params, seed),
+        Strategy::Typiclust(params) => typiclust(input, budget, params, seed),
+        Strategy::Probcover(params) => probcover(input, budget, params, seed),
+        Strategy::Auto(params) => auto(input, budget, params, seed),
     }
 }
 
@@ -232,14 +272,25 @@ mod tests {
     }
 
     /// Every strategy, with default parameters.
-    fn all_strategies() -> [Strategy; 5] {
+    fn all_strategies() -> [Strategy; 8] {
         [
             Strategy::TopK,
             Strategy::Random,
             Strategy::Mcfps(McfpsParams::default()),
             Strategy::Coreset,
             Strategy::Clustering(ClusteringParams::default()),
+            Strategy::Typiclust(TypiclustParams::default()),
+            Strategy::Probcover(ProbcoverParams::default()),
+            Strategy::Auto(AutoParams::default()),
         ]
+    }
+
+    /// Strategies whose score is not the tile's uncertainty.
+    fn own_score(s: &Strategy) -> bool {
+        matches!(
+            s,
+            Strategy::Coreset | Strategy::Typiclust(_) | Strategy::Probcover(_) | Strategy::Auto(_)
+        )
     }
 
     #[test]
@@ -262,14 +313,18 @@ mod tests {
                         .all(|p| !excluded[p.index] && !labelled[p.index]),
                     "{strategy}"
                 );
-                if strategy != Strategy::Coreset {
+                if !own_score(&strategy) {
                     assert!(picks.iter().all(|p| p.score == unc[p.index]), "{strategy}");
                 }
                 let mut seen: Vec<usize> = picks.iter().map(|p| p.index).collect();
                 seen.sort_unstable();
                 seen.dedup();
                 assert_eq!(seen.len(), picks.len(), "{strategy}: duplicate picks");
-                if strategy != Strategy::Random {
+                // Random and TypiClust rank in selection order.
+                if !matches!(
+                    strategy,
+                    Strategy::Random | Strategy::Typiclust(_) | Strategy::Auto(_)
+                ) {
                     assert!(
                         picks.windows(2).all(|w| w[0].score >= w[1].score),
                         "{strategy}: not ranked"

@@ -52,6 +52,9 @@ pub fn random_sample(
             index,
             score: input.uncertainty[index],
             anchor: None,
+            cluster: None,
+            covers: None,
+            stage: None,
         })
         .collect())
 }

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::sampling::clustering::ClusteringParams;
 use crate::sampling::error::SamplingError;
 use crate::sampling::mcfps::McfpsParams;
+use crate::sampling::probcover::ProbcoverParams;
+use crate::sampling::schedule::AutoParams;
+use crate::sampling::typiclust::TypiclustParams;
 
 /// A selection strategy, run by [`select`](crate::sampling::select).
 ///
@@ -38,11 +41,29 @@ pub enum Strategy {
     /// tiles ([`clustering`](crate::sampling::clustering); Möllenbrok et al. 2023,
     /// Sec. II-B).
     Clustering(ClusteringParams),
+    /// The most typical tile of each of the largest clusters without labels
+    /// ([`typiclust`](crate::sampling::typiclust); Hacohen, Dekel & Weinshall 2022).
+    Typiclust(TypiclustParams),
+    /// Greedy maximum coverage of δ-balls ([`probcover`](crate::sampling::probcover);
+    /// Yehuda et al. 2022).
+    Probcover(ProbcoverParams),
+    /// TypiClust (or ProbCover) while labels are few, then uncertainty + clustering
+    /// ([`auto`](crate::sampling::auto)).
+    Auto(AutoParams),
 }
 
 impl Strategy {
     /// The names of all strategies, in declaration order.
-    pub const NAMES: [&'static str; 5] = ["top_k", "random", "mcfps", "coreset", "clustering"];
+    pub const NAMES: [&'static str; 8] = [
+        "top_k",
+        "random",
+        "mcfps",
+        "coreset",
+        "clustering",
+        "typiclust",
+        "probcover",
+        "auto",
+    ];
 
     /// The snake_case name used on the command line, in configuration files and by serde.
     pub fn name(&self) -> &'static str {
@@ -52,6 +73,9 @@ impl Strategy {
             Strategy::Mcfps(_) => "mcfps",
             Strategy::Coreset => "coreset",
             Strategy::Clustering(_) => "clustering",
+            Strategy::Typiclust(_) => "typiclust",
+            Strategy::Probcover(_) => "probcover",
+            Strategy::Auto(_) => "auto",
         }
     }
 
@@ -79,6 +103,9 @@ impl FromStr for Strategy {
             "mcfps" => Ok(Strategy::Mcfps(McfpsParams::default())),
             "coreset" => Ok(Strategy::Coreset),
             "clustering" => Ok(Strategy::Clustering(ClusteringParams::default())),
+            "typiclust" => Ok(Strategy::Typiclust(TypiclustParams::default())),
+            "probcover" => Ok(Strategy::Probcover(ProbcoverParams::default())),
+            "auto" => Ok(Strategy::Auto(AutoParams::default())),
             _ => Err(SamplingError::UnknownStrategy {
                 name: s.to_string(),
             }),
@@ -101,6 +128,9 @@ mod tests {
             Strategy::Mcfps(McfpsParams::default()),
             Strategy::Coreset,
             Strategy::Clustering(ClusteringParams::default()),
+            Strategy::Typiclust(TypiclustParams::default()),
+            Strategy::Probcover(ProbcoverParams::default()),
+            Strategy::Auto(AutoParams::default()),
         ];
         for (s, name) in all.iter().zip(Strategy::NAMES) {
             assert_eq!(s.name(), name);
@@ -116,7 +146,7 @@ mod tests {
         let msg = "badge".parse::<Strategy>().unwrap_err().to_string();
         assert!(msg.contains("\"badge\""), "{msg}");
         assert!(
-            msg.contains("top_k, random, mcfps, coreset, clustering"),
+            msg.contains("top_k, random, mcfps, coreset, clustering, typiclust, probcover, auto"),
             "{msg}"
         );
     }

@@ -52,6 +52,9 @@ pub fn top_k(input: &SelectionInput<'_>, budget: usize) -> Result<Vec<Pick>, Sam
             index,
             score: u[index],
             anchor: None,
+            cluster: None,
+            covers: None,
+            stage: None,
         })
         .collect())
 }

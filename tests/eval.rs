@@ -199,3 +199,102 @@ fn bad_input_says_what_to_do() {
     assert_eq!(code, 3, "{stderr}");
     assert!(stderr.contains("missing.jpg"), "{stderr}");
 }
+
+#[test]
+fn validation_fold_new_queries_and_val_never_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = common::eurosat_subset(tmp.path(), &["Forest", "Industrial", "SeaLake"], 45);
+    // Every fifth image becomes `val` and is overwritten with bytes no image reader
+    // accepts: if eval read the val split at all, it would fail on them.
+    let csv = std::fs::read_to_string(data.join("splits.csv")).unwrap();
+    let mut rewritten = String::new();
+    let (mut train, mut test, mut val) = (0, 0, 0);
+    for (i, line) in csv.lines().enumerate() {
+        let f: Vec<&str> = line.split(',').collect();
+        let n: usize = f[0]
+            .rsplit('_')
+            .next()
+            .and_then(|s| s.strip_suffix(".jpg"))
+            .map_or(0, |s| s.parse().unwrap());
+        if i > 0 && n.is_multiple_of(5) {
+            std::fs::write(data.join(f[0]), b"not an image").unwrap();
+            rewritten.push_str(&format!("{},{},val\n", f[0], f[1]));
+            val += 1;
+        } else {
+            match f[2] {
+                "train" => train += 1,
+                "test" => test += 1,
+                _ => {}
+            }
+            rewritten.push_str(line);
+            rewritten.push('\n');
+        }
+    }
+    std::fs::write(data.join("splits.csv"), rewritten).unwrap();
+    assert_eq!((train, test, val), (72, 36, 27));
+    let out = tmp.path().join("out");
+    let encoder = common::encoder();
+    let (code, stdout, stderr) = run(&[
+        "eval",
+        data.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--encoder",
+        encoder.to_str().unwrap(),
+        "--queries",
+        "random,typiclust,probcover,auto",
+        "--pools",
+        "balanced",
+        "--validation-fold",
+        "--switch-per-class",
+        "4",
+        "--seeds",
+        "2",
+        "--initial",
+        "6",
+        "--budget",
+        "6",
+        "--rounds",
+        "3",
+        "--passes",
+        "4",
+        "--no-cache",
+        "-q",
+    ]);
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    // Only train (pool + fold) and test images were embedded: 72 + 36, none of the 27 val.
+    assert_eq!(json["run"]["embedded_images"]["train"], 72);
+    assert_eq!(json["run"]["embedded_images"]["test"], 36);
+    // 24 train images per class, 20 % (5) of each into the fold: a pool of 57.
+    assert_eq!(json["run"]["validation_fold"]["fold_images"], 15);
+    assert_eq!(json["run"]["validation_fold"]["pool_images"], 57);
+    let rows = csv_rows(&out.join("rounds.csv"));
+    assert_eq!(rows.len(), 4 * 2 * 4);
+    for r in &rows {
+        assert_eq!(r[7], "57", "{r:?}");
+        let v: f64 = r[11].parse().expect("every round is scored on the fold");
+        assert!((0.0..=1.0).contains(&v), "{r:?}");
+        // auto: 3 classes × 4 labels per class = 12 labels switch it to uncertainty; its
+        // last round makes no query.
+        if r[1] == "auto" {
+            let expect = match r[3].as_str() {
+                "0" => "low_budget",
+                "3" => "",
+                _ => "uncertainty",
+            };
+            assert_eq!(r[12], expect, "{r:?}");
+        } else {
+            assert_eq!(r[12], "", "{r:?}");
+        }
+    }
+    let summary = csv_rows(&out.join("summary.csv"));
+    assert!(summary.iter().all(|s| !s[8].is_empty() && !s[9].is_empty()));
+    let savings = csv_rows(&out.join("savings.csv"));
+    assert_eq!(
+        savings.len(),
+        3 * 4,
+        "three queries against random, four rounds each"
+    );
+}

@@ -6,10 +6,10 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::{Error, Result};
-use crate::eval::{self, EvalProtocol, EvalRequest, MosaicOptions, PoolKind, Query};
+use crate::eval::{self, EvalProtocol, EvalRequest, MosaicOptions, PoolKind, Query, QueryParams};
 use crate::head::HeadConfig;
 use crate::model::SessionConfig;
-use crate::sampling::McfpsParams;
+use crate::sampling::{AutoParams, LowBudget, McfpsParams, ProbcoverParams, TypiclustParams};
 use crate::store::EmbeddingCache;
 
 /// Arguments of `nexttile eval`.
@@ -24,15 +24,39 @@ pub(crate) struct EvalArgs {
     /// Encoder ONNX (default: the demo encoder in onnx/eurosat_simsiam/).
     #[arg(long)]
     encoder: Option<PathBuf>,
-    /// Query functions, comma-separated: random, entropy, bald, margin, least_confidence,
-    /// variation_ratio, mcfps, mcfps+<metric>, coreset, <metric>+clustering; with
-    /// --multi-label: random, ll, tpd, mge.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "random,bald,entropy,mcfps,coreset"
-    )]
-    queries: Vec<String>,
+    /// Query functions, comma-separated: random, typiclust, probcover, auto,
+    /// auto+<metric>, entropy, bald, margin, least_confidence, variation_ratio, mcfps,
+    /// mcfps+<metric>, coreset, <metric>+clustering; with --multi-label also ll, tpd,
+    /// mge, auto+ll, auto+tpd, auto+mge (default: random, bald, margin, mcfps, coreset,
+    /// typiclust, probcover, auto; --multi-label: random, ll, tpd, mge, typiclust,
+    /// probcover, auto+mge).
+    #[arg(long, value_delimiter = ',')]
+    queries: Option<Vec<String>>,
+    /// Carve a validation fold out of `train` (this share of each class, by a fixed hash
+    /// of the image path) and score every round on it as well as on `test`; the pool is
+    /// the rest of `train`. Make choices on the fold, report on `test`. The `val` split of
+    /// splits.csv is never read either way.
+    #[arg(long, num_args = 0..=1, default_missing_value = "0.2")]
+    validation_fold: Option<f64>,
+    /// auto: labels per class at which it switches from the low-budget stage to
+    /// uncertainty + clustering.
+    #[arg(long, default_value_t = AutoParams::DEFAULT_SWITCH_PER_CLASS)]
+    switch_per_class: usize,
+    /// auto: the low-budget stage, typiclust or probcover.
+    #[arg(long, default_value = "typiclust")]
+    low_budget: String,
+    /// auto: candidate factor m of the uncertainty stage (1 = top-k).
+    #[arg(long, default_value_t = AutoParams::DEFAULT_M)]
+    auto_m: usize,
+    /// probcover: ball radius δ (default: from the data by the purity rule).
+    #[arg(long)]
+    probcover_delta: Option<f32>,
+    /// probcover: purity α of the δ rule.
+    #[arg(long, default_value_t = ProbcoverParams::default().purity)]
+    probcover_purity: f32,
+    /// typiclust: neighbours K of the typicality.
+    #[arg(long, default_value_t = TypiclustParams::default().neighbours)]
+    typiclust_neighbours: usize,
     /// Pools, comma-separated: balanced, unbalanced (default: both; --multi-label:
     /// balanced only).
     #[arg(long, value_delimiter = ',')]
@@ -110,12 +134,76 @@ pub(crate) struct EvalArgs {
     quiet: bool,
 }
 
+/// The queries compared when `--queries` is not given (single-label data).
+const DEFAULT_QUERIES: [&str; 8] = [
+    "random",
+    "bald",
+    "margin",
+    "mcfps",
+    "coreset",
+    "typiclust",
+    "probcover",
+    "auto",
+];
+
+/// The queries compared on `--multi-label` mosaics when `--queries` is not given.
+const DEFAULT_MULTI_LABEL_QUERIES: [&str; 7] = [
+    "random",
+    "ll",
+    "tpd",
+    "mge",
+    "typiclust",
+    "probcover",
+    "auto+mge",
+];
+
 pub(crate) fn run(a: EvalArgs) -> Result<()> {
-    let queries = a
+    let default_queries = if a.multi_label {
+        &DEFAULT_MULTI_LABEL_QUERIES[..]
+    } else {
+        &DEFAULT_QUERIES[..]
+    };
+    let names: Vec<String> = a
         .queries
+        .clone()
+        .unwrap_or_else(|| default_queries.iter().map(|q| q.to_string()).collect());
+    let queries = names
         .iter()
         .map(|q| q.parse::<Query>())
         .collect::<std::result::Result<Vec<_>, _>>()?;
+    let typiclust = TypiclustParams {
+        neighbours: a.typiclust_neighbours,
+        ..TypiclustParams::default()
+    };
+    let probcover = ProbcoverParams {
+        delta: a.probcover_delta,
+        purity: a.probcover_purity,
+        ..ProbcoverParams::default()
+    };
+    let low_budget = match a.low_budget.trim().to_ascii_lowercase().as_str() {
+        "typiclust" => LowBudget::Typiclust(typiclust),
+        "probcover" => LowBudget::Probcover(probcover),
+        other => {
+            return Err(Error::Invalid(format!(
+                "--low-budget {other:?}: use typiclust or probcover"
+            )));
+        }
+    };
+    let selection = QueryParams {
+        clustering_m: a.cluster_factor,
+        mcfps: McfpsParams {
+            anchors: None,
+            neighbours: a.neighbours,
+        },
+        typiclust,
+        probcover,
+        auto: AutoParams {
+            switch_per_class: a.switch_per_class,
+            low_budget,
+            m: a.auto_m,
+            ..AutoParams::default()
+        },
+    };
     let pools = match &a.pools {
         Some(names) => names
             .iter()
@@ -148,11 +236,7 @@ pub(crate) fn run(a: EvalArgs) -> Result<()> {
             ..HeadConfig::default()
         },
         warm_start: a.warm_start,
-        clustering_m: a.cluster_factor,
-        mcfps: McfpsParams {
-            anchors: None,
-            neighbours: a.neighbours,
-        },
+        selection,
         threads: a.jobs.unwrap_or(cores),
     };
     protocol.head.validate().map_err(eval::EvalError::from)?;
@@ -182,6 +266,7 @@ pub(crate) fn run(a: EvalArgs) -> Result<()> {
         },
         target: a.target,
         data_seed: a.data_seed,
+        validation_fold: a.validation_fold,
     };
     let bar = if a.quiet {
         ProgressBar::hidden()

@@ -217,7 +217,57 @@ impl ImageFolder {
             .filter(|&i| self.items[i].split == split)
             .collect()
     }
+
+    /// Carves a validation fold out of the `train` split: `(pool, fold)` indices into
+    /// [`items`](Self::items). Within each class, the train images are ordered by the
+    /// lowercase hex SHA-256 of `"nexttile-validation-fold:" + path` (the path as written
+    /// in `splits.csv`, `/`-separated) and the first `round(n × fraction)` form the fold.
+    /// The rule is stratified, needs no seed, and is reproducible outside NextTile (the
+    /// encoder scripts in `onnx/` carve the same fold). Neither half touches `val`.
+    ///
+    /// # Errors
+    ///
+    /// [`EvalError::Config`] when `fraction` is not in (0, 1), or a class would have an
+    /// empty pool or fold.
+    pub fn validation_fold(&self, fraction: f64) -> Result<(Vec<usize>, Vec<usize>), EvalError> {
+        if !(fraction > 0.0 && fraction < 1.0) {
+            return Err(EvalError::Config(format!(
+                "validation fold fraction {fraction} must be between 0 and 1 (e.g. 0.2)"
+            )));
+        }
+        let mut by_class: Vec<Vec<(String, usize)>> = vec![Vec::new(); self.classes.len()];
+        for i in self.indices(Split::Train) {
+            let item = &self.items[i];
+            let path = item.path.to_string_lossy().replace('\\', "/");
+            let key = format!(
+                "{:x}",
+                <sha2::Sha256 as sha2::Digest>::digest(format!("{VALIDATION_FOLD_SALT}{path}"))
+            );
+            by_class[item.class].push((key, i));
+        }
+        let (mut pool, mut fold) = (Vec::new(), Vec::new());
+        for (class, mut members) in by_class.into_iter().enumerate() {
+            members.sort();
+            let n_fold = (members.len() as f64 * fraction + 0.5).floor() as usize;
+            if !members.is_empty() && (n_fold == 0 || n_fold == members.len()) {
+                return Err(EvalError::Config(format!(
+                    "class {} has {} train image(s): too few for a validation fold of {:.0} %",
+                    self.classes[class],
+                    members.len(),
+                    fraction * 100.0
+                )));
+            }
+            fold.extend(members[..n_fold].iter().map(|m| m.1));
+            pool.extend(members[n_fold..].iter().map(|m| m.1));
+        }
+        pool.sort_unstable();
+        fold.sort_unstable();
+        Ok((pool, fold))
+    }
 }
+
+/// Salt of the validation-fold hash (see [`ImageFolder::validation_fold`]).
+pub const VALIDATION_FOLD_SALT: &str = "nexttile-validation-fold:";
 
 /// Reads the first `bands` bands of an image through GDAL as `[bands, H, W]` `f32` raw
 /// values, and whether the file is 8-bit.
@@ -254,4 +304,53 @@ pub fn read_image(path: &Path, bands: usize) -> Result<(Array3<f32>, bool), Eval
             .for_each(|(o, v)| *o = v);
     }
     Ok((out, byte))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A_1..A_10 (A_4 in `val`) and B_1..B_11 (B_11 in `test`), the rest `train`.
+    fn folder() -> ImageFolder {
+        let mut items = Vec::new();
+        for (class, name, n) in [(0, "A", 10), (1, "B", 11)] {
+            for k in 1..=n {
+                let split = match (name, k) {
+                    ("A", 4) => Split::Val,
+                    ("B", 11) => Split::Test,
+                    _ => Split::Train,
+                };
+                items.push(ImageItem {
+                    path: PathBuf::from(format!("{name}/{name}_{k}.jpg")),
+                    class,
+                    split,
+                });
+            }
+        }
+        ImageFolder {
+            root: PathBuf::from("/nonexistent"),
+            classes: vec!["A".into(), "B".into()],
+            items,
+            split_source: "test".into(),
+        }
+    }
+
+    #[test]
+    fn validation_fold_is_the_hash_order_per_class_and_never_val() {
+        // sha256("nexttile-validation-fold:A/A_<k>.jpg") orders A's train images
+        // 10, 8, 1, ... and B's 4, 1, 10, ... (checked with Python's hashlib); 20 % of
+        // 9 and 10 images round to 2 each.
+        let (pool, fold) = folder().validation_fold(0.2).unwrap();
+        assert_eq!(fold, vec![7, 9, 10, 13]); // A_8, A_10, B_1, B_4
+        assert_eq!(
+            pool,
+            vec![0, 1, 2, 4, 5, 6, 8, 11, 12, 14, 15, 16, 17, 18, 19]
+        );
+        assert!(!pool.contains(&3) && !fold.contains(&3), "A_4 is val");
+        assert!(!pool.contains(&20) && !fold.contains(&20), "B_11 is test");
+        let err = folder().validation_fold(1.0).unwrap_err().to_string();
+        assert!(err.contains("between 0 and 1"), "{err}");
+        let err = folder().validation_fold(0.01).unwrap_err().to_string();
+        assert!(err.contains("too few"), "{err}");
+    }
 }

@@ -9,11 +9,12 @@ use serde::Serialize;
 use super::EvalError;
 use super::dataset::{ImageFolder, Split, read_image};
 use super::embed::{PixelScaling, embed_set};
-use super::mosaic::{assemble, make_mosaics, mosaic_targets};
+use super::mosaic::{Mosaic, assemble, make_mosaics_from, mosaic_targets};
 use super::report::{ReportPaths, SummaryRow, TargetReached, write_report};
-use super::run::{EvalData, EvalProtocol, Labels, run_eval};
+use super::run::{EvalData, EvalProtocol, Labels, RoundRecord, run_eval};
 use crate::model::{Encoder, SessionConfig};
 use crate::store::EmbeddingCache;
+use ndarray::{Array2, Axis};
 
 /// The derived multi-label benchmark's sizes (see [`super::mosaic`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -49,6 +50,10 @@ pub struct EvalRequest {
     pub target: f64,
     /// Seed of the dataset split (without `splits.csv`) and of the mosaics.
     pub data_seed: u64,
+    /// Carve this share of each class of `train` out as a validation fold (see
+    /// [`ImageFolder::validation_fold`]): the pool is the rest of `train`, and every round
+    /// is scored on the fold as well as on `test`. The `val` split is never read.
+    pub validation_fold: Option<f64>,
 }
 
 /// What an evaluation produced.
@@ -66,6 +71,193 @@ pub struct EvalOutcome {
     pub trial_seconds: f64,
     /// Whether the embeddings came from the cache.
     pub cache_hit: bool,
+}
+
+/// Which images an evaluation embeds: indices into [`ImageFolder::items`].
+struct SetIndices {
+    /// The pool (`train`, without the validation fold when there is one).
+    pool: Vec<usize>,
+    /// The validation fold (empty without one).
+    fold: Vec<usize>,
+    /// The `test` split.
+    test: Vec<usize>,
+}
+
+/// What embedding needs besides the encoder: the folder, pixel scaling, cache, progress.
+struct Embedder<'a> {
+    folder: &'a ImageFolder,
+    /// The canonical root (part of the cache key).
+    root: String,
+    bands: usize,
+    scaling: PixelScaling,
+    cache: Option<&'a EmbeddingCache>,
+    progress: &'a (dyn Fn(&str, usize, usize) + Sync),
+    /// Whether every set came from the cache so far.
+    cache_hit: bool,
+}
+
+impl Embedder<'_> {
+    fn load(&self, i: usize) -> Result<ndarray::Array3<f32>, EvalError> {
+        Ok(read_image(
+            &self.folder.root.join(&self.folder.items[i].path),
+            self.bands,
+        )?
+        .0)
+    }
+
+    /// Embeds the images `idx` (one list, cached under `name` and its length).
+    fn images(
+        &mut self,
+        name: &str,
+        idx: &[usize],
+        enc: &mut Encoder,
+    ) -> Result<Array2<f32>, EvalError> {
+        let source = format!(
+            "{}|{}|{}|{}",
+            self.root,
+            self.folder.split_source,
+            name,
+            idx.len()
+        );
+        let set = embed_set(
+            enc,
+            idx.len(),
+            &source,
+            self.scaling,
+            self.cache,
+            |k| self.load(idx[k]),
+            |d, t| (self.progress)(&format!("embedding {name}"), d, t),
+        )?;
+        self.cache_hit &= set.cache_hit;
+        Ok(set.embeddings)
+    }
+
+    /// Embeds mosaics (cached under `name` and a hash of their recipe).
+    fn mosaics(
+        &mut self,
+        name: &str,
+        ms: &[Mosaic],
+        enc: &mut Encoder,
+    ) -> Result<Array2<f32>, EvalError> {
+        let recipe: String = ms
+            .iter()
+            .map(|m| format!("{:?}", m.cells))
+            .collect::<Vec<_>>()
+            .join(";");
+        let source = format!(
+            "{}|{}|mosaic-{name}|{:x}",
+            self.root,
+            self.folder.split_source,
+            <sha2::Sha256 as sha2::Digest>::digest(recipe.as_bytes())
+        );
+        let set = embed_set(
+            enc,
+            ms.len(),
+            &source,
+            self.scaling,
+            self.cache,
+            |k| {
+                let cells = ms[k]
+                    .cells
+                    .iter()
+                    .map(|&i| self.load(i))
+                    .collect::<Result<Vec<_>, _>>()?;
+                assemble(&cells)
+            },
+            |d, t| (self.progress)(&format!("embedding {name} mosaics"), d, t),
+        )?;
+        self.cache_hit &= set.cache_hit;
+        Ok(set.embeddings)
+    }
+}
+
+/// Rows of `x` (embedded in the order of `all`) for the items `subset` (a subset of `all`).
+fn rows_of(x: &Array2<f32>, all: &[usize], subset: &[usize]) -> Array2<f32> {
+    let pos: std::collections::HashMap<usize, usize> =
+        all.iter().enumerate().map(|(r, &i)| (i, r)).collect();
+    let rows: Vec<usize> = subset.iter().filter_map(|i| pos.get(i).copied()).collect();
+    x.select(Axis(0), &rows)
+}
+
+/// The single-label benchmark: embeds `train` (once, whole, so the cache entry does not
+/// depend on the fold) and `test`, and runs the trials.
+fn run_single(
+    req: &EvalRequest,
+    emb: &mut Embedder<'_>,
+    enc: &mut Encoder,
+    sets: &SetIndices,
+) -> Result<(Vec<RoundRecord>, f64), EvalError> {
+    let folder = emb.folder;
+    let mut train_all: Vec<usize> = sets.pool.iter().chain(&sets.fold).copied().collect();
+    train_all.sort_unstable();
+    let train_x_all = emb.images("train", &train_all, enc)?;
+    let test_x = emb.images("test", &sets.test, enc)?;
+    let train_started = Instant::now();
+    let train_x = rows_of(&train_x_all, &train_all, &sets.pool);
+    let fold_x = rows_of(&train_x_all, &train_all, &sets.fold);
+    let class_of =
+        |idx: &[usize]| -> Vec<usize> { idx.iter().map(|&i| folder.items[i].class).collect() };
+    let (train_y, fold_y, test_y) = (
+        class_of(&sets.pool),
+        class_of(&sets.fold),
+        class_of(&sets.test),
+    );
+    let data = EvalData {
+        classes: &folder.classes,
+        train_x: train_x.view(),
+        train_y: Labels::Single(&train_y),
+        test_x: test_x.view(),
+        test_y: Labels::Single(&test_y),
+        validation: (!sets.fold.is_empty()).then(|| (fold_x.view(), Labels::Single(&fold_y))),
+    };
+    let progress = emb.progress;
+    let records = run_eval(&data, &req.protocol, &|d, t| progress("trials", d, t))?;
+    Ok((records, train_started.elapsed().as_secs_f64()))
+}
+
+/// The derived multi-label benchmark: mosaics of pool, fold and test images.
+fn run_mosaics(
+    req: &EvalRequest,
+    m: MosaicOptions,
+    emb: &mut Embedder<'_>,
+    enc: &mut Encoder,
+    sets: &SetIndices,
+) -> Result<(Vec<RoundRecord>, f64), EvalError> {
+    let folder = emb.folder;
+    let seed = req.data_seed;
+    let pool = make_mosaics_from(folder, &sets.pool, "train", m.pool, m.max_classes, seed)?;
+    let test = make_mosaics_from(folder, &sets.test, "test", m.test, m.max_classes, seed ^ 1)?;
+    let fold = if sets.fold.is_empty() {
+        Vec::new()
+    } else {
+        let name = "validation fold";
+        make_mosaics_from(folder, &sets.fold, name, m.test, m.max_classes, seed ^ 2)?
+    };
+    let train_x = emb.mosaics("train", &pool, enc)?;
+    let test_x = emb.mosaics("test", &test, enc)?;
+    let fold_x = if fold.is_empty() {
+        Array2::zeros((0, train_x.ncols()))
+    } else {
+        emb.mosaics("validation-fold", &fold, enc)?
+    };
+    let started = Instant::now();
+    let n = folder.classes.len();
+    let (train_y, test_y, fold_y) = (
+        mosaic_targets(&pool, n),
+        mosaic_targets(&test, n),
+        mosaic_targets(&fold, n),
+    );
+    let data = EvalData {
+        classes: &folder.classes,
+        train_x: train_x.view(),
+        train_y: Labels::Multi(train_y.view()),
+        test_x: test_x.view(),
+        test_y: Labels::Multi(test_y.view()),
+        validation: (!fold.is_empty()).then(|| (fold_x.view(), Labels::Multi(fold_y.view()))),
+    };
+    let progress = emb.progress;
+    let records = run_eval(&data, &req.protocol, &|d, t| progress("trials", d, t))?;
+    Ok((records, started.elapsed().as_secs_f64()))
 }
 
 /// Runs `req`; `progress(stage, done, total)` reports embedding and trial progress.
@@ -98,6 +290,15 @@ pub fn evaluate(
             ),
         });
     }
+    let (pool, fold) = match req.validation_fold {
+        Some(f) => folder.validation_fold(f)?,
+        None => (train_idx.clone(), Vec::new()),
+    };
+    let sets = SetIndices {
+        pool,
+        fold,
+        test: test_idx,
+    };
     // Scaling from the first image's data type.
     let (_, byte) = read_image(&folder.root.join(&folder.items[train_idx[0]].path), bands)?;
     let scale = req.pixel_scale.unwrap_or(if byte {
@@ -110,116 +311,42 @@ pub fn evaluate(
             .map(|p| p.scale)
             .unwrap_or(1.0)
     });
-    let scaling = PixelScaling { scale };
     let root = folder
         .root
         .canonicalize()
         .unwrap_or_else(|_| folder.root.clone());
-    let load = |i: usize| -> Result<ndarray::Array3<f32>, EvalError> {
-        Ok(read_image(&folder.root.join(&folder.items[i].path), bands)?.0)
+    let mut emb = Embedder {
+        folder: &folder,
+        root: root.display().to_string(),
+        bands,
+        scaling: PixelScaling { scale },
+        cache: req.cache.as_ref(),
+        progress,
+        cache_hit: true,
     };
     let started = Instant::now();
-    let mut cache_hit = true;
-    let mut embed_list = |name: &str, idx: &[usize], enc: &mut Encoder| {
-        let source = format!(
-            "{}|{}|{}|{}",
-            root.display(),
-            folder.split_source,
-            name,
-            idx.len()
-        );
-        let set = embed_set(
-            enc,
-            idx.len(),
-            &source,
-            scaling,
-            req.cache.as_ref(),
-            |k| load(idx[k]),
-            |d, t| progress(&format!("embedding {name}"), d, t),
-        )?;
-        cache_hit &= set.cache_hit;
-        Ok::<_, EvalError>(set.embeddings)
+    let (records, trial_seconds) = match req.mosaics {
+        Some(m) => run_mosaics(req, m, &mut emb, &mut encoder, &sets)?,
+        None => run_single(req, &mut emb, &mut encoder, &sets)?,
     };
-    let classes = folder.classes.clone();
-    let outcome_records;
-    let score_name;
-    let trial_started;
-    if let Some(m) = req.mosaics {
-        let pool = make_mosaics(&folder, Split::Train, m.pool, m.max_classes, req.data_seed)?;
-        let test = make_mosaics(
-            &folder,
-            Split::Test,
-            m.test,
-            m.max_classes,
-            req.data_seed ^ 1,
-        )?;
-        let mut embed_mosaics = |name: &str, ms: &[super::mosaic::Mosaic], enc: &mut Encoder| {
-            let recipe: String = ms
-                .iter()
-                .map(|m| format!("{:?}", m.cells))
-                .collect::<Vec<_>>()
-                .join(";");
-            let source = format!(
-                "{}|{}|mosaic-{name}|{:x}",
-                root.display(),
-                folder.split_source,
-                <sha2::Sha256 as sha2::Digest>::digest(recipe.as_bytes())
-            );
-            let set = embed_set(
-                enc,
-                ms.len(),
-                &source,
-                scaling,
-                req.cache.as_ref(),
-                |k| {
-                    let cells = ms[k]
-                        .cells
-                        .iter()
-                        .map(|&i| load(i))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    assemble(&cells)
-                },
-                |d, t| progress(&format!("embedding {name} mosaics"), d, t),
-            )?;
-            cache_hit &= set.cache_hit;
-            Ok::<_, EvalError>(set.embeddings)
-        };
-        let train_x = embed_mosaics("train", &pool, &mut encoder)?;
-        let test_x = embed_mosaics("test", &test, &mut encoder)?;
-        let train_y = mosaic_targets(&pool, classes.len());
-        let test_y = mosaic_targets(&test, classes.len());
-        trial_started = Instant::now();
-        let data = EvalData {
-            classes: &classes,
-            train_x: train_x.view(),
-            train_y: Labels::Multi(train_y.view()),
-            test_x: test_x.view(),
-            test_y: Labels::Multi(test_y.view()),
-        };
-        outcome_records = run_eval(&data, &req.protocol, &|d, t| progress("trials", d, t))?;
-        score_name = "micro F1";
+    let cache_hit = emb.cache_hit;
+    let embed_seconds = (started.elapsed().as_secs_f64() - trial_seconds).max(0.0);
+    let score_name = if req.mosaics.is_some() {
+        "micro F1"
     } else {
-        let train_x = embed_list("train", &train_idx, &mut encoder)?;
-        let test_x = embed_list("test", &test_idx, &mut encoder)?;
-        let train_y: Vec<usize> = train_idx.iter().map(|&i| folder.items[i].class).collect();
-        let test_y: Vec<usize> = test_idx.iter().map(|&i| folder.items[i].class).collect();
-        trial_started = Instant::now();
-        let data = EvalData {
-            classes: &classes,
-            train_x: train_x.view(),
-            train_y: Labels::Single(&train_y),
-            test_x: test_x.view(),
-            test_y: Labels::Single(&test_y),
-        };
-        outcome_records = run_eval(&data, &req.protocol, &|d, t| progress("trials", d, t))?;
-        score_name = "test accuracy";
-    }
-    let embed_seconds = (trial_started - started).as_secs_f64();
-    let trial_seconds = trial_started.elapsed().as_secs_f64();
+        "test accuracy"
+    };
     let extra = serde_json::json!({
         "dataset": req.dataset.display().to_string(),
         "split": folder.split_source,
-        "classes": classes,
+        "validation_fold": req.validation_fold.map(|f| serde_json::json!({
+            "fraction": f,
+            "rule": "per class, train images ordered by sha256(\"nexttile-validation-fold:\" + path); the first round(n × fraction) form the fold; the val split is never read",
+            "pool_images": sets.pool.len(),
+            "fold_images": sets.fold.len(),
+        })),
+        "embedded_images": {"train": sets.pool.len() + sets.fold.len(), "test": sets.test.len()},
+        "classes": folder.classes,
         "encoder": req.encoder.display().to_string(),
         "encoder_sha256": encoder.spec.sha256,
         "pixel_scale": scale,
@@ -230,7 +357,7 @@ pub fn evaluate(
         "trial_seconds": trial_seconds,
     });
     let (paths, summary, reached) =
-        write_report(&req.out, &outcome_records, score_name, req.target, extra)?;
+        write_report(&req.out, &records, score_name, req.target, extra)?;
     Ok(EvalOutcome {
         paths,
         summary,

@@ -26,7 +26,7 @@ pub mod run;
 pub use dataset::{ImageFolder, Split};
 pub use job::{EvalOutcome, EvalRequest, MosaicOptions, evaluate};
 pub use pool::PoolKind;
-pub use query::Query;
+pub use query::{Query, QueryParams};
 pub use run::{EvalData, EvalProtocol, Labels, RoundRecord, run_eval};
 
 /// What can go wrong in an evaluation.

@@ -45,6 +45,31 @@ pub fn make_mosaics(
     max_classes: usize,
     seed: u64,
 ) -> Result<Vec<Mosaic>, EvalError> {
+    make_mosaics_from(
+        folder,
+        &folder.indices(split),
+        &format!("{split:?}"),
+        count,
+        max_classes,
+        seed,
+    )
+}
+
+/// Draws `count` mosaics from the images `members` (indices into
+/// [`ImageFolder::items`], e.g. the pool or the validation fold of `train`); `name` names
+/// the set in errors.
+///
+/// # Errors
+///
+/// As [`make_mosaics`].
+pub fn make_mosaics_from(
+    folder: &ImageFolder,
+    members: &[usize],
+    name: &str,
+    count: usize,
+    max_classes: usize,
+    seed: u64,
+) -> Result<Vec<Mosaic>, EvalError> {
     let n_classes = folder.classes.len();
     if max_classes == 0 || max_classes > n_classes.min(CELLS * CELLS) {
         return Err(EvalError::Config(format!(
@@ -53,14 +78,14 @@ pub fn make_mosaics(
         )));
     }
     let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); n_classes];
-    for (i, item) in folder.items.iter().enumerate() {
-        if item.split == split {
+    for &i in members {
+        if let Some(item) = folder.items.get(i) {
             by_class[item.class].push(i);
         }
     }
     if let Some(c) = by_class.iter().position(Vec::is_empty) {
         return Err(EvalError::Config(format!(
-            "class {} has no image in the {split:?} split; mosaics need every class",
+            "class {} has no image in the {name} set; mosaics need every class",
             folder.classes[c]
         )));
     }

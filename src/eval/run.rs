@@ -14,10 +14,10 @@ use serde::Serialize;
 use super::EvalError;
 use super::metrics::{accuracy, f1_scores};
 use super::pool::{PoolKind, make_pool};
-use super::query::Query;
-use crate::head::{HeadConfig, HeadSpec, Targets, TrainableHead};
-use crate::sampling::{McfpsParams, SelectionInput, Strategy, select};
-use crate::uncertainty::{MultiLabelMetric, mge, predicted_loss, tpd};
+use super::query::{Query, QueryParams};
+use crate::head::{HeadConfig, HeadSpec, McOutput, Targets, TrainableHead};
+use crate::sampling::{SelectionInput, Stage, Strategy, select};
+use crate::uncertainty::{Metric, MultiLabelMetric, mge, predicted_loss, tpd};
 
 /// Labels of a single- or multi-label evaluation set.
 #[derive(Debug, Clone, Copy)]
@@ -37,12 +37,13 @@ impl Labels<'_> {
     }
 }
 
-/// Embeddings and labels of the train split (the pool is drawn from it) and the test split.
+/// Embeddings and labels of the train split (the pool is drawn from it), the test split
+/// and, optionally, a validation fold carved out of train (never the `val` split).
 #[derive(Debug, Clone, Copy)]
 pub struct EvalData<'a> {
     /// Class names.
     pub classes: &'a [String],
-    /// `[N_train, D]`.
+    /// `[N_train, D]` (without the validation fold when there is one).
     pub train_x: ArrayView2<'a, f32>,
     /// Train labels.
     pub train_y: Labels<'a>,
@@ -50,6 +51,9 @@ pub struct EvalData<'a> {
     pub test_x: ArrayView2<'a, f32>,
     /// Test labels.
     pub test_y: Labels<'a>,
+    /// `[N_fold, D]` embeddings and labels of the validation fold, scored every round
+    /// beside the test set; choices are made on these scores.
+    pub validation: Option<(ArrayView2<'a, f32>, Labels<'a>)>,
 }
 
 /// Protocol of an evaluation.
@@ -77,10 +81,8 @@ pub struct EvalProtocol {
     pub head: HeadConfig,
     /// Continue training from the previous round's weights instead of re-initialising.
     pub warm_start: bool,
-    /// Candidate factor `m` of the clustering queries.
-    pub clustering_m: usize,
-    /// MCFPS parameters (`anchors: None` = one per queried sample).
-    pub mcfps: McfpsParams,
+    /// Parameters of the selection strategies.
+    pub selection: QueryParams,
     /// Worker threads running trials in parallel.
     pub threads: usize,
 }
@@ -102,6 +104,11 @@ pub struct RoundRecord {
     pub score: f64,
     /// Macro F1 (multi-label only).
     pub macro_f1: Option<f64>,
+    /// The same score on the validation fold, when the evaluation has one.
+    pub validation_score: Option<f64>,
+    /// For `auto`: the stage of the schedule that chose the next query (`low_budget`,
+    /// `uncertainty`); empty otherwise and in the last round.
+    pub stage: Option<String>,
     /// Pool size.
     pub pool_size: usize,
     /// Distinct classes among the labelled samples.
@@ -131,13 +138,19 @@ pub fn run_eval(
             "budget, seeds and queries must not be empty".into(),
         ));
     }
-    if data.train_y.len() != data.train_x.nrows() || data.test_y.len() != data.test_x.nrows() {
+    let fold_ok = data
+        .validation
+        .is_none_or(|(x, y)| y.len() == x.nrows() && y.len() > 0);
+    if data.train_y.len() != data.train_x.nrows()
+        || data.test_y.len() != data.test_x.nrows()
+        || !fold_ok
+    {
         return Err(EvalError::Config(
             "labels and embeddings differ in length".into(),
         ));
     }
     for q in &protocol.queries {
-        if q.is_multi_label() != multi && *q != Query::Random && *q != Query::Coreset {
+        if q.is_multi_label() != multi && !q.is_label_free() {
             return Err(EvalError::Config(format!(
                 "query {q} is for {} data but this set is {}",
                 if q.is_multi_label() {
@@ -204,6 +217,110 @@ fn rows(x: ArrayView2<'_, f32>, idx: &[usize]) -> Array2<f32> {
     x.select(Axis(0), idx)
 }
 
+/// Scores `head` on a held-out set: accuracy (single-label) or micro and macro F1 at 0.5.
+fn score_on(
+    head: &TrainableHead,
+    x: ArrayView2<'_, f32>,
+    y: Labels<'_>,
+) -> Result<(f64, Option<f64>), EvalError> {
+    let p = head.predict(x)?;
+    Ok(match y {
+        Labels::Single(t) => (accuracy(p.view(), t), None),
+        Labels::Multi(t) => {
+            let (micro, macro_) = f1_scores(p.view(), t, 0.5);
+            (micro, Some(macro_))
+        }
+    })
+}
+
+/// Trains `head` on the labelled pool rows (`global` = their train indices) and returns
+/// the number of distinct classes among their labels.
+fn fit_labelled(
+    head: &mut TrainableHead,
+    x: ArrayView2<'_, f32>,
+    train_y: Labels<'_>,
+    global: &[usize],
+    warm: bool,
+) -> Result<usize, EvalError> {
+    match train_y {
+        Labels::Single(y) => {
+            let ys: Vec<usize> = global.iter().map(|&i| y[i]).collect();
+            head.fit(x, Targets::Single(&ys), warm)?;
+            let mut seen = ys;
+            seen.sort_unstable();
+            seen.dedup();
+            Ok(seen.len())
+        }
+        Labels::Multi(y) => {
+            let ys = y.select(Axis(0), global);
+            head.fit(x, Targets::Multi(ys.view()), warm)?;
+            Ok(ys.sum_axis(Axis(0)).iter().filter(|&&v| v > 0.0).count())
+        }
+    }
+}
+
+/// What one query round ranks by: the uncertainty per pool tile, the strategy to run
+/// (TPD's first round and `auto`'s stages change it) and `auto`'s stage.
+struct RoundQuery {
+    uncertainty: Array1<f32>,
+    strategy: Strategy,
+    stage: Option<Stage>,
+}
+
+/// The uncertainty a query ranks by this round, from the head's MC output `out`;
+/// `previous` is the last round's deterministic output (TPD), `labelled` the labelled
+/// count (`auto`'s switch).
+fn round_query(
+    query: Query,
+    strategy: Strategy,
+    out: &McOutput,
+    previous: Option<&Array2<f32>>,
+    labelled: usize,
+) -> Result<RoundQuery, EvalError> {
+    let zeros = || Array1::zeros(out.deterministic.nrows());
+    let stage = match &strategy {
+        Strategy::Auto(a) => Some(a.stage_for(labelled)),
+        _ => None,
+    };
+    let multi = |m: MultiLabelMetric| -> Result<Option<Array1<f32>>, EvalError> {
+        Ok(match m {
+            MultiLabelMetric::Ll => {
+                let loss = out.predicted_loss.as_ref().ok_or_else(|| {
+                    EvalError::Config("the LL head has no loss-prediction output".into())
+                })?;
+                Some(predicted_loss(loss.view())?)
+            }
+            MultiLabelMetric::Mge => {
+                Some(mge(out.deterministic.view(), out.hidden_norm.view(), 0.5)?)
+            }
+            // Seed 004, Sec. II-A-2: no previous model in the first round: random.
+            MultiLabelMetric::Tpd => match previous {
+                None => None,
+                Some(prev) => Some(tpd(out.deterministic.view(), prev.view())?),
+            },
+        })
+    };
+    let single = |m: Metric| m.compute(out.probs.view());
+    let (uncertainty, strategy) = match (query, stage) {
+        (Query::Auto(_) | Query::AutoMulti(_), Some(Stage::LowBudget)) => (zeros(), strategy),
+        (Query::TopK(m) | Query::Mcfps(m) | Query::Clustering(m) | Query::Auto(m), _) => {
+            (single(m)?, strategy)
+        }
+        (Query::MultiLabel(m) | Query::AutoMulti(m), _) => match multi(m)? {
+            Some(u) => (u, strategy),
+            None => (zeros(), Strategy::Random),
+        },
+        (Query::Random | Query::Coreset | Query::Typiclust | Query::Probcover, _) => {
+            (zeros(), strategy)
+        }
+    };
+    Ok(RoundQuery {
+        uncertainty,
+        strategy,
+        stage,
+    })
+}
+
 /// One trial: a pool, a query function and a seed through all rounds.
 fn run_trial(
     data: &EvalData<'_>,
@@ -226,11 +343,15 @@ fn run_trial(
     )?;
     let pool_x = rows(data.train_x, &pool);
     let multi = matches!(data.train_y, Labels::Multi(_));
+    let uses_ll = matches!(
+        query,
+        Query::MultiLabel(MultiLabelMetric::Ll) | Query::AutoMulti(MultiLabelMetric::Ll)
+    );
     let spec = HeadSpec {
         input_dim: pool_x.ncols(),
         classes: data.classes.to_vec(),
         multi_label: multi,
-        loss_prediction: query == Query::MultiLabel(MultiLabelMetric::Ll),
+        loss_prediction: uses_ll,
     };
     let config = HeadConfig {
         seed,
@@ -245,45 +366,19 @@ fn run_trial(
     for &i in &labelled_idx {
         labelled[i] = true;
     }
-    let strategy = query.strategy(protocol.clustering_m, protocol.mcfps);
+    let strategy = query.strategy(&protocol.selection, n_classes);
     let mut previous: Option<Array2<f32>> = None;
     let mut records = Vec::with_capacity(protocol.rounds + 1);
     for round in 0..=protocol.rounds {
         let fit_started = Instant::now();
         let x = rows(pool_x.view(), &labelled_idx);
         let global: Vec<usize> = labelled_idx.iter().map(|&i| pool[i]).collect();
-        let (score, macro_f1, classes_seen) = match data.train_y {
-            Labels::Single(y) => {
-                let ys: Vec<usize> = global.iter().map(|&i| y[i]).collect();
-                head.fit(
-                    x.view(),
-                    Targets::Single(&ys),
-                    protocol.warm_start && round > 0,
-                )?;
-                let mut seen = ys.clone();
-                seen.sort_unstable();
-                seen.dedup();
-                let p = head.predict(data.test_x)?;
-                let Labels::Single(ty) = data.test_y else {
-                    return Err(EvalError::Config("test labels are multi-label".into()));
-                };
-                (accuracy(p.view(), ty), None, seen.len())
-            }
-            Labels::Multi(y) => {
-                let ys = y.select(Axis(0), &global);
-                head.fit(
-                    x.view(),
-                    Targets::Multi(ys.view()),
-                    protocol.warm_start && round > 0,
-                )?;
-                let seen = ys.sum_axis(Axis(0)).iter().filter(|&&v| v > 0.0).count();
-                let p = head.predict(data.test_x)?;
-                let Labels::Multi(ty) = data.test_y else {
-                    return Err(EvalError::Config("test labels are single-label".into()));
-                };
-                let (micro, macro_) = f1_scores(p.view(), ty, 0.5);
-                (micro, Some(macro_), seen)
-            }
+        let warm = protocol.warm_start && round > 0;
+        let classes_seen = fit_labelled(&mut head, x.view(), data.train_y, &global, warm)?;
+        let (score, macro_f1) = score_on(&head, data.test_x, data.test_y)?;
+        let validation_score = match data.validation {
+            Some((vx, vy)) => Some(score_on(&head, vx, vy)?.0),
+            None => None,
         };
         let fit_seconds = fit_started.elapsed().as_secs_f64();
         let mut record = RoundRecord {
@@ -294,6 +389,8 @@ fn run_trial(
             labelled: labelled_idx.len(),
             score,
             macro_f1,
+            validation_score,
+            stage: None,
             pool_size: pool.len(),
             classes_seen,
             fit_seconds,
@@ -305,38 +402,26 @@ fn run_trial(
         }
         let query_started = Instant::now();
         let round_seed = seed.wrapping_mul(1_000_003).wrapping_add(round as u64);
-        let passes = if query.needs_mc() { protocol.passes } else { 0 };
-        let out = head.predict_mc(pool_x.view(), passes, round_seed)?;
-        let (uncertainty, strategy_now): (Array1<f32>, Strategy) = match query {
-            Query::Random | Query::Coreset => (Array1::zeros(pool.len()), strategy),
-            Query::TopK(m) | Query::Mcfps(m) | Query::Clustering(m) => {
-                (m.compute(out.probs.view())?, strategy)
-            }
-            Query::MultiLabel(MultiLabelMetric::Ll) => {
-                let loss = out.predicted_loss.clone().ok_or_else(|| {
-                    EvalError::Config("the LL head has no loss-prediction output".into())
-                })?;
-                (predicted_loss(loss.view())?, strategy)
-            }
-            Query::MultiLabel(MultiLabelMetric::Mge) => (
-                mge(out.deterministic.view(), out.hidden_norm.view(), 0.5)?,
-                strategy,
-            ),
-            Query::MultiLabel(MultiLabelMetric::Tpd) => match &previous {
-                // Seed 004, Sec. II-A-2: no previous model in the first round: random.
-                None => (Array1::zeros(pool.len()), Strategy::Random),
-                Some(prev) => (tpd(out.deterministic.view(), prev.view())?, strategy),
-            },
+        let low_budget_now = matches!(&strategy, Strategy::Auto(a)
+            if a.stage_for(labelled_idx.len()) == Stage::LowBudget);
+        let passes = if query.needs_mc() && !low_budget_now {
+            protocol.passes
+        } else {
+            0
         };
+        let out = head.predict_mc(pool_x.view(), passes, round_seed)?;
+        let rq = round_query(query, strategy, &out, previous.as_ref(), labelled_idx.len())?;
         previous = Some(out.deterministic);
-        let input = SelectionInput::new(pool_x.view(), uncertainty.view()).with_labelled(&labelled);
-        let picks = select(&strategy_now, &input, protocol.budget, round_seed)?;
+        let input =
+            SelectionInput::new(pool_x.view(), rq.uncertainty.view()).with_labelled(&labelled);
+        let picks = select(&rq.strategy, &input, protocol.budget, round_seed)?;
         for p in picks {
             if !labelled[p.index] {
                 labelled[p.index] = true;
                 labelled_idx.push(p.index);
             }
         }
+        record.stage = rq.stage.map(|s| s.name().to_string());
         record.query_seconds = query_started.elapsed().as_secs_f64();
         records.push(record);
     }

@@ -113,6 +113,16 @@ pub struct Retrain {
     pub save_to: Option<PathBuf>,
 }
 
+/// The ranking metric a strategy runs with when none is given: least confidence
+/// (`1 − max p`) for MCFPS, as in its paper; margin otherwise (the uncertainty stage of
+/// `auto`; on the EuroSAT benchmark margin beat entropy and BALD, see the README).
+pub fn default_metric(strategy: &Strategy) -> Metric {
+    match strategy {
+        Strategy::Mcfps(_) => Metric::LeastConfidence,
+        _ => Metric::Margin,
+    }
+}
+
 impl ScoreRequest {
     /// A request with defaults for everything but the inputs.
     pub fn new(
@@ -131,8 +141,8 @@ impl ScoreRequest {
             tile_size: None,
             overlap: 0,
             mc_passes: DEFAULT_MC_PASSES,
-            strategy: Strategy::Mcfps(Default::default()),
-            metric: Metric::LeastConfidence,
+            strategy: Strategy::product_default(),
+            metric: Metric::Margin,
             budget: DEFAULT_BUDGET,
             seed: 0,
             min_spacing_m: 0.0,
@@ -602,6 +612,16 @@ pub fn score(
     let labelled_count = labelled_mask
         .as_ref()
         .map_or(0, |m| m.iter().filter(|b| **b).count());
+    // auto and ProbCover need the head's classes; auto counts every label given so
+    // far (all of the project's, in the daemon), not only this scene's.
+    let known_labels = req
+        .labelled
+        .as_ref()
+        .map_or(0, |l| l.polygons.0.len() + l.points.len());
+    let strategy = req.strategy.with_run_facts(
+        head.spec.class_names.len(),
+        known_labels.max(labelled_count),
+    );
     let input = SelectionInput {
         embeddings: embeddings.view(),
         uncertainty: score_vec,
@@ -621,7 +641,7 @@ pub fn score(
             })
             .collect();
         select_with_spacing(
-            &req.strategy,
+            &strategy,
             &input,
             req.budget,
             req.seed,
@@ -629,7 +649,7 @@ pub fn score(
             req.min_spacing_m,
         )?
     } else {
-        select(&req.strategy, &input, req.budget, req.seed)?
+        select(&strategy, &input, req.budget, req.seed)?
     };
     let select_s = t3.elapsed().as_secs_f64();
 
@@ -666,8 +686,8 @@ pub fn score(
         labelled_tiles: labelled_count,
         cache_hit,
         picks,
-        strategy_params: serde_json::to_value(req.strategy).unwrap_or(serde_json::Value::Null),
-        strategy: req.strategy,
+        strategy_params: serde_json::to_value(strategy).unwrap_or(serde_json::Value::Null),
+        strategy,
         metric: req.metric,
         budget: req.budget,
         min_spacing_m: req.min_spacing_m,

@@ -38,7 +38,10 @@ fn score_sample_with_aoi_prints_json_and_writes_outputs() {
     assert_eq!(s["candidate_tiles"], 9);
     assert_eq!(s["suggestions"].as_array().unwrap().len(), 3);
     assert_eq!(s["mc_passes"], 5);
-    assert_eq!(s["strategy"], "mcfps");
+    // The default strategy is auto; with no labels its stage is TypiClust's, one
+    // suggestion per cluster, ranked by margin once there are labels.
+    assert_eq!(s["strategy"], "auto");
+    assert_eq!(s["metric"], "margin");
     assert_eq!(s["scene"]["crs_epsg"], "EPSG:32618");
     // no GPU here: the summary must say the CPU provider ran, and why
     assert_eq!(s["runtime"]["provider"], "CPU");
@@ -60,6 +63,16 @@ fn score_sample_with_aoi_prints_json_and_writes_outputs() {
     }
     let csv = std::fs::read_to_string(dir.join("tiles.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 9);
+    // Every suggestion says why it was picked: auto's stage and TypiClust's cluster.
+    let fc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("suggestions.geojson")).unwrap()).unwrap();
+    let feats = fc["features"].as_array().unwrap();
+    assert!(feats.iter().all(|f| f["properties"]["stage"] == "low_budget"));
+    let clusters: std::collections::BTreeSet<u64> = feats
+        .iter()
+        .map(|f| f["properties"]["cluster"].as_u64().expect("a cluster"))
+        .collect();
+    assert_eq!(clusters.len(), 3, "one suggestion per cluster");
     // tiles outside the AOI are nodata in the heatmap
     let hm = gdal::Dataset::open(dir.join("heatmap.tif")).unwrap();
     let band = hm.rasterband(4).unwrap();

@@ -29,8 +29,12 @@ from qgis.core import (
 from .client import DaemonClient, DaemonError
 from .layers import aoi_feature_collection, wgs84, write_feature_collection
 
-STRATEGIES = ["mcfps", "top_k", "random", "coreset", "clustering"]
-METRICS = ["least_confidence", "entropy", "bald", "margin", "variation_ratio"]
+# The Processing enums need a list when QGIS loads the plugin (no daemon yet); the dock
+# shows the daemon's own list (GET /health "strategies") and passes the name. "auto"
+# (TypiClust while labels are few, then margin + clustering) is the default.
+STRATEGIES = ["auto", "top_k", "random", "coreset", "clustering", "mcfps", "typiclust", "probcover"]
+# "default": the daemon chooses (margin; least_confidence for mcfps).
+METRICS = ["default", "least_confidence", "entropy", "bald", "margin", "variation_ratio"]
 EXPORT_FORMATS = ["gpkg", "gpx", "csv"]
 
 
@@ -80,13 +84,16 @@ class NextTileAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(str(e)) from e
 
     def select_body(self, parameters, context):
+        name = (self.parameterAsString(parameters, "STRATEGY_NAME", context) or "").strip()
+        metric = METRICS[self.parameterAsEnum(parameters, "METRIC", context)]
         body = {
-            "strategy": STRATEGIES[self.parameterAsEnum(parameters, "STRATEGY", context)],
-            "metric": METRICS[self.parameterAsEnum(parameters, "METRIC", context)],
+            "strategy": name or STRATEGIES[self.parameterAsEnum(parameters, "STRATEGY", context)],
             "budget": self.parameterAsInt(parameters, "BUDGET", context),
             "mc_passes": self.parameterAsInt(parameters, "MC_PASSES", context),
             "min_spacing_m": self.parameterAsDouble(parameters, "MIN_SPACING", context),
         }
+        if metric != "default":
+            body["metric"] = metric
         scene = self.parameterAsInt(parameters, "SCENE", context)
         if scene > 0:
             body["scene_id"] = scene
@@ -124,6 +131,7 @@ class NextTileAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterNumber("PROJECT", "Project id", QgsProcessingParameterNumber.Integer, minValue=1))
         self.addParameter(QgsProcessingParameterNumber("SCENE", "Scene id (0 = the project's latest)", QgsProcessingParameterNumber.Integer, 0, minValue=0))
         self.addParameter(QgsProcessingParameterEnum("STRATEGY", "Strategy", STRATEGIES, defaultValue=0))
+        self.addParameter(QgsProcessingParameterString("STRATEGY_NAME", "Strategy by name (overrides the list; any the daemon offers)", optional=True))
         self.addParameter(QgsProcessingParameterEnum("METRIC", "Uncertainty metric", METRICS, defaultValue=0))
         self.addParameter(QgsProcessingParameterNumber("BUDGET", "Tiles to suggest", QgsProcessingParameterNumber.Integer, 20, minValue=1))
         self.addParameter(QgsProcessingParameterNumber("MC_PASSES", "MC-dropout passes", QgsProcessingParameterNumber.Integer, 20, minValue=1))

@@ -217,6 +217,7 @@ class NextTileDock(QDockWidget):
                 if ok:
                     h = self.health
                     dock.status.setText(f"nexttile {h.get('version')} on {h.get('provider')} ({h.get('provider_reason')})")
+                    dock.set_strategies(h.get("strategies"), h.get("default_strategy"))
                 else:
                     dock.status.setText("not connected")
                     dock.error(self.message)
@@ -224,6 +225,18 @@ class NextTileDock(QDockWidget):
         task = Health("NextTile: connect")
         self.tasks.append((task,))
         QgsApplication.taskManager().addTask(task)
+
+    def set_strategies(self, names, default=None):
+        """Shows the strategies the daemon offers (its /health list), keeping the
+        current choice when it is still offered, else the daemon's default."""
+        if not names:
+            return
+        current = self.strategy.currentText()
+        self.strategy.clear()
+        self.strategy.addItems([str(n) for n in names])
+        keep = current if current in names else default
+        if keep in names:
+            self.strategy.setCurrentIndex(names.index(keep))
 
     def ensure_project(self, then):
         def done(results):
@@ -261,7 +274,7 @@ class NextTileDock(QDockWidget):
         def go():
             params = {
                 "PROJECT": self.project_id,
-                "STRATEGY": self.strategy.currentIndex(),
+                "STRATEGY_NAME": self.strategy.currentText(),
                 "BUDGET": self.budget.value(),
                 "MC_PASSES": self.passes.value(),
                 "MIN_SPACING": float(self.spacing.value()),

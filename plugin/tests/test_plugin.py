@@ -142,6 +142,16 @@ class PluginTest(unittest.TestCase):
         scene_extent.grow(1e-6)
         self.assertTrue(scene_extent.contains(first.extent()), f"{first.extent().toString()} not in {scene_extent.toString()}")
 
+        # The default strategy, by name as the dock sends it: auto, whose first picks
+        # (no labels yet) come from its TypiClust stage and say which cluster they stand for.
+        params_auto = dict(params, STRATEGY_NAME="auto", OUTPUT=os.path.join(out_dir, "auto.gpkg"))
+        auto = QgsVectorLayer(processing.run("nexttile:suggest", params_auto)["OUTPUT"], "auto", "ogr")
+        self.assertEqual(auto.featureCount(), 12)
+        feats = list(auto.getFeatures())
+        self.assertEqual({f["strategy"] for f in feats}, {"auto"})
+        self.assertEqual({f["stage"] for f in feats}, {"low_budget"})
+        self.assertEqual(len({f["cluster"] for f in feats}), 12)
+
         # Styled as the dock loads it: graduated by rank, `class` edited with a value map.
         from nexttile.layers import style_suggestions
 
@@ -249,7 +259,15 @@ class PluginTest(unittest.TestCase):
             self.assertTrue(dock.start_local_daemon())
             self.assertIsNotNone(dock.local)
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health") as r:
-                self.assertEqual(json.loads(r.read())["name"], "nexttile")
+                health = json.loads(r.read())
+            self.assertEqual(health["name"], "nexttile")
+            # The strategy list comes from the daemon, its default selected.
+            dock.strategy.clear()
+            dock.set_strategies(health["strategies"], health["default_strategy"])
+            offered = [dock.strategy.itemText(i) for i in range(dock.strategy.count())]
+            self.assertEqual(offered, health["strategies"])
+            self.assertIn("typiclust", offered)
+            self.assertEqual(dock.strategy.currentText(), "auto")
         finally:
             dock.stop_local_daemon()
             use(self.daemon.url)

@@ -118,13 +118,19 @@ struct ScoreArgs {
     /// MC-dropout passes of the head (1 = deterministic).
     #[arg(long, short = 't', default_value_t = engine::DEFAULT_MC_PASSES)]
     mc_passes: usize,
-    /// Selection strategy: mcfps, top_k, random, coreset, clustering.
-    #[arg(long, default_value = "mcfps")]
+    /// Selection strategy: auto (TypiClust while labels are few, then margin +
+    /// clustering), mcfps, top_k, random, coreset, clustering, typiclust, probcover.
+    #[arg(long, default_value = "auto")]
     strategy: String,
     /// Uncertainty metric for ranking: least_confidence, entropy, bald, margin,
-    /// variation_ratio, or predicted_loss (heads with a loss output; alias ll).
-    #[arg(long, default_value = "least_confidence")]
-    metric: String,
+    /// variation_ratio, or predicted_loss (heads with a loss output; alias ll)
+    /// (default: least_confidence for mcfps, as in its paper; margin otherwise).
+    #[arg(long)]
+    metric: Option<String>,
+    /// auto: labels per class (of the head) after which it switches from TypiClust to
+    /// uncertainty + clustering.
+    #[arg(long)]
+    switch_per_class: Option<usize>,
     /// Number of tiles to suggest.
     #[arg(long, short, default_value_t = engine::DEFAULT_BUDGET)]
     budget: usize,
@@ -260,6 +266,15 @@ fn parse_strategy(a: &ScoreArgs) -> Result<Strategy> {
             "--cluster-factor only applies to --strategy clustering".into(),
         ));
     }
+    if let Strategy::Auto(p) = &mut s {
+        if let Some(n) = a.switch_per_class {
+            p.switch_per_class = n;
+        }
+    } else if a.switch_per_class.is_some() {
+        return Err(Error::Invalid(
+            "--switch-per-class only applies to --strategy auto".into(),
+        ));
+    }
     if !a.min_spacing.is_finite() || a.min_spacing < 0.0 {
         return Err(Error::Invalid(format!(
             "--min-spacing must be a distance in metres >= 0, got {}",
@@ -270,8 +285,11 @@ fn parse_strategy(a: &ScoreArgs) -> Result<Strategy> {
 }
 
 fn score(a: ScoreArgs) -> Result<()> {
-    let metric: Metric = a.metric.parse()?;
     let strategy = parse_strategy(&a)?;
+    let metric: Metric = match &a.metric {
+        Some(m) => m.parse()?,
+        None => engine::default_metric(&strategy),
+    };
     let aoi = match &a.aoi {
         Some(p) => Some(Aoi::from_file(p, a.aoi_crs.as_deref())?),
         None => None,

@@ -139,6 +139,10 @@ pub fn suggestions_collection(result: &ScoreResult) -> Result<FeatureCollection,
             json!(pick.anchor.map(|a| result.tiles[a].to_string())),
         );
         p.insert("strategy".into(), json!(result.strategy.name()));
+        // Why this tile: the auto schedule's stage, TypiClust's cluster, ProbCover's ball.
+        p.insert("stage".into(), json!(pick.stage.map(|s| s.name())));
+        p.insert("cluster".into(), json!(pick.cluster));
+        p.insert("covers".into(), json!(pick.covers));
         p.insert("strategy_params".into(), result.strategy_params.clone());
         p.insert("metric".into(), json!(result.metric.name()));
         p.insert("mc_passes".into(), json!(result.mc_passes));

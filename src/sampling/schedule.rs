@@ -79,6 +79,10 @@ pub struct AutoParams {
     pub low_budget: LowBudget,
     /// Candidate factor `m` of the uncertainty stage (1 = top-k by uncertainty).
     pub m: usize,
+    /// Labels the analyst has given so far anywhere (other scenes of a project too; the
+    /// shells set it). The stage counts the larger of this and the selection's labelled
+    /// tiles.
+    pub known_labels: usize,
 }
 
 impl AutoParams {
@@ -119,6 +123,7 @@ impl Default for AutoParams {
             switch_per_class: Self::DEFAULT_SWITCH_PER_CLASS,
             low_budget: LowBudget::Typiclust(TypiclustParams::default()),
             m: Self::DEFAULT_M,
+            known_labels: 0,
         }
     }
 }
@@ -148,8 +153,8 @@ pub fn auto(
     if params.classes == 0 {
         return Err(SamplingError::ZeroClusters);
     }
-    let labelled = labelled_mask(input).iter().filter(|&&l| l).count();
-    let stage = params.stage_for(labelled);
+    let in_selection = labelled_mask(input).iter().filter(|&&l| l).count();
+    let stage = params.stage_for(in_selection.max(params.known_labels));
     let mut picks = match params.stage_strategy(stage) {
         Strategy::Typiclust(p) => typiclust(input, budget, &p, seed)?,
         Strategy::Probcover(p) => probcover(input, budget, &p, seed)?,
@@ -206,6 +211,14 @@ mod tests {
                 ),
             }
         }
+        // Labels given elsewhere (another scene of the project) count too.
+        let elsewhere = AutoParams {
+            known_labels: 10,
+            ..params
+        };
+        let input = SelectionInput::new(emb.view(), unc.view());
+        let picks = auto(&input, 2, &elsewhere, 1).unwrap();
+        assert!(picks.iter().all(|p| p.stage == Some(Stage::Uncertainty)));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::sampling::clustering::ClusteringParams;
 use crate::sampling::error::SamplingError;
 use crate::sampling::mcfps::McfpsParams;
 use crate::sampling::probcover::ProbcoverParams;
-use crate::sampling::schedule::AutoParams;
+use crate::sampling::schedule::{AutoParams, LowBudget};
 use crate::sampling::typiclust::TypiclustParams;
 
 /// A selection strategy, run by [`select`](crate::sampling::select).
@@ -82,6 +82,37 @@ impl Strategy {
     /// The valid names joined by `", "`, for error messages and help texts.
     pub fn names_list() -> String {
         Strategy::NAMES.join(", ")
+    }
+
+    /// The strategy the shells run by default: [`Strategy::Auto`] with its defaults.
+    pub fn product_default() -> Strategy {
+        Strategy::Auto(AutoParams::default())
+    }
+
+    /// Fills in what only the run knows: the head's `classes` (ProbCover's purity rule,
+    /// `auto`'s switch) and the labels given so far anywhere (`auto`'s
+    /// [`known_labels`](AutoParams::known_labels)). Other strategies are returned as they
+    /// are.
+    pub fn with_run_facts(self, classes: usize, known_labels: usize) -> Strategy {
+        let classes = classes.max(1);
+        match self {
+            Strategy::Probcover(p) => Strategy::Probcover(ProbcoverParams { classes, ..p }),
+            Strategy::Auto(a) => {
+                let low_budget = match a.low_budget {
+                    LowBudget::Probcover(p) => {
+                        LowBudget::Probcover(ProbcoverParams { classes, ..p })
+                    }
+                    other => other,
+                };
+                Strategy::Auto(AutoParams {
+                    classes,
+                    known_labels,
+                    low_budget,
+                    ..a
+                })
+            }
+            other => other,
+        }
     }
 }
 

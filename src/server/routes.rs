@@ -20,7 +20,6 @@ use crate::engine::{DEFAULT_BUDGET, DEFAULT_MC_PASSES, DEFAULT_TILE_SIZE};
 use crate::model::ModelRole;
 use crate::sampling::Strategy;
 use crate::store::{Db, Project, RoundRow, SceneRow};
-use crate::uncertainty::Metric;
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -46,7 +45,8 @@ fn project_or_404(db: &Db, id: i64) -> ApiResult<Project> {
         .ok_or_else(|| ApiError::not_found(&format!("project {id}")))
 }
 
-/// `GET /health`: version, schema, and which execution provider runs and why.
+/// `GET /health`: version, schema, which execution provider runs and why, and the
+/// selection strategies offered (the plugin's list) with the default.
 #[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, description = "Version, schema version, and which execution provider (CUDA or CPU) runs and why", body = Object)))]
 pub async fn health(State(state): State<Arc<AppState>>) -> ApiResult<Json<serde_json::Value>> {
     let schema = with_db(&state, |db| Ok(db.schema_version()?)).await?;
@@ -58,6 +58,8 @@ pub async fn health(State(state): State<Arc<AppState>>) -> ApiResult<Json<serde_
         "provider_reason": state.runtime.provider_reason,
         "onnxruntime": state.runtime.library.display().to_string(),
         "token_required": state.config.token.is_some(),
+        "strategies": crate::sampling::Strategy::NAMES,
+        "default_strategy": crate::sampling::Strategy::product_default().name(),
     })))
 }
 
@@ -409,11 +411,12 @@ pub async fn cancel_job(
 pub struct SelectBody {
     /// Scene id (default: the project's latest scene).
     pub scene_id: Option<i64>,
-    /// Strategy: a name (`mcfps`, `top_k`, `random`, `coreset`, `clustering`) or an
-    /// object with parameters (`{"mcfps": {"neighbours": 8}}`).
+    /// Strategy: a name (`auto`, the default, `mcfps`, `top_k`, `random`, `coreset`,
+    /// `clustering`, `typiclust`, `probcover`) or an object with parameters
+    /// (`{"mcfps": {"neighbours": 8}}`, `{"auto": {"switch_per_class": 10}}`).
     #[schema(value_type = Option<Object>)]
     pub strategy: Option<serde_json::Value>,
-    /// Ranking metric name.
+    /// Ranking metric name (default: margin; least_confidence for mcfps).
     pub metric: Option<String>,
     /// Suggestions wanted.
     pub budget: Option<usize>,
@@ -433,7 +436,7 @@ pub struct SelectBody {
 fn select_params(b: &SelectBody) -> ApiResult<SelectParams> {
     let bad = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m);
     let strategy = match &b.strategy {
-        None => Strategy::Mcfps(Default::default()),
+        None => Strategy::product_default(),
         Some(serde_json::Value::String(s)) => s
             .parse()
             .map_err(|e: crate::sampling::SamplingError| bad(e.to_string()))?,
@@ -445,7 +448,7 @@ fn select_params(b: &SelectBody) -> ApiResult<SelectParams> {
         })?,
     };
     let metric = match &b.metric {
-        None => Metric::LeastConfidence,
+        None => crate::engine::default_metric(&strategy),
         Some(m) => m
             .parse()
             .map_err(|e: crate::uncertainty::UncertaintyError| bad(e.to_string()))?,

@@ -17,7 +17,7 @@
 //! - `granule`: a full Sentinel-2 granule footprint (10980 × 10980 px, 13
 //!   bands, a VRT mosaic of the sample; nothing big is written) and a quarter
 //!   of it: wall time, time per tile, peak RSS of the process;
-//! - `selection`: top-k, MCFPS, core-set and uncertainty + clustering, b = 1000, from 38,531 and 1,000,000
+//! - `selection`: top-k, MCFPS, core-set, uncertainty + clustering, TypiClust and ProbCover, b = 1000, from 38,531 and 1,000,000
 //!   synthetic 256-d embeddings (time, peak RSS), each in its own process.
 
 use std::path::{Path, PathBuf};
@@ -28,7 +28,10 @@ use std::time::Instant;
 use nexttile::engine::{self, ScoreRequest};
 use nexttile::model::{Encoder, Head, SessionConfig};
 use nexttile::raster::{ReadPlan, Scene, read_tiles};
-use nexttile::sampling::{ClusteringParams, McfpsParams, SelectionInput, Strategy, select};
+use nexttile::sampling::{
+    ClusteringParams, McfpsParams, ProbcoverParams, SelectionInput, Strategy, TypiclustParams,
+    select,
+};
 use nexttile::tiling::TileGrid;
 
 const MC: usize = 20;
@@ -434,6 +437,8 @@ fn selection_worker(n: usize, strategy: &str) {
         "mcfps" => Strategy::Mcfps(McfpsParams::default()),
         "coreset" => Strategy::Coreset,
         "clustering" => Strategy::Clustering(ClusteringParams::default()),
+        "typiclust" => Strategy::Typiclust(TypiclustParams::default()),
+        "probcover" => Strategy::Probcover(ProbcoverParams::default()),
         _ => Strategy::TopK,
     };
     let t = Instant::now();
@@ -456,7 +461,15 @@ fn selection(report: &mut serde_json::Map<String, serde_json::Value>) {
     let exe = std::env::current_exe().expect("exe");
     let mut rows = Vec::new();
     for n in [38_531usize, 1_000_000] {
-        for s in ["top_k", "mcfps", "coreset", "clustering"] {
+        // auto runs one of typiclust (while labels are few) and clustering (m = 3) per call.
+        for s in [
+            "top_k",
+            "mcfps",
+            "coreset",
+            "clustering",
+            "typiclust",
+            "probcover",
+        ] {
             let run = |textbook: bool| {
                 let mut cmd = Command::new(&exe);
                 cmd.args(["--selection-worker", &n.to_string(), s]);

@@ -1,0 +1,783 @@
+#!/usr/bin/env python3
+"""Build NextTile's label-free Random Convolutional Features encoder for EuroSAT-RGB.
+
+RCF / MOSAIKS (Rolf et al., "A generalizable and accessible approach to machine
+learning with global satellite imagery", Nature Communications 12, 4392 (2021),
+doi:10.1038/s41467-021-24638-z): K random 3 x 3 x 3 patches cut from unlabelled
+images, ZCA-whitened, used as convolution filters; each filter response z gives
+two features, mean(ReLU(z - b)) and mean(ReLU(-z - b)) over the tile, so a
+tile becomes a 2K-vector. No training, no labels.
+
+What this script does (deterministic: same EuroSAT folder -> byte-identical
+encoder.onnx and head.onnx):
+
+1. Reads splits.csv. Rows of split `val` are dropped on reading and their images
+   are never opened. The validation fold is carved from `train`: per class, the
+   paths sorted by sha256("nexttile-validation-fold:" + path) (lowercase hex),
+   the first int(n * 0.2 + 0.5) of each class; the rest of `train` is the pool.
+2. Preprocesses exactly as the model contract does on the host (the same
+   metadata as onnx/eurosat_simsiam/encoder.onnx): x = clip(pixel / 255, 0, 1)
+   (EuroSAT-RGB pixels are L1C B04/B03/B02 already scaled; on a scene the host
+   applies input_scale = 1/2800 and input_clip [0, 1]), then (x - mean) / std per
+   channel. The encoder graph therefore starts at the standardised input, like
+   the SimSiam one.
+3. ZCA: mean mu and covariance S of 200,000 random 3 x 3 x 3 patches of pool
+   images; W = U diag(1 / sqrt(lambda + eps)) U^T with eps = eps_rel * mean(lambda).
+4. Filters: K_max = max(--k-grid) further random pool patches p_k (fixed seed;
+   the K = 512 variant uses the first 512 of the same draw), f_k = W (p_k - mu),
+   normalised to unit length, so z_k = f_k . W (x - mu) has about unit variance
+   on pool patches and the ReLU threshold b is in whitened standard deviations.
+   Folded into one Conv: weight W f_k (C, kh, kw order), bias -(W f_k) . mu.
+5. Graph: Conv(2K filters [+w; -w], biases [c - b; -c - b], 3 x 3, valid)
+   -> Relu (= concat(ReLU(z - b), ReLU(-z - b))) -> GlobalAveragePool -> Flatten
+   -> Sub(pool feature mean) -> Div(pool feature std) -> embedding N x 2K.
+6. Search on the validation fold (sklearn LogisticRegression, C = 1, on features
+   standardised with pool statistics): stage 1 eps_rel in --eps-grid at
+   (K = min(--k-grid), b = 1); stage 2 K x b at the chosen eps. Per variant: probe
+   on all pool labels, and on 189 and 576 random pool labels (5 draws each, the
+   same draws for every feature set). Selection score (fixed before looking):
+   0.5 * acc@189 + 0.3 * acc@576 + 0.2 * acc@all, ties to the smaller K.
+   The same probes are run on onnx/eurosat_simsiam/encoder.onnx embeddings and
+   on the concatenation [SimSiam || RCF].
+7. Exports the chosen encoder, computes the final numbers on `test` through the
+   exported file with onnxruntime (probes fitted on the pool), trains the
+   MC-dropout head (numpy, all pool labels) and exports it in the form of
+   onnx/eurosat_simsiam/head.onnx, checks the encoder against a plain numpy
+   implementation, and writes metrics.json.
+
+    /tmp/rcfvenv/bin/python onnx/rcf_eurosat/build.py [/root/cache/eurosat-rgb]
+
+Needs numpy, pillow, onnx, onnxruntime, scikit-learn. ~20 min on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+DEFAULT_DATA = Path("/root/cache/eurosat-rgb")
+DEFAULT_SIMSIAM = REPO / "onnx" / "eurosat_simsiam" / "encoder.onnx"
+
+CLASSES = [
+    "AnnualCrop",
+    "Forest",
+    "HerbaceousVegetation",
+    "Highway",
+    "Industrial",
+    "Pasture",
+    "PermanentCrop",
+    "Residential",
+    "River",
+    "SeaLake",
+]
+FOLD_SALT = "nexttile-validation-fold:"
+FOLD_FRACTION = 0.2
+
+# The contract of onnx/eurosat_simsiam/encoder.onnx, copied (not read from that file, so
+# this build does not change when that model is retrained): B04/B03/B02, L1C reflectance
+# x 10000 scaled by 1/2800 and clipped to [0, 1], then the EuroSAT-RGB train-split channel
+# statistics. The whitening below absorbs any per-channel affine map, so these numbers only
+# have to match what the host does, and sharing them lets one standardised batch feed both.
+BANDS = ["B04", "B03", "B02"]
+INPUT_SCALE = "0.00035714285714285714"  # repr(1 / 2800), as in eurosat_simsiam
+CHANNEL_MEAN = [0.3445392343688706, 0.38043774943031305, 0.4079323908835384]
+CHANNEL_STD = [0.20288082443619498, 0.13688746854978684, 0.11553528701574106]
+TILE = 64
+PATCH = 3
+
+SEED = 0
+N_WHITEN = 200_000
+STD_FLOOR_REL = 1e-2  # feature std floor, relative to the median feature std
+LABEL_BUDGETS = (189, 576)
+FEW_DRAWS = 5
+PROBE_C = 1.0
+
+HEAD_HIDDEN = 256
+HEAD_DROPOUT = 0.3
+HEAD_EPOCHS = 60
+HEAD_BATCH = 256
+HEAD_LR = 1e-3
+HEAD_WD = 1e-4
+
+OPSET = 17
+IR_VERSION = 8
+PRODUCER = "nexttile onnx/rcf_eurosat/build.py"
+
+
+# --------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------
+
+
+def fold_key(path: str) -> str:
+    return hashlib.sha256((FOLD_SALT + path).encode("utf-8")).hexdigest()
+
+
+def read_splits(root: Path) -> dict:
+    """pool / fold / test rows as (path, class index). `val` rows are dropped here."""
+    train, test = [], []
+    with open(root / "splits.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            if row["split"] == "val":
+                continue  # never used, not even opened
+            item = (row["path"], CLASSES.index(row["class"]))
+            if row["split"] == "train":
+                train.append(item)
+            elif row["split"] == "test":
+                test.append(item)
+            else:
+                raise ValueError(f"unknown split {row['split']!r}")
+    fold = set()
+    for c in range(len(CLASSES)):
+        paths = sorted((p for p, y in train if y == c), key=fold_key)
+        fold.update(paths[: int(len(paths) * FOLD_FRACTION + 0.5)])
+    return {
+        "pool": [r for r in train if r[0] not in fold],
+        "fold": [r for r in train if r[0] in fold],
+        "test": test,
+    }
+
+
+def load_images(root: Path, rows) -> tuple[np.ndarray, np.ndarray]:
+    from PIL import Image
+
+    x = np.empty((len(rows), TILE, TILE, 3), dtype=np.uint8)
+    for i, (p, _) in enumerate(rows):
+        with Image.open(root / p) as im:
+            a = np.asarray(im.convert("RGB"), dtype=np.uint8)
+        assert a.shape == (TILE, TILE, 3), (p, a.shape)
+        x[i] = a
+    return x, np.array([y for _, y in rows], dtype=np.int64)
+
+
+def standardise(x: np.ndarray) -> np.ndarray:
+    """uint8 N x H x W x 3 -> float32 N x 3 x H x W, as the host does: clip(v, 0, 1), (v - mean) / std."""
+    m = np.array(CHANNEL_MEAN, dtype=np.float32).reshape(1, 3, 1, 1)
+    s = np.array(CHANNEL_STD, dtype=np.float32).reshape(1, 3, 1, 1)
+    v = np.clip(x.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0), 0.0, 1.0)
+    return np.ascontiguousarray((v - m) / s)
+
+
+# --------------------------------------------------------------------------
+# patches, whitening, filters
+# --------------------------------------------------------------------------
+
+
+def sample_patches(s: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n random 3 x 3 patches of the standardised images s (N x C x H x W) -> n x (C*3*3), C-major."""
+    i = rng.integers(0, s.shape[0], n)
+    yy = rng.integers(0, s.shape[2] - PATCH + 1, n)
+    xx = rng.integers(0, s.shape[3] - PATCH + 1, n)
+    d = np.arange(PATCH)
+    c = np.arange(s.shape[1])
+    p = s[
+        i[:, None, None, None],
+        c[None, :, None, None],
+        yy[:, None, None, None] + d[None, None, :, None],
+        xx[:, None, None, None] + d[None, None, None, :],
+    ]
+    return p.reshape(n, -1).astype(np.float64)
+
+
+def zca(patches: np.ndarray, eps_rel: float) -> dict:
+    mu = patches.mean(axis=0)
+    xc = patches - mu
+    cov = xc.T @ xc / (len(patches) - 1)
+    lam, u = np.linalg.eigh(cov)
+    eps = eps_rel * float(lam.mean())
+    w = (u * (1.0 / np.sqrt(lam + eps))) @ u.T
+    return {"mu": mu, "W": w, "eigvals": lam[::-1], "eps": eps}
+
+
+def make_filters(filter_patches: np.ndarray, wh: dict) -> dict:
+    """Unit-length whitened filters f_k and the folded conv weight W f_k, bias -(W f_k) . mu."""
+    f = (filter_patches - wh["mu"]) @ wh["W"]  # W symmetric
+    f /= np.linalg.norm(f, axis=1, keepdims=True)
+    w = f @ wh["W"]
+    c = -(w @ wh["mu"])
+    return {"f": f, "w": w, "c": c}
+
+
+# --------------------------------------------------------------------------
+# ONNX graphs
+# --------------------------------------------------------------------------
+
+
+def _model(nodes, inputs, outputs, inits, name):
+    import onnx
+    from onnx import helper
+
+    g = helper.make_graph(nodes, name, inputs, outputs, inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)], producer_name=PRODUCER, producer_version="1")
+    m.ir_version = IR_VERSION
+    onnx.checker.check_model(m)
+    return m
+
+
+def rcf_graph(filt: dict, k: int, biases, standardize=None):
+    """Conv(2k: +w, -w; bias c - b, -c - b) -> Relu -> GlobalAveragePool -> Flatten, one branch per b.
+    With standardize=(mean, std) and one b: -> Sub -> Div, output `embedding` (the shipped encoder)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = filt["w"][:k].reshape(k, 3, PATCH, PATCH)
+    c = filt["c"][:k]
+    weight = np.concatenate([w, -w]).astype(np.float32)
+    inits = [numpy_helper.from_array(weight, "rcf.weight")]
+    nodes, outputs = [], []
+    for j, b in enumerate(biases):
+        tag = "" if len(biases) == 1 else f"_{j}"
+        bias = np.concatenate([c - b, -c - b]).astype(np.float32)
+        inits.append(numpy_helper.from_array(bias, f"rcf.bias{tag}"))
+        out = "features" + tag
+        nodes += [
+            helper.make_node("Conv", ["image", "rcf.weight", f"rcf.bias{tag}"], [f"z{tag}"], name=f"rcf_conv{tag}",
+                             kernel_shape=[PATCH, PATCH], pads=[0, 0, 0, 0], strides=[1, 1]),
+            helper.make_node("Relu", [f"z{tag}"], [f"r{tag}"], name=f"rcf_relu{tag}"),
+            helper.make_node("GlobalAveragePool", [f"r{tag}"], [f"p{tag}"], name=f"rcf_pool{tag}"),
+            helper.make_node("Flatten", [f"p{tag}"], [out], name=f"rcf_flatten{tag}", axis=1),
+        ]
+        outputs.append(out)
+    if standardize is not None:
+        assert len(biases) == 1
+        mean, std = standardize
+        inits += [
+            numpy_helper.from_array(np.asarray(mean, dtype=np.float32).reshape(1, -1), "feature.mean"),
+            numpy_helper.from_array(np.asarray(std, dtype=np.float32).reshape(1, -1), "feature.std"),
+        ]
+        nodes += [
+            helper.make_node("Sub", [outputs[0], "feature.mean"], ["centred"], name="feature_sub"),
+            helper.make_node("Div", ["centred", "feature.std"], ["embedding"], name="feature_div"),
+        ]
+        outputs = ["embedding"]
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, ["batch", 2 * k]) for o in outputs],
+        inits,
+        "nexttile_rcf_encoder",
+    )
+
+
+def onnx_head(w1, b1, w2, b2, mu, sigma):
+    """The head of onnx/eurosat_simsiam/train.py (and onnx/ssl_common.py): embedding standardisation
+    folded into fc1; MC dropout written out (RandomUniformLike -> mask -> inverted scaling) and
+    selected by Where(mc_dropout, ...), because onnxruntime's optimiser removes Dropout nodes."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w1 = w1.astype(np.float64)  # H x D
+    w1f = w1 / sigma[None, :]
+    b1f = b1.astype(np.float64) - (w1f * mu[None, :]).sum(axis=1)
+    inits = [
+        numpy_helper.from_array(np.ascontiguousarray(w1f.T.astype(np.float32)), "fc1.W"),
+        numpy_helper.from_array(b1f.astype(np.float32), "fc1.b"),
+        numpy_helper.from_array(np.ascontiguousarray(w2.T.astype(np.float32)), "fc2.W"),
+        numpy_helper.from_array(b2.astype(np.float32), "fc2.b"),
+        numpy_helper.from_array(np.array(HEAD_DROPOUT, dtype=np.float32), "dropout.ratio"),
+        numpy_helper.from_array(np.array(1.0 / (1.0 - HEAD_DROPOUT), dtype=np.float32), "dropout.scale"),
+        numpy_helper.from_array(np.array(False), "mc_dropout"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["embedding", "fc1.W"], ["h0"]),
+        helper.make_node("Add", ["h0", "fc1.b"], ["h1"]),
+        helper.make_node("Relu", ["h1"], ["h2"]),
+        helper.make_node("RandomUniformLike", ["h2"], ["u"], dtype=TensorProto.FLOAT, low=0.0, high=1.0),
+        helper.make_node("GreaterOrEqual", ["u", "dropout.ratio"], ["keep"]),
+        helper.make_node("Cast", ["keep"], ["keepf"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["h2", "keepf"], ["h2m"]),
+        helper.make_node("Mul", ["h2m", "dropout.scale"], ["h2d"]),
+        helper.make_node("Where", ["mc_dropout", "h2d", "h2"], ["h3"], name="mc_dropout_switch"),
+        helper.make_node("MatMul", ["h3", "fc2.W"], ["l0"]),
+        helper.make_node("Add", ["l0", "fc2.b"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probs"], axis=-1),
+    ]
+    d = w1.shape[1]
+    return _model(
+        nodes,
+        [
+            helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", d]),
+            helper.make_tensor_value_info("mc_dropout", TensorProto.BOOL, []),
+        ],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", len(CLASSES)])],
+        inits,
+        "nexttile_mc_head",
+    )
+
+
+def set_meta(model, meta: dict) -> None:
+    del model.metadata_props[:]
+    for k, v in meta.items():
+        p = model.metadata_props.add()
+        p.key = k
+        p.value = v if isinstance(v, str) else json.dumps(v)
+
+
+def save(model, path: Path) -> None:
+    path.write_bytes(model.SerializeToString())
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+# --------------------------------------------------------------------------
+# onnxruntime
+# --------------------------------------------------------------------------
+
+
+def session(model_or_path, threads: int):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    src = str(model_or_path) if isinstance(model_or_path, Path) else model_or_path.SerializeToString()
+    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+
+
+def run_all(sess, x_uint8: np.ndarray, batch: int = 16) -> list[np.ndarray]:
+    """Standardise uint8 images batch by batch and run every output of sess."""
+    names = [o.name for o in sess.get_outputs()]
+    iname = sess.get_inputs()[0].name
+    parts = [[] for _ in names]
+    for i in range(0, len(x_uint8), batch):
+        outs = sess.run(names, {iname: standardise(x_uint8[i : i + batch])})
+        for p, o in zip(parts, outs):
+            p.append(o)
+    return [np.concatenate(p) for p in parts]
+
+
+# --------------------------------------------------------------------------
+# probes
+# --------------------------------------------------------------------------
+
+
+def pool_standardiser(e_pool: np.ndarray):
+    mu = e_pool.astype(np.float64).mean(0)
+    sd = e_pool.astype(np.float64).std(0) + 1e-6
+    return lambda e: ((e - mu) / sd).astype(np.float32)
+
+
+def label_draws(n_pool: int) -> dict:
+    """The same random pool subsets for every feature set: {budget: [index arrays]}."""
+    out = {}
+    for n in LABEL_BUDGETS:
+        out[n] = [np.sort(np.random.default_rng([SEED, n, d]).choice(n_pool, n, replace=False)) for d in range(FEW_DRAWS)]
+    return out
+
+
+def logreg(a, ya, b, yb) -> float:
+    from sklearn.linear_model import LogisticRegression
+
+    from threadpoolctl import threadpool_limits
+
+    # one BLAS thread: on these small problems OpenBLAS's threading makes lbfgs ~10x slower
+    with threadpool_limits(1 if len(a) <= 2000 else None):
+        clf = LogisticRegression(C=PROBE_C, max_iter=3000)
+        clf.fit(a, ya)
+        return float((clf.predict(b) == yb).mean())
+
+
+def probe_suite(e_pool, y_pool, e_eval, y_eval, draws) -> dict:
+    """Linear probe on all pool labels and on each budget's draws; features standardised with
+    pool statistics (label-free, the whole pool)."""
+    z = pool_standardiser(e_pool)
+    a, b = z(e_pool), z(e_eval)
+    res = {"all_pool": round(logreg(a, y_pool, b, y_eval), 4)}
+    for n, idx in draws.items():
+        accs = [logreg(a[i], y_pool[i], b, y_eval) for i in idx]
+        res[f"labels_{n}_mean"] = round(float(np.mean(accs)), 4)
+        res[f"labels_{n}_std"] = round(float(np.std(accs)), 4)
+        res[f"labels_{n}_draws"] = [round(v, 4) for v in accs]
+    return res
+
+
+def score(r: dict) -> float:
+    return 0.5 * r["labels_189_mean"] + 0.3 * r["labels_576_mean"] + 0.2 * r["all_pool"]
+
+
+def concat(a: np.ndarray, b: np.ndarray, a_pool: np.ndarray, b_pool: np.ndarray) -> np.ndarray:
+    return np.concatenate([pool_standardiser(a_pool)(a), pool_standardiser(b_pool)(b)], axis=1)
+
+
+# --------------------------------------------------------------------------
+# head (numpy)
+# --------------------------------------------------------------------------
+
+
+def train_head(e: np.ndarray, y: np.ndarray, seed: int):
+    """MLP D -> 256 -> ReLU -> dropout 0.3 -> 10 on standardised embeddings; AdamW, cross-entropy,
+    the recipe of onnx/eurosat_simsiam/train.py (lr 1e-3, wd 1e-4, 60 epochs, batch 256), in numpy."""
+    rng = np.random.default_rng([seed, 7])
+    mu = e.astype(np.float64).mean(0)
+    sigma = e.astype(np.float64).std(0) + 1e-6
+    x = ((e - mu) / sigma).astype(np.float32)
+    d, h, k = x.shape[1], HEAD_HIDDEN, len(CLASSES)
+    a1, a2 = 1 / np.sqrt(d), 1 / np.sqrt(h)
+    params = {
+        "w1": rng.uniform(-a1, a1, (d, h)).astype(np.float32),
+        "b1": rng.uniform(-a1, a1, h).astype(np.float32),
+        "w2": rng.uniform(-a2, a2, (h, k)).astype(np.float32),
+        "b2": rng.uniform(-a2, a2, k).astype(np.float32),
+    }
+    m = {n: np.zeros_like(p) for n, p in params.items()}
+    v = {n: np.zeros_like(p) for n, p in params.items()}
+    b1_, b2_, eps = 0.9, 0.999, 1e-8
+    step = 0
+    onehot = np.eye(k, dtype=np.float32)
+    keep_scale = np.float32(1.0 / (1.0 - HEAD_DROPOUT))
+    for _ in range(HEAD_EPOCHS):
+        perm = rng.permutation(len(x))
+        for i in range(0, len(x), HEAD_BATCH):
+            idx = perm[i : i + HEAD_BATCH]
+            xb, yb = x[idx], onehot[y[idx]]
+            h1 = xb @ params["w1"] + params["b1"]
+            r = np.maximum(h1, 0)
+            mask = (rng.random(r.shape, dtype=np.float32) >= HEAD_DROPOUT).astype(np.float32) * keep_scale
+            hd = r * mask
+            logits = hd @ params["w2"] + params["b2"]
+            logits -= logits.max(1, keepdims=True)
+            p = np.exp(logits)
+            p /= p.sum(1, keepdims=True)
+            g = (p - yb) / len(idx)
+            grads = {"w2": hd.T @ g, "b2": g.sum(0)}
+            gh = (g @ params["w2"].T) * mask * (h1 > 0)
+            grads["w1"] = xb.T @ gh
+            grads["b1"] = gh.sum(0)
+            step += 1
+            for n in params:
+                params[n] *= np.float32(1 - HEAD_LR * HEAD_WD)  # decoupled weight decay (AdamW)
+                m[n] = b1_ * m[n] + (1 - b1_) * grads[n]
+                v[n] = b2_ * v[n] + (1 - b2_) * grads[n] * grads[n]
+                mh = m[n] / (1 - b1_**step)
+                vh = v[n] / (1 - b2_**step)
+                params[n] -= (HEAD_LR * mh / (np.sqrt(vh) + eps)).astype(np.float32)
+    return params, mu, sigma
+
+
+# --------------------------------------------------------------------------
+# numpy reference of the encoder (unfolded whitening), for the check
+# --------------------------------------------------------------------------
+
+
+def numpy_features(x_uint8: np.ndarray, wh: dict, filt: dict, k: int, b: float, mean, std) -> np.ndarray:
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    s = standardise(x_uint8).astype(np.float64)
+    win = sliding_window_view(s, (PATCH, PATCH), axis=(2, 3))  # N C H' W' 3 3
+    n, c, hh, ww = win.shape[:4]
+    p = win.transpose(0, 2, 3, 1, 4, 5).reshape(n, hh * ww, c * PATCH * PATCH)
+    white = (p - wh["mu"]) @ wh["W"]
+    z = white @ filt["f"][:k].T  # n x positions x k
+    feats = np.concatenate([np.maximum(z - b, 0).mean(1), np.maximum(-z - b, 0).mean(1)], axis=1)
+    return (feats - mean) / std
+
+
+# --------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------
+
+
+def encoder_meta(k: int, b: float, eps_rel: float, n_pool: int) -> dict:
+    return {
+        "model_name": "nexttile-eurosat-rgb-rcf",
+        "resolution": "1000",
+        "tiles_size": str(TILE),
+        "tiles_overlap": "0",
+        "input_bands": BANDS,
+        "input_scale": INPUT_SCALE,
+        "input_offset": "0",
+        "input_clip": [0.0, 1.0],
+        "standardization_mean": CHANNEL_MEAN,
+        "standardization_std": CHANNEL_STD,
+        "nexttile_contract": "1",
+        "model_type": "Recognition",
+        "nexttile_role": "encoder",
+        "input_name": "image",
+        "embedding_output": "embedding",
+        "embedding_dim": str(2 * k),
+        "input_stride": "1",
+        "description": (
+            f"Random Convolutional Features (MOSAIKS, Rolf et al. 2021, doi:10.1038/s41467-021-24638-z): {k} random "
+            f"3x3x3 patches of unlabelled EuroSAT-RGB pool images, ZCA-whitened (eps {eps_rel:g} x mean eigenvalue), "
+            f"features mean ReLU(z - {b:g}) and mean ReLU(-z - {b:g}) per filter, standardised with pool statistics; "
+            "no training, no labels"
+        ),
+        "licence": "EuroSAT (Helber et al. 2019, MIT); weights: same terms as the project",
+        "source": f"NextTile onnx/rcf_eurosat/build.py, seed {SEED}, {n_pool} EuroSAT-RGB train-split pool images",
+    }
+
+
+def head_meta(enc_path: Path, k: int) -> dict:
+    return {
+        "model_name": "nexttile-eurosat-rgb-rcf-mc-head",
+        "resolution": "1000",
+        "tiles_size": str(TILE),
+        "tiles_overlap": "0",
+        "input_bands": BANDS,
+        "input_scale": INPUT_SCALE,
+        "input_offset": "0",
+        "input_clip": [0.0, 1.0],
+        "standardization_mean": CHANNEL_MEAN,
+        "standardization_std": CHANNEL_STD,
+        "nexttile_contract": "1",
+        "model_type": "Classifier",
+        "nexttile_role": "head",
+        "class_names": {str(i): c for i, c in enumerate(CLASSES)},
+        "multi_label": "false",
+        "embedding_input": "embedding",
+        "probabilities_output": "probs",
+        "mc_dropout_input": "mc_dropout",
+        "encoder_sha256": sha256(enc_path),
+        "description": (
+            f"MLP head ({HEAD_HIDDEN} hidden, dropout {HEAD_DROPOUT}) on the RCF encoder ({2 * k}-d), "
+            "EuroSAT-RGB train-split pool labels (validation fold held out)"
+        ),
+        "licence": "EuroSAT (Helber et al. 2019, MIT); weights: same terms as the project",
+        "source": f"NextTile onnx/rcf_eurosat/build.py (numpy AdamW, {HEAD_EPOCHS} epochs, seed {SEED})",
+    }
+
+
+def floats(s: str):
+    return [float(v) for v in s.split(",") if v]
+
+
+def main(argv) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data", nargs="?", type=Path, default=DEFAULT_DATA, help="extracted EuroSAT-RGB (with splits.csv)")
+    p.add_argument("--out", type=Path, default=HERE)
+    p.add_argument("--simsiam", type=Path, default=DEFAULT_SIMSIAM, help="comparison encoder; 'none' to skip")
+    p.add_argument("--k-grid", default="512,1024")
+    p.add_argument("--b-grid", default="0.5,1,2")
+    p.add_argument("--eps-grid", default="0.1,0.01,0.001,0.0001", help="ZCA eps relative to the mean eigenvalue")
+    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--limit", type=int, default=0, help="development only: use the first N rows of each set")
+    a = p.parse_args(argv)
+    t_start = time.time()
+    timings = {}
+    ks = sorted(int(v) for v in floats(a.k_grid))
+    bs = floats(a.b_grid)
+    eps_grid = floats(a.eps_grid)
+    a.out.mkdir(parents=True, exist_ok=True)
+
+    def log(msg):
+        print(f"[{time.time() - t_start:7.1f}s] {msg}", flush=True)
+
+    # ---- data
+    sets = read_splits(a.data)
+    if a.limit:
+        sets = {n: r[:: max(1, len(r) // a.limit)][: a.limit] for n, r in sets.items()}
+    imgs = {n: load_images(a.data, r) for n, r in sets.items()}
+    (x_pool, y_pool), (x_fold, y_fold), (x_test, y_test) = imgs["pool"], imgs["fold"], imgs["test"]
+    log(f"pool {len(y_pool)}, validation fold {len(y_fold)}, test {len(y_test)} images (split 'val' not read)")
+    timings["load_images_s"] = round(time.time() - t_start, 1)
+
+    # ---- whitening statistics and filter patches (label-free, pool images only)
+    t0 = time.time()
+    s_pool = standardise(x_pool)
+    white_patches = sample_patches(s_pool, N_WHITEN, np.random.default_rng([SEED, 1]))
+    filter_patches = sample_patches(s_pool, max(ks), np.random.default_rng([SEED, 2]))
+    del s_pool
+    whs = {e: zca(white_patches, e) for e in eps_grid}
+    filts = {e: make_filters(filter_patches, whs[e]) for e in eps_grid}
+    timings["whitening_s"] = round(time.time() - t0, 1)
+    log(f"ZCA on {N_WHITEN} patches; eigenvalues {np.round(whs[eps_grid[0]]['eigvals'][[0, 1, 5, 13, 26]], 5).tolist()}")
+
+    draws = label_draws(len(y_pool))
+    metrics = {
+        "what": "RCF (MOSAIKS) encoder for EuroSAT-RGB; linear-probe accuracies (sklearn LogisticRegression C=1 on pool-standardised features)",
+        "data": {
+            "root": str(a.data),
+            "pool_images": int(len(y_pool)),
+            "validation_fold_images": int(len(y_fold)),
+            "test_images": int(len(y_test)),
+            "val_split": "not read (rows dropped when reading splits.csv; images never opened)",
+            "fold_rule": "within train, per class, paths sorted by lowercase hex sha256 of UTF-8 'nexttile-validation-fold:' + path; first int(n*0.2+0.5) of each class = validation fold; the rest of train = pool",
+            "fold_first_paths": [r[0] for r in sets["fold"][:3]],
+        },
+        "probe": {
+            "model": f"sklearn LogisticRegression(C={PROBE_C}, max_iter=3000), lbfgs multinomial",
+            "standardisation": "per feature, mean/std of the whole (unlabelled) pool",
+            "low_label": f"{FEW_DRAWS} draws per budget of random pool indices (numpy default_rng([{SEED}, budget, draw]).choice without replacement), the same draws for every feature set",
+            "selection_score": "0.5*acc@189 + 0.3*acc@576 + 0.2*acc@all_pool on the validation fold (fixed before the search); ties -> smaller K",
+        },
+        "whitening": {
+            "patches": N_WHITEN,
+            "eigenvalues": [round(float(v), 6) for v in whs[eps_grid[0]]["eigvals"]],
+        },
+    }
+
+    # ---- SimSiam comparison features
+    sim = None
+    if str(a.simsiam) != "none" and a.simsiam.is_file():
+        t0 = time.time()
+        ss = session(a.simsiam, a.threads)
+        sim = {n: run_all(ss, x, batch=64)[0] for n, x in (("pool", x_pool), ("fold", x_fold), ("test", x_test))}
+        timings["simsiam_embed_s"] = round(time.time() - t0, 1)
+        log("SimSiam embeddings done")
+
+    def rcf_features(eps, biases, x, k=None):
+        k = k or max(ks)
+        return run_all(session(rcf_graph(filts[eps], k, biases), a.threads), x)
+
+    def sub(f, k):
+        """K-filter variant from the K_max features: first k of the +z half and of the -z half."""
+        km = f.shape[1] // 2
+        return np.concatenate([f[:, :k], f[:, km : km + k]], axis=1)
+
+    # ---- stage 1: ZCA eps at (K = min, b = 1)
+    t0 = time.time()
+    stage1 = {}
+    k0 = ks[0]
+    for e in eps_grid:
+        fp, ff = (rcf_features(e, [1.0], x, k0)[0] for x in (x_pool, x_fold))
+        r = probe_suite(fp, y_pool, ff, y_fold, draws)
+        r["score"] = round(score(r), 4)
+        stage1[f"eps_{e:g}"] = r
+        log(f"stage 1 eps {e:g} K {k0} b 1: {r['all_pool']:.4f} / 189 {r['labels_189_mean']:.4f} / 576 {r['labels_576_mean']:.4f}")
+    eps = max(eps_grid, key=lambda e: (stage1[f"eps_{e:g}"]["score"], -eps_grid.index(e)))
+    timings["stage1_s"] = round(time.time() - t0, 1)
+
+    # ---- stage 2: K x b at the chosen eps
+    t0 = time.time()
+    feats_pool = rcf_features(eps, bs, x_pool)
+    feats_fold = rcf_features(eps, bs, x_fold)
+    timings["stage2_features_s"] = round(time.time() - t0, 1)
+    stage2, concat_fold = {}, {}
+    for j, b in enumerate(bs):
+        for k in ks:
+            name = f"K{k}_b{b:g}"
+            fp, ff = sub(feats_pool[j], k), sub(feats_fold[j], k)
+            r = probe_suite(fp, y_pool, ff, y_fold, draws)
+            r["score"] = round(score(r), 4)
+            stage2[name] = {"K": k, "b": b, "eps_rel": eps, "dim": 2 * k, **r}
+            log(f"stage 2 {name}: {r['all_pool']:.4f} / 189 {r['labels_189_mean']:.4f} / 576 {r['labels_576_mean']:.4f}")
+            if sim is not None:
+                cp = concat(sim["pool"], fp, sim["pool"], fp)
+                cf = concat(sim["fold"], ff, sim["pool"], fp)
+                concat_fold[name] = probe_suite(cp, y_pool, cf, y_fold, draws)
+    timings["stage2_s"] = round(time.time() - t0, 1)
+    best = max(stage2, key=lambda n: (stage2[n]["score"], -stage2[n]["K"]))
+    k, b = stage2[best]["K"], stage2[best]["b"]
+    log(f"chosen: {best}, eps {eps:g}")
+    metrics["validation_fold"] = {"stage1_eps_at_K%d_b1" % k0: stage1, "chosen_eps_rel": eps, "stage2": stage2, "chosen": best}
+    if sim is not None:
+        metrics["validation_fold"]["simsiam"] = probe_suite(sim["pool"], y_pool, sim["fold"], y_fold, draws)
+        metrics["validation_fold"]["concat_simsiam_rcf"] = concat_fold
+
+    # ---- export the encoder: per-feature standardisation from the chosen variant's pool features
+    j = bs.index(b)
+    raw_pool = sub(feats_pool[j], k).astype(np.float64)
+    del feats_pool, feats_fold
+    f_mean = raw_pool.mean(0)
+    f_std = raw_pool.std(0)
+    floor = STD_FLOOR_REL * float(np.median(f_std))
+    f_std = np.maximum(f_std, floor)
+    wh, filt = whs[eps], filts[eps]
+    enc = rcf_graph(filt, k, [b], standardize=(f_mean, f_std))
+    set_meta(enc, encoder_meta(k, b, eps, len(y_pool)))
+    enc_path = a.out / "encoder.onnx"
+    save(enc, enc_path)
+    log(f"wrote {enc_path} ({enc_path.stat().st_size} B)")
+
+    # ---- test numbers through the exported encoder
+    t0 = time.time()
+    es = session(enc_path, a.threads)
+    e_test = run_all(es, x_test)[0]
+    e_fold = run_all(es, x_fold)[0]
+    e_pool = ((raw_pool - f_mean) / f_std).astype(np.float32)  # = the encoder's output on the pool (checked below)
+    chk = np.random.default_rng([SEED, 3]).choice(len(y_pool), min(256, len(y_pool)), replace=False)
+    pool_diff = float(np.abs(run_all(es, x_pool[np.sort(chk)])[0] - e_pool[np.sort(chk)]).max())
+    timings["test_embed_s"] = round(time.time() - t0, 1)
+    t0 = time.time()
+    test = {"variant": best, "rcf": probe_suite(e_pool, y_pool, e_test, y_test, draws)}
+    if sim is not None:
+        test["simsiam"] = probe_suite(sim["pool"], y_pool, sim["test"], y_test, draws)
+        test["concat_simsiam_rcf"] = probe_suite(
+            concat(sim["pool"], e_pool, sim["pool"], e_pool), y_pool, concat(sim["test"], e_test, sim["pool"], e_pool), y_test, draws
+        )
+    timings["test_probes_s"] = round(time.time() - t0, 1)
+    log(f"test: {json.dumps({n: {m: v for m, v in r.items() if not m.endswith('draws')} for n, r in test.items() if n != 'variant'})}")
+
+    # ---- head
+    t0 = time.time()
+    params, mu, sigma = train_head(e_pool, y_pool, SEED)
+    head = onnx_head(params["w1"].T, params["b1"], params["w2"].T, params["b2"], mu, sigma)
+    set_meta(head, head_meta(enc_path, k))
+    head_path = a.out / "head.onnx"
+    save(head, head_path)
+    timings["head_train_s"] = round(time.time() - t0, 1)
+    hs = session(head_path, a.threads)
+
+    def head_acc(e, y):
+        det = hs.run(["probs"], {"embedding": e, "mc_dropout": np.array(False)})[0]
+        mc = np.mean([hs.run(["probs"], {"embedding": e, "mc_dropout": np.array(True)})[0] for _ in range(20)], 0)
+        return {"deterministic": round(float((det.argmax(1) == y).mean()), 4), "mc20_mean": round(float((mc.argmax(1) == y).mean()), 4)}
+
+    test["head_onnx"] = head_acc(e_test, y_test)
+    metrics["validation_fold"]["head_onnx_chosen"] = head_acc(e_fold, y_fold)
+    log(f"head: test {test['head_onnx']}, fold {metrics['validation_fold']['head_onnx_chosen']}")
+    metrics["test"] = test
+
+    # ---- numpy reference check
+    xs = np.concatenate([x_test[:8], x_fold[:8]])
+    ref = np.concatenate([numpy_features(xs[i : i + 1], wh, filt, k, b, f_mean, f_std) for i in range(len(xs))])
+    got = run_all(es, xs)[0]
+    metrics["checks"] = {
+        "onnx_vs_numpy_reference_max_abs_diff": float(np.abs(got - ref).max()),
+        "onnx_vs_numpy_reference_images": "first 8 test + first 8 validation-fold images; numpy: explicit W(x - mu) . f_k, float64",
+        "embedding_abs_max_on_those": float(np.abs(ref).max()),
+        "pool_embedding_from_search_graph_vs_encoder_max_abs_diff": pool_diff,
+    }
+    log(f"checks: {metrics['checks']}")
+
+    metrics["chosen"] = {
+        "variant": best,
+        "K": k,
+        "b": b,
+        "eps_rel": eps,
+        "zca_eps_abs": wh["eps"],
+        "embedding_dim": 2 * k,
+        "feature_std_floor": floor,
+        "features_at_floor": int((raw_pool.std(0) < floor).sum()),
+    }
+    metrics["files"] = {
+        "encoder.onnx": {"bytes": enc_path.stat().st_size, "sha256": sha256(enc_path)},
+        "head.onnx": {"bytes": head_path.stat().st_size, "sha256": sha256(head_path)},
+    }
+    timings["total_s"] = round(time.time() - t_start, 1)
+    metrics["timings"] = timings
+    import onnx
+    import onnxruntime
+    import sklearn
+
+    metrics["environment"] = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "scikit-learn": sklearn.__version__,
+        "threads": a.threads,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+    }
+    metrics["commands"] = {
+        "build": "/tmp/rcfvenv/bin/python onnx/rcf_eurosat/build.py /root/cache/eurosat-rgb",
+        "this_run": " ".join([Path(sys.executable).name, *sys.argv]),
+        "score": "nexttile score SCENE.tif --encoder onnx/rcf_eurosat/encoder.onnx --head onnx/rcf_eurosat/head.onnx",
+    }
+    (a.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    log(f"wrote {a.out / 'metrics.json'}; total {timings['total_s']} s")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

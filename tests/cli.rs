@@ -67,7 +67,11 @@ fn score_sample_with_aoi_prints_json_and_writes_outputs() {
     let fc: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("suggestions.geojson")).unwrap()).unwrap();
     let feats = fc["features"].as_array().unwrap();
-    assert!(feats.iter().all(|f| f["properties"]["stage"] == "low_budget"));
+    assert!(
+        feats
+            .iter()
+            .all(|f| f["properties"]["stage"] == "low_budget")
+    );
     let clusters: std::collections::BTreeSet<u64> = feats
         .iter()
         .map(|f| f["properties"]["cluster"].as_u64().expect("a cluster"))

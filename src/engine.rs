@@ -27,6 +27,8 @@ use crate::uncertainty::{
 
 /// Default number of MC-dropout passes of the head.
 pub const DEFAULT_MC_PASSES: usize = 20;
+/// Most MC-dropout passes the CLI and the daemon accept.
+pub const MAX_MC_PASSES: usize = 1000;
 /// Default number of suggestions.
 pub const DEFAULT_BUDGET: usize = 20;
 /// Default tile edge when the encoder does not recommend one.
@@ -38,6 +40,9 @@ pub const DEFAULT_MIN_VALID: f32 = 0.5;
 /// Most reader–encoder workers chosen automatically (each holds an encoder
 /// session and a dataset's block cache).
 pub const MAX_AUTO_WORKERS: usize = 8;
+/// Default cap on the candidate tiles of one scoring run, for the CLI and the daemon
+/// (a full Sentinel-2 granule at 64 px is about 29,000 tiles).
+pub const DEFAULT_MAX_TILES: usize = 100_000;
 
 /// Everything one scoring run needs.
 #[derive(Debug, Clone)]
@@ -91,6 +96,9 @@ pub struct ScoreRequest {
     /// its own dataset and encoder session (0 = automatic: one per core up to
     /// [`MAX_AUTO_WORKERS`] on the CPU, one on CUDA). See [`embed_workers`].
     pub workers: usize,
+    /// Most candidate tiles (after the AOI) this run may score; more are refused
+    /// before any pixel is read, with [`too_many_tiles`]'s message.
+    pub max_tiles: usize,
     /// Retrain the head on the classes of [`labelled`](Self::labelled) (from the
     /// cached embeddings) and score with it instead of the ONNX head.
     pub retrain: Option<Retrain>,
@@ -152,6 +160,7 @@ impl ScoreRequest {
             cache: None,
             session: SessionConfig::default(),
             workers: 0,
+            max_tiles: DEFAULT_MAX_TILES,
             retrain: None,
             trained_head: None,
         }
@@ -337,6 +346,26 @@ pub struct OutputPaths {
     pub summary: PathBuf,
 }
 
+/// What the CLI and the daemon answer when a scene has more candidate tiles than
+/// their `max_tiles`: the count, the limit, and the two ways out.
+pub fn too_many_tiles(tiles: usize, tile_size: usize, max_tiles: usize) -> String {
+    format!(
+        "the scene has {tiles} tiles of {tile_size} px to score, more than the limit of {max_tiles} (max_tiles); give an area of interest (--aoi, or `aoi` in the daemon) or raise the limit (--max-tiles {tiles}, or max_tiles in the daemon's configuration)"
+    )
+}
+
+/// Refuses more than `max_tiles` candidate tiles with [`too_many_tiles`]'s message.
+///
+/// # Errors
+///
+/// [`Error::Invalid`] when `tiles > max_tiles`.
+pub fn check_tile_count(tiles: usize, tile_size: usize, max_tiles: usize) -> Result<()> {
+    if tiles > max_tiles {
+        return Err(Error::Invalid(too_many_tiles(tiles, tile_size, max_tiles)));
+    }
+    Ok(())
+}
+
 /// Score a scene. `progress` is called from this thread; set `cancel` from
 /// another thread to stop between batches with [`Error::Cancelled`].
 pub fn score(
@@ -429,9 +458,14 @@ pub fn score(
     )?;
     let candidates: Vec<TileId> = match &req.aoi {
         Some(aoi) => tiles_in_aoi(&grid, &aoi.to_scene_crs(&scene.crs_wkt)?)?,
-        None => grid.tiles().collect(),
+        None => {
+            // Counted before the list is built: a huge scene's list alone is large.
+            check_tile_count(grid.len(), grid.tile_size, req.max_tiles)?;
+            grid.tiles().collect()
+        }
     };
     let total = candidates.len();
+    check_tile_count(total, grid.tile_size, req.max_tiles)?;
     progress(Progress::Started { total });
     for w in &warnings {
         tracing::warn!("{w}");

@@ -177,3 +177,122 @@ fn unknown_strategy_lists_the_valid_ones() {
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("mcfps") && err.contains("top_k"), "{err}");
 }
+
+/// A sparse 100,000 × 100,000 px GeoTIFF (a few MB on disk, 2.4 million tiles of
+/// 64 px): refused by the tile limit in well under a second, before any pixel is
+/// read, naming the count and both ways out; `--max-tiles` is the knob.
+#[test]
+fn too_many_tiles_are_refused_before_reading() {
+    let d = common::tempdir();
+    let p = d.path().join("huge.tif");
+    common::run_tool(
+        "gdal_create",
+        &[
+            "-of",
+            "GTiff",
+            "-outsize",
+            "100000",
+            "100000",
+            "-bands",
+            "3",
+            "-ot",
+            "UInt16",
+            "-a_srs",
+            "EPSG:32618",
+            "-a_ullr",
+            "400000",
+            "5000000",
+            "1400000",
+            "4000000",
+            "-co",
+            "TILED=YES",
+            "-co",
+            "SPARSE_OK=TRUE",
+            "-co",
+            "BIGTIFF=YES",
+            p.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        std::fs::metadata(&p).unwrap().len() < 50 << 20,
+        "not sparse"
+    );
+    let start = std::time::Instant::now();
+    let res = score(&p, &["--bands", "1,2,3"]);
+    let took = start.elapsed();
+    assert_bad(
+        res,
+        &[
+            "2439844 tiles of 64 px",
+            "limit of 100000",
+            "--aoi",
+            "--max-tiles 2439844",
+        ],
+    );
+    assert!(took.as_secs() < 20, "took {took:?}: pixels were read");
+    // The limit is the option's; the sample's 900 tiles pass the default.
+    assert_bad(
+        score(&common::sample_scene(), &["--max-tiles", "899"]),
+        &["900 tiles of 64 px", "limit of 899"],
+    );
+    assert_bad(
+        score(&common::sample_scene(), &["--max-tiles", "0"]),
+        &["--max-tiles must be at least 1"],
+    );
+}
+
+#[test]
+fn threads_and_workers_beyond_the_machine_are_refused() {
+    let max = 4 * std::thread::available_parallelism().map_or(1, |n| n.get());
+    let max = max.clamp(4, 256);
+    for flag in ["--threads", "--workers"] {
+        assert_bad(
+            score(&common::sample_scene(), &[flag, "100000"]),
+            &[
+                &format!("{flag} 100000 is more than this machine can use"),
+                &format!("at most {max}"),
+            ],
+        );
+    }
+}
+
+/// A labels file that is not GeoJSON is named as the labels file, not "the AOI";
+/// a device is refused before it is read.
+#[test]
+fn labels_file_errors_name_the_labels_file() {
+    let (code, err) = score(&common::sample_scene(), &["--labelled", "/etc/passwd"]);
+    assert_bad(
+        (code, err.clone()),
+        &[
+            "--labelled /etc/passwd is not valid GeoJSON",
+            "Point/Polygon",
+        ],
+    );
+    assert!(!err.contains("AOI"), "{err}");
+    assert_bad(
+        score(&common::sample_scene(), &["--labelled", "/dev/zero"]),
+        &["/dev/zero is not a regular file"],
+    );
+    assert_bad(
+        score(&common::sample_scene(), &["--aoi", "/etc/passwd"]),
+        &["--aoi /etc/passwd is not valid GeoJSON"],
+    );
+}
+
+/// The daemon's rule: 1 to 1000 passes; 0 is not silently one pass.
+#[test]
+fn zero_mc_passes_are_refused() {
+    let out = common::tempdir();
+    let (code, _, err) = common::run_nexttile(&[
+        "score",
+        common::sample_scene().to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+        "--mc-passes",
+        "0",
+    ]);
+    assert_bad(
+        (code, err),
+        &["--mc-passes must be between 1 and 1000, got 0"],
+    );
+}

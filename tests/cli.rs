@@ -30,9 +30,13 @@ fn score_sample_with_aoi_prints_json_and_writes_outputs() {
         "3",
         "--mc-passes",
         "5",
+        "--max-tiles",
+        "9",
         "--json",
     ]);
     assert_eq!(code, 0, "{stderr}");
+    // The limit counts the AOI's tiles, and the count is said up front.
+    assert!(stderr.contains("9 tiles to score"), "{stderr}");
     let s: serde_json::Value = serde_json::from_str(&stdout).expect("JSON summary on stdout");
     // x 437700..439500 → px 197..377 → cols 3..5; y 4177900..4176300 → px 156..316 → rows 2..4
     assert_eq!(s["candidate_tiles"], 9);

@@ -478,7 +478,21 @@ fn oversized_scene_is_refused() {
         &json!({"path": "chincoteague_s2.tif"}),
     );
     assert_eq!(code, 413, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("max_tiles"), "{v}");
+    let msg = v["error"].as_str().unwrap();
+    assert!(
+        msg.contains("900 tiles of 64 px") && msg.contains("max_tiles"),
+        "{v}"
+    );
+    // The CLI's rule: the tiles of the AOI count (3 x 3 here), not the scene's.
+    let aoi = json!({"type": "Polygon", "coordinates":
+        [[[437700, 4177900], [439500, 4177900], [439500, 4176300], [437700, 4176300], [437700, 4177900]]]});
+    let (code, v) = d.post(
+        &format!("/projects/{pid}/scenes"),
+        &json!({"path": "chincoteague_s2.tif", "aoi": aoi, "aoi_crs": "EPSG:32618"}),
+    );
+    assert_eq!(code, 202, "{v}");
+    let job = d.wait_job(v["job"].as_i64().unwrap());
+    assert_eq!(job["result"]["scored_tiles"], 9, "{job}");
 }
 
 #[test]

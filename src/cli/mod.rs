@@ -170,6 +170,10 @@ struct ScoreArgs {
     /// Reader–encoder workers side by side, each with its own dataset and encoder session (0 = one per core, up to 8, on the CPU; one on CUDA).
     #[arg(long, default_value_t = 0)]
     workers: usize,
+    /// Most tiles to score (after --aoi); a scene with more is refused before any
+    /// pixel is read (the daemon's max_tiles rule and default).
+    #[arg(long, default_value_t = engine::DEFAULT_MAX_TILES)]
+    max_tiles: usize,
     /// Print a JSON summary on stdout instead of text.
     #[arg(long)]
     json: bool,
@@ -284,14 +288,94 @@ fn parse_strategy(a: &ScoreArgs) -> Result<Strategy> {
     Ok(s)
 }
 
+/// Most `--threads` / `--workers` accepted: 4 per core, at most 256 (more only
+/// costs memory: every thread and worker holds buffers, every worker a session).
+pub fn max_parallelism() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (4 * cores).clamp(4, 256)
+}
+
+fn check_parallelism(threads: usize, workers: usize) -> Result<()> {
+    let max = max_parallelism();
+    for (flag, n) in [("--threads", threads), ("--workers", workers)] {
+        if n > max {
+            return Err(Error::Invalid(format!(
+                "{flag} {n} is more than this machine can use: at most {max} (4 per core, at most 256); give 0 for the automatic choice"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The MC-pass rule of the daemon's `mc_passes` (1 to 1000).
+fn check_mc_passes(passes: usize) -> Result<()> {
+    if !(1..=engine::MAX_MC_PASSES).contains(&passes) {
+        return Err(Error::Invalid(format!(
+            "--mc-passes must be between 1 and {}, got {passes} (1 = deterministic)",
+            engine::MAX_MC_PASSES
+        )));
+    }
+    Ok(())
+}
+
+/// Most bytes of a GeoJSON file given to `--aoi` or `--labelled`.
+const MAX_GEOJSON_BYTES: u64 = 1 << 30;
+
+/// Reads a GeoJSON file given to `flag`, refusing what is not a regular file
+/// (devices, FIFOs) or is over [`MAX_GEOJSON_BYTES`] before reading it.
+fn read_geojson_file(path: &Path, flag: &str, what: &str) -> Result<String> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Error::Invalid(format!("cannot read {what} {flag} {shown}: {e}")))?;
+    if !meta.is_file() {
+        return Err(Error::Invalid(format!(
+            "{what} {flag} {shown} is not a regular file; give a GeoJSON file"
+        )));
+    }
+    if meta.len() > MAX_GEOJSON_BYTES {
+        return Err(Error::Invalid(format!(
+            "{what} {flag} {shown} is {} bytes, more than the {MAX_GEOJSON_BYTES} read; simplify or split it",
+            meta.len()
+        )));
+    }
+    std::fs::read_to_string(path)
+        .map_err(|e| Error::Invalid(format!("cannot read {what} {flag} {shown}: {e}")))
+}
+
+/// Puts the file and its flag into a GeoJSON parse error, which otherwise speaks of
+/// "the AOI" whichever file it came from.
+fn name_file(e: Error, path: &Path, flag: &str) -> Error {
+    let want = if flag == "--labelled" {
+        "a GeoJSON FeatureCollection of Point/Polygon features"
+    } else {
+        "a GeoJSON FeatureCollection, Feature or geometry of polygons"
+    };
+    match e {
+        Error::Aoi(crate::aoi::AoiError::Parse(why)) => Error::Invalid(format!(
+            "{flag} {} is not valid GeoJSON: {why}; give {want}",
+            path.display()
+        )),
+        Error::Aoi(other) => Error::Invalid(format!("{flag} {}: {other}", path.display())),
+        other => other,
+    }
+}
+
 fn score(a: ScoreArgs) -> Result<()> {
     let strategy = parse_strategy(&a)?;
     let metric: Metric = match &a.metric {
         Some(m) => m.parse()?,
         None => engine::default_metric(&strategy),
     };
+    check_parallelism(a.threads, a.workers)?;
+    check_mc_passes(a.mc_passes)?;
     let aoi = match &a.aoi {
-        Some(p) => Some(Aoi::from_file(p, a.aoi_crs.as_deref())?),
+        Some(p) => Some(
+            read_geojson_file(p, "--aoi", "the AOI")
+                .and_then(|text| {
+                    Aoi::from_geojson(&text, a.aoi_crs.as_deref()).map_err(Error::from)
+                })
+                .map_err(|e| name_file(e, p, "--aoi"))?,
+        ),
         None => None,
     };
     let mut req = ScoreRequest::new(
@@ -303,7 +387,13 @@ fn score(a: ScoreArgs) -> Result<()> {
     );
     req.aoi = aoi;
     req.labelled = match &a.labelled {
-        Some(p) => Some(crate::aoi::Labelled::from_file(p, None)?),
+        Some(p) => Some(
+            read_geojson_file(p, "--labelled", "the labels file")
+                .and_then(|text| {
+                    crate::aoi::Labelled::from_geojson(&text, None).map_err(Error::from)
+                })
+                .map_err(|e| name_file(e, p, "--labelled"))?,
+        ),
         None => None,
     };
     req.retrain = a.retrain.then(|| engine::Retrain {
@@ -334,6 +424,13 @@ fn score(a: ScoreArgs) -> Result<()> {
         ..SessionConfig::default()
     };
     req.workers = a.workers;
+    if a.max_tiles == 0 {
+        return Err(Error::Invalid(format!(
+            "--max-tiles must be at least 1 (the default is {})",
+            engine::DEFAULT_MAX_TILES
+        )));
+    }
+    req.max_tiles = a.max_tiles;
 
     let bar = (!a.quiet && std::io::stderr().is_terminal()).then(|| {
         let b = ProgressBar::new(0);
@@ -346,7 +443,17 @@ fn score(a: ScoreArgs) -> Result<()> {
         );
         b
     });
+    let quiet = a.quiet;
     let on_progress = |p: Progress| {
+        if let Progress::Started { total } = p
+            && !quiet
+        {
+            let line = format!("{total} tiles to score");
+            match &bar {
+                Some(b) => b.println(line),
+                None => eprintln!("{line}"),
+            }
+        }
         if let Some(b) = &bar {
             match p {
                 Progress::Started { total } => {

@@ -15,8 +15,8 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// Default bound on queued + running jobs; more get HTTP 429.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 4;
 /// Default cap on the tiles one scene may have (a full Sentinel-2 granule at 64 px is
-/// about 29,000).
-pub const DEFAULT_MAX_TILES: usize = 100_000;
+/// about 29,000); the CLI's `--max-tiles` default is the same.
+pub const DEFAULT_MAX_TILES: usize = crate::engine::DEFAULT_MAX_TILES;
 /// Default cap on the features of one labels request.
 pub const DEFAULT_MAX_LABELS: usize = 10_000;
 

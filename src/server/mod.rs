@@ -222,6 +222,7 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
             db_path: db_path.clone(),
             data_dir: config.data_dir.clone(),
             jobs: jobs.clone(),
+            max_tiles: config.max_tiles,
         },
         config.queue_capacity,
     )

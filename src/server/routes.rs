@@ -225,6 +225,11 @@ pub struct NewScene {
     pub pair: Option<String>,
 }
 
+/// 422 with `e`'s message.
+fn unprocessable(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+}
+
 fn path_error(e: PathError) -> ApiError {
     let status = match e {
         PathError::Missing(_) => StatusCode::NOT_FOUND,
@@ -285,10 +290,12 @@ pub async fn add_scene(
         None => None,
     };
     let aoi_text = body.aoi.as_ref().map(|a| a.to_string());
-    if let Some(text) = &aoi_text {
-        crate::aoi::Aoi::from_geojson(text, body.aoi_crs.as_deref())
-            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
-    }
+    let probe_aoi = match &aoi_text {
+        Some(text) => Some(
+            crate::aoi::Aoi::from_geojson(text, body.aoi_crs.as_deref()).map_err(unprocessable)?,
+        ),
+        None => None,
+    };
     // Open the raster (GDAL, blocking) to refuse unreadable or oversized scenes now.
     let max_tiles = state.config.max_tiles;
     let probe = path.clone();
@@ -301,11 +308,30 @@ pub async fn add_scene(
             crate::raster::stack_pair(&scene, second)
                 .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
         }
-        let tiles = scene.width.div_ceil(DEFAULT_TILE_SIZE) * scene.height.div_ceil(DEFAULT_TILE_SIZE);
+        // The CLI's rule: whole tiles, inside the AOI when there is one. A scene
+        // smaller than one tile is left to the job, which says why.
+        let tiles = match crate::tiling::TileGrid::new(
+            scene.width,
+            scene.height,
+            DEFAULT_TILE_SIZE,
+            0,
+            scene.geo_transform,
+        ) {
+            Ok(grid) => match &probe_aoi {
+                Some(aoi) => {
+                    let shape = aoi.to_scene_crs(&scene.crs_wkt).map_err(unprocessable)?;
+                    crate::tiling::tiles_in_aoi(&grid, &shape)
+                        .map_err(unprocessable)?
+                        .len()
+                }
+                None => grid.len(),
+            },
+            Err(_) => 0,
+        };
         if tiles > max_tiles {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the scene has {tiles} tiles of {DEFAULT_TILE_SIZE} px; this daemon takes at most {max_tiles} (max_tiles); give an AOI or raise the limit"),
+                crate::engine::too_many_tiles(tiles, DEFAULT_TILE_SIZE, max_tiles),
             ));
         }
         Ok(())
@@ -458,8 +484,11 @@ fn select_params(b: &SelectBody) -> ApiResult<SelectParams> {
         return Err(bad("budget must be between 1 and 10000".into()));
     }
     let mc_passes = b.mc_passes.unwrap_or(DEFAULT_MC_PASSES);
-    if mc_passes == 0 || mc_passes > 1000 {
-        return Err(bad("mc_passes must be between 1 and 1000".into()));
+    if !(1..=crate::engine::MAX_MC_PASSES).contains(&mc_passes) {
+        return Err(bad(format!(
+            "mc_passes must be between 1 and {}, got {mc_passes} (1 = deterministic)",
+            crate::engine::MAX_MC_PASSES
+        )));
     }
     let min_spacing_m = b.min_spacing_m.unwrap_or(0.0);
     if !min_spacing_m.is_finite() || min_spacing_m < 0.0 {

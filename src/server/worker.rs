@@ -116,6 +116,8 @@ pub struct WorkerContext {
     pub data_dir: PathBuf,
     /// Live jobs.
     pub jobs: JobTable,
+    /// Most candidate tiles one scoring run may have (the configuration's `max_tiles`).
+    pub max_tiles: usize,
 }
 
 /// Starts the engine thread with a queue of `capacity` tasks.
@@ -246,6 +248,7 @@ fn base_request(
 ) -> Result<ScoreRequest, ApiError> {
     let mut req = ScoreRequest::new(&scene.path, &project.encoder, &project.head);
     req.cache = Some(ctx.data_dir.join("cache"));
+    req.max_tiles = ctx.max_tiles;
     req.pair = scene.pair.as_ref().map(PathBuf::from);
     if let Some(aoi) = &scene.aoi {
         req.aoi = Some(

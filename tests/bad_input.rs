@@ -296,3 +296,77 @@ fn zero_mc_passes_are_refused() {
         &["--mc-passes must be between 1 and 1000, got 0"],
     );
 }
+
+/// Runs `nexttile score` on the sample with `extra`, killing it (and failing) if it
+/// is not done within `secs`: a model read that blocks must not hang the test.
+fn score_within(secs: u64, extra: &[&str]) -> (i32, String) {
+    use std::io::Read;
+    let out = common::tempdir();
+    let mut child = Command::new(common::bin())
+        .arg("score")
+        .arg(common::sample_scene())
+        .arg("--out")
+        .arg(out.path())
+        .args(["--mc-passes", "2", "--quiet"])
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run nexttile");
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if start.elapsed().as_secs() > secs {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("nexttile score {extra:?} still running after {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    (status.code().unwrap_or(-1), err)
+}
+
+/// A device, a FIFO and a folder are refused as models before they are read (a
+/// read of /dev/zero would grow without end, a FIFO would block); a real model
+/// over `--max-model-bytes` is refused with its size and the knob.
+#[test]
+fn models_that_are_not_regular_files_or_too_large_are_refused() {
+    let d = common::tempdir();
+    let fifo = d.path().join("model.onnx");
+    common::run_tool("mkfifo", &[fifo.to_str().unwrap()]);
+    let fifo = fifo.to_str().unwrap();
+    let dir = d.path().to_str().unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--encoder", "/dev/zero"],
+            "/dev/zero is a character device",
+        ),
+        (&["--head", "/dev/zero"], "/dev/zero is a character device"),
+        (&["--head", fifo], "is a FIFO"),
+        (&["--encoder", dir], "is a folder"),
+    ];
+    for (args, needle) in cases {
+        assert_bad(
+            score_within(60, args),
+            &[
+                needle,
+                "not a regular file",
+                "give the path of an .onnx file",
+            ],
+        );
+    }
+    let encoder_bytes = std::fs::metadata(common::encoder()).unwrap().len();
+    assert_bad(
+        score_within(60, &["--max-model-bytes", "1000"]),
+        &[
+            &format!("is {encoder_bytes} bytes, more than the limit of 1000 bytes"),
+            "--max-model-bytes",
+        ],
+    );
+}

@@ -495,6 +495,63 @@ fn oversized_scene_is_refused() {
     assert_eq!(job["result"]["scored_tiles"], 9, "{job}");
 }
 
+/// `/dev/zero`, a FIFO and a model over `max_model_bytes` are refused as a project's
+/// models before they are read, with JSON errors; the daemon stays responsive.
+#[test]
+fn model_files_that_are_devices_fifos_or_too_large_are_refused() {
+    let tmp = common::tempdir();
+    let fifo = tmp.path().join("head.onnx");
+    common::run_tool("mkfifo", &[fifo.to_str().unwrap()]);
+    let head_bytes = std::fs::metadata(common::head()).unwrap().len();
+    let encoder_bytes = std::fs::metadata(common::encoder()).unwrap().len();
+    assert!(head_bytes < 1_000_000 && encoder_bytes > 1_000_000);
+    let d = Daemon::start(tmp.path(), &["--max-model-bytes", "1000000"], None);
+    // A small real encoder beside the refused heads, so only the head is at fault.
+    let small = common::fixture("channel_mean_s1s2.onnx");
+    let cases = [
+        (
+            json!({"name": "a", "encoder": small, "head": "/dev/zero"}),
+            422,
+            "/dev/zero is a character device",
+        ),
+        (
+            json!({"name": "b", "encoder": "/dev/zero"}),
+            422,
+            "/dev/zero is a character device",
+        ),
+        (
+            json!({"name": "c", "encoder": small, "head": fifo}),
+            422,
+            "is a FIFO",
+        ),
+        (
+            json!({"name": "d"}),
+            413,
+            "bytes, more than the limit of 1000000 bytes",
+        ),
+    ];
+    for (body, status, needle) in cases {
+        let start = Instant::now();
+        let (code, v) = d.post("/projects", &body);
+        assert_eq!(code, status, "{body}: {v}");
+        let msg = v["error"].as_str().unwrap_or_else(|| panic!("{v}"));
+        assert!(msg.contains(needle), "{body}: {v}");
+        assert!(start.elapsed() < Duration::from_secs(30), "{body}: slow");
+    }
+    let (code, v) = d.post("/projects", &json!({"name": "d"}));
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("is {encoder_bytes} bytes")),
+        "{code}: {v}"
+    );
+    let (code, _) = d.get("/health");
+    assert_eq!(code, 200);
+    let (_, projects) = d.get("/projects");
+    assert_eq!(projects.as_array().map(Vec::len), Some(0), "{projects}");
+}
+
 #[test]
 fn non_loopback_bind_without_token_is_refused() {
     let out = Command::new(common::bin())

@@ -170,6 +170,10 @@ struct ScoreArgs {
     /// Reader–encoder workers side by side, each with its own dataset and encoder session (0 = one per core, up to 8, on the CPU; one on CUDA).
     #[arg(long, default_value_t = 0)]
     workers: usize,
+    /// Largest model file accepted, bytes (default 2 GiB); devices and FIFOs are
+    /// always refused.
+    #[arg(long, default_value_t = model::DEFAULT_MAX_MODEL_BYTES)]
+    max_model_bytes: u64,
     /// Most tiles to score (after --aoi); a scene with more is refused before any
     /// pixel is read (the daemon's max_tiles rule and default).
     #[arg(long, default_value_t = engine::DEFAULT_MAX_TILES)]
@@ -421,6 +425,7 @@ fn score(a: ScoreArgs) -> Result<()> {
     });
     req.session = SessionConfig {
         intra_threads: a.threads,
+        max_model_bytes: a.max_model_bytes,
         ..SessionConfig::default()
     };
     req.workers = a.workers;

@@ -14,7 +14,7 @@ use crate::server::{self, ConfigLayer, ServerConfig};
 #[derive(Args, Debug)]
 pub(crate) struct ServeArgs {
     /// TOML configuration file (keys: bind, token, roots, data_dir, allow_vsi,
-    /// max_body_bytes, queue_capacity, max_tiles, max_labels).
+    /// max_body_bytes, queue_capacity, max_tiles, max_labels, max_model_bytes).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Listen address (default 127.0.0.1:7878; port 0 picks a free port).
@@ -39,6 +39,9 @@ pub(crate) struct ServeArgs {
     /// Request body limit in bytes.
     #[arg(long)]
     max_body_bytes: Option<usize>,
+    /// Largest model file a project may name, bytes (default 2 GiB).
+    #[arg(long)]
+    max_model_bytes: Option<u64>,
 }
 
 pub(crate) fn run(a: ServeArgs) -> Result<()> {
@@ -50,6 +53,7 @@ pub(crate) fn run(a: ServeArgs) -> Result<()> {
         allow_vsi: a.allow_vsi.then_some(true),
         queue_capacity: a.queue_capacity,
         max_body_bytes: a.max_body_bytes,
+        max_model_bytes: a.max_model_bytes,
         ..ConfigLayer::default()
     };
     let config = ServerConfig::resolve(a.config.as_deref(), ConfigLayer::from_env(), flags)

@@ -6,7 +6,9 @@ mod session;
 mod spec;
 
 pub use runtime::RuntimeInfo;
-pub use session::{Encoder, Head, MC_BLOCK_ROWS, SessionConfig, inspect};
+pub use session::{
+    DEFAULT_MAX_MODEL_BYTES, Encoder, Head, MC_BLOCK_ROWS, SessionConfig, inspect, inspect_with,
+};
 pub use spec::{BandFusion, IoInfo, Modality, ModelRole, ModelSpec, Preprocess};
 
 /// Errors from loading or running a model.
@@ -23,6 +25,26 @@ pub enum ModelError {
         /// IO error.
         #[source]
         source: std::io::Error,
+    },
+    /// The path is a device, FIFO, folder or socket: refused before it is read.
+    #[error("model {path} is {kind}, not a regular file; give the path of an .onnx file")]
+    NotAFile {
+        /// File path.
+        path: String,
+        /// What it is instead ("a character device", "a FIFO", ...).
+        kind: &'static str,
+    },
+    /// The file is larger than the configured cap: refused before it is read.
+    #[error(
+        "model {path} is {bytes} bytes, more than the limit of {max} bytes; if it really is the model, raise the limit (--max-model-bytes, or max_model_bytes in the daemon's configuration)"
+    )]
+    TooLarge {
+        /// File path.
+        path: String,
+        /// Its size.
+        bytes: u64,
+        /// The cap.
+        max: u64,
     },
     /// onnxruntime refused the file.
     #[error("{path} is not a loadable ONNX model: {message}")]

@@ -12,6 +12,10 @@ use sha2::{Digest, Sha256};
 use super::spec::{BandFusion, IoInfo, ModelRole, ModelSpec};
 use super::{ModelError, runtime};
 
+/// Default cap on the size of a model file: 2 GiB (the shipped models are a few MB;
+/// onnxruntime keeps weights over 2 GB in external data files anyway).
+pub const DEFAULT_MAX_MODEL_BYTES: u64 = 2 << 30;
+
 /// Session settings (threads); the execution provider comes from the build.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionConfig {
@@ -20,6 +24,8 @@ pub struct SessionConfig {
     /// Let onnxruntime's idle worker threads spin (lower latency per call,
     /// but they hold the cores the raster reader needs). Default off.
     pub spinning: bool,
+    /// Larger model files are refused before they are read.
+    pub max_model_bytes: u64,
 }
 
 impl Default for SessionConfig {
@@ -27,21 +33,98 @@ impl Default for SessionConfig {
         SessionConfig {
             intra_threads: 0,
             spinning: std::env::var("NEXTTILE_ORT_SPIN").is_ok_and(|v| v == "1"),
+            max_model_bytes: DEFAULT_MAX_MODEL_BYTES,
         }
     }
 }
 
 /// Read an ONNX file's contract without keeping a session around.
 pub fn inspect(path: &Path) -> Result<ModelSpec, ModelError> {
-    load(path, SessionConfig::default()).map(|(_, spec)| spec)
+    inspect_with(path, SessionConfig::default())
+}
+
+/// [`inspect`] with session settings (the model size cap among them).
+pub fn inspect_with(path: &Path, cfg: SessionConfig) -> Result<ModelSpec, ModelError> {
+    load(path, cfg).map(|(_, spec)| spec)
+}
+
+/// What a path that is not a regular file is, for the error.
+fn file_kind(t: std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+        if t.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if t.is_dir() { "a folder" } else { "not a file" }
+}
+
+/// Reads a model file, refusing devices, FIFOs, folders and files over `max` bytes
+/// before reading any of it. The file is opened without blocking (a FIFO swapped in
+/// after the first check cannot hang the open) and checked again on the open handle,
+/// and the read stops at `max` bytes whatever the file does meanwhile.
+fn read_model_file(path: &Path, max: u64) -> Result<Vec<u8>, ModelError> {
+    use std::io::Read;
+    let file = path.display().to_string();
+    let read_err = |e| ModelError::Read {
+        path: file.clone(),
+        source: e,
+    };
+    let check = |meta: &std::fs::Metadata| {
+        if !meta.is_file() {
+            return Err(ModelError::NotAFile {
+                path: file.clone(),
+                kind: file_kind(meta.file_type()),
+            });
+        }
+        if meta.len() > max {
+            return Err(ModelError::TooLarge {
+                path: file.clone(),
+                bytes: meta.len(),
+                max,
+            });
+        }
+        Ok(())
+    };
+    check(&std::fs::metadata(path).map_err(read_err)?)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let handle = options.open(path).map_err(read_err)?;
+    let meta = handle.metadata().map_err(read_err)?;
+    check(&meta)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    handle
+        .take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > max {
+        return Err(ModelError::TooLarge {
+            path: file,
+            bytes: bytes.len() as u64,
+            max,
+        });
+    }
+    Ok(bytes)
 }
 
 fn load(path: &Path, cfg: SessionConfig) -> Result<(Session, ModelSpec), ModelError> {
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| ModelError::Read {
-        path: file.clone(),
-        source: e,
-    })?;
+    let bytes = read_model_file(path, cfg.max_model_bytes)?;
     let sha256 = hex(&Sha256::digest(&bytes));
     let env = runtime::environment()?;
     let ort_err = |e: ort::Error| ModelError::NotOnnx {

@@ -57,6 +57,8 @@ pub struct ServerConfig {
     pub max_tiles: usize,
     /// Cap on features per labels request.
     pub max_labels: usize,
+    /// Cap on the size of a project's model files, bytes.
+    pub max_model_bytes: u64,
     /// Warnings from merging (unknown keys), for the log.
     pub warnings: Vec<String>,
 }
@@ -83,9 +85,11 @@ pub struct ConfigLayer {
     pub max_tiles: Option<usize>,
     /// Features per labels request.
     pub max_labels: Option<usize>,
+    /// Model file size cap, bytes.
+    pub max_model_bytes: Option<u64>,
 }
 
-const KNOWN_KEYS: [&str; 9] = [
+const KNOWN_KEYS: [&str; 10] = [
     "bind",
     "token",
     "roots",
@@ -95,6 +99,7 @@ const KNOWN_KEYS: [&str; 9] = [
     "queue_capacity",
     "max_tiles",
     "max_labels",
+    "max_model_bytes",
 ];
 
 impl ConfigLayer {
@@ -153,6 +158,7 @@ impl ConfigLayer {
             queue_capacity: other.queue_capacity.or(self.queue_capacity),
             max_tiles: other.max_tiles.or(self.max_tiles),
             max_labels: other.max_labels.or(self.max_labels),
+            max_model_bytes: other.max_model_bytes.or(self.max_model_bytes),
         }
     }
 }
@@ -232,6 +238,15 @@ impl ServerConfig {
             )?,
             max_tiles: positive(merged.max_tiles, DEFAULT_MAX_TILES, "max_tiles")?,
             max_labels: positive(merged.max_labels, DEFAULT_MAX_LABELS, "max_labels")?,
+            max_model_bytes: match merged.max_model_bytes {
+                Some(0) => {
+                    return Err(ConfigError::Invalid(
+                        "max_model_bytes must be at least 1".into(),
+                    ));
+                }
+                Some(v) => v,
+                None => crate::model::DEFAULT_MAX_MODEL_BYTES,
+            },
             warnings,
         })
     }

@@ -223,6 +223,7 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
             data_dir: config.data_dir.clone(),
             jobs: jobs.clone(),
             max_tiles: config.max_tiles,
+            max_model_bytes: config.max_model_bytes,
         },
         config.queue_capacity,
     )

@@ -112,7 +112,7 @@ pub struct NewProject {
 }
 
 /// `POST /projects`.
-#[utoipa::path(post, path = "/projects", tag = "projects", request_body = NewProject, responses((status = 201, description = "Created", body = Project), (status = 409, description = "Name taken", body = ErrorBody), (status = 422, description = "A model is missing or does not fit the contract", body = ErrorBody)))]
+#[utoipa::path(post, path = "/projects", tag = "projects", request_body = NewProject, responses((status = 201, description = "Created", body = Project), (status = 409, description = "Name taken", body = ErrorBody), (status = 413, description = "A model file is larger than max_model_bytes", body = ErrorBody), (status = 422, description = "A model is missing, not a regular file, or does not fit the contract", body = ErrorBody)))]
 pub async fn create_project(
     State(state): State<Arc<AppState>>,
     Json(body): Json<NewProject>,
@@ -128,18 +128,26 @@ pub async fn create_project(
         .head
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| crate::cli::default_model("head.onnx"));
+    let session = crate::model::SessionConfig {
+        max_model_bytes: state.config.max_model_bytes,
+        ..crate::model::SessionConfig::default()
+    };
     let (enc_spec, head_spec) = tokio::task::spawn_blocking(move || {
         // Stored absolute, so the project works whatever the daemon's working folder.
         let encoder = encoder.canonicalize().unwrap_or(encoder);
         let head = head.canonicalize().unwrap_or(head);
-        let e = crate::model::inspect(&encoder);
-        let h = crate::model::inspect(&head);
+        let e = crate::model::inspect_with(&encoder, session);
+        let h = crate::model::inspect_with(&head, session);
         (e, h)
     })
     .await
     .map_err(ApiError::internal)?;
     let bad = |e: crate::model::ModelError| {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+        let status = match e {
+            crate::model::ModelError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        ApiError::new(status, e.to_string())
     };
     let enc_spec = enc_spec.map_err(bad)?;
     let head_spec = head_spec.map_err(bad)?;

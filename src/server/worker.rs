@@ -118,6 +118,8 @@ pub struct WorkerContext {
     pub jobs: JobTable,
     /// Most candidate tiles one scoring run may have (the configuration's `max_tiles`).
     pub max_tiles: usize,
+    /// Cap on model file sizes (the configuration's `max_model_bytes`).
+    pub max_model_bytes: u64,
 }
 
 /// Starts the engine thread with a queue of `capacity` tasks.
@@ -249,6 +251,7 @@ fn base_request(
     let mut req = ScoreRequest::new(&scene.path, &project.encoder, &project.head);
     req.cache = Some(ctx.data_dir.join("cache"));
     req.max_tiles = ctx.max_tiles;
+    req.session.max_model_bytes = ctx.max_model_bytes;
     req.pair = scene.pair.as_ref().map(PathBuf::from);
     if let Some(aoi) = &scene.aoi {
         req.aoi = Some(

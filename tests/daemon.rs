@@ -414,8 +414,13 @@ fn security_refusals() {
     }
     // Oversized body.
     let big = json!({"type": "FeatureCollection", "features": [], "pad": "x".repeat(10_000)});
-    let (code, _) = d.post(&format!("/projects/{pid}/labels"), &big);
+    let (code, v) = d.post(&format!("/projects/{pid}/labels"), &big);
     assert_eq!(code, 413);
+    // in the JSON error shape, saying which limit and how to get under it
+    let msg = v["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not JSON: {v}"));
+    assert!(msg.contains("4096 bytes (max_body_bytes)"), "{v}");
     // A label with an unknown class lists the valid ones.
     let (code, v) = d.post(
         &format!("/projects/{pid}/labels"),
@@ -450,15 +455,22 @@ fn security_refusals() {
     let (code, v) = d.get("/no/such/route");
     assert_eq!(code, 404, "{v}");
     // A bounded queue: with capacity 1, quick scene additions get 429 instead of piling up.
-    let codes: Vec<u16> = (0..4)
-        .map(|_| {
-            d.post(
-                &format!("/projects/{pid}/scenes"),
-                &json!({"path": "chincoteague_s2.tif"}),
-            )
-            .0
-        })
-        .collect();
+    // A 429 says when to come back (Retry-After) and is a JSON error.
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        let mut r = d
+            .auth(d.agent.post(&format!("{}/projects/{pid}/scenes", d.base)))
+            .send_json(json!({"path": "chincoteague_s2.tif"}))
+            .unwrap();
+        let code = r.status().as_u16();
+        if code == 429 {
+            let after = r.headers().get("retry-after").map(|v| v.to_str().unwrap());
+            assert_eq!(after, Some("5"), "429 without Retry-After");
+            let v: Value = r.body_mut().read_json().unwrap();
+            assert!(v["error"].as_str().unwrap().contains("Retry-After"), "{v}");
+        }
+        codes.push(code);
+    }
     assert!(codes.contains(&202) && codes.contains(&429), "{codes:?}");
     let (code, v) = d.post(&format!("/projects/{pid}/rounds"), &json!({}));
     assert_eq!(code, 409, "{v}");
@@ -493,6 +505,123 @@ fn oversized_scene_is_refused() {
     assert_eq!(code, 202, "{v}");
     let job = d.wait_job(v["job"].as_i64().unwrap());
     assert_eq!(job["result"]["scored_tiles"], 9, "{job}");
+}
+
+/// One raw HTTP/1.1 request to `base` (`http://127.0.0.1:PORT`): (status, the head in
+/// lower case, the body). Raw, so the test chooses every header, `Host` included.
+fn raw_http(base: &str, request: &str) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let addr = base.strip_prefix("http://").expect("http base");
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(request.as_bytes()).expect("send");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+/// What a web page can make a browser send to a token-less daemon on loopback:
+/// label posts as `text/plain` or a form (no CORS preflight for those) are refused
+/// with 415, and a foreign `Host` (DNS rebinding) with 421, both as JSON errors and
+/// without storing anything; the plugin's and curl's requests (JSON, loopback host)
+/// still pass, and axum's own refusals (bad JSON, wrong method) are JSON too.
+#[test]
+fn browser_requests_are_refused() {
+    let tmp = common::tempdir();
+    let d = Daemon::start(tmp.path(), &[], None);
+    let port = d.base.rsplit(':').next().unwrap().to_string();
+    let (code, project) = d.post("/projects", &json!({"name": "p"}));
+    assert_eq!(code, 201, "{project}");
+    let pid = project["id"].as_i64().unwrap();
+    let labels = r#"{"type":"FeatureCollection","features":[{"type":"Feature","properties":{"class":"Forest"},"geometry":{"type":"Point","coordinates":[-75.6,37.8]}}]}"#;
+    let post = |host: &str, content_type: Option<&str>, path: &str, body: &str| {
+        let ct = content_type
+            .map(|c| format!("Content-Type: {c}\r\n"))
+            .unwrap_or_default();
+        raw_http(
+            &d.base,
+            &format!(
+                "POST {path} HTTP/1.1\r\nHost: {host}\r\n{ct}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    };
+    let local = format!("127.0.0.1:{port}");
+    let labels_path = format!("/projects/{pid}/labels");
+    for ct in [
+        Some("text/plain"),
+        Some("text/plain;charset=UTF-8"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        None,
+    ] {
+        let (code, head, body) = post(&local, ct, &labels_path, labels);
+        assert_eq!(code, 415, "{ct:?}: {body}");
+        assert!(head.contains("content-type: application/json"), "{head}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            v["error"].as_str().unwrap().contains("application/json"),
+            "{v}"
+        );
+    }
+    // an empty POST without a type cannot start a round either
+    let (code, _, body) = post(&local, None, &format!("/projects/{pid}/rounds"), "");
+    assert_eq!(code, 415, "{body}");
+    // A foreign Host, even with the right port, for GET and POST.
+    for host in [
+        "attacker.example".to_string(),
+        format!("attacker.example:{port}"),
+        format!("127.0.0.1.nip.io:{port}"),
+        "localhost:1".to_string(),
+    ] {
+        let (code, head, body) = raw_http(
+            &d.base,
+            &format!("GET /projects HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!(code, 421, "{host}: {body}");
+        assert!(head.contains("content-type: application/json"), "{head}");
+        assert!(body.contains("DNS rebinding"), "{body}");
+        let (code, _, body) = post(&host, Some("application/json"), &labels_path, labels);
+        assert_eq!(code, 421, "{host}: {body}");
+    }
+    // No CORS header invites a page to read the answers.
+    let (_, head, _) = raw_http(
+        &d.base,
+        &format!(
+            "GET /health HTTP/1.1\r\nHost: localhost:{port}\r\nOrigin: http://attacker.example\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert!(!head.contains("access-control-allow"), "{head}");
+    // Nothing of the above was stored.
+    let (_, all) = d.get(&labels_path);
+    assert_eq!(all["features"].as_array().unwrap().len(), 0, "{all}");
+    // The loopback names pass, with JSON and geo+json bodies.
+    for (host, ct) in [
+        (format!("localhost:{port}"), "application/json"),
+        (format!("[::1]:{port}"), "application/geo+json"),
+        (local.clone(), "application/json; charset=utf-8"),
+    ] {
+        let (code, _, body) = post(&host, Some(ct), &labels_path, labels);
+        assert_eq!(code, 201, "{host} {ct}: {body}");
+    }
+    // axum's own refusals come in the JSON error shape too.
+    let (code, _, body) = post(&local, Some("application/json"), "/projects", "{");
+    assert_eq!(code, 400, "{body}");
+    assert!(serde_json::from_str::<Value>(&body).unwrap()["error"].is_string());
+    let (code, head, body) = raw_http(
+        &d.base,
+        &format!("DELETE /health HTTP/1.1\r\nHost: {local}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(code, 405, "{body}");
+    assert!(head.contains("allow:"), "{head}");
+    assert!(serde_json::from_str::<Value>(&body).unwrap()["error"].is_string());
 }
 
 /// `/dev/zero`, a FIFO and a model over `max_model_bytes` are refused as a project's

@@ -46,6 +46,9 @@ pub struct AppState {
     pub queue: Queue,
     /// onnxruntime library and execution provider.
     pub runtime: RuntimeInfo,
+    /// The address the listener got (the port of `:0` is known only then); the `Host`
+    /// check compares against it.
+    pub local_addr: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 /// Why the daemon could not start or stopped.
@@ -94,6 +97,130 @@ async fn require_token(State(state): State<Arc<AppState>>, req: Request, next: N
         }
     }
     next.run(req).await
+}
+
+/// Whether `host` (a `Host` header: name or IP, optional `:port`) names this daemon
+/// bound to loopback `local`: `localhost`, `127.0.0.1`, `[::1]` or the bound IP, with
+/// the bound port when a port is given.
+fn host_is_local(host: &str, local: std::net::SocketAddr) -> bool {
+    let host = host.trim().to_ascii_lowercase();
+    let (name, port) = match host.rsplit_once(':') {
+        // `[::1]` alone has colons inside the brackets, not a port.
+        Some((name, port)) if !port.ends_with(']') && !port.is_empty() => (name, Some(port)),
+        _ => (host.as_str(), None),
+    };
+    if let Some(port) = port
+        && port.parse::<u16>().ok() != Some(local.port())
+    {
+        return false;
+    }
+    let bound = match local.ip() {
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+    };
+    ["localhost", "127.0.0.1", "[::1]", bound.as_str()].contains(&name)
+}
+
+/// On a loopback bind, refuses a `Host` that is not this daemon's (421): a web page
+/// that rebinds its own name to 127.0.0.1 sends its name as `Host`.
+async fn check_host(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let local = state.local_addr.get().copied().unwrap_or(state.config.bind);
+    if local.ip().is_loopback() {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .map(|v| v.to_str().unwrap_or("(not text)").to_string())
+            .or_else(|| req.uri().authority().map(|a| a.to_string()));
+        if let Some(host) = host
+            && !host_is_local(&host, local)
+        {
+            let port = local.port();
+            return ApiError::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                format!(
+                    "Host {host:?} is not this daemon's address; call it as http://127.0.0.1:{port} or http://localhost:{port} (other names are refused against DNS rebinding)"
+                ),
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// Whether a `Content-Type` value is JSON (`application/json`, or `+json` such as
+/// `application/geo+json`), parameters aside.
+fn is_json_type(value: &str) -> bool {
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Every POST, PUT and PATCH must say its body is JSON (415 otherwise): web pages can
+/// send `text/plain` and form bodies to loopback without a CORS preflight, never JSON.
+async fn require_json_body(req: Request, next: Next) -> Response {
+    use axum::http::Method;
+    if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
+        let given = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap_or("(not text)"));
+        if !given.is_some_and(is_json_type) {
+            return ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "send the body as JSON with `Content-Type: application/json` (got {}); an empty body is `{{}}`",
+                    given.map_or("no Content-Type".to_string(), |g| format!("{g:?}"))
+                ),
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// Answers every error in the `{"error": …}` shape: axum's own refusals (body over the
+/// limit, malformed JSON, wrong method) come as plain text otherwise.
+async fn json_errors(State(state): State<Arc<AppState>>, resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(is_json_type);
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => format!(
+            "the request body is larger than this daemon's limit of {} bytes (max_body_bytes); send fewer features per request, or raise the limit (--max-body-bytes)",
+            state.config.max_body_bytes
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            "this route does not take that method (see GET /openapi.json)".to_string()
+        }
+        _ if text.is_empty() => status
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_string(),
+        _ => text,
+    };
+    let mut out = ApiError::new(status, message).into_response();
+    for name in [header::ALLOW, header::RETRY_AFTER] {
+        if let Some(v) = parts.headers.get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    out
 }
 
 /// Compares without leaking where the first difference is.
@@ -148,7 +275,8 @@ async fn fallback() -> ApiError {
     ApiError::not_found("route (see the README's API table)")
 }
 
-/// The router with every route, the token check and the body limit.
+/// The router with every route, the `Host`, token and content-type checks, the body
+/// limit, and JSON for every error.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(routes::health))
@@ -190,7 +318,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn(require_json_body))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(middleware::from_fn_with_state(state.clone(), check_host))
+        .layer(middleware::map_response_with_state(
+            state.clone(),
+            json_errors,
+        ))
         .with_state(state)
 }
 
@@ -235,6 +369,7 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
         jobs,
         queue,
         runtime: runtime_info,
+        local_addr: std::sync::OnceLock::new(),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -245,6 +380,7 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
             .await
             .map_err(io(format!("cannot listen on {bind}")))?;
         let local = listener.local_addr().map_err(io("local address"))?;
+        let _ = state.local_addr.set(local);
         println!("listening on http://{local}");
         use std::io::Write;
         let _ = std::io::stdout().flush();
@@ -287,4 +423,60 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     eprintln!("shutting down: finishing requests, cancelling running jobs");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_host_names_with_the_bound_port() {
+        let local: std::net::SocketAddr = "127.0.0.1:7878".parse().unwrap();
+        for ok in [
+            "127.0.0.1:7878",
+            "localhost:7878",
+            "LOCALHOST:7878",
+            "[::1]:7878",
+            "localhost",
+            "127.0.0.1",
+            "[::1]",
+        ] {
+            assert!(host_is_local(ok, local), "{ok}");
+        }
+        for bad in [
+            "attacker.example",
+            "attacker.example:7878",
+            "localhost:7879",
+            "127.0.0.1:80",
+            "127.0.0.1.nip.io:7878",
+            "localhost:x",
+            "",
+        ] {
+            assert!(!host_is_local(bad, local), "{bad}");
+        }
+        let v6: std::net::SocketAddr = "[::1]:9000".parse().unwrap();
+        assert!(host_is_local("[::1]:9000", v6));
+        assert!(!host_is_local("[::1]:7878", v6));
+    }
+
+    #[test]
+    fn json_content_types() {
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/geo+json",
+        ] {
+            assert!(is_json_type(ok), "{ok}");
+        }
+        for bad in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "text/json+plain",
+            "",
+        ] {
+            assert!(!is_json_type(bad), "{bad}");
+        }
+    }
 }

@@ -101,7 +101,10 @@ impl Queue {
         self.0.try_send(task).map_err(|e| match e {
             TrySendError::Full(_) => ApiError::new(
                 axum::http::StatusCode::TOO_MANY_REQUESTS,
-                "the job queue is full; wait for running jobs to finish (GET /jobs/{id}) and retry",
+                format!(
+                    "the job queue is full; wait for running jobs to finish (GET /jobs/{{id}}) and retry in about {} s (Retry-After)",
+                    super::error::RETRY_AFTER_S
+                ),
             ),
             TrySendError::Disconnected(_) => ApiError::internal("the engine worker has stopped"),
         })

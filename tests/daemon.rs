@@ -622,6 +622,28 @@ fn browser_requests_are_refused() {
     assert_eq!(code, 405, "{body}");
     assert!(head.contains("allow:"), "{head}");
     assert!(serde_json::from_str::<Value>(&body).unwrap()["error"].is_string());
+    // The API description lists these answers, and the 429's Retry-After.
+    let (_, doc) = d.get("/openapi.json");
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let codes = op["responses"].as_object().unwrap();
+            let mut want = vec!["401", "421"];
+            if method == "post" || method == "patch" {
+                want.extend(["400", "413", "415", "422"]);
+            }
+            if path.contains('{') {
+                want.extend(["400", "404"]);
+            }
+            for code in want {
+                assert!(codes.contains_key(code), "{method} {path} lacks {code}");
+            }
+        }
+    }
+    let scenes_429 = &doc["paths"]["/projects/{id}/scenes"]["post"]["responses"]["429"];
+    assert!(
+        scenes_429["headers"]["Retry-After"].is_object(),
+        "{scenes_429}"
+    );
 }
 
 /// `/dev/zero`, a FIFO and a model over `max_model_bytes` are refused as a project's

@@ -248,7 +248,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         routes::LabelPatch, crate::store::Project, crate::store::SceneRow,
         crate::store::LabelRow, crate::store::RoundRow, crate::store::JobRow
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonErrors),
     security(("bearer" = []))
 )]
 pub struct ApiDoc;
@@ -264,6 +264,80 @@ impl utoipa::Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// Declares on every operation the refusals the middleware and axum's extractors
+/// answer (token, `Host`, content type, body size, malformed input), all as
+/// [`error::ErrorBody`], and the `Retry-After` header of every 429.
+struct CommonErrors;
+
+impl utoipa::Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{
+            ContentBuilder, Ref, RefOr, ResponseBuilder, Type, header::HeaderBuilder,
+            schema::ObjectBuilder,
+        };
+        let error = |description: &str| {
+            ResponseBuilder::new().description(description).content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let has_ids = path.contains('{');
+            let ops = [
+                (&mut item.get, false),
+                (&mut item.delete, false),
+                (&mut item.post, true),
+                (&mut item.put, true),
+                (&mut item.patch, true),
+            ];
+            for (op, with_body) in ops {
+                let Some(op) = op.as_mut() else { continue };
+                let r = &mut op.responses.responses;
+                let mut add = |code: &str, description: &str| {
+                    r.entry(code.to_string())
+                        .or_insert_with(|| RefOr::T(error(description).build()));
+                };
+                add(
+                    "401",
+                    "This daemon requires a token: no or wrong `Authorization: Bearer`",
+                );
+                add(
+                    "421",
+                    "The `Host` header is not this daemon's loopback address (DNS rebinding)",
+                );
+                if has_ids || with_body {
+                    add(
+                        "400",
+                        "Malformed request: an id that is not a 64-bit integer, a malformed query or JSON body",
+                    );
+                }
+                if has_ids {
+                    add("404", "The project, scene, label or job does not exist");
+                }
+                if with_body {
+                    add("413", "The body is larger than max_body_bytes");
+                    add(
+                        "415",
+                        "The body is not sent as `Content-Type: application/json`",
+                    );
+                    add("422", "The body does not fit the request schema");
+                }
+                if let Some(RefOr::T(too_many)) = r.get_mut("429") {
+                    too_many.headers.insert(
+                        "Retry-After".to_string(),
+                        HeaderBuilder::new()
+                            .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                            .description(Some("Seconds to wait before retrying"))
+                            .build(),
+                    );
+                }
+            }
+        }
     }
 }
 

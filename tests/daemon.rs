@@ -448,10 +448,27 @@ fn security_refusals() {
         json!({"budget": 0}),
         json!({"mc_passes": 0}),
         json!({"min_spacing_m": -1.0}),
+        json!({"aoi_crs": "/etc/passwd"}),
+        json!({"aoi": {"type": "LineString", "coordinates": [[0, 0], [1, 1]]}}),
     ] {
         let (code, v) = d.post(&format!("/projects/{pid}/suggestions"), &bad);
         assert_eq!(code, 422, "{bad}: {v}");
     }
+    // A scene's CRS is checked before a job is queued: no job, no scene row.
+    let (code, v) = d.post(
+        &format!("/projects/{pid}/scenes"),
+        &json!({"path": "chincoteague_s2.tif", "aoi_crs": "/etc/passwd"}),
+    );
+    assert_eq!(code, 422, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a CRS definition"),
+        "{v}"
+    );
+    let (_, scenes) = d.get(&format!("/projects/{pid}/scenes"));
+    assert_eq!(scenes.as_array().map(Vec::len), Some(0), "{scenes}");
     let (code, v) = d.get("/no/such/route");
     assert_eq!(code, 404, "{v}");
     // A bounded queue: with capacity 1, quick scene additions get 429 instead of piling up.

@@ -297,6 +297,10 @@ pub async fn add_scene(
         ),
         None => None,
     };
+    // Every CRS and AOI is checked now, not inside the job.
+    if let Some(crs) = &body.aoi_crs {
+        crate::crs::parse_srs(crs).map_err(|e| unprocessable(format!("aoi_crs: {e}")))?;
+    }
     let aoi_text = body.aoi.as_ref().map(|a| a.to_string());
     let probe_aoi = match &aoi_text {
         Some(text) => Some(
@@ -501,6 +505,14 @@ fn select_params(b: &SelectBody) -> ApiResult<SelectParams> {
     let min_spacing_m = b.min_spacing_m.unwrap_or(0.0);
     if !min_spacing_m.is_finite() || min_spacing_m < 0.0 {
         return Err(bad("min_spacing_m must be a distance in metres >= 0".into()));
+    }
+    // The AOI and its CRS are checked here, before the engine queue, as for scenes.
+    if let Some(crs) = &b.aoi_crs {
+        crate::crs::parse_srs(crs).map_err(|e| bad(format!("aoi_crs: {e}")))?;
+    }
+    if let Some(aoi) = &b.aoi {
+        crate::aoi::Aoi::from_geojson(&aoi.to_string(), b.aoi_crs.as_deref())
+            .map_err(|e| bad(format!("aoi: {e}")))?;
     }
     Ok(SelectParams {
         strategy,

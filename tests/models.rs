@@ -53,6 +53,8 @@ fn every_shipped_model_fulfils_the_contract_and_runs() {
         "eurosat_simsiam/encoder.onnx",
         "eurosat_simsiam/head.onnx",
         "eurosat_multilabel/head.onnx",
+        "rcf_eurosat/encoder.onnx",
+        "rcf_eurosat/head.onnx",
         "ukis_csmask/encoder.onnx",
         "ukis_csmask/head.onnx",
     ];

@@ -364,6 +364,19 @@ fn name_file(e: Error, path: &Path, flag: &str) -> Error {
     }
 }
 
+/// Reads the GeoJSON file given to `flag` and parses it with `parse`; every error names
+/// the flag and the file.
+fn parse_geojson_arg<T>(
+    path: &Path,
+    flag: &str,
+    what: &str,
+    parse: impl FnOnce(&str) -> Result<T>,
+) -> Result<T> {
+    read_geojson_file(path, flag, what)
+        .and_then(|text| parse(&text))
+        .map_err(|e| name_file(e, path, flag))
+}
+
 fn score(a: ScoreArgs) -> Result<()> {
     let strategy = parse_strategy(&a)?;
     let metric: Metric = match &a.metric {
@@ -373,13 +386,9 @@ fn score(a: ScoreArgs) -> Result<()> {
     check_parallelism(a.threads, a.workers)?;
     check_mc_passes(a.mc_passes)?;
     let aoi = match &a.aoi {
-        Some(p) => Some(
-            read_geojson_file(p, "--aoi", "the AOI")
-                .and_then(|text| {
-                    Aoi::from_geojson(&text, a.aoi_crs.as_deref()).map_err(Error::from)
-                })
-                .map_err(|e| name_file(e, p, "--aoi"))?,
-        ),
+        Some(p) => Some(parse_geojson_arg(p, "--aoi", "the AOI", |text| {
+            Aoi::from_geojson(text, a.aoi_crs.as_deref()).map_err(Error::from)
+        })?),
         None => None,
     };
     let mut req = ScoreRequest::new(
@@ -391,13 +400,12 @@ fn score(a: ScoreArgs) -> Result<()> {
     );
     req.aoi = aoi;
     req.labelled = match &a.labelled {
-        Some(p) => Some(
-            read_geojson_file(p, "--labelled", "the labels file")
-                .and_then(|text| {
-                    crate::aoi::Labelled::from_geojson(&text, None).map_err(Error::from)
-                })
-                .map_err(|e| name_file(e, p, "--labelled"))?,
-        ),
+        Some(p) => Some(parse_geojson_arg(
+            p,
+            "--labelled",
+            "the labels file",
+            |text| crate::aoi::Labelled::from_geojson(text, None).map_err(Error::from),
+        )?),
         None => None,
     };
     req.retrain = a.retrain.then(|| engine::Retrain {
@@ -485,55 +493,61 @@ fn score(a: ScoreArgs) -> Result<()> {
         let s = engine::summary_json(&result, Some(&paths));
         println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
     } else {
-        println!(
-            "scored {} of {} tiles ({} skipped as nodata) of {} with {} MC passes{}",
-            result.tiles.len(),
-            result.candidate_tiles,
-            result.skipped_nodata.len(),
-            result.scene.path,
-            result.mc_passes,
-            if result.cache_hit {
-                " (embeddings from cache)"
-            } else {
-                ""
-            }
-        );
-        println!(
-            "{} suggestions by {} on {}:",
-            result.picks.len(),
-            result.strategy.name(),
-            result.metric.name()
-        );
-        for (r, p) in result.picks.iter().take(10).enumerate() {
-            let i = p.index;
-            println!(
-                "  {:>3}. {:<10} {:<22} {}={:.3}",
-                r + 1,
-                result.tiles[i].to_string(),
-                result
-                    .class_names
-                    .get(result.predicted[i])
-                    .map(String::as_str)
-                    .unwrap_or("?"),
-                result.metric.name(),
-                result.uncertainties.get(result.metric)[i]
-            );
-        }
-        if result.picks.len() > 10 {
-            println!(
-                "  … {} more in {}",
-                result.picks.len() - 10,
-                paths.suggestions.display()
-            );
-        }
-        println!(
-            "onnxruntime: {} provider ({})",
-            result.runtime.provider, result.runtime.provider_reason
-        );
-        println!("heatmap:     {}", paths.heatmap.display());
-        println!("suggestions: {}", paths.suggestions.display());
+        print_summary(&result, &paths);
     }
     Ok(())
+}
+
+/// The human-readable report of one `score` run: counts, the first ten suggestions and
+/// where the outputs are.
+fn print_summary(result: &engine::ScoreResult, paths: &engine::OutputPaths) {
+    println!(
+        "scored {} of {} tiles ({} skipped as nodata) of {} with {} MC passes{}",
+        result.tiles.len(),
+        result.candidate_tiles,
+        result.skipped_nodata.len(),
+        result.scene.path,
+        result.mc_passes,
+        if result.cache_hit {
+            " (embeddings from cache)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "{} suggestions by {} on {}:",
+        result.picks.len(),
+        result.strategy.name(),
+        result.metric.name()
+    );
+    for (r, p) in result.picks.iter().take(10).enumerate() {
+        let i = p.index;
+        println!(
+            "  {:>3}. {:<10} {:<22} {}={:.3}",
+            r + 1,
+            result.tiles[i].to_string(),
+            result
+                .class_names
+                .get(result.predicted[i])
+                .map(String::as_str)
+                .unwrap_or("?"),
+            result.metric.name(),
+            result.uncertainties.get(result.metric)[i]
+        );
+    }
+    if result.picks.len() > 10 {
+        println!(
+            "  … {} more in {}",
+            result.picks.len() - 10,
+            paths.suggestions.display()
+        );
+    }
+    println!(
+        "onnxruntime: {} provider ({})",
+        result.runtime.provider, result.runtime.provider_reason
+    );
+    println!("heatmap:     {}", paths.heatmap.display());
+    println!("suggestions: {}", paths.suggestions.display());
 }
 
 fn inspect(file: &Path, json: bool) -> Result<()> {

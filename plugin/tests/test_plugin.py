@@ -203,9 +203,19 @@ class PluginTest(unittest.TestCase):
         self.assertEqual(inside.featureCount(), 5)
         from qgis.core import QgsRectangle
 
-        nw = to_wgs84.transformBoundingBox(QgsRectangle(ext.xMinimum(), ext.center().y(), ext.center().x(), ext.yMaximum()))
-        nw.grow(1e-3)
-        self.assertTrue(nw.contains(inside.extent()), f"{inside.extent().toString()} not in {nw.toString()}")
+        # The daemon's rule (tiling::tiles_in_aoi): a tile is a candidate when its
+        # footprint intersects the AOI, so a pick may reach up to one tile (64 px of
+        # 10 m) past the quarter's edges, never further, and always touches it.
+        nw = QgsRectangle(ext.xMinimum(), ext.center().y(), ext.center().x(), ext.yMaximum())
+        reach = QgsRectangle(nw)
+        reach.grow(64 * 10.0 + 1.0)
+        to_scene = QgsCoordinateTransform(QgsCoordinateReferenceSystem("EPSG:4326"), raster.crs(), QgsProject.instance())
+        for f in inside.getFeatures():
+            g = f.geometry()
+            g.transform(to_scene)
+            box = g.boundingBox()
+            self.assertTrue(box.intersects(nw), f"{f['tile_id']} {box.toString()} misses the AOI {nw.toString()}")
+            self.assertTrue(reach.contains(box), f"{f['tile_id']} {box.toString()} reaches past {reach.toString()}")
 
         from nexttile.layers import labels_layer
 

@@ -29,8 +29,8 @@ use nexttile::engine::{self, ScoreRequest};
 use nexttile::model::{Encoder, Head, SessionConfig};
 use nexttile::raster::{ReadPlan, Scene, read_tiles};
 use nexttile::sampling::{
-    ClusteringParams, McfpsParams, ProbcoverParams, SelectionInput, Strategy, TypiclustParams,
-    select,
+    AutoParams, ClusteringParams, McfpsParams, ProbcoverParams, SelectionInput, Strategy,
+    TypiclustParams, select,
 };
 use nexttile::tiling::TileGrid;
 
@@ -439,10 +439,23 @@ fn selection_worker(n: usize, strategy: &str) {
         "clustering" => Strategy::Clustering(ClusteringParams::default()),
         "typiclust" => Strategy::Typiclust(TypiclustParams::default()),
         "probcover" => Strategy::Probcover(ProbcoverParams::default()),
+        // auto's uncertainty stage, class-balanced over 10 classes (switch at 0 labels).
+        "auto_balanced" => Strategy::Auto(AutoParams {
+            switch_per_class: 0,
+            ..AutoParams::default()
+        }),
         _ => Strategy::TopK,
     };
+    // Predicted classes with a long tail (class c about twice as frequent as c + 1).
+    let classes: Vec<usize> = (0..n)
+        .map(|_| (rng.random::<f32>().max(1e-9).log2().abs() as usize).min(9))
+        .collect();
+    let mut input = SelectionInput::new(emb.view(), unc.view());
+    if strategy == "auto_balanced" {
+        input = input.with_classes(&classes);
+    }
     let t = Instant::now();
-    let picks = select(&s, &SelectionInput::new(emb.view(), unc.view()), 1000, 7).expect("select");
+    let picks = select(&s, &input, 1000, 7).expect("select");
     let secs = t.elapsed().as_secs_f64();
     // FNV-1a over every pick's index, score and anchor, so two runs can be compared.
     let digest = picks.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, p| {
@@ -469,6 +482,7 @@ fn selection(report: &mut serde_json::Map<String, serde_json::Value>) {
             "clustering",
             "typiclust",
             "probcover",
+            "auto_balanced",
         ] {
             let run = |textbook: bool| {
                 let mut cmd = Command::new(&exe);

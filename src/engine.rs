@@ -656,11 +656,21 @@ pub fn score(
         head.spec.class_names.len(),
         known_labels.max(labelled_count),
     );
+    let known = match &strategy {
+        Strategy::Auto(a) if a.balance && !head.spec.multi_label => Some(known_classes(
+            &predicted,
+            req.labelled.as_ref(),
+            (&grid, &ids, &scene.crs_wkt),
+            &head.spec.class_names,
+        )),
+        _ => None,
+    };
     let input = SelectionInput {
         embeddings: embeddings.view(),
         uncertainty: score_vec,
         excluded: None,
         labelled: labelled_mask.as_deref(),
+        classes: known.as_deref(),
     };
     let picks = if req.min_spacing_m > 0.0 {
         let (cx, cy) = grid
@@ -825,6 +835,30 @@ fn retrain_head(
 /// # Errors
 ///
 /// [`Error::Invalid`] for a class name the head does not know, listing the valid ones.
+/// The class of each tile as far as the product knows it, for class-balanced selection:
+/// the analyst's label where a labelled tile has one of the head's classes, the head's
+/// prediction everywhere else (labels that do not map onto the head's classes leave the
+/// prediction in place; retraining reports them).
+fn known_classes(
+    predicted: &[usize],
+    labelled: Option<&Labelled>,
+    (grid, tiles, scene_wkt): (&TileGrid, &[TileId], &str),
+    class_names: &[String],
+) -> Vec<usize> {
+    let mut known = predicted.to_vec();
+    let mut ignored = Vec::new();
+    if let Some(Ok(classes)) =
+        labelled.map(|l| tile_classes(l, grid, tiles, scene_wkt, class_names, &mut ignored))
+    {
+        for (k, c) in known.iter_mut().zip(classes) {
+            if let Some(c) = c {
+                *k = c;
+            }
+        }
+    }
+    known
+}
+
 fn tile_classes(
     labelled: &Labelled,
     grid: &TileGrid,

@@ -178,6 +178,20 @@ fn unknown_strategy_lists_the_valid_ones() {
     assert!(err.contains("mcfps") && err.contains("top_k"), "{err}");
 }
 
+#[test]
+fn auto_options_with_another_strategy_are_refused() {
+    for opt in [["--balance", "false"], ["--switch-per-class", "10"]] {
+        let mut args = vec!["--strategy", "mcfps"];
+        args.extend_from_slice(&opt);
+        let (code, err) = score(&common::sample_scene(), &args);
+        assert_eq!(code, 3, "{err}");
+        assert!(err.contains("only apply to --strategy auto"), "{err}");
+    }
+    let (code, err) = score(&common::sample_scene(), &["--balance", "maybe"]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("--balance"), "{err}");
+}
+
 /// A sparse 100,000 × 100,000 px GeoTIFF (a few MB on disk, 2.4 million tiles of
 /// 64 px): refused by the tile limit in well under a second, before any pixel is
 /// read, naming the count and both ways out; `--max-tiles` is the knob.

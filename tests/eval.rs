@@ -298,3 +298,98 @@ fn validation_fold_new_queries_and_val_never_read() {
         "three queries against random, four rounds each"
     );
 }
+
+#[test]
+fn merge_from_reruns_one_query_and_keeps_the_others_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = common::eurosat_subset(tmp.path(), &["Forest", "Industrial", "SeaLake"], 30);
+    let encoder = common::encoder();
+    let eval = |out: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            data.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--encoder",
+            encoder.to_str().unwrap(),
+            "--pools",
+            "balanced,unbalanced",
+            "--switch-per-class",
+            "2",
+            "--seeds",
+            "2",
+            "--initial",
+            "6",
+            "--budget",
+            "6",
+            "--rounds",
+            "2",
+            "--passes",
+            "3",
+            "--no-cache",
+            "-q",
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let first = tmp.path().join("first");
+    let (code, _, stderr) = eval(
+        &first,
+        &["--queries", "random,margin,auto", "--auto-balance", "false"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    // Re-run auto with the class balance on; random and margin come from `first`.
+    let merged = tmp.path().join("merged");
+    let first_arg = first.to_str().unwrap();
+    let (code, _, stderr) = eval(&merged, &["--queries", "auto", "--merge-from", first_arg]);
+    assert_eq!(code, 0, "{stderr}");
+    let old = csv_rows(&first.join("rounds.csv"));
+    let new = csv_rows(&merged.join("rounds.csv"));
+    assert_eq!(new.len(), old.len(), "every query's rows are there");
+    let keep = |rows: &[Vec<String>]| -> Vec<Vec<String>> {
+        rows.iter().filter(|r| r[1] != "auto").cloned().collect()
+    };
+    assert_eq!(
+        keep(&new),
+        keep(&old),
+        "kept rows are the earlier run's, unchanged"
+    );
+    assert_eq!(new.iter().filter(|r| r[1] == "auto").count(), 2 * 2 * 3);
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(merged.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        json["run"]["merged_from"]["kept_queries"],
+        serde_json::json!(["margin", "random"])
+    );
+    assert_eq!(
+        json["run"]["protocol"]["selection"]["auto"]["balance"],
+        true
+    );
+    // A run of another protocol is refused, naming what differs, and writes nothing.
+    let refused = tmp.path().join("refused");
+    let (code, _, stderr) = eval(
+        &refused,
+        &[
+            "--queries",
+            "auto",
+            "--merge-from",
+            first_arg,
+            "--passes",
+            "4",
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(stderr.contains("passes"), "{stderr}");
+    assert!(!refused.join("rounds.csv").exists());
+    let (code, _, stderr) = eval(
+        &refused,
+        &[
+            "--queries",
+            "auto",
+            "--merge-from",
+            tmp.path().join("nothing").to_str().unwrap(),
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(stderr.contains("summary.json"), "{stderr}");
+}

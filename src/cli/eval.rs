@@ -48,6 +48,10 @@ pub(crate) struct EvalArgs {
     /// auto: candidate factor m of the uncertainty stage (1 = top-k).
     #[arg(long, default_value_t = AutoParams::DEFAULT_M)]
     auto_m: usize,
+    /// auto: share the uncertainty stage's budget out over the classes, those with the
+    /// fewest labels first, by the head's predictions (class-balanced; true or false).
+    #[arg(long, default_value_t = AutoParams::DEFAULT_BALANCE, action = clap::ArgAction::Set)]
+    auto_balance: bool,
     /// probcover: ball radius δ (default: from the data by the purity rule).
     #[arg(long)]
     probcover_delta: Option<f32>,
@@ -126,6 +130,10 @@ pub(crate) struct EvalArgs {
     /// Seed of the mosaics (and of the split when there is no splits.csv).
     #[arg(long, default_value_t = 0)]
     data_seed: u64,
+    /// Re-run only --queries and keep every other query's rows from this earlier output
+    /// folder (refused unless it used the same protocol, data and encoder).
+    #[arg(long)]
+    merge_from: Option<PathBuf>,
     /// Print the JSON summary on stdout.
     #[arg(long)]
     json: bool,
@@ -201,6 +209,7 @@ pub(crate) fn run(a: EvalArgs) -> Result<()> {
             switch_per_class: a.switch_per_class,
             low_budget,
             m: a.auto_m,
+            balance: a.auto_balance,
             ..AutoParams::default()
         },
     };
@@ -267,6 +276,7 @@ pub(crate) fn run(a: EvalArgs) -> Result<()> {
         target: a.target,
         data_seed: a.data_seed,
         validation_fold: a.validation_fold,
+        merge_from: a.merge_from.clone(),
     };
     let bar = if a.quiet {
         ProgressBar::hidden()

@@ -131,6 +131,10 @@ struct ScoreArgs {
     /// uncertainty + clustering.
     #[arg(long)]
     switch_per_class: Option<usize>,
+    /// auto: share the uncertainty stage's picks out over the classes, those with the
+    /// fewest labels first, by the head's predictions (true or false; default true).
+    #[arg(long, action = clap::ArgAction::Set)]
+    balance: Option<bool>,
     /// Number of tiles to suggest.
     #[arg(long, short, default_value_t = engine::DEFAULT_BUDGET)]
     budget: usize,
@@ -278,9 +282,12 @@ fn parse_strategy(a: &ScoreArgs) -> Result<Strategy> {
         if let Some(n) = a.switch_per_class {
             p.switch_per_class = n;
         }
-    } else if a.switch_per_class.is_some() {
+        if let Some(b) = a.balance {
+            p.balance = b;
+        }
+    } else if a.switch_per_class.is_some() || a.balance.is_some() {
         return Err(Error::Invalid(
-            "--switch-per-class only applies to --strategy auto".into(),
+            "--switch-per-class and --balance only apply to --strategy auto".into(),
         ));
     }
     if !a.min_spacing.is_finite() || a.min_spacing < 0.0 {

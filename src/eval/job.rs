@@ -9,7 +9,9 @@ use serde::Serialize;
 use super::EvalError;
 use super::dataset::{ImageFolder, Split, read_image};
 use super::embed::{PixelScaling, embed_set};
+use super::merge::{check_compatible, read_earlier};
 use super::mosaic::{Mosaic, assemble, make_mosaics_from, mosaic_targets};
+use super::query::Query;
 use super::report::{ReportPaths, SummaryRow, TargetReached, write_report};
 use super::run::{EvalData, EvalProtocol, Labels, RoundRecord, run_eval};
 use crate::model::{Encoder, SessionConfig};
@@ -54,6 +56,9 @@ pub struct EvalRequest {
     /// [`ImageFolder::validation_fold`]): the pool is the rest of `train`, and every round
     /// is scored on the fold as well as on `test`. The `val` split is never read.
     pub validation_fold: Option<f64>,
+    /// Keep the rows of every query this run does not compute from this earlier output
+    /// folder (same protocol, data and encoder; see [`super::merge`]).
+    pub merge_from: Option<PathBuf>,
 }
 
 /// What an evaluation produced.
@@ -324,19 +329,7 @@ pub fn evaluate(
         progress,
         cache_hit: true,
     };
-    let started = Instant::now();
-    let (records, trial_seconds) = match req.mosaics {
-        Some(m) => run_mosaics(req, m, &mut emb, &mut encoder, &sets)?,
-        None => run_single(req, &mut emb, &mut encoder, &sets)?,
-    };
-    let cache_hit = emb.cache_hit;
-    let embed_seconds = (started.elapsed().as_secs_f64() - trial_seconds).max(0.0);
-    let score_name = if req.mosaics.is_some() {
-        "micro F1"
-    } else {
-        "test accuracy"
-    };
-    let extra = serde_json::json!({
+    let mut extra = serde_json::json!({
         "dataset": req.dataset.display().to_string(),
         "split": folder.split_source,
         "validation_fold": req.validation_fold.map(|f| serde_json::json!({
@@ -352,10 +345,53 @@ pub fn evaluate(
         "pixel_scale": scale,
         "mosaics": req.mosaics,
         "protocol": req.protocol,
-        "embed_seconds": embed_seconds,
-        "embeddings_cached": cache_hit,
-        "trial_seconds": trial_seconds,
     });
+    let names: Vec<String> = req.protocol.queries.iter().map(|q| q.to_string()).collect();
+    let earlier = match &req.merge_from {
+        Some(dir) => {
+            let e = read_earlier(dir, &names)?;
+            let rerun_auto = req
+                .protocol
+                .queries
+                .iter()
+                .any(|q| matches!(q, Query::Auto(_) | Query::AutoMulti(_)));
+            check_compatible(&e, &extra, rerun_auto)?;
+            Some(e)
+        }
+        None => None,
+    };
+    let started = Instant::now();
+    let (mut records, trial_seconds) = match req.mosaics {
+        Some(m) => run_mosaics(req, m, &mut emb, &mut encoder, &sets)?,
+        None => run_single(req, &mut emb, &mut encoder, &sets)?,
+    };
+    let cache_hit = emb.cache_hit;
+    let embed_seconds = (started.elapsed().as_secs_f64() - trial_seconds).max(0.0);
+    let score_name = if req.mosaics.is_some() {
+        "micro F1"
+    } else {
+        "accuracy"
+    };
+    if let Some(obj) = extra.as_object_mut() {
+        obj.insert("embed_seconds".into(), embed_seconds.into());
+        obj.insert("embeddings_cached".into(), cache_hit.into());
+        obj.insert("trial_seconds".into(), trial_seconds.into());
+        if let Some(e) = earlier {
+            obj.insert(
+                "merged_from".into(),
+                serde_json::json!({
+                    "dir": e.dir.display().to_string(),
+                    "kept_queries": e.queries,
+                    "rerun_queries": names,
+                    "trial_seconds": e.run.get("trial_seconds"),
+                }),
+            );
+            records.extend(e.records);
+            records.sort_by(|a, b| {
+                (&a.pool, &a.query, a.seed, a.round).cmp(&(&b.pool, &b.query, b.seed, b.round))
+            });
+        }
+    }
     let (paths, summary, reached) =
         write_report(&req.out, &records, score_name, req.target, extra)?;
     Ok(EvalOutcome {

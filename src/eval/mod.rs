@@ -15,6 +15,7 @@ use std::path::PathBuf;
 pub mod dataset;
 pub mod embed;
 pub mod job;
+pub mod merge;
 pub mod metrics;
 pub mod mosaic;
 pub mod plot;

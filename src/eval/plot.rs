@@ -165,7 +165,7 @@ struct Layout<'a> {
 }
 
 /// Draws `panels` side by side (one row) into a PNG at `path`, y axis labelled `y_label`
-/// (e.g. "test accuracy"), x axis "labelled samples", one legend shared by the panels
+/// (e.g. "accuracy"), x axis "labelled samples", one legend shared by the panels
 /// below them, and a horizontal dashed line at `reference` (e.g. 0.9), labelled with its
 /// value, when given. Each panel is 640 × 480 pixels; all panels share the x and y
 /// ranges; the y range runs from min(mean − std) rounded down to 0.05 to max(mean + std)

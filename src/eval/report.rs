@@ -201,7 +201,7 @@ fn curve_panels(summary: &[SummaryRow], validation: bool) -> Vec<Panel> {
         let title = if validation {
             format!("{} pool, validation fold", s.pool)
         } else {
-            format!("{} pool", s.pool)
+            format!("{} pool, test", s.pool)
         };
         let panel = match panels.iter_mut().find(|p| p.title == title) {
             Some(p) => p,
@@ -261,7 +261,7 @@ fn opt(v: Option<f64>) -> String {
 }
 
 /// Writes `rounds.csv`, `summary.csv`, `curves.png` and `summary.json` into `dir`.
-/// `score_name` labels the y axis ("test accuracy", "micro F1"); `extra` is merged into
+/// `score_name` labels the y axis ("accuracy", "micro F1"; panel titles say test or validation fold); `extra` is merged into
 /// the JSON (protocol, dataset, timings).
 ///
 /// # Errors

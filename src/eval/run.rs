@@ -17,7 +17,7 @@ use super::pool::{PoolKind, make_pool};
 use super::query::{Query, QueryParams};
 use crate::head::{HeadConfig, HeadSpec, McOutput, Targets, TrainableHead};
 use crate::sampling::{SelectionInput, Stage, Strategy, select};
-use crate::uncertainty::{Metric, MultiLabelMetric, mge, predicted_loss, tpd};
+use crate::uncertainty::{Metric, MultiLabelMetric, mge, predicted_class, predicted_loss, tpd};
 
 /// Labels of a single- or multi-label evaluation set.
 #[derive(Debug, Clone, Copy)]
@@ -321,6 +321,20 @@ fn round_query(
     })
 }
 
+/// Per pool tile: `label(i)` for labelled tiles, the head's predicted class (argmax of
+/// its deterministic probabilities `probs`, `[N, C]`) for the others.
+fn known_classes(
+    probs: &Array2<f32>,
+    labelled: &[bool],
+    label: impl Fn(usize) -> usize,
+) -> Vec<usize> {
+    predicted_class(probs.view())
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| if labelled[i] { label(i) } else { p })
+        .collect()
+}
+
 /// One trial: a pool, a query function and a seed through all rounds.
 fn run_trial(
     data: &EvalData<'_>,
@@ -411,10 +425,19 @@ fn run_trial(
         };
         let out = head.predict_mc(pool_x.view(), passes, round_seed)?;
         let rq = round_query(query, strategy, &out, previous.as_ref(), labelled_idx.len())?;
-        previous = Some(out.deterministic);
-        let input =
+        // Known classes for class-balanced stages: the label of a labelled tile, the
+        // head's prediction elsewhere (never the pool's hidden labels).
+        let known = match data.train_y {
+            Labels::Single(y) => Some(known_classes(&out.deterministic, &labelled, |i| y[pool[i]])),
+            Labels::Multi(_) => None,
+        };
+        let mut input =
             SelectionInput::new(pool_x.view(), rq.uncertainty.view()).with_labelled(&labelled);
+        if let Some(k) = &known {
+            input = input.with_classes(k);
+        }
         let picks = select(&rq.strategy, &input, protocol.budget, round_seed)?;
+        previous = Some(out.deterministic);
         for p in picks {
             if !labelled[p.index] {
                 labelled[p.index] = true;

@@ -121,31 +121,9 @@ pub fn clustering(
     }
     let eligible = eligible_mask(input)?;
     check_embeddings(&input.embeddings, &eligible)?;
+    let mut chosen = cluster_pick(input, eligible_indices(&eligible), budget, params, seed)?;
     let u = &input.uncertainty;
-    let by_rank = |&a: &usize, &b: &usize| rank_order(u[a], a, u[b], b);
-    let mut candidates = eligible_indices(&eligible);
-    let wanted = params.m.saturating_mul(budget);
-    if wanted < candidates.len() {
-        candidates.select_nth_unstable_by(wanted - 1, by_rank);
-        candidates.truncate(wanted);
-    }
-    candidates.sort_unstable_by(by_rank);
-    let mut chosen = if candidates.len() <= budget {
-        candidates
-    } else {
-        let points = input.embeddings.select(Axis(0), &candidates);
-        let clusters = kmeans(points.view(), budget, params.iterations, seed)?;
-        // Candidates are in rank order, so the first member of a cluster is its most
-        // uncertain tile.
-        let mut best: Vec<Option<usize>> = vec![None; clusters.clusters()];
-        for (&tile, &cluster) in candidates.iter().zip(&clusters.assignment) {
-            if let Some(slot @ None) = best.get_mut(cluster) {
-                *slot = Some(tile);
-            }
-        }
-        best.into_iter().flatten().collect()
-    };
-    chosen.sort_unstable_by(by_rank);
+    chosen.sort_unstable_by(|&a, &b| rank_order(u[a], a, u[b], b));
     Ok(chosen
         .into_iter()
         .map(|index| Pick {
@@ -157,6 +135,41 @@ pub fn clustering(
             stage: None,
         })
         .collect())
+}
+
+/// Steps 1–4 of [`clustering`] over `candidates` (eligible tiles whose embeddings were
+/// checked): the most uncertain tile of each of `budget` k-means clusters of the
+/// `m · budget` most uncertain candidates; all candidates when there are at most
+/// `budget`. The result is in rank order (most uncertain first).
+pub(crate) fn cluster_pick(
+    input: &SelectionInput<'_>,
+    mut candidates: Vec<usize>,
+    budget: usize,
+    params: &ClusteringParams,
+    seed: u64,
+) -> Result<Vec<usize>, SamplingError> {
+    let u = &input.uncertainty;
+    let by_rank = |&a: &usize, &b: &usize| rank_order(u[a], a, u[b], b);
+    let wanted = params.m.saturating_mul(budget);
+    if wanted > 0 && wanted < candidates.len() {
+        candidates.select_nth_unstable_by(wanted - 1, by_rank);
+        candidates.truncate(wanted);
+    }
+    candidates.sort_unstable_by(by_rank);
+    if candidates.len() <= budget {
+        return Ok(candidates);
+    }
+    let points = input.embeddings.select(Axis(0), &candidates);
+    let clusters = kmeans(points.view(), budget, params.iterations, seed)?;
+    // Candidates are in rank order, so the first member of a cluster is its most
+    // uncertain tile.
+    let mut best: Vec<Option<usize>> = vec![None; clusters.clusters()];
+    for (&tile, &cluster) in candidates.iter().zip(&clusters.assignment) {
+        if let Some(slot @ None) = best.get_mut(cluster) {
+            *slot = Some(tile);
+        }
+    }
+    Ok(best.into_iter().flatten().collect())
 }
 
 /// The strategy for a TPD+Clustering round (Möllenbrok et al. 2023, Sec. II-A-2): with

@@ -96,6 +96,20 @@ pub enum SamplingError {
     )]
     ZeroCandidateFactor,
 
+    /// A tile's known or predicted class is not one of the head's classes.
+    #[error(
+        "tile {tile} has class index {class} but the head has {classes} classes; pass \
+         class indices 0..{classes} (labels and predictions of the same head)"
+    )]
+    ClassOutOfRange {
+        /// Tile index.
+        tile: usize,
+        /// The offending class index.
+        class: usize,
+        /// Number of classes.
+        classes: usize,
+    },
+
     /// The tile centres for the spacing constraint do not match the tiles.
     #[error(
         "there are {centres} tile centres but {tiles} tiles; pass one [x, y] centre in metres \

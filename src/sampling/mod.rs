@@ -15,7 +15,7 @@
 //! | [`Strategy::Clustering`] | [`clustering`] | most uncertain tile of each k-means++ cluster of the `m·b` most uncertain (Möllenbrok et al. 2023) |
 //! | [`Strategy::Typiclust`] | [`typiclust`] | most typical tile of each of the largest clusters without labels (Hacohen et al. 2022) |
 //! | [`Strategy::Probcover`] | [`probcover`] | greedy maximum coverage of δ-balls (Yehuda et al. 2022) |
-//! | [`Strategy::Auto`] | [`auto`] | TypiClust while labels are few, then uncertainty + clustering |
+//! | [`Strategy::Auto`] | [`auto`] | TypiClust while labels are few, then uncertainty + clustering, class-balanced ([`class_balanced`], Bengar et al. 2022) |
 //!
 //! [`select_with_spacing`] adds a minimum ground distance between picks (and to labelled
 //! tiles) to any strategy. For the multi-label query functions LL+Clustering,
@@ -32,6 +32,7 @@
 //! To add a strategy: a file with its function, a [`Strategy`] variant (with a params
 //! struct if it needs one), its name in [`Strategy::NAMES`], and an arm in [`select`].
 
+mod balanced;
 mod candidates;
 mod clustering;
 mod coreset;
@@ -59,6 +60,7 @@ mod typiclust;
 use ndarray::{ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
+pub use crate::sampling::balanced::{class_balanced, class_quotas};
 pub use crate::sampling::clustering::{ClusteringParams, clustering, tpd_round_strategy};
 pub use crate::sampling::coreset::coreset;
 pub use crate::sampling::error::SamplingError;
@@ -91,6 +93,10 @@ pub struct SelectionInput<'a> {
     /// the pool starting from them and [`select_with_spacing`] keeps picks away from them.
     /// `None` means no tile is labelled.
     pub labelled: Option<&'a [bool]>,
+    /// `[N]` the class of each tile as far as the caller knows it: the analyst's label for
+    /// labelled tiles, the head's predicted class for the others. Only the class-balanced
+    /// stage of [`auto`] reads it ([`class_balanced`]); `None` means unknown.
+    pub classes: Option<&'a [usize]>,
 }
 
 impl<'a> SelectionInput<'a> {
@@ -101,6 +107,7 @@ impl<'a> SelectionInput<'a> {
             uncertainty,
             excluded: None,
             labelled: None,
+            classes: None,
         }
     }
 
@@ -117,6 +124,15 @@ impl<'a> SelectionInput<'a> {
     pub fn with_labelled(self, labelled: &'a [bool]) -> Self {
         Self {
             labelled: Some(labelled),
+            ..self
+        }
+    }
+
+    /// The same input with the known or predicted `classes` of the tiles (see
+    /// [`SelectionInput::classes`]).
+    pub fn with_classes(self, classes: &'a [usize]) -> Self {
+        Self {
+            classes: Some(classes),
             ..self
         }
     }

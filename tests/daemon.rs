@@ -901,3 +901,219 @@ fn scenes_with_a_second_raster() {
     assert_eq!(code, 200, "{sugg}");
     assert_eq!(tile_ids(&sugg).len(), 5);
 }
+
+/// A loopback TCP listener that counts every connection made to it: the test's proof
+/// that the daemon sent no request.
+struct Canary {
+    port: u16,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Canary {
+    fn start() -> Canary {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("canary binds");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let port = listener.local_addr().expect("addr").port();
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (h, s) = (hits.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok(_) => {
+                        h.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Canary {
+            port,
+            hits,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Canary {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A one-band VRT of `size` px over `source` (written as given).
+fn vrt_xml(size: usize, band: &str, source: &str, relative: bool) -> String {
+    format!(
+        "<VRTDataset rasterXSize=\"{size}\" rasterYSize=\"{size}\">\n  <SRS>EPSG:32618</SRS>\n  <GeoTransform>437000, 10, 0, 4180000, 0, -10</GeoTransform>\n  <VRTRasterBand dataType=\"UInt16\" band=\"1\"{band}>\n    <SimpleSource>\n      <SourceFilename relativeToVRT=\"{}\">{source}</SourceFilename>\n      <SourceBand>1</SourceBand>\n    </SimpleSource>\n  </VRTRasterBand>\n</VRTDataset>\n",
+        u8::from(relative)
+    )
+}
+
+fn gdal_tool(tool: &str, args: &[&str]) {
+    let out = Command::new(tool)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{tool} (gdal-bin, scripts/setup.sh): {e}"));
+    assert!(out.status.success(), "{tool} {args:?}: {out:?}");
+}
+
+#[test]
+fn vrts_reading_outside_the_roots_are_refused_with_no_request_sent() {
+    let tmp = common::tempdir();
+    let root = tmp.path().join("root");
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let (root, elsewhere) = (
+        root.canonicalize().unwrap(),
+        elsewhere.canonicalize().unwrap(),
+    );
+    let sample = common::sample_scene();
+    let small = root.join("small.tif");
+    let outside = elsewhere.join("x.tif");
+    for dest in [&small, &outside] {
+        gdal_tool(
+            "gdal_translate",
+            &[
+                "-q",
+                "-srcwin",
+                "0",
+                "0",
+                "256",
+                "256",
+                sample.to_str().unwrap(),
+                dest.to_str().unwrap(),
+            ],
+        );
+    }
+    let canary = Canary::start();
+    let url = format!("/vsicurl/http://127.0.0.1:{}/x.tif", canary.port);
+    // (a) gdalbuildvrt in the root over a GeoTIFF outside it
+    let escaping = root.join("o.vrt");
+    gdal_tool(
+        "gdalbuildvrt",
+        &["-q", escaping.to_str().unwrap(), outside.to_str().unwrap()],
+    );
+    // (b) a VRT in the root over a VRT outside it whose source is the canary, and the
+    // same /vsicurl/ VRT placed inside the root
+    let remote_out = elsewhere.join("remote.vrt");
+    std::fs::write(&remote_out, vrt_xml(256, "", &url, false)).unwrap();
+    let nested = root.join("nested.vrt");
+    std::fs::write(
+        &nested,
+        vrt_xml(256, "", remote_out.to_str().unwrap(), false),
+    )
+    .unwrap();
+    let remote_in = root.join("remote.vrt");
+    std::fs::write(&remote_in, vrt_xml(256, "", &url, false)).unwrap();
+    let via_inside = root.join("via_inside.vrt");
+    std::fs::write(&via_inside, vrt_xml(256, "", "remote.vrt", true)).unwrap();
+    // (c) VRT XML in a file named .tif, over the outside GeoTIFF
+    let disguised = root.join("disguised.tif");
+    std::fs::write(
+        &disguised,
+        vrt_xml(256, "", outside.to_str().unwrap(), false),
+    )
+    .unwrap();
+    // a raw VRT band over a file outside the roots (a certificate bundle in the report)
+    let secret = elsewhere.join("secret.pem");
+    std::fs::write(&secret, "-----BEGIN CERTIFICATE-----\n".repeat(100)).unwrap();
+    let raw = root.join("raw.vrt");
+    std::fs::write(
+        &raw,
+        format!(
+            "<VRTDataset rasterXSize=\"64\" rasterYSize=\"40\">\n  <SRS>EPSG:32618</SRS>\n  <GeoTransform>437000, 10, 0, 4180000, 0, -10</GeoTransform>\n  <VRTRasterBand dataType=\"Byte\" band=\"1\" subClass=\"VRTRawRasterBand\">\n    <SourceFilename relativeToVRT=\"0\">{}</SourceFilename>\n    <ImageOffset>0</ImageOffset><PixelOffset>1</PixelOffset><LineOffset>64</LineOffset>\n  </VRTRasterBand>\n</VRTDataset>\n",
+            secret.display()
+        ),
+    )
+    .unwrap();
+    // (d) a VRT whose sources are all inside the roots (relative, as gdalbuildvrt writes)
+    let inside = root.join("inside.vrt");
+    gdal_tool(
+        "gdalbuildvrt",
+        &["-q", inside.to_str().unwrap(), small.to_str().unwrap()],
+    );
+
+    let d = Daemon::start(tmp.path(), &["--root", root.to_str().unwrap()], None);
+    let (_, project) = d.post("/projects", &json!({"name": "vrt"}));
+    let pid = project["id"].as_i64().unwrap();
+    let outside_text = outside.display().to_string();
+    let remote_text = remote_out.display().to_string();
+    let secret_text = secret.display().to_string();
+    let cases: [(&Path, &str, &str); 6] = [
+        (&escaping, &outside_text, "not under the raster roots"),
+        (&nested, &remote_text, "not under the raster roots"),
+        (&via_inside, &url, "virtual file system"),
+        (&remote_in, &url, "virtual file system"),
+        (&disguised, &outside_text, "not under the raster roots"),
+        (&raw, &secret_text, "not under the raster roots"),
+    ];
+    for (path, source, needle) in cases {
+        for body in [json!({"path": path}), json!({"path": small, "pair": path})] {
+            let (code, v) = d.post(&format!("/projects/{pid}/scenes"), &body);
+            assert_eq!(code, 403, "{body}: {v}");
+            let msg = v["error"].as_str().unwrap_or_default();
+            assert!(msg.contains(source) && msg.contains(needle), "{body}: {v}");
+        }
+    }
+    // nothing was queued or stored for the refused rasters
+    let (_, scenes) = d.get(&format!("/projects/{pid}/scenes"));
+    assert_eq!(scenes.as_array().map(Vec::len), Some(0), "{scenes}");
+    // the canary saw no connection, right after the answers and a while later
+    assert_eq!(canary.hits(), 0, "the daemon connected to the canary");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(canary.hits(), 0, "the daemon connected to the canary");
+
+    // a VRT whose sources are inside the roots still scores
+    let (code, v) = d.post(&format!("/projects/{pid}/scenes"), &json!({"path": inside}));
+    assert_eq!(code, 202, "{v}");
+    let job = d.wait_job(v["job"].as_i64().unwrap());
+    assert_eq!(job["result"]["scored_tiles"], 16, "{job}");
+    assert_eq!(canary.hits(), 0, "the daemon connected to the canary");
+    // and the canary does see a connection when one is made
+    drop(std::net::TcpStream::connect(("127.0.0.1", canary.port)).expect("canary answers"));
+    let start = Instant::now();
+    while canary.hits() == 0 && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(canary.hits(), 1, "the canary counts connections");
+}
+
+/// The engine checks again at open time (the daemon's job thread), not only the route.
+#[test]
+fn the_engine_refuses_a_confined_scene_whose_vrt_escapes() {
+    let tmp = common::tempdir();
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let root = root.canonicalize().unwrap();
+    let vrt = root.join("o.vrt");
+    let sample = common::sample_scene().canonicalize().unwrap();
+    std::fs::write(&vrt, vrt_xml(256, "", sample.to_str().unwrap(), false)).unwrap();
+    let mut req = nexttile::engine::ScoreRequest::new(&vrt, common::encoder(), common::head());
+    req.confine = Some(nexttile::raster::Confinement {
+        roots: vec![root.clone()],
+        allow_vsi: false,
+    });
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let err = match nexttile::engine::score(&req, &|_| {}, &cancel) {
+        Ok(_) => panic!("scored a VRT that reads outside the roots"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains(sample.to_str().unwrap()) && err.contains("not under the raster roots"),
+        "{err}"
+    );
+    // the CLI (no confinement) reads its user's VRT as before
+    assert!(nexttile::raster::Scene::open(&vrt).is_ok());
+}

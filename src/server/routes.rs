@@ -247,6 +247,15 @@ fn path_error(e: PathError) -> ApiError {
     ApiError::new(status, e.to_string())
 }
 
+/// 403 for a raster that reads outside the roots, 422 for any other raster error.
+fn raster_error(e: crate::raster::RasterError) -> ApiError {
+    let status = match &e {
+        crate::raster::RasterError::Confined(c) if c.is_forbidden() => StatusCode::FORBIDDEN,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    ApiError::new(status, e.to_string())
+}
+
 fn new_job(state: &AppState, db: &Db, project: i64, kind: &str) -> ApiResult<i64> {
     let id = db.create_job(Some(project), kind)?;
     if let Ok(mut jobs) = state.jobs.lock() {
@@ -282,7 +291,7 @@ async fn submit_job(state: &Arc<AppState>, job: i64, task: Task) -> ApiResult<()
 }
 
 /// `POST /projects/{id}/scenes`: checks the path and size, then queues a scoring job.
-#[utoipa::path(post, path = "/projects/{id}/scenes", tag = "scenes", params(("id" = i64, Path)), request_body = NewScene, responses((status = 202, description = "Scene added; a scoring job started", body = Object), (status = 400, description = "`..` in the path", body = ErrorBody), (status = 403, description = "Outside the raster roots, or a /vsi path", body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, description = "Too many tiles", body = ErrorBody), (status = 422, description = "Not a readable raster with a CRS, or a bad AOI", body = ErrorBody), (status = 429, description = "Job queue full", body = ErrorBody)))]
+#[utoipa::path(post, path = "/projects/{id}/scenes", tag = "scenes", params(("id" = i64, Path)), request_body = NewScene, responses((status = 202, description = "Scene added; a scoring job started", body = Object), (status = 400, description = "`..` in the path", body = ErrorBody), (status = 403, description = "Outside the raster roots, a /vsi path, or a raster (VRT) whose sources or side files are outside the roots or virtual", body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, description = "Too many tiles", body = ErrorBody), (status = 422, description = "Not a readable raster with a CRS, or a bad AOI", body = ErrorBody), (status = 429, description = "Job queue full", body = ErrorBody)))]
 pub async fn add_scene(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -312,13 +321,15 @@ pub async fn add_scene(
     let max_tiles = state.config.max_tiles;
     let probe = path.clone();
     let probe_pair = pair.clone();
+    let confine = state.config.confinement();
     tokio::task::spawn_blocking(move || -> ApiResult<()> {
-        let scene = crate::raster::Scene::open(&probe)
-            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+        // Every file the raster makes GDAL read (VRT sources, side files) is checked
+        // against the roots before GDAL opens it.
+        let scene =
+            crate::raster::Scene::open_with(&probe, Some(&confine)).map_err(raster_error)?;
         if let Some(second) = &probe_pair {
             // Refuse a pair that does not open or overlap now, not in the job.
-            crate::raster::stack_pair(&scene, second)
-                .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+            crate::raster::stack_pair(&scene, second, Some(&confine)).map_err(raster_error)?;
         }
         // The CLI's rule: whole tiles, inside the AOI when there is one. A scene
         // smaller than one tile is left to the job, which says why.

@@ -123,6 +123,8 @@ pub struct WorkerContext {
     pub max_tiles: usize,
     /// Cap on model file sizes (the configuration's `max_model_bytes`).
     pub max_model_bytes: u64,
+    /// The raster roots every scene and every file it reads must lie under.
+    pub confine: crate::raster::Confinement,
 }
 
 /// Starts the engine thread with a queue of `capacity` tasks.
@@ -255,6 +257,8 @@ fn base_request(
     req.cache = Some(ctx.data_dir.join("cache"));
     req.max_tiles = ctx.max_tiles;
     req.session.max_model_bytes = ctx.max_model_bytes;
+    // Checked again at open time (the file may have changed since the POST).
+    req.confine = Some(ctx.confine.clone());
     req.pair = scene.pair.as_ref().map(PathBuf::from);
     if let Some(aoi) = &scene.aoi {
         req.aoi = Some(

@@ -767,6 +767,24 @@ mod tests {
             matches!(&e, ConfineError::Driver { driver, .. } if driver == "WMS"),
             "{e}"
         );
+        // a GeoTIFF whose side file is a link out of the root: GDAL's file list shows it
+        #[cfg(unix)]
+        {
+            let tif = root.join("side.tif");
+            let drv = DriverManager::get_driver_by_name("GTiff").unwrap();
+            let mut ds = drv.create(&tif, 4, 4, 1).unwrap();
+            ds.set_geo_transform(&[437000.0, 10.0, 0.0, 4180000.0, 0.0, -10.0])
+                .unwrap();
+            drop(ds);
+            assert!(conf.check(&tif).is_ok());
+            std::fs::write(out.join("aux.xml"), "<PAMDataset></PAMDataset>").unwrap();
+            std::os::unix::fs::symlink(out.join("aux.xml"), root.join("side.tif.aux.xml")).unwrap();
+            let e = conf.check(&tif).unwrap_err();
+            assert!(
+                matches!(&e, ConfineError::Outside { file, .. } if file.ends_with("side.tif.aux.xml")),
+                "{e}"
+            );
+        }
         // with allow_vsi the vsicurl source passes the check
         let open = Confinement {
             allow_vsi: true,

@@ -1117,3 +1117,96 @@ fn the_engine_refuses_a_confined_scene_whose_vrt_escapes() {
     // the CLI (no confinement) reads its user's VRT as before
     assert!(nexttile::raster::Scene::open(&vrt).is_ok());
 }
+
+/// Issue 19 item 9: a scene whose job the full queue refused (429) is not kept, so
+/// suggestions do not answer 409 "still being scored" for it.
+#[test]
+fn a_scene_refused_with_429_leaves_no_scene_row() {
+    let tmp = common::tempdir();
+    let d = Daemon::start(tmp.path(), &["--queue-capacity", "1"], None);
+    let (_, project) = d.post("/projects", &json!({"name": "p"}));
+    let pid = project["id"].as_i64().unwrap();
+    let (mut jobs, mut refused) = (Vec::new(), 0);
+    for _ in 0..6 {
+        let (code, v) = d.post(
+            &format!("/projects/{pid}/scenes"),
+            &json!({"path": "chincoteague_s2.tif"}),
+        );
+        match code {
+            202 => jobs.push(v["job"].as_i64().unwrap()),
+            429 => refused += 1,
+            _ => panic!("{code}: {v}"),
+        }
+    }
+    assert!(
+        refused > 0 && !jobs.is_empty(),
+        "{} accepted, {refused} refused",
+        jobs.len()
+    );
+    let (_, scenes) = d.get(&format!("/projects/{pid}/scenes"));
+    assert_eq!(
+        scenes.as_array().map(Vec::len),
+        Some(jobs.len()),
+        "{scenes}"
+    );
+    for job in &jobs {
+        d.wait_job(*job);
+    }
+    let (code, v) = d.post(
+        &format!("/projects/{pid}/suggestions"),
+        &json!({"strategy": "top_k", "budget": 3, "mc_passes": 1}),
+    );
+    assert_eq!(code, 200, "{v}");
+}
+
+/// Issue 19 item 9: SIGTERM while a job runs ends it `interrupted` (as the README says),
+/// not `cancelled` (which is what DELETE /jobs/{id} does).
+#[test]
+fn sigterm_marks_a_running_job_interrupted() {
+    let tmp = common::tempdir();
+    let mut d = Daemon::start(tmp.path(), &[], None);
+    let (_, project) = d.post("/projects", &json!({"name": "p"}));
+    let pid = project["id"].as_i64().unwrap();
+    let (code, v) = d.post(
+        &format!("/projects/{pid}/scenes"),
+        &json!({"path": "chincoteague_s2.tif"}),
+    );
+    assert_eq!(code, 202, "{v}");
+    let job = v["job"].as_i64().unwrap();
+    let start = Instant::now();
+    loop {
+        let (_, v) = d.get(&format!("/jobs/{job}"));
+        match v["status"].as_str() {
+            Some("running") => break,
+            Some("queued") => {}
+            _ => panic!("job ended before SIGTERM could be sent: {v}"),
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{v}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &d.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let start = Instant::now();
+    while d.child.try_wait().expect("wait").is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "daemon still up 60 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(d);
+    let d = Daemon::start(tmp.path(), &[], None);
+    let (code, v) = d.get(&format!("/jobs/{job}"));
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["status"], "interrupted", "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("stopped"),
+        "{v}"
+    );
+}

@@ -444,6 +444,7 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
         eprintln!("note: {stale} job(s) of an earlier run were marked interrupted");
     }
     let jobs: JobTable = Arc::default();
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (queue, worker) = worker::start(
         WorkerContext {
             db_path: db_path.clone(),
@@ -452,6 +453,7 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
             max_tiles: config.max_tiles,
             max_model_bytes: config.max_model_bytes,
             confine: config.confinement(),
+            stopping: stopping.clone(),
         },
         config.queue_capacity,
     )
@@ -483,7 +485,8 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
             .await
             .map_err(io("server"))
     })?;
-    // Stop taking work; mark what did not finish.
+    // Stop taking work; what did not finish ends `interrupted`.
+    stopping.store(true, std::sync::atomic::Ordering::SeqCst);
     if let Ok(jobs) = state.jobs.lock() {
         for live in jobs.values() {
             live.cancel.store(true, std::sync::atomic::Ordering::SeqCst);

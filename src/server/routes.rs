@@ -291,7 +291,7 @@ async fn submit_job(state: &Arc<AppState>, job: i64, task: Task) -> ApiResult<()
 }
 
 /// `POST /projects/{id}/scenes`: checks the path and size, then queues a scoring job.
-#[utoipa::path(post, path = "/projects/{id}/scenes", tag = "scenes", params(("id" = i64, Path)), request_body = NewScene, responses((status = 202, description = "Scene added; a scoring job started", body = Object), (status = 400, description = "`..` in the path", body = ErrorBody), (status = 403, description = "Outside the raster roots, a /vsi path, or a raster (VRT) whose sources or side files are outside the roots or virtual", body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, description = "Too many tiles", body = ErrorBody), (status = 422, description = "Not a readable raster with a CRS, or a bad AOI", body = ErrorBody), (status = 429, description = "Job queue full", body = ErrorBody)))]
+#[utoipa::path(post, path = "/projects/{id}/scenes", tag = "scenes", params(("id" = i64, Path)), request_body = NewScene, responses((status = 202, description = "Scene added; a scoring job started", body = Object), (status = 400, description = "`..` in the path", body = ErrorBody), (status = 403, description = "Outside the raster roots, a /vsi path, or a raster (VRT) whose sources or side files are outside the roots or virtual", body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, description = "Too many tiles", body = ErrorBody), (status = 422, description = "Not a readable raster with a CRS, or a bad AOI", body = ErrorBody), (status = 429, description = "Job queue full; the scene is not kept", body = ErrorBody)))]
 pub async fn add_scene(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -375,7 +375,8 @@ pub async fn add_scene(
         Ok((project, scene, job))
     })
     .await?;
-    submit_job(
+    let scene_id = scene.id;
+    let queued = submit_job(
         &state,
         job,
         Task::Score {
@@ -384,7 +385,13 @@ pub async fn add_scene(
             scene: scene.clone(),
         },
     )
-    .await?;
+    .await;
+    if let Err(refused) = queued {
+        // A refused (429) scene is not kept: it would never be scored, and suggestions
+        // would answer 409 "still being scored" for it.
+        with_db(&state, move |db| Ok(db.delete_scene(scene_id)?)).await?;
+        return Err(refused);
+    }
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({"scene": scene, "job": job, "poll": format!("/jobs/{job}")})),

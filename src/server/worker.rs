@@ -125,6 +125,9 @@ pub struct WorkerContext {
     pub max_model_bytes: u64,
     /// The raster roots every scene and every file it reads must lie under.
     pub confine: crate::raster::Confinement,
+    /// Set when the daemon is stopping (SIGINT/SIGTERM): jobs it cancels end
+    /// `interrupted`, not `cancelled` (which is what `DELETE /jobs/{id}` does).
+    pub stopping: Arc<AtomicBool>,
 }
 
 /// Starts the engine thread with a queue of `capacity` tasks.
@@ -232,6 +235,18 @@ fn run_job(
 fn finish(ctx: &WorkerContext, db: &Db, job: i64, outcome: Outcome) {
     let (status, message, result) = match &outcome {
         Ok(v) => ("done", None, Some(v)),
+        Err(e)
+            if e.status == axum::http::StatusCode::CONFLICT
+                && ctx.stopping.load(Ordering::SeqCst) =>
+        {
+            (
+                "interrupted",
+                Some(
+                    "the daemon was stopped (SIGINT/SIGTERM) before the job finished; start it again",
+                ),
+                None,
+            )
+        }
         Err(e) if e.status == axum::http::StatusCode::CONFLICT => {
             ("cancelled", Some(e.message.as_str()), None)
         }

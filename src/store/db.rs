@@ -413,6 +413,15 @@ impl Db {
             .map_err(|e| self.err("list scenes", e))
     }
 
+    /// Removes a scene (one whose scoring job the queue refused, so that it does not
+    /// stay behind as "still being scored"). True when a row was removed.
+    pub fn delete_scene(&self, id: i64) -> Result<bool, DbError> {
+        self.conn
+            .execute("DELETE FROM scenes WHERE id = ?1", [id])
+            .map(|n| n > 0)
+            .map_err(|e| self.err("delete scene", e))
+    }
+
     /// Records a scene's scoring result.
     pub fn set_scene_scored(
         &self,

@@ -88,6 +88,63 @@ impl Daemon {
         )
     }
 
+    fn delete(&self, path: &str) -> (u16, Value) {
+        let mut r = self
+            .auth(self.agent.delete(&format!("{}{path}", self.base)))
+            .call()
+            .expect("DELETE");
+        (
+            r.status().as_u16(),
+            r.body_mut().read_json().unwrap_or(Value::Null),
+        )
+    }
+
+    /// Waits for `job` to end, however it ends; returns its record.
+    fn wait_end(&self, job: i64) -> Value {
+        let start = Instant::now();
+        loop {
+            let (code, v) = self.get(&format!("/jobs/{job}"));
+            assert_eq!(code, 200, "{v}");
+            if !matches!(v["status"].as_str(), Some("queued") | Some("running")) {
+                return v;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(300),
+                "job {job} too slow: {v}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until `job` runs (panics if it ends first), then stops the daemon with
+    /// SIGTERM and waits for it to exit.
+    fn sigterm_while_running(mut self, job: i64) {
+        let start = Instant::now();
+        loop {
+            let (_, v) = self.get(&format!("/jobs/{job}"));
+            match v["status"].as_str() {
+                Some("running") => break,
+                Some("queued") => {}
+                _ => panic!("job ended before SIGTERM could be sent: {v}"),
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "{v}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let start = Instant::now();
+        while self.child.try_wait().expect("wait").is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "daemon still up 60 s after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn wait_job(&self, job: i64) -> Value {
         let start = Instant::now();
         loop {
@@ -1164,7 +1221,7 @@ fn a_scene_refused_with_429_leaves_no_scene_row() {
 #[test]
 fn sigterm_marks_a_running_job_interrupted() {
     let tmp = common::tempdir();
-    let mut d = Daemon::start(tmp.path(), &[], None);
+    let d = Daemon::start(tmp.path(), &[], None);
     let (_, project) = d.post("/projects", &json!({"name": "p"}));
     let pid = project["id"].as_i64().unwrap();
     let (code, v) = d.post(
@@ -1173,31 +1230,7 @@ fn sigterm_marks_a_running_job_interrupted() {
     );
     assert_eq!(code, 202, "{v}");
     let job = v["job"].as_i64().unwrap();
-    let start = Instant::now();
-    loop {
-        let (_, v) = d.get(&format!("/jobs/{job}"));
-        match v["status"].as_str() {
-            Some("running") => break,
-            Some("queued") => {}
-            _ => panic!("job ended before SIGTERM could be sent: {v}"),
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "{v}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let status = Command::new("kill")
-        .args(["-TERM", &d.child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let start = Instant::now();
-    while d.child.try_wait().expect("wait").is_none() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "daemon still up 60 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    drop(d);
+    d.sigterm_while_running(job);
     let d = Daemon::start(tmp.path(), &[], None);
     let (code, v) = d.get(&format!("/jobs/{job}"));
     assert_eq!(code, 200, "{v}");
@@ -1208,5 +1241,162 @@ fn sigterm_marks_a_running_job_interrupted() {
             .unwrap_or_default()
             .contains("stopped"),
         "{v}"
+    );
+}
+
+/// The status a project's scene reports in `GET /projects/{id}/scenes`.
+fn scene_status(d: &Daemon, pid: i64, scene: i64) -> Value {
+    let (code, scenes) = d.get(&format!("/projects/{pid}/scenes"));
+    assert_eq!(code, 200, "{scenes}");
+    scenes
+        .as_array()
+        .expect("scenes")
+        .iter()
+        .find(|s| s["id"] == scene)
+        .unwrap_or_else(|| panic!("scene {scene} not listed: {scenes}"))
+        .clone()
+}
+
+/// Issue 19 item 5: a scene whose scoring was interrupted (SIGTERM) or failed (its
+/// raster vanished) is not "still being scored" forever: its status says what
+/// happened, suggestions and the heatmap answer 409 naming the rescore route, the
+/// rescore re-queues the same scene (409 while it runs), and after it suggestions
+/// work. DELETE on an ended job is a 409 naming its state.
+#[test]
+fn interrupted_and_failed_scenes_are_rescored() {
+    let tmp = common::tempdir();
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let copy = root.join("copy.tif");
+    let data = tmp.path().join("data");
+    let extra = ["--root", root.to_str().unwrap()];
+    let d = Daemon::start(&data, &extra, None);
+    let (_, project) = d.post("/projects", &json!({"name": "p"}));
+    let pid = project["id"].as_i64().unwrap();
+    let (code, v) = d.post(
+        &format!("/projects/{pid}/scenes"),
+        &json!({"path": "chincoteague_s2.tif"}),
+    );
+    assert_eq!(code, 202, "{v}");
+    assert_eq!(v["scene"]["status"], "scoring", "{v}");
+    let (sid, first_job) = (
+        v["scene"]["id"].as_i64().unwrap(),
+        v["job"].as_i64().unwrap(),
+    );
+    assert_eq!(v["scene"]["job"], first_job, "{v}");
+    d.sigterm_while_running(first_job);
+
+    let d = Daemon::start(&data, &extra, None);
+    let scene = scene_status(&d, pid, sid);
+    assert_eq!(scene["status"], "interrupted", "{scene}");
+    let ask = json!({"scene_id": sid, "strategy": "top_k", "budget": 3, "mc_passes": 1});
+    let (code, v) = d.post(&format!("/projects/{pid}/suggestions"), &ask);
+    assert_eq!(code, 409, "{v}");
+    let msg = v["error"].as_str().unwrap();
+    let rescore = format!("/projects/{pid}/scenes/{sid}/rescore");
+    assert!(
+        msg.contains("interrupted") && msg.contains(&rescore) && !msg.contains("still being"),
+        "{msg}"
+    );
+    let (code, v) = d.get(&format!("/projects/{pid}/scenes/{sid}/heatmap"));
+    assert_eq!(code, 409, "{v}");
+    assert!(v["error"].as_str().unwrap().contains(&rescore), "{v}");
+    let (code, v) = d.delete(&format!("/jobs/{first_job}"));
+    assert_eq!(code, 409, "{v}");
+    let msg = v["error"].as_str().unwrap();
+    assert!(
+        msg.contains("interrupted") && msg.contains(&rescore),
+        "{msg}"
+    );
+
+    // Rescore: a new job for the same scene; a second rescore while it runs is refused.
+    let (code, v) = d.post(&rescore, &json!({}));
+    assert_eq!(code, 202, "{v}");
+    let job = v["job"].as_i64().unwrap();
+    assert_ne!(job, first_job);
+    assert_eq!(v["scene"]["id"], sid, "{v}");
+    assert_eq!(scene_status(&d, pid, sid)["status"], "scoring");
+    let (code, again) = d.post(&rescore, &json!({}));
+    assert_eq!(code, 409, "{again}");
+    assert!(
+        again["error"].as_str().unwrap().contains("being scored"),
+        "{again}"
+    );
+    let (code, v) = d.post(&format!("/projects/{pid}/suggestions"), &ask);
+    assert_eq!(code, 409, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("still being scored"),
+        "{v}"
+    );
+
+    // Meanwhile a second scene, queued behind it, loses its raster: its job fails.
+    std::fs::copy(common::sample_scene(), &copy).unwrap();
+    let (code, v) = d.post(
+        &format!("/projects/{pid}/scenes"),
+        &json!({"path": copy.to_str().unwrap()}),
+    );
+    assert_eq!(code, 202, "{v}");
+    let (copy_id, copy_job) = (
+        v["scene"]["id"].as_i64().unwrap(),
+        v["job"].as_i64().unwrap(),
+    );
+    std::fs::remove_file(&copy).unwrap();
+
+    let done = d.wait_job(job);
+    assert!(
+        done["result"]["scored_tiles"].as_u64().unwrap() > 800,
+        "{done}"
+    );
+    let scene = scene_status(&d, pid, sid);
+    assert_eq!(
+        (&scene["status"], &scene["job"]),
+        (&json!("scored"), &json!(job)),
+        "{scene}"
+    );
+    let (code, v) = d.post(&format!("/projects/{pid}/suggestions"), &ask);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["features"].as_array().unwrap().len(), 3, "{v}");
+    let (code, _) = d.get(&format!("/projects/{pid}/scenes/{sid}/heatmap"));
+    assert_eq!(code, 200);
+    let (code, v) = d.delete(&format!("/jobs/{job}"));
+    assert_eq!(code, 409, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("it is done"), "{v}");
+    let (code, v) = d.delete("/jobs/999999");
+    assert_eq!(code, 404, "{v}");
+
+    let failed = d.wait_end(copy_job);
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(scene_status(&d, pid, copy_id)["status"], "failed");
+    let copy_ask = json!({"scene_id": copy_id, "strategy": "top_k", "budget": 3, "mc_passes": 1});
+    let (code, v) = d.post(&format!("/projects/{pid}/suggestions"), &copy_ask);
+    assert_eq!(code, 409, "{v}");
+    let copy_rescore = format!("/projects/{pid}/scenes/{copy_id}/rescore");
+    let msg = v["error"].as_str().unwrap();
+    assert!(
+        msg.contains("failed") && msg.contains(&copy_rescore),
+        "{msg}"
+    );
+    // Rescoring while the raster is still missing says so; once it is back, it scores.
+    let (code, v) = d.post(&copy_rescore, &json!({}));
+    assert_eq!(code, 404, "{v}");
+    assert_eq!(scene_status(&d, pid, copy_id)["status"], "failed");
+    std::fs::copy(common::sample_scene(), &copy).unwrap();
+    let (code, v) = d.post(&copy_rescore, &json!({}));
+    assert_eq!(code, 202, "{v}");
+    d.wait_job(v["job"].as_i64().unwrap());
+    let (code, v) = d.post(&format!("/projects/{pid}/suggestions"), &copy_ask);
+    assert_eq!(code, 200, "{v}");
+    // The API description lists the route and the scene statuses.
+    let (_, doc) = d.get("/openapi.json");
+    assert!(
+        doc["paths"]["/projects/{id}/scenes/{scene}/rescore"]["post"]["responses"]["409"]
+            .is_object(),
+        "rescore missing from /openapi.json"
+    );
+    assert_eq!(
+        doc["components"]["schemas"]["SceneStatus"]["enum"],
+        json!(["scoring", "scored", "failed", "interrupted"]),
+        "{}",
+        doc["components"]["schemas"]["SceneStatus"]
     );
 }

@@ -239,13 +239,14 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     paths(
         routes::health, routes::models, routes::create_project, routes::list_projects,
         routes::get_project, routes::delete_project, routes::add_scene, routes::list_scenes,
-        routes::heatmap, routes::suggestions, routes::post_labels, routes::get_labels,
+        routes::rescore_scene, routes::heatmap, routes::suggestions, routes::post_labels, routes::get_labels,
         routes::patch_label, routes::delete_label, routes::start_round, routes::list_rounds,
         routes::export, routes::get_job, routes::cancel_job
     ),
     components(schemas(
         error::ErrorBody, routes::NewProject, routes::NewScene, routes::SelectBody,
-        routes::LabelPatch, crate::store::Project, crate::store::SceneRow,
+        routes::LabelPatch, routes::RescoreBody, crate::store::Project, crate::store::SceneRow,
+        crate::store::SceneStatus,
         crate::store::LabelRow, crate::store::RoundRow, crate::store::JobRow
     )),
     modifiers(&BearerAuth, &CommonErrors),
@@ -371,6 +372,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/projects/{id}/scenes/{scene}/heatmap",
             get(routes::heatmap),
+        )
+        .route(
+            "/projects/{id}/scenes/{scene}/rescore",
+            post(routes::rescore_scene),
         )
         .route("/projects/{id}/suggestions", post(routes::suggestions))
         .route(

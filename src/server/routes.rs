@@ -19,7 +19,7 @@ use super::worker::{JobLive, SelectParams, Task};
 use crate::engine::{DEFAULT_BUDGET, DEFAULT_MC_PASSES, DEFAULT_TILE_SIZE};
 use crate::model::ModelRole;
 use crate::sampling::Strategy;
-use crate::store::{Db, Project, RoundRow, SceneRow};
+use crate::store::{Db, JobRow, Project, RoundRow, SceneRow, SceneStatus};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -364,14 +364,15 @@ pub async fn add_scene(
     let st = state.clone();
     let (project, scene, job) = with_db(&state, move |db| {
         let project = project_or_404(db, id)?;
+        let job = new_job(&st, db, id, "score")?;
         let scene = db.add_scene(
             id,
             &path.display().to_string(),
             aoi_text.as_deref(),
             body.aoi_crs.as_deref(),
             pair.as_ref().map(|p| p.display().to_string()).as_deref(),
+            Some(job),
         )?;
-        let job = new_job(&st, db, id, "score")?;
         Ok((project, scene, job))
     })
     .await?;
@@ -390,6 +391,75 @@ pub async fn add_scene(
         // A refused (429) scene is not kept: it would never be scored, and suggestions
         // would answer 409 "still being scored" for it.
         with_db(&state, move |db| Ok(db.delete_scene(scene_id)?)).await?;
+        return Err(refused);
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"scene": scene, "job": job, "poll": format!("/jobs/{job}")})),
+    )
+        .into_response())
+}
+
+/// Body of `POST /projects/{id}/scenes/{scene}/rescore`: no fields (send `{}`); the
+/// scene is scored again as it was added (same raster, pair, AOI and CRS).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RescoreBody {}
+
+/// `POST /projects/{id}/scenes/{scene}/rescore`: queues a new scoring job for a scene
+/// (one that failed or was interrupted, or a scored one whose raster changed); 409
+/// while it is being scored.
+#[utoipa::path(post, path = "/projects/{id}/scenes/{scene}/rescore", tag = "scenes", params(("id" = i64, Path), ("scene" = i64, Path)), request_body(content = RescoreBody, description = "Empty: `{}`"), responses((status = 202, description = "A new scoring job started; the scene is `scoring` until it ends", body = Object), (status = 403, description = "The raster or its pair is no longer under the raster roots", body = ErrorBody), (status = 404, description = "No such project or scene, or its raster is gone", body = ErrorBody), (status = 409, description = "The scene is being scored: wait for its job", body = ErrorBody), (status = 429, description = "Job queue full; the scene keeps its status", body = ErrorBody)))]
+pub async fn rescore_scene(
+    State(state): State<Arc<AppState>>,
+    Path((id, scene_id)): Path<(i64, i64)>,
+    // `{}` or no body: nothing to read, but unknown fields are refused (422).
+    _body: Option<Json<RescoreBody>>,
+) -> ApiResult<Response> {
+    let st = state.clone();
+    let (project, scene, before) = with_db(&state, move |db| {
+        let project = project_or_404(db, id)?;
+        let scene = db
+            .scene(scene_id)?
+            .filter(|s| s.project_id == id)
+            .ok_or_else(|| ApiError::not_found(&format!("scene {scene_id} of project {id}")))?;
+        if scene.status == SceneStatus::Scoring {
+            let job = scene.job.map_or(String::new(), |j| format!(" by job {j}"));
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "scene {scene_id} is being scored{job}; wait for that job to end (GET /jobs/{{id}}) before rescoring it"
+                ),
+            ));
+        }
+        // The stored paths are checked again: the roots or the files may have changed.
+        let (roots, vsi) = (&st.config.roots, st.config.allow_vsi);
+        for p in std::iter::once(&scene.path).chain(scene.pair.as_ref()) {
+            check_raster_path(p, roots, vsi).map_err(path_error)?;
+        }
+        let before = (scene.job, scene.status);
+        let job = new_job(&st, db, id, "score")?;
+        db.set_scene_job(scene_id, Some(job), SceneStatus::Scoring)?;
+        let scene = SceneRow {
+            job: Some(job),
+            status: SceneStatus::Scoring,
+            ..scene
+        };
+        Ok((project, scene, before))
+    })
+    .await?;
+    let job = scene.job.unwrap_or_default();
+    let task = Task::Score {
+        job,
+        project,
+        scene: scene.clone(),
+    };
+    if let Err(refused) = submit_job(&state, job, task).await {
+        // Not queued: the scene keeps its earlier job and status.
+        with_db(&state, move |db| {
+            Ok(db.set_scene_job(scene_id, before.0, before.1)?)
+        })
+        .await?;
         return Err(refused);
     }
     Ok((
@@ -436,8 +506,9 @@ pub async fn get_job(
     Ok(Json(v))
 }
 
-/// `DELETE /jobs/{id}`: asks a queued or running job to stop.
-#[utoipa::path(delete, path = "/jobs/{id}", tag = "jobs", params(("id" = i64, Path)), responses((status = 202, description = "Cancellation requested"), (status = 409, description = "Not queued or running", body = ErrorBody)))]
+/// `DELETE /jobs/{id}`: asks a queued or running job to stop; a job that has ended
+/// is not changed (409 naming its state).
+#[utoipa::path(delete, path = "/jobs/{id}", tag = "jobs", params(("id" = i64, Path)), responses((status = 202, description = "Cancellation requested: the job ends `cancelled` (or `done`, if it was finishing)"), (status = 404, description = "No such job", body = ErrorBody), (status = 409, description = "The job has ended (done, failed, cancelled or interrupted); the message names its state", body = ErrorBody)))]
 pub async fn cancel_job(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -452,13 +523,34 @@ pub async fn cancel_job(
         })
         .is_some();
     if found {
-        Ok(StatusCode::ACCEPTED)
-    } else {
-        Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("job {id} is not queued or running"),
-        ))
+        return Ok(StatusCode::ACCEPTED);
     }
+    let (row, scene) = with_db(&state, move |db| {
+        let row = db
+            .job(id)?
+            .ok_or_else(|| ApiError::not_found(&format!("job {id}")))?;
+        // The scene this job last scored, if any, for the hint.
+        let scene = match row.project_id {
+            Some(p) if row.kind == "score" => db.scenes(p)?.into_iter().find(|s| s.job == Some(id)),
+            _ => None,
+        };
+        Ok((row, scene))
+    })
+    .await?;
+    let hint = match scene {
+        Some(s) if s.status != SceneStatus::Scored => format!(
+            "; to score its scene again, POST /projects/{}/scenes/{}/rescore",
+            s.project_id, s.id
+        ),
+        _ => String::new(),
+    };
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        format!(
+            "job {id} has already ended: it is {}; only a queued or running job can be cancelled{hint}",
+            row.status
+        ),
+    ))
 }
 
 /// Body of suggestion and round requests (all optional).
@@ -543,6 +635,53 @@ fn select_params(b: &SelectBody) -> ApiResult<SelectParams> {
     })
 }
 
+/// 409 for a scene that is not `scored`: still scoring (poll its job), or failed or
+/// interrupted (say why, and how to score it again).
+fn not_scored(scene: &SceneRow, job: Option<&JobRow>) -> ApiError {
+    let (project, id) = (scene.project_id, scene.id);
+    let rescore = format!("POST /projects/{project}/scenes/{id}/rescore to score it again");
+    let message = match (scene.status, job) {
+        (SceneStatus::Scored, _) => format!("scene {id} has no scoring output; {rescore}"),
+        (SceneStatus::Scoring, Some(j)) => {
+            format!(
+                "scene {id} is still being scored; poll its job (GET /jobs/{})",
+                j.id
+            )
+        }
+        (SceneStatus::Scoring, None) => format!("scene {id} is still being scored"),
+        (SceneStatus::Failed, Some(j)) => format!(
+            "scene {id} failed to score (job {}: {}); fix the cause, then {rescore}",
+            j.id,
+            j.message.as_deref().unwrap_or("no message")
+        ),
+        (SceneStatus::Failed, None) => format!("scene {id} failed to score; {rescore}"),
+        (SceneStatus::Interrupted, Some(j)) => format!(
+            "scene {id} was interrupted before it was scored (job {} {}); {rescore}",
+            j.id, j.status
+        ),
+        (SceneStatus::Interrupted, None) => {
+            format!("scene {id} was interrupted before it was scored; {rescore}")
+        }
+    };
+    ApiError::new(StatusCode::CONFLICT, message)
+}
+
+/// Ok for a `scored` scene; otherwise [`not_scored`]'s 409, naming its job.
+async fn require_scored(state: &Arc<AppState>, scene: &SceneRow) -> ApiResult<()> {
+    if scene.status == SceneStatus::Scored {
+        return Ok(());
+    }
+    let scene = scene.clone();
+    with_db(state, move |db| {
+        let job = match scene.job {
+            Some(j) => db.job(j)?,
+            None => None,
+        };
+        Err(not_scored(&scene, job.as_ref()))
+    })
+    .await
+}
+
 async fn project_and_scene(
     state: &Arc<AppState>,
     id: i64,
@@ -569,7 +708,7 @@ async fn project_and_scene(
 
 /// `POST /projects/{id}/suggestions`: ranked "label next" tiles as a GeoJSON
 /// FeatureCollection (EPSG:4326), from cached embeddings and the latest round's head.
-#[utoipa::path(post, path = "/projects/{id}/suggestions", tag = "suggestions", params(("id" = i64, Path)), request_body(content = SelectBody, description = "All fields optional"), responses((status = 200, description = "Ranked GeoJSON FeatureCollection, EPSG:4326", body = Object), (status = 409, description = "No scene yet, or still scoring", body = ErrorBody), (status = 422, description = "Bad strategy, metric or parameter", body = ErrorBody), (status = 429, body = ErrorBody)))]
+#[utoipa::path(post, path = "/projects/{id}/suggestions", tag = "suggestions", params(("id" = i64, Path)), request_body(content = SelectBody, description = "All fields optional"), responses((status = 200, description = "Ranked GeoJSON FeatureCollection, EPSG:4326", body = Object), (status = 409, description = "No scene yet, or the scene is not `scored`: still scoring (poll its job), or failed or interrupted (rescore it)", body = ErrorBody), (status = 422, description = "Bad strategy, metric or parameter", body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn suggestions(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -578,12 +717,7 @@ pub async fn suggestions(
     let body = body.map(|Json(b)| b).unwrap_or_default();
     let params = select_params(&body)?;
     let (project, scene) = project_and_scene(&state, id, body.scene_id).await?;
-    if scene.summary.is_none() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("scene {} is still being scored; poll its job", scene.id),
-        ));
-    }
+    require_scored(&state, &scene).await?;
     let (tx, rx) = oneshot::channel();
     state.queue.submit(Task::Suggest {
         project,
@@ -598,25 +732,17 @@ pub async fn suggestions(
 }
 
 /// `GET /projects/{id}/scenes/{scene}/heatmap`: the scene's uncertainty COG.
-#[utoipa::path(get, path = "/projects/{id}/scenes/{scene}/heatmap", tag = "scenes", params(("id" = i64, Path), ("scene" = i64, Path)), responses((status = 200, description = "Cloud-optimised GeoTIFF: one band per uncertainty metric, the scene CRS", content_type = "image/tiff"), (status = 409, body = ErrorBody)))]
+#[utoipa::path(get, path = "/projects/{id}/scenes/{scene}/heatmap", tag = "scenes", params(("id" = i64, Path), ("scene" = i64, Path)), responses((status = 200, description = "Cloud-optimised GeoTIFF: one band per uncertainty metric, the scene CRS", content_type = "image/tiff"), (status = 409, description = "The scene is not `scored`: still scoring (poll its job), or failed or interrupted (rescore it)", body = ErrorBody)))]
 pub async fn heatmap(
     State(state): State<Arc<AppState>>,
     Path((id, scene_id)): Path<(i64, i64)>,
 ) -> ApiResult<Response> {
-    let dir = with_db(&state, move |db| {
-        project_or_404(db, id)?;
-        let s = db
-            .scene(scene_id)?
-            .filter(|s| s.project_id == id)
-            .ok_or_else(|| ApiError::not_found(&format!("scene {scene_id}")))?;
-        s.out_dir.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "the scene is not scored yet; poll its job",
-            )
-        })
-    })
-    .await?;
+    let (_, scene) = project_and_scene(&state, id, Some(scene_id)).await?;
+    require_scored(&state, &scene).await?;
+    let dir = scene
+        .out_dir
+        .clone()
+        .ok_or_else(|| not_scored(&scene, None))?;
     // Streamed from disk, not loaded whole: a granule's heatmap is large.
     let file = tokio::fs::File::open(std::path::Path::new(&dir).join("heatmap.tif"))
         .await
@@ -832,12 +958,10 @@ pub async fn export(
         let source = if latest.is_file() {
             latest
         } else {
-            let dir = scene.out_dir.clone().ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::CONFLICT,
-                    "the scene is not scored yet; poll its job",
-                )
-            })?;
+            let dir = scene
+                .out_dir
+                .clone()
+                .ok_or_else(|| not_scored(&scene, None))?;
             std::path::Path::new(&dir).join("suggestions.geojson")
         };
         let text = std::fs::read_to_string(&source).map_err(ApiError::internal)?;

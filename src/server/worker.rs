@@ -15,7 +15,7 @@ use super::error::ApiError;
 use crate::aoi::{Aoi, Labelled};
 use crate::engine::{self, Progress, Retrain, ScoreRequest};
 use crate::sampling::Strategy;
-use crate::store::{Db, Project, SceneRow};
+use crate::store::{Db, Project, SceneRow, SceneStatus};
 use crate::uncertainty::Metric;
 
 /// Live state of a job, for polling.
@@ -58,7 +58,8 @@ pub struct SelectParams {
 
 /// Work for the engine thread.
 pub enum Task {
-    /// Score a newly added scene (embeds it, writes its heatmap).
+    /// Score a newly added scene, or rescore one (embeds it, writes its heatmap); the
+    /// scene's status follows the job's end.
     Score {
         /// Job id.
         job: i64,
@@ -160,7 +161,11 @@ fn run(ctx: WorkerContext, rx: Receiver<Task>) {
                 let outcome = run_job(&ctx, &db, job, |cancel, progress| {
                     score_scene(&ctx, &db, &project, &scene, cancel, progress)
                 });
-                finish(&ctx, &db, job, outcome);
+                let status = finish(&ctx, &db, job, outcome);
+                // The scene follows its job: scored, failed or interrupted.
+                if let Err(e) = db.set_scene_status(scene.id, job, SceneStatus::after_job(status)) {
+                    tracing::error!("scene {}: {e}", scene.id);
+                }
             }
             Task::Round {
                 job,
@@ -232,7 +237,9 @@ fn run_job(
     work(&cancel, &progress)
 }
 
-fn finish(ctx: &WorkerContext, db: &Db, job: i64, outcome: Outcome) {
+/// Records how job `job` ended and drops it from the live table; returns the status
+/// recorded (`done`, `failed`, `cancelled` or `interrupted`).
+fn finish(ctx: &WorkerContext, db: &Db, job: i64, outcome: Outcome) -> &'static str {
     let (status, message, result) = match &outcome {
         Ok(v) => ("done", None, Some(v)),
         Err(e)
@@ -258,6 +265,7 @@ fn finish(ctx: &WorkerContext, db: &Db, job: i64, outcome: Outcome) {
     if let Ok(mut t) = ctx.jobs.lock() {
         t.remove(&job);
     }
+    status
 }
 
 /// The request every task starts from: the project's models, the scene, its AOI, all

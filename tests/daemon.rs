@@ -99,6 +99,21 @@ impl Daemon {
         )
     }
 
+    /// Every label of a project, following the pages' `next` links.
+    fn all_labels(&self, pid: i64) -> Value {
+        let mut path = format!("/projects/{pid}/labels");
+        let mut features = Vec::new();
+        loop {
+            let (code, page) = self.get(&path);
+            assert_eq!(code, 200, "{page}");
+            features.extend(page["features"].as_array().expect("features").clone());
+            match page["next"].as_str() {
+                Some(next) => path = next.to_string(),
+                None => return json!({"type": "FeatureCollection", "features": features}),
+            }
+        }
+    }
+
     /// Waits for `job` to end, however it ends; returns its record.
     fn wait_end(&self, job: i64) -> Value {
         let start = Instant::now();
@@ -807,9 +822,7 @@ fn acknowledged_labels_survive_sigkill() {
         };
         pid = Some(project);
         // Every label stored so far is still there.
-        let (code, all) = d.get(&format!("/projects/{project}/labels"));
-        assert_eq!(code, 200, "{all}");
-        let present = label_ids(&all);
+        let present = label_ids(&d.all_labels(project));
         for id in &acked {
             assert!(
                 present.contains(id),
@@ -855,8 +868,7 @@ fn acknowledged_labels_survive_sigkill() {
         acked.len()
     );
     let d = Daemon::start(tmp.path(), &[], None);
-    let (_, all) = d.get(&format!("/projects/{}/labels", pid.unwrap()));
-    let present = label_ids(&all);
+    let present = label_ids(&d.all_labels(pid.unwrap()));
     for id in &acked {
         assert!(present.contains(id), "acknowledged label {id} lost");
     }
@@ -1399,4 +1411,125 @@ fn interrupted_and_failed_scenes_are_rescored() {
         "{}",
         doc["components"]["schemas"]["SceneStatus"]
     );
+}
+
+/// Walks the pages of `first` (a labels path with its query), checking each holds at
+/// most `limit` features; returns the label ids in order.
+fn walk_label_pages(d: &Daemon, first: &str, limit: usize) -> Vec<i64> {
+    let (mut path, mut ids) = (first.to_string(), Vec::new());
+    loop {
+        let mut r = d
+            .agent
+            .get(&format!("{}{path}", d.base))
+            .call()
+            .expect("GET");
+        assert_eq!(r.status().as_u16(), 200);
+        let text = r.body_mut().read_to_string().expect("body");
+        // A page's size is bounded by its limit (a point label is ~200 bytes).
+        assert!(text.len() <= 400 * limit + 1024, "{} bytes", text.len());
+        let page: Value = serde_json::from_str(&text).expect("JSON");
+        let n = page["features"].as_array().expect("features").len();
+        assert!(n <= limit, "{n} features on a page of {limit}");
+        assert_eq!(page["limit"], limit);
+        ids.extend(label_ids(&page));
+        match page["next"].as_str() {
+            Some(next) => {
+                assert_eq!(n, limit, "a page short of its limit says there is more");
+                path = next.to_string();
+            }
+            None => return ids,
+        }
+    }
+}
+
+/// Issue 19 item 2: `GET /projects/{id}/labels` answers pages of at most `limit`
+/// labels (default 1000, at most 10000) with a `next` link while more remain;
+/// following it returns every label exactly once, with or without a `bbox` filter.
+#[test]
+fn labels_come_in_bounded_pages() {
+    let tmp = common::tempdir();
+    let d = Daemon::start(tmp.path(), &[], None);
+    let (_, project) = d.post("/projects", &json!({"name": "many"}));
+    let pid = project["id"].as_i64().unwrap();
+    let lon = |i: usize| -76.0 + i as f64 * 1e-4;
+    let features: Vec<Value> = (0..5000)
+        .map(|i| {
+            json!({"type": "Feature", "properties": {"class": "Forest"},
+                   "geometry": {"type": "Point", "coordinates": [lon(i), 37.5 + (i % 100) as f64 * 1e-3]}})
+        })
+        .collect();
+    let (code, stored) = d.post(
+        &format!("/projects/{pid}/labels"),
+        &json!({"type": "FeatureCollection", "features": features}),
+    );
+    assert_eq!(code, 201);
+    let ids: Vec<i64> = stored["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 5000);
+    let (_, p) = d.get(&format!("/projects/{pid}"));
+    assert_eq!(p["labels"], 5000, "{p}");
+
+    // The default page: 1000 labels and a link to the next.
+    let (code, first) = d.get(&format!("/projects/{pid}/labels"));
+    assert_eq!(code, 200);
+    assert_eq!(first["features"].as_array().unwrap().len(), 1000);
+    assert_eq!(first["limit"], 1000);
+    let next = first["next"].as_str().expect("next while more remain");
+    assert!(next.contains(&format!("cursor={}", ids[999])), "{next}");
+    assert_eq!(
+        walk_label_pages(&d, &format!("/projects/{pid}/labels"), 1000),
+        ids
+    );
+    // Any limit: every label once, in id order.
+    assert_eq!(
+        walk_label_pages(&d, &format!("/projects/{pid}/labels?limit=700"), 700),
+        ids
+    );
+    // The largest page holds them all, and says there is no more.
+    let (code, all) = d.get(&format!("/projects/{pid}/labels?limit=10000"));
+    assert_eq!(code, 200);
+    assert_eq!(label_ids(&all), ids);
+    assert!(all["next"].is_null(), "{}", all["next"]);
+    // A bbox keeps the labels inside it, paged the same way.
+    let inside: Vec<i64> = (0..5000)
+        .filter(|&i| (-75.9..=-75.8).contains(&lon(i)))
+        .map(|i| ids[i])
+        .collect();
+    assert!(inside.len() > 900, "{}", inside.len());
+    let boxed = format!("/projects/{pid}/labels?limit=300&bbox=-75.9,37,-75.8,38");
+    assert_eq!(walk_label_pages(&d, &boxed, 300), inside);
+    let (_, none) = d.get(&format!("/projects/{pid}/labels?bbox=10,10,11,11"));
+    assert_eq!(none["features"], json!([]));
+    assert!(none["next"].is_null());
+    // Out-of-range limits and malformed boxes are refused, as JSON.
+    for (query, code, needle) in [
+        ("limit=0", 422, "10000"),
+        ("limit=10001", 422, "10000"),
+        ("bbox=1,2,3", 422, "min_lon"),
+        ("bbox=3,0,1,1", 422, "min_lon"),
+        ("limit=-1", 400, ""),
+        ("cursor=x", 400, ""),
+    ] {
+        let (got, v) = d.get(&format!("/projects/{pid}/labels?{query}"));
+        assert_eq!(got, code, "{query}: {v}");
+        assert!(
+            v["error"].as_str().unwrap().contains(needle),
+            "{query}: {v}"
+        );
+    }
+    // The API description names the parameters.
+    let (_, doc) = d.get("/openapi.json");
+    let params: Vec<&str> = doc["paths"]["/projects/{id}/labels"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    for name in ["limit", "cursor", "bbox"] {
+        assert!(params.contains(&name), "{params:?}");
+    }
 }

@@ -49,7 +49,12 @@ pub struct AppState {
     /// The address the listener got (the port of `:0` is known only then); the `Host`
     /// check compares against it.
     pub local_addr: std::sync::OnceLock<std::net::SocketAddr>,
+    /// Slots for heavy reads (labels pages, exports): [`HEAVY_READS`] at once.
+    pub heavy_reads: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many heavy reads (labels pages, exports) run at once; more wait, then get 503.
+pub const HEAVY_READS: usize = 4;
 
 /// Why the daemon could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -328,7 +333,10 @@ impl utoipa::Modify for CommonErrors {
                     );
                     add("422", "The body does not fit the request schema");
                 }
-                if let Some(RefOr::T(too_many)) = r.get_mut("429") {
+                for busy in ["429", "503"] {
+                    let Some(RefOr::T(too_many)) = r.get_mut(busy) else {
+                        continue;
+                    };
                     too_many.headers.insert(
                         "Retry-After".to_string(),
                         HeaderBuilder::new()
@@ -471,6 +479,7 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
         queue,
         runtime: runtime_info,
         local_addr: std::sync::OnceLock::new(),
+        heavy_reads: Arc::new(tokio::sync::Semaphore::new(HEAVY_READS)),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

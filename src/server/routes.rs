@@ -19,7 +19,7 @@ use super::worker::{JobLive, SelectParams, Task};
 use crate::engine::{DEFAULT_BUDGET, DEFAULT_MC_PASSES, DEFAULT_TILE_SIZE};
 use crate::model::ModelRole;
 use crate::sampling::Strategy;
-use crate::store::{Db, JobRow, Project, RoundRow, SceneRow, SceneStatus};
+use crate::store::{Db, JobRow, LabelRow, Project, RoundRow, SceneRow, SceneStatus};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -194,7 +194,7 @@ pub async fn get_project(
         Ok(serde_json::json!({
             "project": p,
             "scenes": db.scenes(id)?,
-            "labels": db.labels(id)?.len(),
+            "labels": db.label_count(id)?,
             "rounds": db.rounds(id)?,
         }))
     })
@@ -786,27 +786,140 @@ pub async fn post_labels(
     Ok((StatusCode::CREATED, Json(serde_json::json!({"ids": ids}))).into_response())
 }
 
-/// `GET /projects/{id}/labels`: every label as a GeoJSON FeatureCollection (EPSG:4326).
-#[utoipa::path(get, path = "/projects/{id}/labels", tag = "labels", params(("id" = i64, Path)), responses((status = 200, description = "GeoJSON FeatureCollection, EPSG:4326", body = Object)))]
+/// Labels per page of `GET /projects/{id}/labels` when `limit` is not given.
+pub const DEFAULT_LABELS_PAGE: usize = 1000;
+
+/// The largest `limit` of `GET /projects/{id}/labels`.
+pub const MAX_LABELS_PAGE: usize = 10_000;
+
+/// How long a heavy read (a labels page, an export) waits for a free slot before it
+/// is answered 503.
+const HEAVY_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Waits for one of the few slots for heavy reads (labels pages, exports), so that many
+/// clients at once cannot hold many large bodies in memory; 503 with `Retry-After` when
+/// none frees up within [`HEAVY_READ_WAIT`].
+async fn heavy_read(state: &Arc<AppState>) -> ApiResult<tokio::sync::OwnedSemaphorePermit> {
+    acquire_slot(&state.heavy_reads, HEAVY_READ_WAIT).await
+}
+
+/// A permit of `slots`, waiting at most `wait`; 503 (with `Retry-After`) after that.
+async fn acquire_slot(
+    slots: &Arc<tokio::sync::Semaphore>,
+    wait: std::time::Duration,
+) -> ApiResult<tokio::sync::OwnedSemaphorePermit> {
+    match tokio::time::timeout(wait, slots.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        Ok(Err(_)) => Err(ApiError::internal("the daemon is stopping")),
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "too many large reads (labels pages, exports) are running; retry in about {} s (Retry-After)",
+                super::error::RETRY_AFTER_S
+            ),
+        )),
+    }
+}
+
+/// Query of `GET /projects/{id}/labels`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LabelsQuery {
+    /// Labels per page, 1 to 10000 (default 1000).
+    pub limit: Option<usize>,
+    /// Where the page starts: the `cursor` of the previous page's `next` link (labels
+    /// come by id, so a page is stable while labels are added); default the first.
+    pub cursor: Option<i64>,
+    /// Only labels whose bounding box meets `min_lon,min_lat,max_lon,max_lat`
+    /// (EPSG:4326).
+    pub bbox: Option<String>,
+}
+
+/// A stored label as a GeoJSON Feature.
+fn label_feature(l: &LabelRow) -> serde_json::Value {
+    serde_json::json!({"type": "Feature", "id": l.id, "geometry": l.geometry,
+        "properties": {"id": l.id, "class": l.class, "author": l.author, "source": l.source, "created": l.created, "updated": l.updated}})
+}
+
+/// `GET /projects/{id}/labels`: one page of labels as a GeoJSON FeatureCollection
+/// (EPSG:4326), by id, with a `next` link while more remain; streamed.
+#[utoipa::path(get, path = "/projects/{id}/labels", tag = "labels", params(("id" = i64, Path), LabelsQuery), responses((status = 200, description = "GeoJSON FeatureCollection (EPSG:4326) of at most `limit` labels (default 1000, at most 10000), by id; `next` is the path of the next page (with its `cursor`) while more remain, else null", body = Object), (status = 422, description = "`limit` outside 1 to 10000, or a malformed `bbox`", body = ErrorBody), (status = 503, description = "Too many heavy reads at once; retry after `Retry-After` seconds", body = ErrorBody)))]
 pub async fn get_labels(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
-) -> ApiResult<Json<serde_json::Value>> {
-    let labels = with_db(&state, move |db| {
+    Query(q): Query<LabelsQuery>,
+) -> ApiResult<Response> {
+    let limit = q.limit.unwrap_or(DEFAULT_LABELS_PAGE);
+    if !(1..=MAX_LABELS_PAGE).contains(&limit) {
+        return Err(unprocessable(format!(
+            "limit must be between 1 and {MAX_LABELS_PAGE} labels per page, got {limit}; follow `next` for more"
+        )));
+    }
+    let bbox = q
+        .bbox
+        .as_deref()
+        .map(super::labels::parse_bbox)
+        .transpose()
+        .map_err(unprocessable)?;
+    let after = q.cursor.unwrap_or(0);
+    let permit = heavy_read(&state).await?;
+    let (page, more) = with_db(&state, move |db| {
         project_or_404(db, id)?;
-        Ok(db.labels(id)?)
+        let keep = |l: &LabelRow| {
+            bbox.is_none_or(|b| {
+                super::labels::geometry_bbox(&l.geometry)
+                    .is_some_and(|g| super::labels::bboxes_meet(&g, &b))
+            })
+        };
+        Ok(db.labels_page(id, after, limit, &keep)?)
     })
     .await?;
-    let features: Vec<serde_json::Value> = labels
-        .into_iter()
-        .map(|l| {
-            serde_json::json!({"type": "Feature", "id": l.id, "geometry": l.geometry,
-                "properties": {"id": l.id, "class": l.class, "author": l.author, "source": l.source, "created": l.created, "updated": l.updated}})
-        })
-        .collect();
-    Ok(Json(
-        serde_json::json!({"type": "FeatureCollection", "features": features}),
-    ))
+    let next = match page.last() {
+        Some(last) if more => {
+            let bbox = bbox.map_or(String::new(), |[a, b, c, d]| {
+                format!("&bbox={a},{b},{c},{d}")
+            });
+            Some(format!(
+                "/projects/{id}/labels?limit={limit}&cursor={}{bbox}",
+                last.id
+            ))
+        }
+        _ => None,
+    };
+    let head = format!(
+        r#"{{"type":"FeatureCollection","limit":{limit},"next":{},"features":["#,
+        serde_json::Value::from(next)
+    );
+    // Serialised 256 features at a time as the client reads, never the page at once.
+    let mut chunks = Vec::new();
+    let mut rows = page.into_iter().peekable();
+    while rows.peek().is_some() {
+        chunks.push(rows.by_ref().take(256).collect::<Vec<LabelRow>>());
+    }
+    let features = chunks.into_iter().enumerate().map(|(i, chunk)| {
+        let mut out = Vec::new();
+        for (j, l) in chunk.iter().enumerate() {
+            if i > 0 || j > 0 {
+                out.push(b',');
+            }
+            // Writing a Value into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut out, &label_feature(l));
+        }
+        Bytes::from(out)
+    });
+    let parts = std::iter::once(Bytes::from(head))
+        .chain(features)
+        .chain(std::iter::once(Bytes::from_static(b"]}")));
+    // The heavy-read slot is held until the body is sent.
+    let stream = futures_util::stream::iter(parts.map(move |b| {
+        let _slot = &permit;
+        Ok::<Bytes, std::convert::Infallible>(b)
+    }));
+    Ok((
+        [(header::CONTENT_TYPE, "application/geo+json")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 /// Body of `PATCH /projects/{id}/labels/{label}`.
@@ -831,7 +944,7 @@ pub async fn patch_label(
     let ok = with_db(&state, move |db| {
         let project = project_or_404(db, id)?;
         // Validate through the same parser as new labels.
-        let Some(current) = db.labels(id)?.into_iter().find(|l| l.id == label) else {
+        let Some(current) = db.label(id, label)? else {
             return Err(ApiError::not_found(&format!("label {label}")));
         };
         let class = p.class.clone().unwrap_or(current.class);
@@ -930,7 +1043,7 @@ pub struct ExportQuery {
 
 /// `GET /projects/{id}/export?format=gpkg|gpx|csv`: the latest suggestions of a scene
 /// in a short visit order, for survey teams (GeoPackage also carries the labels).
-#[utoipa::path(get, path = "/projects/{id}/export", tag = "exports", params(("id" = i64, Path), ExportQuery), responses((status = 200, description = "GeoPackage, GPX or CSV of the latest suggestions in visit order"), (status = 400, description = "Unknown format", body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(get, path = "/projects/{id}/export", tag = "exports", params(("id" = i64, Path), ExportQuery), responses((status = 200, description = "GeoPackage, GPX or CSV of the latest suggestions in visit order"), (status = 400, description = "Unknown format", body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, description = "Too many heavy reads at once; retry after `Retry-After` seconds", body = ErrorBody)))]
 pub async fn export(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -948,7 +1061,11 @@ pub async fn export(
         }
     };
     let (_, scene) = project_and_scene(&state, id, q.scene_id).await?;
-    let labels = get_labels(State(state.clone()), Path(id)).await?.0;
+    let _slot = heavy_read(&state).await?;
+    // The GeoPackage's labels layer holds every label.
+    let labels = with_db(&state, move |db| Ok(db.labels(id)?)).await?;
+    let labels = serde_json::json!({"type": "FeatureCollection",
+        "features": labels.iter().map(label_feature).collect::<Vec<_>>()});
     let data_dir = state.config.data_dir.clone();
     let bytes = tokio::task::spawn_blocking(move || -> ApiResult<Vec<u8>> {
         let latest = data_dir
@@ -1006,4 +1123,38 @@ fn tempfile_in(dir: &std::path::Path, ext: &str) -> ApiResult<std::path::PathBuf
     let path = dir.join(name);
     let _ = std::fs::remove_file(&path);
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A heavy read waits for a free slot, and gets 503 with `Retry-After` when none
+    /// frees up in time.
+    #[tokio::test]
+    async fn heavy_reads_wait_then_get_503() {
+        let slots = Arc::new(tokio::sync::Semaphore::new(1));
+        let wait = std::time::Duration::from_millis(50);
+        let held = acquire_slot(&slots, wait).await.unwrap();
+        let refused = acquire_slot(&slots, wait).await.unwrap_err();
+        assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            refused.message.contains("Retry-After"),
+            "{}",
+            refused.message
+        );
+        let resp = refused.into_response();
+        assert!(resp.headers().contains_key(header::RETRY_AFTER));
+        // Freed within the wait: the next one gets it.
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            drop(held);
+        });
+        assert!(
+            acquire_slot(&slots, std::time::Duration::from_secs(5))
+                .await
+                .is_ok()
+        );
+        release.await.unwrap();
+    }
 }

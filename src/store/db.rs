@@ -608,6 +608,61 @@ impl Db {
             .map_err(|e| self.err("list labels", e))
     }
 
+    /// One page of a project's labels (not deleted), by id: those with an id above
+    /// `after` that `keep` accepts, at most `limit` of them, and whether more remain.
+    /// Rows are read one at a time, so a page costs its own size whatever the total.
+    pub fn labels_page(
+        &self,
+        project_id: i64,
+        after: i64,
+        limit: usize,
+        keep: &dyn Fn(&LabelRow) -> bool,
+    ) -> Result<(Vec<LabelRow>, bool), DbError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id, project_id, class, geometry, author, source, created, updated FROM labels WHERE project_id = ?1 AND deleted IS NULL AND id > ?2 ORDER BY id")
+            .map_err(|e| self.err("list labels", e))?;
+        let mut rows = st
+            .query(params![project_id, after])
+            .map_err(|e| self.err("list labels", e))?;
+        let mut page = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| self.err("list labels", e))? {
+            let label = Self::label_from_row(row).map_err(|e| self.err("read label", e))?;
+            if !keep(&label) {
+                continue;
+            }
+            if page.len() == limit {
+                return Ok((page, true));
+            }
+            page.push(label);
+        }
+        Ok((page, false))
+    }
+
+    /// How many labels (not deleted) a project has.
+    pub fn label_count(&self, project_id: i64) -> Result<usize, DbError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM labels WHERE project_id = ?1 AND deleted IS NULL",
+                [project_id],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| usize::try_from(n).unwrap_or(0))
+            .map_err(|e| self.err("count labels", e))
+    }
+
+    /// One label of a project (not deleted).
+    pub fn label(&self, project_id: i64, id: i64) -> Result<Option<LabelRow>, DbError> {
+        self.conn
+            .query_row(
+                "SELECT id, project_id, class, geometry, author, source, created, updated FROM labels WHERE project_id = ?1 AND id = ?2 AND deleted IS NULL",
+                params![project_id, id],
+                Self::label_from_row,
+            )
+            .optional()
+            .map_err(|e| self.err("read label", e))
+    }
+
     /// Corrects a label's class and/or geometry; false when there is no such label.
     pub fn update_label(
         &self,
@@ -816,6 +871,9 @@ mod tests {
         assert!(!db.delete_label(p.id, ids[1]).unwrap());
         let labels = db.labels(p.id).unwrap();
         assert_eq!(labels.len(), 1);
+        assert_eq!(db.label_count(p.id).unwrap(), 1);
+        assert_eq!(db.label(p.id, ids[0]).unwrap().unwrap().class, "SeaLake");
+        assert!(db.label(p.id, ids[1]).unwrap().is_none());
         assert_eq!(labels[0].class, "SeaLake");
         assert!(labels[0].updated.is_some());
         let r1 = db
@@ -911,6 +969,43 @@ mod tests {
         assert_eq!(db.scene(s.id).unwrap().unwrap().status, Failed);
         assert_eq!(SceneStatus::after_job("cancelled"), Interrupted);
         assert_eq!(SceneStatus::after_job("done"), Scored);
+    }
+
+    /// Pages hold at most `limit` labels, say whether more remain, and together hold
+    /// every kept label once.
+    #[test]
+    fn label_pages_cover_every_label_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::open(&dir.path().join("state.sqlite")).unwrap();
+        let classes = vec!["Forest".to_string()];
+        let p = db
+            .create_project("p", "e", "h", &classes, false)
+            .unwrap()
+            .unwrap();
+        let all: Vec<NewLabel> = (0..25).map(|i| label("Forest", f64::from(i))).collect();
+        let ids = db.add_labels(p.id, &all).unwrap();
+        db.delete_label(p.id, ids[3]).unwrap();
+        let even = |l: &LabelRow| l.geometry["coordinates"][0].as_f64().unwrap_or(1.0) % 2.0 == 0.0;
+        for (keep, want) in [
+            (&(|_: &LabelRow| true) as &dyn Fn(&LabelRow) -> bool, 24),
+            (&even, 13),
+        ] {
+            let (mut after, mut seen) = (0, Vec::new());
+            loop {
+                let (page, more) = db.labels_page(p.id, after, 4, keep).unwrap();
+                assert!(page.len() <= 4);
+                seen.extend(page.iter().map(|l| l.id));
+                if !more {
+                    break;
+                }
+                after = page.last().unwrap().id;
+            }
+            let mut unique = seen.clone();
+            unique.dedup();
+            assert_eq!((seen.len(), unique.len()), (want, want));
+        }
+        let (page, more) = db.labels_page(p.id, 0, 24, &|_| true).unwrap();
+        assert_eq!((page.len(), more), (24, false));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::head::{HeadConfig, HeadSpec, Targets, TrainReport, TrainableHead};
 use crate::model::{Encoder, Head, ModelSpec, SessionConfig};
 use crate::output;
-use crate::raster::{RasterError, ReadPlan, Scene, TileBatch, read_tiles, stack_pair};
+use crate::raster::{Confinement, RasterError, ReadPlan, Scene, TileBatch, read_tiles, stack_pair};
 use crate::sampling::{Pick, SelectionInput, Strategy, select, select_with_spacing};
 use crate::store::{CacheKey, CachedEmbeddings, EmbeddingCache};
 use crate::tiling::{TileGrid, TileId, tiles_in_aoi};
@@ -105,6 +105,9 @@ pub struct ScoreRequest {
     /// Score with a head saved by an earlier retraining (safetensors) instead of the
     /// ONNX head, without training; ignored when [`retrain`](Self::retrain) is set.
     pub trained_head: Option<PathBuf>,
+    /// The raster roots the scene, its pair and every file they make GDAL read must
+    /// lie under (the daemon sets this; the CLI, reading its user's own files, does not).
+    pub confine: Option<Confinement>,
 }
 
 /// How to retrain the head on analysts' labels before scoring: a
@@ -163,6 +166,7 @@ impl ScoreRequest {
             max_tiles: DEFAULT_MAX_TILES,
             retrain: None,
             trained_head: None,
+            confine: None,
         }
     }
 }
@@ -389,7 +393,7 @@ pub fn score(
             let head = Head::load(&req.head, req.session)?;
             Ok((workers, encoder_session, encoder, head))
         });
-        let first = Scene::open(&req.scene);
+        let first = Scene::open_with(&req.scene, req.confine.as_ref());
         let models = models
             .join()
             .unwrap_or_else(|_| Err(Error::Internal("loading the models panicked".into())));
@@ -408,7 +412,8 @@ pub fn score(
     // A second raster is warped onto the first one's grid and stacked after
     // its bands; the readers then open the stack.
     let scene = match &req.pair {
-        Some(second) => Scene::open(&stack_pair(&first, second)?)?,
+        // The stack is an in-memory VRT over the two checked rasters.
+        Some(second) => Scene::open(&stack_pair(&first, second, req.confine.as_ref())?)?,
         None => first,
     };
     let full = encoder

@@ -88,6 +88,78 @@ impl Daemon {
         )
     }
 
+    fn delete(&self, path: &str) -> (u16, Value) {
+        let mut r = self
+            .auth(self.agent.delete(&format!("{}{path}", self.base)))
+            .call()
+            .expect("DELETE");
+        (
+            r.status().as_u16(),
+            r.body_mut().read_json().unwrap_or(Value::Null),
+        )
+    }
+
+    /// Every label of a project, following the pages' `next` links.
+    fn all_labels(&self, pid: i64) -> Value {
+        let mut path = format!("/projects/{pid}/labels");
+        let mut features = Vec::new();
+        loop {
+            let (code, page) = self.get(&path);
+            assert_eq!(code, 200, "{page}");
+            features.extend(page["features"].as_array().expect("features").clone());
+            match page["next"].as_str() {
+                Some(next) => path = next.to_string(),
+                None => return json!({"type": "FeatureCollection", "features": features}),
+            }
+        }
+    }
+
+    /// Waits for `job` to end, however it ends; returns its record.
+    fn wait_end(&self, job: i64) -> Value {
+        let start = Instant::now();
+        loop {
+            let (code, v) = self.get(&format!("/jobs/{job}"));
+            assert_eq!(code, 200, "{v}");
+            if !matches!(v["status"].as_str(), Some("queued") | Some("running")) {
+                return v;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(300),
+                "job {job} too slow: {v}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until `job` runs (panics if it ends first), then stops the daemon with
+    /// SIGTERM and waits for it to exit.
+    fn sigterm_while_running(mut self, job: i64) {
+        let start = Instant::now();
+        loop {
+            let (_, v) = self.get(&format!("/jobs/{job}"));
+            match v["status"].as_str() {
+                Some("running") => break,
+                Some("queued") => {}
+                _ => panic!("job ended before SIGTERM could be sent: {v}"),
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "{v}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let start = Instant::now();
+        while self.child.try_wait().expect("wait").is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "daemon still up 60 s after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn wait_job(&self, job: i64) -> Value {
         let start = Instant::now();
         loop {
@@ -750,9 +822,7 @@ fn acknowledged_labels_survive_sigkill() {
         };
         pid = Some(project);
         // Every label stored so far is still there.
-        let (code, all) = d.get(&format!("/projects/{project}/labels"));
-        assert_eq!(code, 200, "{all}");
-        let present = label_ids(&all);
+        let present = label_ids(&d.all_labels(project));
         for id in &acked {
             assert!(
                 present.contains(id),
@@ -798,8 +868,7 @@ fn acknowledged_labels_survive_sigkill() {
         acked.len()
     );
     let d = Daemon::start(tmp.path(), &[], None);
-    let (_, all) = d.get(&format!("/projects/{}/labels", pid.unwrap()));
-    let present = label_ids(&all);
+    let present = label_ids(&d.all_labels(pid.unwrap()));
     for id in &acked {
         assert!(present.contains(id), "acknowledged label {id} lost");
     }
@@ -900,4 +969,567 @@ fn scenes_with_a_second_raster() {
     );
     assert_eq!(code, 200, "{sugg}");
     assert_eq!(tile_ids(&sugg).len(), 5);
+}
+
+/// A loopback TCP listener that counts every connection made to it: the test's proof
+/// that the daemon sent no request.
+struct Canary {
+    port: u16,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Canary {
+    fn start() -> Canary {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("canary binds");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let port = listener.local_addr().expect("addr").port();
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (h, s) = (hits.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok(_) => {
+                        h.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Canary {
+            port,
+            hits,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Canary {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A one-band VRT of `size` px over `source` (written as given).
+fn vrt_xml(size: usize, band: &str, source: &str, relative: bool) -> String {
+    format!(
+        "<VRTDataset rasterXSize=\"{size}\" rasterYSize=\"{size}\">\n  <SRS>EPSG:32618</SRS>\n  <GeoTransform>437000, 10, 0, 4180000, 0, -10</GeoTransform>\n  <VRTRasterBand dataType=\"UInt16\" band=\"1\"{band}>\n    <SimpleSource>\n      <SourceFilename relativeToVRT=\"{}\">{source}</SourceFilename>\n      <SourceBand>1</SourceBand>\n    </SimpleSource>\n  </VRTRasterBand>\n</VRTDataset>\n",
+        u8::from(relative)
+    )
+}
+
+fn gdal_tool(tool: &str, args: &[&str]) {
+    let out = Command::new(tool)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{tool} (gdal-bin, scripts/setup.sh): {e}"));
+    assert!(out.status.success(), "{tool} {args:?}: {out:?}");
+}
+
+#[test]
+fn vrts_reading_outside_the_roots_are_refused_with_no_request_sent() {
+    let tmp = common::tempdir();
+    let root = tmp.path().join("root");
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let (root, elsewhere) = (
+        root.canonicalize().unwrap(),
+        elsewhere.canonicalize().unwrap(),
+    );
+    let sample = common::sample_scene();
+    let small = root.join("small.tif");
+    let outside = elsewhere.join("x.tif");
+    for dest in [&small, &outside] {
+        gdal_tool(
+            "gdal_translate",
+            &[
+                "-q",
+                "-srcwin",
+                "0",
+                "0",
+                "256",
+                "256",
+                sample.to_str().unwrap(),
+                dest.to_str().unwrap(),
+            ],
+        );
+    }
+    let canary = Canary::start();
+    let url = format!("/vsicurl/http://127.0.0.1:{}/x.tif", canary.port);
+    // (a) gdalbuildvrt in the root over a GeoTIFF outside it
+    let escaping = root.join("o.vrt");
+    gdal_tool(
+        "gdalbuildvrt",
+        &["-q", escaping.to_str().unwrap(), outside.to_str().unwrap()],
+    );
+    // (b) a VRT in the root over a VRT outside it whose source is the canary, and the
+    // same /vsicurl/ VRT placed inside the root
+    let remote_out = elsewhere.join("remote.vrt");
+    std::fs::write(&remote_out, vrt_xml(256, "", &url, false)).unwrap();
+    let nested = root.join("nested.vrt");
+    std::fs::write(
+        &nested,
+        vrt_xml(256, "", remote_out.to_str().unwrap(), false),
+    )
+    .unwrap();
+    let remote_in = root.join("remote.vrt");
+    std::fs::write(&remote_in, vrt_xml(256, "", &url, false)).unwrap();
+    let via_inside = root.join("via_inside.vrt");
+    std::fs::write(&via_inside, vrt_xml(256, "", "remote.vrt", true)).unwrap();
+    // (c) VRT XML in a file named .tif, over the outside GeoTIFF
+    let disguised = root.join("disguised.tif");
+    std::fs::write(
+        &disguised,
+        vrt_xml(256, "", outside.to_str().unwrap(), false),
+    )
+    .unwrap();
+    // a raw VRT band over a file outside the roots (a certificate bundle in the report)
+    let secret = elsewhere.join("secret.pem");
+    std::fs::write(&secret, "-----BEGIN CERTIFICATE-----\n".repeat(100)).unwrap();
+    let raw = root.join("raw.vrt");
+    std::fs::write(
+        &raw,
+        format!(
+            "<VRTDataset rasterXSize=\"64\" rasterYSize=\"40\">\n  <SRS>EPSG:32618</SRS>\n  <GeoTransform>437000, 10, 0, 4180000, 0, -10</GeoTransform>\n  <VRTRasterBand dataType=\"Byte\" band=\"1\" subClass=\"VRTRawRasterBand\">\n    <SourceFilename relativeToVRT=\"0\">{}</SourceFilename>\n    <ImageOffset>0</ImageOffset><PixelOffset>1</PixelOffset><LineOffset>64</LineOffset>\n  </VRTRasterBand>\n</VRTDataset>\n",
+            secret.display()
+        ),
+    )
+    .unwrap();
+    // (d) a VRT whose sources are all inside the roots (relative, as gdalbuildvrt writes)
+    let inside = root.join("inside.vrt");
+    gdal_tool(
+        "gdalbuildvrt",
+        &["-q", inside.to_str().unwrap(), small.to_str().unwrap()],
+    );
+
+    let d = Daemon::start(tmp.path(), &["--root", root.to_str().unwrap()], None);
+    let (_, project) = d.post("/projects", &json!({"name": "vrt"}));
+    let pid = project["id"].as_i64().unwrap();
+    let outside_text = outside.display().to_string();
+    let remote_text = remote_out.display().to_string();
+    let secret_text = secret.display().to_string();
+    let cases: [(&Path, &str, &str); 6] = [
+        (&escaping, &outside_text, "not under the raster roots"),
+        (&nested, &remote_text, "not under the raster roots"),
+        (&via_inside, &url, "virtual file system"),
+        (&remote_in, &url, "virtual file system"),
+        (&disguised, &outside_text, "not under the raster roots"),
+        (&raw, &secret_text, "not under the raster roots"),
+    ];
+    for (path, source, needle) in cases {
+        for body in [json!({"path": path}), json!({"path": small, "pair": path})] {
+            let (code, v) = d.post(&format!("/projects/{pid}/scenes"), &body);
+            assert_eq!(code, 403, "{body}: {v}");
+            let msg = v["error"].as_str().unwrap_or_default();
+            assert!(msg.contains(source) && msg.contains(needle), "{body}: {v}");
+        }
+    }
+    // nothing was queued or stored for the refused rasters
+    let (_, scenes) = d.get(&format!("/projects/{pid}/scenes"));
+    assert_eq!(scenes.as_array().map(Vec::len), Some(0), "{scenes}");
+    // the canary saw no connection, right after the answers and a while later
+    assert_eq!(canary.hits(), 0, "the daemon connected to the canary");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(canary.hits(), 0, "the daemon connected to the canary");
+
+    // a VRT whose sources are inside the roots still scores
+    let (code, v) = d.post(&format!("/projects/{pid}/scenes"), &json!({"path": inside}));
+    assert_eq!(code, 202, "{v}");
+    let job = d.wait_job(v["job"].as_i64().unwrap());
+    assert_eq!(job["result"]["scored_tiles"], 16, "{job}");
+    assert_eq!(canary.hits(), 0, "the daemon connected to the canary");
+    // and the canary does see a connection when one is made
+    drop(std::net::TcpStream::connect(("127.0.0.1", canary.port)).expect("canary answers"));
+    let start = Instant::now();
+    while canary.hits() == 0 && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(canary.hits(), 1, "the canary counts connections");
+}
+
+/// The engine checks again at open time (the daemon's job thread), not only the route.
+#[test]
+fn the_engine_refuses_a_confined_scene_whose_vrt_escapes() {
+    let tmp = common::tempdir();
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let root = root.canonicalize().unwrap();
+    let vrt = root.join("o.vrt");
+    let sample = common::sample_scene().canonicalize().unwrap();
+    std::fs::write(&vrt, vrt_xml(256, "", sample.to_str().unwrap(), false)).unwrap();
+    let mut req = nexttile::engine::ScoreRequest::new(&vrt, common::encoder(), common::head());
+    req.confine = Some(nexttile::raster::Confinement {
+        roots: vec![root.clone()],
+        allow_vsi: false,
+    });
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let err = match nexttile::engine::score(&req, &|_| {}, &cancel) {
+        Ok(_) => panic!("scored a VRT that reads outside the roots"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains(sample.to_str().unwrap()) && err.contains("not under the raster roots"),
+        "{err}"
+    );
+    // the CLI (no confinement) reads its user's VRT as before
+    assert!(nexttile::raster::Scene::open(&vrt).is_ok());
+}
+
+/// Issue 19 item 9: a scene whose job the full queue refused (429) is not kept, so
+/// suggestions do not answer 409 "still being scored" for it.
+#[test]
+fn a_scene_refused_with_429_leaves_no_scene_row() {
+    let tmp = common::tempdir();
+    let d = Daemon::start(tmp.path(), &["--queue-capacity", "1"], None);
+    let (_, project) = d.post("/projects", &json!({"name": "p"}));
+    let pid = project["id"].as_i64().unwrap();
+    let (mut jobs, mut refused) = (Vec::new(), 0);
+    for _ in 0..6 {
+        let (code, v) = d.post(
+            &format!("/projects/{pid}/scenes"),
+            &json!({"path": "chincoteague_s2.tif"}),
+        );
+        match code {
+            202 => jobs.push(v["job"].as_i64().unwrap()),
+            429 => refused += 1,
+            _ => panic!("{code}: {v}"),
+        }
+    }
+    assert!(
+        refused > 0 && !jobs.is_empty(),
+        "{} accepted, {refused} refused",
+        jobs.len()
+    );
+    let (_, scenes) = d.get(&format!("/projects/{pid}/scenes"));
+    assert_eq!(
+        scenes.as_array().map(Vec::len),
+        Some(jobs.len()),
+        "{scenes}"
+    );
+    for job in &jobs {
+        d.wait_job(*job);
+    }
+    let (code, v) = d.post(
+        &format!("/projects/{pid}/suggestions"),
+        &json!({"strategy": "top_k", "budget": 3, "mc_passes": 1}),
+    );
+    assert_eq!(code, 200, "{v}");
+}
+
+/// Issue 19 item 9: SIGTERM while a job runs ends it `interrupted` (as the README says),
+/// not `cancelled` (which is what DELETE /jobs/{id} does).
+#[test]
+fn sigterm_marks_a_running_job_interrupted() {
+    let tmp = common::tempdir();
+    let d = Daemon::start(tmp.path(), &[], None);
+    let (_, project) = d.post("/projects", &json!({"name": "p"}));
+    let pid = project["id"].as_i64().unwrap();
+    let (code, v) = d.post(
+        &format!("/projects/{pid}/scenes"),
+        &json!({"path": "chincoteague_s2.tif"}),
+    );
+    assert_eq!(code, 202, "{v}");
+    let job = v["job"].as_i64().unwrap();
+    d.sigterm_while_running(job);
+    let d = Daemon::start(tmp.path(), &[], None);
+    let (code, v) = d.get(&format!("/jobs/{job}"));
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["status"], "interrupted", "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("stopped"),
+        "{v}"
+    );
+}
+
+/// The status a project's scene reports in `GET /projects/{id}/scenes`.
+fn scene_status(d: &Daemon, pid: i64, scene: i64) -> Value {
+    let (code, scenes) = d.get(&format!("/projects/{pid}/scenes"));
+    assert_eq!(code, 200, "{scenes}");
+    scenes
+        .as_array()
+        .expect("scenes")
+        .iter()
+        .find(|s| s["id"] == scene)
+        .unwrap_or_else(|| panic!("scene {scene} not listed: {scenes}"))
+        .clone()
+}
+
+/// Issue 19 item 5: a scene whose scoring was interrupted (SIGTERM) or failed (its
+/// raster vanished) is not "still being scored" forever: its status says what
+/// happened, suggestions and the heatmap answer 409 naming the rescore route, the
+/// rescore re-queues the same scene (409 while it runs), and after it suggestions
+/// work. DELETE on an ended job is a 409 naming its state.
+#[test]
+fn interrupted_and_failed_scenes_are_rescored() {
+    let tmp = common::tempdir();
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let copy = root.join("copy.tif");
+    let data = tmp.path().join("data");
+    let extra = ["--root", root.to_str().unwrap()];
+    let d = Daemon::start(&data, &extra, None);
+    let (_, project) = d.post("/projects", &json!({"name": "p"}));
+    let pid = project["id"].as_i64().unwrap();
+    let (code, v) = d.post(
+        &format!("/projects/{pid}/scenes"),
+        &json!({"path": "chincoteague_s2.tif"}),
+    );
+    assert_eq!(code, 202, "{v}");
+    assert_eq!(v["scene"]["status"], "scoring", "{v}");
+    let (sid, first_job) = (
+        v["scene"]["id"].as_i64().unwrap(),
+        v["job"].as_i64().unwrap(),
+    );
+    assert_eq!(v["scene"]["job"], first_job, "{v}");
+    d.sigterm_while_running(first_job);
+
+    let d = Daemon::start(&data, &extra, None);
+    let scene = scene_status(&d, pid, sid);
+    assert_eq!(scene["status"], "interrupted", "{scene}");
+    let ask = json!({"scene_id": sid, "strategy": "top_k", "budget": 3, "mc_passes": 1});
+    let (code, v) = d.post(&format!("/projects/{pid}/suggestions"), &ask);
+    assert_eq!(code, 409, "{v}");
+    let msg = v["error"].as_str().unwrap();
+    let rescore = format!("/projects/{pid}/scenes/{sid}/rescore");
+    assert!(
+        msg.contains("interrupted") && msg.contains(&rescore) && !msg.contains("still being"),
+        "{msg}"
+    );
+    let (code, v) = d.get(&format!("/projects/{pid}/scenes/{sid}/heatmap"));
+    assert_eq!(code, 409, "{v}");
+    assert!(v["error"].as_str().unwrap().contains(&rescore), "{v}");
+    let (code, v) = d.delete(&format!("/jobs/{first_job}"));
+    assert_eq!(code, 409, "{v}");
+    let msg = v["error"].as_str().unwrap();
+    assert!(
+        msg.contains("interrupted") && msg.contains(&rescore),
+        "{msg}"
+    );
+
+    // Rescore: a new job for the same scene; a second rescore while it runs is refused.
+    let (code, v) = d.post(&rescore, &json!({}));
+    assert_eq!(code, 202, "{v}");
+    let job = v["job"].as_i64().unwrap();
+    assert_ne!(job, first_job);
+    assert_eq!(v["scene"]["id"], sid, "{v}");
+    assert_eq!(scene_status(&d, pid, sid)["status"], "scoring");
+    let (code, again) = d.post(&rescore, &json!({}));
+    assert_eq!(code, 409, "{again}");
+    assert!(
+        again["error"].as_str().unwrap().contains("being scored"),
+        "{again}"
+    );
+    let (code, v) = d.post(&format!("/projects/{pid}/suggestions"), &ask);
+    assert_eq!(code, 409, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("still being scored"),
+        "{v}"
+    );
+
+    // Meanwhile a second scene, queued behind it, loses its raster: its job fails.
+    std::fs::copy(common::sample_scene(), &copy).unwrap();
+    let (code, v) = d.post(
+        &format!("/projects/{pid}/scenes"),
+        &json!({"path": copy.to_str().unwrap()}),
+    );
+    assert_eq!(code, 202, "{v}");
+    let (copy_id, copy_job) = (
+        v["scene"]["id"].as_i64().unwrap(),
+        v["job"].as_i64().unwrap(),
+    );
+    std::fs::remove_file(&copy).unwrap();
+
+    let done = d.wait_job(job);
+    assert!(
+        done["result"]["scored_tiles"].as_u64().unwrap() > 800,
+        "{done}"
+    );
+    let scene = scene_status(&d, pid, sid);
+    assert_eq!(
+        (&scene["status"], &scene["job"]),
+        (&json!("scored"), &json!(job)),
+        "{scene}"
+    );
+    let (code, v) = d.post(&format!("/projects/{pid}/suggestions"), &ask);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["features"].as_array().unwrap().len(), 3, "{v}");
+    let (code, _) = d.get(&format!("/projects/{pid}/scenes/{sid}/heatmap"));
+    assert_eq!(code, 200);
+    let (code, v) = d.delete(&format!("/jobs/{job}"));
+    assert_eq!(code, 409, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("it is done"), "{v}");
+    let (code, v) = d.delete("/jobs/999999");
+    assert_eq!(code, 404, "{v}");
+
+    let failed = d.wait_end(copy_job);
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(scene_status(&d, pid, copy_id)["status"], "failed");
+    let copy_ask = json!({"scene_id": copy_id, "strategy": "top_k", "budget": 3, "mc_passes": 1});
+    let (code, v) = d.post(&format!("/projects/{pid}/suggestions"), &copy_ask);
+    assert_eq!(code, 409, "{v}");
+    let copy_rescore = format!("/projects/{pid}/scenes/{copy_id}/rescore");
+    let msg = v["error"].as_str().unwrap();
+    assert!(
+        msg.contains("failed") && msg.contains(&copy_rescore),
+        "{msg}"
+    );
+    // Rescoring while the raster is still missing says so; once it is back, it scores.
+    let (code, v) = d.post(&copy_rescore, &json!({}));
+    assert_eq!(code, 404, "{v}");
+    assert_eq!(scene_status(&d, pid, copy_id)["status"], "failed");
+    std::fs::copy(common::sample_scene(), &copy).unwrap();
+    let (code, v) = d.post(&copy_rescore, &json!({}));
+    assert_eq!(code, 202, "{v}");
+    d.wait_job(v["job"].as_i64().unwrap());
+    let (code, v) = d.post(&format!("/projects/{pid}/suggestions"), &copy_ask);
+    assert_eq!(code, 200, "{v}");
+    // The API description lists the route and the scene statuses.
+    let (_, doc) = d.get("/openapi.json");
+    assert!(
+        doc["paths"]["/projects/{id}/scenes/{scene}/rescore"]["post"]["responses"]["409"]
+            .is_object(),
+        "rescore missing from /openapi.json"
+    );
+    assert_eq!(
+        doc["components"]["schemas"]["SceneStatus"]["enum"],
+        json!(["scoring", "scored", "failed", "interrupted"]),
+        "{}",
+        doc["components"]["schemas"]["SceneStatus"]
+    );
+}
+
+/// Walks the pages of `first` (a labels path with its query), checking each holds at
+/// most `limit` features; returns the label ids in order.
+fn walk_label_pages(d: &Daemon, first: &str, limit: usize) -> Vec<i64> {
+    let (mut path, mut ids) = (first.to_string(), Vec::new());
+    loop {
+        let mut r = d
+            .agent
+            .get(&format!("{}{path}", d.base))
+            .call()
+            .expect("GET");
+        assert_eq!(r.status().as_u16(), 200);
+        let text = r.body_mut().read_to_string().expect("body");
+        // A page's size is bounded by its limit (a point label is ~200 bytes).
+        assert!(text.len() <= 400 * limit + 1024, "{} bytes", text.len());
+        let page: Value = serde_json::from_str(&text).expect("JSON");
+        let n = page["features"].as_array().expect("features").len();
+        assert!(n <= limit, "{n} features on a page of {limit}");
+        assert_eq!(page["limit"], limit);
+        ids.extend(label_ids(&page));
+        match page["next"].as_str() {
+            Some(next) => {
+                assert_eq!(n, limit, "a page short of its limit says there is more");
+                path = next.to_string();
+            }
+            None => return ids,
+        }
+    }
+}
+
+/// Issue 19 item 2: `GET /projects/{id}/labels` answers pages of at most `limit`
+/// labels (default 1000, at most 10000) with a `next` link while more remain;
+/// following it returns every label exactly once, with or without a `bbox` filter.
+#[test]
+fn labels_come_in_bounded_pages() {
+    let tmp = common::tempdir();
+    let d = Daemon::start(tmp.path(), &[], None);
+    let (_, project) = d.post("/projects", &json!({"name": "many"}));
+    let pid = project["id"].as_i64().unwrap();
+    let lon = |i: usize| -76.0 + i as f64 * 1e-4;
+    let features: Vec<Value> = (0..5000)
+        .map(|i| {
+            json!({"type": "Feature", "properties": {"class": "Forest"},
+                   "geometry": {"type": "Point", "coordinates": [lon(i), 37.5 + (i % 100) as f64 * 1e-3]}})
+        })
+        .collect();
+    let (code, stored) = d.post(
+        &format!("/projects/{pid}/labels"),
+        &json!({"type": "FeatureCollection", "features": features}),
+    );
+    assert_eq!(code, 201);
+    let ids: Vec<i64> = stored["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 5000);
+    let (_, p) = d.get(&format!("/projects/{pid}"));
+    assert_eq!(p["labels"], 5000, "{p}");
+
+    // The default page: 1000 labels and a link to the next.
+    let (code, first) = d.get(&format!("/projects/{pid}/labels"));
+    assert_eq!(code, 200);
+    assert_eq!(first["features"].as_array().unwrap().len(), 1000);
+    assert_eq!(first["limit"], 1000);
+    let next = first["next"].as_str().expect("next while more remain");
+    assert!(next.contains(&format!("cursor={}", ids[999])), "{next}");
+    assert_eq!(
+        walk_label_pages(&d, &format!("/projects/{pid}/labels"), 1000),
+        ids
+    );
+    // Any limit: every label once, in id order.
+    assert_eq!(
+        walk_label_pages(&d, &format!("/projects/{pid}/labels?limit=700"), 700),
+        ids
+    );
+    // The largest page holds them all, and says there is no more.
+    let (code, all) = d.get(&format!("/projects/{pid}/labels?limit=10000"));
+    assert_eq!(code, 200);
+    assert_eq!(label_ids(&all), ids);
+    assert!(all["next"].is_null(), "{}", all["next"]);
+    // A bbox keeps the labels inside it, paged the same way.
+    let inside: Vec<i64> = (0..5000)
+        .filter(|&i| (-75.9..=-75.8).contains(&lon(i)))
+        .map(|i| ids[i])
+        .collect();
+    assert!(inside.len() > 900, "{}", inside.len());
+    let boxed = format!("/projects/{pid}/labels?limit=300&bbox=-75.9,37,-75.8,38");
+    assert_eq!(walk_label_pages(&d, &boxed, 300), inside);
+    let (_, none) = d.get(&format!("/projects/{pid}/labels?bbox=10,10,11,11"));
+    assert_eq!(none["features"], json!([]));
+    assert!(none["next"].is_null());
+    // Out-of-range limits and malformed boxes are refused, as JSON.
+    for (query, code, needle) in [
+        ("limit=0", 422, "10000"),
+        ("limit=10001", 422, "10000"),
+        ("bbox=1,2,3", 422, "min_lon"),
+        ("bbox=3,0,1,1", 422, "min_lon"),
+        ("limit=-1", 400, ""),
+        ("cursor=x", 400, ""),
+    ] {
+        let (got, v) = d.get(&format!("/projects/{pid}/labels?{query}"));
+        assert_eq!(got, code, "{query}: {v}");
+        assert!(
+            v["error"].as_str().unwrap().contains(needle),
+            "{query}: {v}"
+        );
+    }
+    // The API description names the parameters.
+    let (_, doc) = d.get("/openapi.json");
+    let params: Vec<&str> = doc["paths"]["/projects/{id}/labels"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    for name in ["limit", "cursor", "bbox"] {
+        assert!(params.contains(&name), "{params:?}");
+    }
 }

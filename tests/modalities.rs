@@ -36,7 +36,7 @@ fn pair_is_warped_onto_the_scene_grid_like_gdalwarp() {
     let dir = common::tempdir();
     let s1 = common::s1_utm_crop(dir.path());
     let s2 = Scene::open(&common::sen1floods_s2()).unwrap();
-    let stacked = stack_pair(&s2, &s1).unwrap();
+    let stacked = stack_pair(&s2, &s1, None).unwrap();
     let stack = Scene::open(&stacked).unwrap();
     assert_eq!((stack.width, stack.height), (s2.width, s2.height));
     assert_eq!(stack.geo_transform.0, s2.geo_transform.0);
@@ -143,7 +143,7 @@ fn scoring_a_pair_uses_both_rasters() {
 
     // Recompute VV's standardised tile mean from the stack for a few tiles.
     let s2 = Scene::open(&common::sen1floods_s2()).unwrap();
-    let stack = Scene::open(&stack_pair(&s2, &s1).unwrap()).unwrap();
+    let stack = Scene::open(&stack_pair(&s2, &s1, None).unwrap()).unwrap();
     let vv = read_band(&stack.dataset, 14);
     for (i, id) in r.tiles.iter().enumerate().step_by(7) {
         let (mut sum, mut n) = (0.0f64, 0usize);

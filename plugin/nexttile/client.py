@@ -93,6 +93,20 @@ class DaemonClient:
         """GET returning raw bytes (heatmap, exports)."""
         return self._send("GET", path)[1]
 
+    def get_labels(self, project_id, limit=1000, bbox=None):
+        """Every label of a project as one GeoJSON FeatureCollection (EPSG:4326),
+        following the daemon's pages (`next`) of at most `limit` labels each; `bbox`
+        (min_lon, min_lat, max_lon, max_lat) keeps those that meet it."""
+        path = f"/projects/{int(project_id)}/labels?limit={int(limit)}"
+        if bbox is not None:
+            path += "&bbox=" + ",".join(repr(float(v)) for v in bbox)
+        features = []
+        while path:
+            page = self.get_json(path)
+            features.extend(page.get("features") or [])
+            path = page.get("next")
+        return {"type": "FeatureCollection", "features": features}
+
     def post_json(self, path, payload):
         """POST a JSON body, returning parsed JSON."""
         body = json.dumps(payload).encode("utf-8")

@@ -188,7 +188,7 @@ class NextTileDock(QDockWidget):
     def load_labels(self):
         """(Re)loads the project's labels as their own layer."""
         try:
-            fc = DaemonClient().get_json(f"/projects/{self.project_id}/labels")
+            fc = DaemonClient().get_labels(self.project_id)
         except DaemonError as e:
             self.error(e)
             return

@@ -176,8 +176,12 @@ class PluginTest(unittest.TestCase):
         self.assertEqual(int(sent["SENT"]), 5)
         from nexttile.client import DaemonClient
 
-        stored = DaemonClient().get_json(f"/projects/{pid}/labels")
+        stored = DaemonClient().get_labels(pid)
         self.assertEqual(len(stored["features"]), 5)
+        # The daemon pages labels (`next`); the client follows every page.
+        paged = DaemonClient().get_labels(pid, limit=2)
+        self.assertEqual([f["id"] for f in paged["features"]], [f["id"] for f in stored["features"]])
+        self.assertEqual(len(DaemonClient().get_json(f"/projects/{pid}/labels?limit=2")["features"]), 2)
         self.assertEqual(
             sorted(f["properties"]["class"] for f in stored["features"]),
             sorted(classes[n % 3] for n in range(5)),

@@ -2,12 +2,17 @@
 
 mod bands;
 mod block_cache;
+mod confine;
 mod read;
 mod scene;
 mod stack;
 
 pub use bands::{S2_L1C_BANDS, S2_L2A_BANDS, canonical_band_name, default_band_names};
 pub use block_cache::{fit_block_cache, reader_need};
+pub use confine::{
+    ConfineError, Confinement, DENIED_DRIVERS, MAX_VRT_DEPTH, SourceRef, SourceRefusal, file_list,
+    gdal_atoi, is_virtual, open_allowed, resolve_source, vrt_sources,
+};
 pub use read::{ReadPlan, ReadReport, TileBatch, read_tiles};
 pub use scene::{BandInfo, Scene};
 pub use stack::stack_pair;
@@ -93,6 +98,9 @@ pub enum RasterError {
         /// Threshold in percent.
         min_valid_percent: f32,
     },
+    /// The raster would make GDAL read outside the raster roots (daemon only).
+    #[error(transparent)]
+    Confined(#[from] ConfineError),
     /// A GDAL call failed.
     #[error("GDAL failed on {path}: {message}")]
     Gdal {

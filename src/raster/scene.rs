@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::RasterError;
 use super::bands::{canonical_band_name, default_band_names};
+use super::confine::{Confinement, open_allowed};
 use crate::tiling::GeoTransform;
 
 /// One band of a scene.
@@ -53,14 +54,31 @@ pub struct Scene {
 impl Scene {
     /// Open `path` and check it has a CRS and a north-up geotransform.
     pub fn open(path: &Path) -> Result<Scene, RasterError> {
+        Scene::open_with(path, None)
+    }
+
+    /// [`Scene::open`], confined to `confine`'s roots when given (the daemon): every
+    /// file the raster would make GDAL read is checked before GDAL opens it (VRT
+    /// sources, recursively), only drivers that cannot reach the network are used,
+    /// and GDAL's file list of the opened dataset is checked again.
+    pub fn open_with(path: &Path, confine: Option<&Confinement>) -> Result<Scene, RasterError> {
         let shown = path.display().to_string();
         if !path.exists() && !shown.starts_with("/vsi") {
             return Err(RasterError::NotFound(shown));
         }
-        let dataset = Dataset::open(path).map_err(|e| RasterError::NotRaster {
+        let not_raster = |e: gdal::errors::GdalError| RasterError::NotRaster {
             path: shown.clone(),
             message: e.to_string(),
-        })?;
+        };
+        let dataset = match confine {
+            Some(c) => {
+                c.check(path)?;
+                let ds = open_allowed(path).map_err(not_raster)?;
+                c.check_file_list(path, &ds)?;
+                ds
+            }
+            None => Dataset::open(path).map_err(not_raster)?,
+        };
         let (width, height) = dataset.raster_size();
         if dataset.raster_count() == 0 || width == 0 || height == 0 {
             return Err(RasterError::NotRaster {

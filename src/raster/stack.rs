@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use gdal::Dataset;
 use sha2::{Digest, Sha256};
 
-use super::{RasterError, Scene};
+use super::{Confinement, RasterError, Scene};
 use crate::crs::Reprojector;
 
 /// The first raster's bounding box in its CRS: (xmin, ymin, xmax, ymax).
@@ -98,9 +98,14 @@ fn identity(path: &Path) -> String {
 /// # Errors
 ///
 /// [`RasterError::NoOverlap`] when the two rasters share no ground;
-/// the errors of [`Scene::open`] for the second raster; GDAL failures.
-pub fn stack_pair(first: &Scene, second_path: &Path) -> Result<PathBuf, RasterError> {
-    let second = Scene::open(second_path)?;
+/// the errors of [`Scene::open_with`] for the second raster (confined to `confine`'s
+/// roots when given); GDAL failures.
+pub fn stack_pair(
+    first: &Scene,
+    second_path: &Path,
+    confine: Option<&Confinement>,
+) -> Result<PathBuf, RasterError> {
+    let second = Scene::open_with(second_path, confine)?;
     let (ax0, ay0, ax1, ay1) = bbox(first);
     let (bx0, by0, bx1, by1) = footprint_in(&second, &first.crs_wkt)?;
     let (ix0, iy0, ix1, iy1) = (ax0.max(bx0), ay0.max(by0), ax1.min(bx1), ay1.min(by1));

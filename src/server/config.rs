@@ -164,6 +164,14 @@ impl ConfigLayer {
 }
 
 impl ServerConfig {
+    /// The roots and `allow_vsi` as the raster layer's [`Confinement`](crate::raster::Confinement).
+    pub fn confinement(&self) -> crate::raster::Confinement {
+        crate::raster::Confinement {
+            roots: self.roots.clone(),
+            allow_vsi: self.allow_vsi,
+        }
+    }
+
     /// Merges file < environment < flags over the defaults and validates: a
     /// non-loopback bind needs a token; roots must exist (they are canonicalised).
     ///

@@ -184,6 +184,64 @@ pub fn parse_labels(
     Ok(out)
 }
 
+/// A lon/lat bounding box `[min_lon, min_lat, max_lon, max_lat]` (EPSG:4326).
+pub type Bbox = [f64; 4];
+
+/// Parses a `bbox` query value, `min_lon,min_lat,max_lon,max_lat` in EPSG:4326.
+///
+/// # Errors
+///
+/// A message saying what a valid box looks like.
+pub fn parse_bbox(text: &str) -> Result<Bbox, String> {
+    let bad = || {
+        format!(
+            "bbox must be min_lon,min_lat,max_lon,max_lat in EPSG:4326 (four numbers, min <= max, lon within ±180, lat within ±90), got {:?}",
+            text.chars().take(100).collect::<String>()
+        )
+    };
+    let parts: Vec<f64> = text
+        .split(',')
+        .map(|p| p.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
+    let [x0, y0, x1, y1] = <[f64; 4]>::try_from(parts).map_err(|_| bad())?;
+    let lon = -180.0..=180.0;
+    let lat = -90.0..=90.0;
+    let ok = [x0, x1].iter().all(|x| lon.contains(x))
+        && [y0, y1].iter().all(|y| lat.contains(y))
+        && x0 <= x1
+        && y0 <= y1;
+    if ok { Ok([x0, y0, x1, y1]) } else { Err(bad()) }
+}
+
+/// The bounding box of a stored label geometry, `None` when it has no position.
+pub fn geometry_bbox(geometry: &Value) -> Option<Bbox> {
+    fn walk(v: &Value, b: &mut Option<Bbox>) {
+        match v {
+            Value::Array(items) if items.len() >= 2 && items.iter().all(Value::is_number) => {
+                let (Some(x), Some(y)) = (items[0].as_f64(), items[1].as_f64()) else {
+                    return;
+                };
+                let next = match *b {
+                    None => [x, y, x, y],
+                    Some([x0, y0, x1, y1]) => [x0.min(x), y0.min(y), x1.max(x), y1.max(y)],
+                };
+                *b = Some(next);
+            }
+            Value::Array(items) => items.iter().for_each(|i| walk(i, b)),
+            _ => {}
+        }
+    }
+    let mut b = None;
+    walk(geometry.get("coordinates")?, &mut b);
+    b
+}
+
+/// Whether two boxes share a point (touching counts).
+pub fn bboxes_meet(a: &Bbox, b: &Bbox) -> bool {
+    a[0] <= b[2] && b[0] <= a[2] && a[1] <= b[3] && b[1] <= a[3]
+}
+
 fn is_wgs84(crs: &str) -> bool {
     let c = crs.trim().to_ascii_uppercase();
     c == "EPSG:4326" || c.ends_with("CRS84") || c.ends_with("EPSG::4326")
@@ -236,6 +294,33 @@ mod tests {
             (lon + 75.68).abs() < 0.05 && (lat - 37.68).abs() < 0.05,
             "{lon} {lat}"
         );
+    }
+
+    #[test]
+    fn bboxes_of_geometries_and_queries() {
+        assert_eq!(
+            parse_bbox(" -76, 37.5,-75,38 "),
+            Ok([-76.0, 37.5, -75.0, 38.0])
+        );
+        for bad in [
+            "",
+            "1,2,3",
+            "1,2,3,4,5",
+            "a,b,c,d",
+            "3,0,1,1",
+            "0,0,200,1",
+            "0,NaN,1,1",
+        ] {
+            assert!(parse_bbox(bad).unwrap_err().contains("min_lon"), "{bad}");
+        }
+        let point = serde_json::json!({"type": "Point", "coordinates": [1.0, 2.0]});
+        assert_eq!(geometry_bbox(&point), Some([1.0, 2.0, 1.0, 2.0]));
+        let poly = serde_json::json!({"type": "MultiPolygon", "coordinates": [[[[0, 0], [3, 1], [1, -2], [0, 0]]]]});
+        let b = geometry_bbox(&poly).unwrap();
+        assert_eq!(b, [0.0, -2.0, 3.0, 1.0]);
+        assert!(bboxes_meet(&b, &[3.0, 1.0, 4.0, 4.0]));
+        assert!(!bboxes_meet(&b, &[3.1, 1.0, 4.0, 4.0]));
+        assert_eq!(geometry_bbox(&serde_json::json!({"type": "Point"})), None);
     }
 
     #[test]

@@ -49,7 +49,12 @@ pub struct AppState {
     /// The address the listener got (the port of `:0` is known only then); the `Host`
     /// check compares against it.
     pub local_addr: std::sync::OnceLock<std::net::SocketAddr>,
+    /// Slots for heavy reads (labels pages, exports): [`HEAVY_READS`] at once.
+    pub heavy_reads: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many heavy reads (labels pages, exports) run at once; more wait, then get 503.
+pub const HEAVY_READS: usize = 4;
 
 /// Why the daemon could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -239,13 +244,14 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     paths(
         routes::health, routes::models, routes::create_project, routes::list_projects,
         routes::get_project, routes::delete_project, routes::add_scene, routes::list_scenes,
-        routes::heatmap, routes::suggestions, routes::post_labels, routes::get_labels,
+        routes::rescore_scene, routes::heatmap, routes::suggestions, routes::post_labels, routes::get_labels,
         routes::patch_label, routes::delete_label, routes::start_round, routes::list_rounds,
         routes::export, routes::get_job, routes::cancel_job
     ),
     components(schemas(
         error::ErrorBody, routes::NewProject, routes::NewScene, routes::SelectBody,
-        routes::LabelPatch, crate::store::Project, crate::store::SceneRow,
+        routes::LabelPatch, routes::RescoreBody, crate::store::Project, crate::store::SceneRow,
+        crate::store::SceneStatus,
         crate::store::LabelRow, crate::store::RoundRow, crate::store::JobRow
     )),
     modifiers(&BearerAuth, &CommonErrors),
@@ -327,7 +333,10 @@ impl utoipa::Modify for CommonErrors {
                     );
                     add("422", "The body does not fit the request schema");
                 }
-                if let Some(RefOr::T(too_many)) = r.get_mut("429") {
+                for busy in ["429", "503"] {
+                    let Some(RefOr::T(too_many)) = r.get_mut(busy) else {
+                        continue;
+                    };
                     too_many.headers.insert(
                         "Retry-After".to_string(),
                         HeaderBuilder::new()
@@ -372,6 +381,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/projects/{id}/scenes/{scene}/heatmap",
             get(routes::heatmap),
         )
+        .route(
+            "/projects/{id}/scenes/{scene}/rescore",
+            post(routes::rescore_scene),
+        )
         .route("/projects/{id}/suggestions", post(routes::suggestions))
         .route(
             "/projects/{id}/labels",
@@ -402,6 +415,24 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// GDAL settings for the daemon's process, behind the path checks: no Python in VRT
+/// pixel functions, and (unless `allow_vsi`) no `/vsicurl/`-family request at all, by
+/// allowing only one file name that no request can have.
+fn gdal_defences(allow_vsi: bool) {
+    let mut options = vec![("GDAL_VRT_ENABLE_PYTHON", "NO")];
+    if !allow_vsi {
+        options.push((
+            "CPL_VSIL_CURL_ALLOWED_FILENAME",
+            "/vsicurl/nexttile-daemon-allows-no-network-reads",
+        ));
+    }
+    for (key, value) in options {
+        if let Err(e) = gdal::config::set_config_option(key, value) {
+            tracing::warn!("cannot set GDAL option {key}: {e}");
+        }
+    }
+}
+
 /// Runs the daemon until SIGINT/SIGTERM. Prints `listening on http://ADDR` on stdout
 /// once the socket is bound (so scripts and tests can read the port of `:0`).
 ///
@@ -414,6 +445,7 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
         eprintln!("warning: {w}");
     }
     let runtime_info = crate::model::runtime::init()?;
+    gdal_defences(config.allow_vsi);
     std::fs::create_dir_all(&config.data_dir).map_err(io(format!(
         "cannot create the data folder {}",
         config.data_dir.display()
@@ -425,6 +457,7 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
         eprintln!("note: {stale} job(s) of an earlier run were marked interrupted");
     }
     let jobs: JobTable = Arc::default();
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (queue, worker) = worker::start(
         WorkerContext {
             db_path: db_path.clone(),
@@ -432,6 +465,8 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
             jobs: jobs.clone(),
             max_tiles: config.max_tiles,
             max_model_bytes: config.max_model_bytes,
+            confine: config.confinement(),
+            stopping: stopping.clone(),
         },
         config.queue_capacity,
     )
@@ -444,6 +479,7 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
         queue,
         runtime: runtime_info,
         local_addr: std::sync::OnceLock::new(),
+        heavy_reads: Arc::new(tokio::sync::Semaphore::new(HEAVY_READS)),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -463,7 +499,8 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
             .await
             .map_err(io("server"))
     })?;
-    // Stop taking work; mark what did not finish.
+    // Stop taking work; what did not finish ends `interrupted`.
+    stopping.store(true, std::sync::atomic::Ordering::SeqCst);
     if let Ok(jobs) = state.jobs.lock() {
         for live in jobs.values() {
             live.cancel.store(true, std::sync::atomic::Ordering::SeqCst);

@@ -19,7 +19,7 @@ use super::worker::{JobLive, SelectParams, Task};
 use crate::engine::{DEFAULT_BUDGET, DEFAULT_MC_PASSES, DEFAULT_TILE_SIZE};
 use crate::model::ModelRole;
 use crate::sampling::Strategy;
-use crate::store::{Db, Project, RoundRow, SceneRow};
+use crate::store::{Db, JobRow, LabelRow, Project, RoundRow, SceneRow, SceneStatus};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -194,7 +194,7 @@ pub async fn get_project(
         Ok(serde_json::json!({
             "project": p,
             "scenes": db.scenes(id)?,
-            "labels": db.labels(id)?.len(),
+            "labels": db.label_count(id)?,
             "rounds": db.rounds(id)?,
         }))
     })
@@ -247,6 +247,15 @@ fn path_error(e: PathError) -> ApiError {
     ApiError::new(status, e.to_string())
 }
 
+/// 403 for a raster that reads outside the roots, 422 for any other raster error.
+fn raster_error(e: crate::raster::RasterError) -> ApiError {
+    let status = match &e {
+        crate::raster::RasterError::Confined(c) if c.is_forbidden() => StatusCode::FORBIDDEN,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    ApiError::new(status, e.to_string())
+}
+
 fn new_job(state: &AppState, db: &Db, project: i64, kind: &str) -> ApiResult<i64> {
     let id = db.create_job(Some(project), kind)?;
     if let Ok(mut jobs) = state.jobs.lock() {
@@ -282,7 +291,7 @@ async fn submit_job(state: &Arc<AppState>, job: i64, task: Task) -> ApiResult<()
 }
 
 /// `POST /projects/{id}/scenes`: checks the path and size, then queues a scoring job.
-#[utoipa::path(post, path = "/projects/{id}/scenes", tag = "scenes", params(("id" = i64, Path)), request_body = NewScene, responses((status = 202, description = "Scene added; a scoring job started", body = Object), (status = 400, description = "`..` in the path", body = ErrorBody), (status = 403, description = "Outside the raster roots, or a /vsi path", body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, description = "Too many tiles", body = ErrorBody), (status = 422, description = "Not a readable raster with a CRS, or a bad AOI", body = ErrorBody), (status = 429, description = "Job queue full", body = ErrorBody)))]
+#[utoipa::path(post, path = "/projects/{id}/scenes", tag = "scenes", params(("id" = i64, Path)), request_body = NewScene, responses((status = 202, description = "Scene added; a scoring job started", body = Object), (status = 400, description = "`..` in the path", body = ErrorBody), (status = 403, description = "Outside the raster roots, a /vsi path, or a raster (VRT) whose sources or side files are outside the roots or virtual", body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, description = "Too many tiles", body = ErrorBody), (status = 422, description = "Not a readable raster with a CRS, or a bad AOI", body = ErrorBody), (status = 429, description = "Job queue full; the scene is not kept", body = ErrorBody)))]
 pub async fn add_scene(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -312,13 +321,15 @@ pub async fn add_scene(
     let max_tiles = state.config.max_tiles;
     let probe = path.clone();
     let probe_pair = pair.clone();
+    let confine = state.config.confinement();
     tokio::task::spawn_blocking(move || -> ApiResult<()> {
-        let scene = crate::raster::Scene::open(&probe)
-            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+        // Every file the raster makes GDAL read (VRT sources, side files) is checked
+        // against the roots before GDAL opens it.
+        let scene =
+            crate::raster::Scene::open_with(&probe, Some(&confine)).map_err(raster_error)?;
         if let Some(second) = &probe_pair {
             // Refuse a pair that does not open or overlap now, not in the job.
-            crate::raster::stack_pair(&scene, second)
-                .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+            crate::raster::stack_pair(&scene, second, Some(&confine)).map_err(raster_error)?;
         }
         // The CLI's rule: whole tiles, inside the AOI when there is one. A scene
         // smaller than one tile is left to the job, which says why.
@@ -353,18 +364,20 @@ pub async fn add_scene(
     let st = state.clone();
     let (project, scene, job) = with_db(&state, move |db| {
         let project = project_or_404(db, id)?;
+        let job = new_job(&st, db, id, "score")?;
         let scene = db.add_scene(
             id,
             &path.display().to_string(),
             aoi_text.as_deref(),
             body.aoi_crs.as_deref(),
             pair.as_ref().map(|p| p.display().to_string()).as_deref(),
+            Some(job),
         )?;
-        let job = new_job(&st, db, id, "score")?;
         Ok((project, scene, job))
     })
     .await?;
-    submit_job(
+    let scene_id = scene.id;
+    let queued = submit_job(
         &state,
         job,
         Task::Score {
@@ -373,7 +386,82 @@ pub async fn add_scene(
             scene: scene.clone(),
         },
     )
+    .await;
+    if let Err(refused) = queued {
+        // A refused (429) scene is not kept: it would never be scored, and suggestions
+        // would answer 409 "still being scored" for it.
+        with_db(&state, move |db| Ok(db.delete_scene(scene_id)?)).await?;
+        return Err(refused);
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"scene": scene, "job": job, "poll": format!("/jobs/{job}")})),
+    )
+        .into_response())
+}
+
+/// Body of `POST /projects/{id}/scenes/{scene}/rescore`: no fields (send `{}`); the
+/// scene is scored again as it was added (same raster, pair, AOI and CRS).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RescoreBody {}
+
+/// `POST /projects/{id}/scenes/{scene}/rescore`: queues a new scoring job for a scene
+/// (one that failed or was interrupted, or a scored one whose raster changed); 409
+/// while it is being scored.
+#[utoipa::path(post, path = "/projects/{id}/scenes/{scene}/rescore", tag = "scenes", params(("id" = i64, Path), ("scene" = i64, Path)), request_body(content = RescoreBody, description = "Empty: `{}`"), responses((status = 202, description = "A new scoring job started; the scene is `scoring` until it ends", body = Object), (status = 403, description = "The raster or its pair is no longer under the raster roots", body = ErrorBody), (status = 404, description = "No such project or scene, or its raster is gone", body = ErrorBody), (status = 409, description = "The scene is being scored: wait for its job", body = ErrorBody), (status = 429, description = "Job queue full; the scene keeps its status", body = ErrorBody)))]
+pub async fn rescore_scene(
+    State(state): State<Arc<AppState>>,
+    Path((id, scene_id)): Path<(i64, i64)>,
+    // `{}` or no body: nothing to read, but unknown fields are refused (422).
+    _body: Option<Json<RescoreBody>>,
+) -> ApiResult<Response> {
+    let st = state.clone();
+    let (project, scene, before) = with_db(&state, move |db| {
+        let project = project_or_404(db, id)?;
+        let scene = db
+            .scene(scene_id)?
+            .filter(|s| s.project_id == id)
+            .ok_or_else(|| ApiError::not_found(&format!("scene {scene_id} of project {id}")))?;
+        if scene.status == SceneStatus::Scoring {
+            let job = scene.job.map_or(String::new(), |j| format!(" by job {j}"));
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "scene {scene_id} is being scored{job}; wait for that job to end (GET /jobs/{{id}}) before rescoring it"
+                ),
+            ));
+        }
+        // The stored paths are checked again: the roots or the files may have changed.
+        let (roots, vsi) = (&st.config.roots, st.config.allow_vsi);
+        for p in std::iter::once(&scene.path).chain(scene.pair.as_ref()) {
+            check_raster_path(p, roots, vsi).map_err(path_error)?;
+        }
+        let before = (scene.job, scene.status);
+        let job = new_job(&st, db, id, "score")?;
+        db.set_scene_job(scene_id, Some(job), SceneStatus::Scoring)?;
+        let scene = SceneRow {
+            job: Some(job),
+            status: SceneStatus::Scoring,
+            ..scene
+        };
+        Ok((project, scene, before))
+    })
     .await?;
+    let job = scene.job.unwrap_or_default();
+    let task = Task::Score {
+        job,
+        project,
+        scene: scene.clone(),
+    };
+    if let Err(refused) = submit_job(&state, job, task).await {
+        // Not queued: the scene keeps its earlier job and status.
+        with_db(&state, move |db| {
+            Ok(db.set_scene_job(scene_id, before.0, before.1)?)
+        })
+        .await?;
+        return Err(refused);
+    }
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({"scene": scene, "job": job, "poll": format!("/jobs/{job}")})),
@@ -418,8 +506,9 @@ pub async fn get_job(
     Ok(Json(v))
 }
 
-/// `DELETE /jobs/{id}`: asks a queued or running job to stop.
-#[utoipa::path(delete, path = "/jobs/{id}", tag = "jobs", params(("id" = i64, Path)), responses((status = 202, description = "Cancellation requested"), (status = 409, description = "Not queued or running", body = ErrorBody)))]
+/// `DELETE /jobs/{id}`: asks a queued or running job to stop; a job that has ended
+/// is not changed (409 naming its state).
+#[utoipa::path(delete, path = "/jobs/{id}", tag = "jobs", params(("id" = i64, Path)), responses((status = 202, description = "Cancellation requested: the job ends `cancelled` (or `done`, if it was finishing)"), (status = 404, description = "No such job", body = ErrorBody), (status = 409, description = "The job has ended (done, failed, cancelled or interrupted); the message names its state", body = ErrorBody)))]
 pub async fn cancel_job(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -434,13 +523,34 @@ pub async fn cancel_job(
         })
         .is_some();
     if found {
-        Ok(StatusCode::ACCEPTED)
-    } else {
-        Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("job {id} is not queued or running"),
-        ))
+        return Ok(StatusCode::ACCEPTED);
     }
+    let (row, scene) = with_db(&state, move |db| {
+        let row = db
+            .job(id)?
+            .ok_or_else(|| ApiError::not_found(&format!("job {id}")))?;
+        // The scene this job last scored, if any, for the hint.
+        let scene = match row.project_id {
+            Some(p) if row.kind == "score" => db.scenes(p)?.into_iter().find(|s| s.job == Some(id)),
+            _ => None,
+        };
+        Ok((row, scene))
+    })
+    .await?;
+    let hint = match scene {
+        Some(s) if s.status != SceneStatus::Scored => format!(
+            "; to score its scene again, POST /projects/{}/scenes/{}/rescore",
+            s.project_id, s.id
+        ),
+        _ => String::new(),
+    };
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        format!(
+            "job {id} has already ended: it is {}; only a queued or running job can be cancelled{hint}",
+            row.status
+        ),
+    ))
 }
 
 /// Body of suggestion and round requests (all optional).
@@ -525,6 +635,53 @@ fn select_params(b: &SelectBody) -> ApiResult<SelectParams> {
     })
 }
 
+/// 409 for a scene that is not `scored`: still scoring (poll its job), or failed or
+/// interrupted (say why, and how to score it again).
+fn not_scored(scene: &SceneRow, job: Option<&JobRow>) -> ApiError {
+    let (project, id) = (scene.project_id, scene.id);
+    let rescore = format!("POST /projects/{project}/scenes/{id}/rescore to score it again");
+    let message = match (scene.status, job) {
+        (SceneStatus::Scored, _) => format!("scene {id} has no scoring output; {rescore}"),
+        (SceneStatus::Scoring, Some(j)) => {
+            format!(
+                "scene {id} is still being scored; poll its job (GET /jobs/{})",
+                j.id
+            )
+        }
+        (SceneStatus::Scoring, None) => format!("scene {id} is still being scored"),
+        (SceneStatus::Failed, Some(j)) => format!(
+            "scene {id} failed to score (job {}: {}); fix the cause, then {rescore}",
+            j.id,
+            j.message.as_deref().unwrap_or("no message")
+        ),
+        (SceneStatus::Failed, None) => format!("scene {id} failed to score; {rescore}"),
+        (SceneStatus::Interrupted, Some(j)) => format!(
+            "scene {id} was interrupted before it was scored (job {} {}); {rescore}",
+            j.id, j.status
+        ),
+        (SceneStatus::Interrupted, None) => {
+            format!("scene {id} was interrupted before it was scored; {rescore}")
+        }
+    };
+    ApiError::new(StatusCode::CONFLICT, message)
+}
+
+/// Ok for a `scored` scene; otherwise [`not_scored`]'s 409, naming its job.
+async fn require_scored(state: &Arc<AppState>, scene: &SceneRow) -> ApiResult<()> {
+    if scene.status == SceneStatus::Scored {
+        return Ok(());
+    }
+    let scene = scene.clone();
+    with_db(state, move |db| {
+        let job = match scene.job {
+            Some(j) => db.job(j)?,
+            None => None,
+        };
+        Err(not_scored(&scene, job.as_ref()))
+    })
+    .await
+}
+
 async fn project_and_scene(
     state: &Arc<AppState>,
     id: i64,
@@ -551,7 +708,7 @@ async fn project_and_scene(
 
 /// `POST /projects/{id}/suggestions`: ranked "label next" tiles as a GeoJSON
 /// FeatureCollection (EPSG:4326), from cached embeddings and the latest round's head.
-#[utoipa::path(post, path = "/projects/{id}/suggestions", tag = "suggestions", params(("id" = i64, Path)), request_body(content = SelectBody, description = "All fields optional"), responses((status = 200, description = "Ranked GeoJSON FeatureCollection, EPSG:4326", body = Object), (status = 409, description = "No scene yet, or still scoring", body = ErrorBody), (status = 422, description = "Bad strategy, metric or parameter", body = ErrorBody), (status = 429, body = ErrorBody)))]
+#[utoipa::path(post, path = "/projects/{id}/suggestions", tag = "suggestions", params(("id" = i64, Path)), request_body(content = SelectBody, description = "All fields optional"), responses((status = 200, description = "Ranked GeoJSON FeatureCollection, EPSG:4326", body = Object), (status = 409, description = "No scene yet, or the scene is not `scored`: still scoring (poll its job), or failed or interrupted (rescore it)", body = ErrorBody), (status = 422, description = "Bad strategy, metric or parameter", body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn suggestions(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -560,12 +717,7 @@ pub async fn suggestions(
     let body = body.map(|Json(b)| b).unwrap_or_default();
     let params = select_params(&body)?;
     let (project, scene) = project_and_scene(&state, id, body.scene_id).await?;
-    if scene.summary.is_none() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("scene {} is still being scored; poll its job", scene.id),
-        ));
-    }
+    require_scored(&state, &scene).await?;
     let (tx, rx) = oneshot::channel();
     state.queue.submit(Task::Suggest {
         project,
@@ -580,25 +732,17 @@ pub async fn suggestions(
 }
 
 /// `GET /projects/{id}/scenes/{scene}/heatmap`: the scene's uncertainty COG.
-#[utoipa::path(get, path = "/projects/{id}/scenes/{scene}/heatmap", tag = "scenes", params(("id" = i64, Path), ("scene" = i64, Path)), responses((status = 200, description = "Cloud-optimised GeoTIFF: one band per uncertainty metric, the scene CRS", content_type = "image/tiff"), (status = 409, body = ErrorBody)))]
+#[utoipa::path(get, path = "/projects/{id}/scenes/{scene}/heatmap", tag = "scenes", params(("id" = i64, Path), ("scene" = i64, Path)), responses((status = 200, description = "Cloud-optimised GeoTIFF: one band per uncertainty metric, the scene CRS", content_type = "image/tiff"), (status = 409, description = "The scene is not `scored`: still scoring (poll its job), or failed or interrupted (rescore it)", body = ErrorBody)))]
 pub async fn heatmap(
     State(state): State<Arc<AppState>>,
     Path((id, scene_id)): Path<(i64, i64)>,
 ) -> ApiResult<Response> {
-    let dir = with_db(&state, move |db| {
-        project_or_404(db, id)?;
-        let s = db
-            .scene(scene_id)?
-            .filter(|s| s.project_id == id)
-            .ok_or_else(|| ApiError::not_found(&format!("scene {scene_id}")))?;
-        s.out_dir.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "the scene is not scored yet; poll its job",
-            )
-        })
-    })
-    .await?;
+    let (_, scene) = project_and_scene(&state, id, Some(scene_id)).await?;
+    require_scored(&state, &scene).await?;
+    let dir = scene
+        .out_dir
+        .clone()
+        .ok_or_else(|| not_scored(&scene, None))?;
     // Streamed from disk, not loaded whole: a granule's heatmap is large.
     let file = tokio::fs::File::open(std::path::Path::new(&dir).join("heatmap.tif"))
         .await
@@ -642,27 +786,140 @@ pub async fn post_labels(
     Ok((StatusCode::CREATED, Json(serde_json::json!({"ids": ids}))).into_response())
 }
 
-/// `GET /projects/{id}/labels`: every label as a GeoJSON FeatureCollection (EPSG:4326).
-#[utoipa::path(get, path = "/projects/{id}/labels", tag = "labels", params(("id" = i64, Path)), responses((status = 200, description = "GeoJSON FeatureCollection, EPSG:4326", body = Object)))]
+/// Labels per page of `GET /projects/{id}/labels` when `limit` is not given.
+pub const DEFAULT_LABELS_PAGE: usize = 1000;
+
+/// The largest `limit` of `GET /projects/{id}/labels`.
+pub const MAX_LABELS_PAGE: usize = 10_000;
+
+/// How long a heavy read (a labels page, an export) waits for a free slot before it
+/// is answered 503.
+const HEAVY_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Waits for one of the few slots for heavy reads (labels pages, exports), so that many
+/// clients at once cannot hold many large bodies in memory; 503 with `Retry-After` when
+/// none frees up within [`HEAVY_READ_WAIT`].
+async fn heavy_read(state: &Arc<AppState>) -> ApiResult<tokio::sync::OwnedSemaphorePermit> {
+    acquire_slot(&state.heavy_reads, HEAVY_READ_WAIT).await
+}
+
+/// A permit of `slots`, waiting at most `wait`; 503 (with `Retry-After`) after that.
+async fn acquire_slot(
+    slots: &Arc<tokio::sync::Semaphore>,
+    wait: std::time::Duration,
+) -> ApiResult<tokio::sync::OwnedSemaphorePermit> {
+    match tokio::time::timeout(wait, slots.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        Ok(Err(_)) => Err(ApiError::internal("the daemon is stopping")),
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "too many large reads (labels pages, exports) are running; retry in about {} s (Retry-After)",
+                super::error::RETRY_AFTER_S
+            ),
+        )),
+    }
+}
+
+/// Query of `GET /projects/{id}/labels`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LabelsQuery {
+    /// Labels per page, 1 to 10000 (default 1000).
+    pub limit: Option<usize>,
+    /// Where the page starts: the `cursor` of the previous page's `next` link (labels
+    /// come by id, so a page is stable while labels are added); default the first.
+    pub cursor: Option<i64>,
+    /// Only labels whose bounding box meets `min_lon,min_lat,max_lon,max_lat`
+    /// (EPSG:4326).
+    pub bbox: Option<String>,
+}
+
+/// A stored label as a GeoJSON Feature.
+fn label_feature(l: &LabelRow) -> serde_json::Value {
+    serde_json::json!({"type": "Feature", "id": l.id, "geometry": l.geometry,
+        "properties": {"id": l.id, "class": l.class, "author": l.author, "source": l.source, "created": l.created, "updated": l.updated}})
+}
+
+/// `GET /projects/{id}/labels`: one page of labels as a GeoJSON FeatureCollection
+/// (EPSG:4326), by id, with a `next` link while more remain; streamed.
+#[utoipa::path(get, path = "/projects/{id}/labels", tag = "labels", params(("id" = i64, Path), LabelsQuery), responses((status = 200, description = "GeoJSON FeatureCollection (EPSG:4326) of at most `limit` labels (default 1000, at most 10000), by id; `next` is the path of the next page (with its `cursor`) while more remain, else null", body = Object), (status = 422, description = "`limit` outside 1 to 10000, or a malformed `bbox`", body = ErrorBody), (status = 503, description = "Too many heavy reads at once; retry after `Retry-After` seconds", body = ErrorBody)))]
 pub async fn get_labels(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
-) -> ApiResult<Json<serde_json::Value>> {
-    let labels = with_db(&state, move |db| {
+    Query(q): Query<LabelsQuery>,
+) -> ApiResult<Response> {
+    let limit = q.limit.unwrap_or(DEFAULT_LABELS_PAGE);
+    if !(1..=MAX_LABELS_PAGE).contains(&limit) {
+        return Err(unprocessable(format!(
+            "limit must be between 1 and {MAX_LABELS_PAGE} labels per page, got {limit}; follow `next` for more"
+        )));
+    }
+    let bbox = q
+        .bbox
+        .as_deref()
+        .map(super::labels::parse_bbox)
+        .transpose()
+        .map_err(unprocessable)?;
+    let after = q.cursor.unwrap_or(0);
+    let permit = heavy_read(&state).await?;
+    let (page, more) = with_db(&state, move |db| {
         project_or_404(db, id)?;
-        Ok(db.labels(id)?)
+        let keep = |l: &LabelRow| {
+            bbox.is_none_or(|b| {
+                super::labels::geometry_bbox(&l.geometry)
+                    .is_some_and(|g| super::labels::bboxes_meet(&g, &b))
+            })
+        };
+        Ok(db.labels_page(id, after, limit, &keep)?)
     })
     .await?;
-    let features: Vec<serde_json::Value> = labels
-        .into_iter()
-        .map(|l| {
-            serde_json::json!({"type": "Feature", "id": l.id, "geometry": l.geometry,
-                "properties": {"id": l.id, "class": l.class, "author": l.author, "source": l.source, "created": l.created, "updated": l.updated}})
-        })
-        .collect();
-    Ok(Json(
-        serde_json::json!({"type": "FeatureCollection", "features": features}),
-    ))
+    let next = match page.last() {
+        Some(last) if more => {
+            let bbox = bbox.map_or(String::new(), |[a, b, c, d]| {
+                format!("&bbox={a},{b},{c},{d}")
+            });
+            Some(format!(
+                "/projects/{id}/labels?limit={limit}&cursor={}{bbox}",
+                last.id
+            ))
+        }
+        _ => None,
+    };
+    let head = format!(
+        r#"{{"type":"FeatureCollection","limit":{limit},"next":{},"features":["#,
+        serde_json::Value::from(next)
+    );
+    // Serialised 256 features at a time as the client reads, never the page at once.
+    let mut chunks = Vec::new();
+    let mut rows = page.into_iter().peekable();
+    while rows.peek().is_some() {
+        chunks.push(rows.by_ref().take(256).collect::<Vec<LabelRow>>());
+    }
+    let features = chunks.into_iter().enumerate().map(|(i, chunk)| {
+        let mut out = Vec::new();
+        for (j, l) in chunk.iter().enumerate() {
+            if i > 0 || j > 0 {
+                out.push(b',');
+            }
+            // Writing a Value into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut out, &label_feature(l));
+        }
+        Bytes::from(out)
+    });
+    let parts = std::iter::once(Bytes::from(head))
+        .chain(features)
+        .chain(std::iter::once(Bytes::from_static(b"]}")));
+    // The heavy-read slot is held until the body is sent.
+    let stream = futures_util::stream::iter(parts.map(move |b| {
+        let _slot = &permit;
+        Ok::<Bytes, std::convert::Infallible>(b)
+    }));
+    Ok((
+        [(header::CONTENT_TYPE, "application/geo+json")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 /// Body of `PATCH /projects/{id}/labels/{label}`.
@@ -687,7 +944,7 @@ pub async fn patch_label(
     let ok = with_db(&state, move |db| {
         let project = project_or_404(db, id)?;
         // Validate through the same parser as new labels.
-        let Some(current) = db.labels(id)?.into_iter().find(|l| l.id == label) else {
+        let Some(current) = db.label(id, label)? else {
             return Err(ApiError::not_found(&format!("label {label}")));
         };
         let class = p.class.clone().unwrap_or(current.class);
@@ -786,7 +1043,7 @@ pub struct ExportQuery {
 
 /// `GET /projects/{id}/export?format=gpkg|gpx|csv`: the latest suggestions of a scene
 /// in a short visit order, for survey teams (GeoPackage also carries the labels).
-#[utoipa::path(get, path = "/projects/{id}/export", tag = "exports", params(("id" = i64, Path), ExportQuery), responses((status = 200, description = "GeoPackage, GPX or CSV of the latest suggestions in visit order"), (status = 400, description = "Unknown format", body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(get, path = "/projects/{id}/export", tag = "exports", params(("id" = i64, Path), ExportQuery), responses((status = 200, description = "GeoPackage, GPX or CSV of the latest suggestions in visit order"), (status = 400, description = "Unknown format", body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, description = "Too many heavy reads at once; retry after `Retry-After` seconds", body = ErrorBody)))]
 pub async fn export(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -804,7 +1061,11 @@ pub async fn export(
         }
     };
     let (_, scene) = project_and_scene(&state, id, q.scene_id).await?;
-    let labels = get_labels(State(state.clone()), Path(id)).await?.0;
+    let _slot = heavy_read(&state).await?;
+    // The GeoPackage's labels layer holds every label.
+    let labels = with_db(&state, move |db| Ok(db.labels(id)?)).await?;
+    let labels = serde_json::json!({"type": "FeatureCollection",
+        "features": labels.iter().map(label_feature).collect::<Vec<_>>()});
     let data_dir = state.config.data_dir.clone();
     let bytes = tokio::task::spawn_blocking(move || -> ApiResult<Vec<u8>> {
         let latest = data_dir
@@ -814,12 +1075,10 @@ pub async fn export(
         let source = if latest.is_file() {
             latest
         } else {
-            let dir = scene.out_dir.clone().ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::CONFLICT,
-                    "the scene is not scored yet; poll its job",
-                )
-            })?;
+            let dir = scene
+                .out_dir
+                .clone()
+                .ok_or_else(|| not_scored(&scene, None))?;
             std::path::Path::new(&dir).join("suggestions.geojson")
         };
         let text = std::fs::read_to_string(&source).map_err(ApiError::internal)?;
@@ -864,4 +1123,38 @@ fn tempfile_in(dir: &std::path::Path, ext: &str) -> ApiResult<std::path::PathBuf
     let path = dir.join(name);
     let _ = std::fs::remove_file(&path);
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A heavy read waits for a free slot, and gets 503 with `Retry-After` when none
+    /// frees up in time.
+    #[tokio::test]
+    async fn heavy_reads_wait_then_get_503() {
+        let slots = Arc::new(tokio::sync::Semaphore::new(1));
+        let wait = std::time::Duration::from_millis(50);
+        let held = acquire_slot(&slots, wait).await.unwrap();
+        let refused = acquire_slot(&slots, wait).await.unwrap_err();
+        assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            refused.message.contains("Retry-After"),
+            "{}",
+            refused.message
+        );
+        let resp = refused.into_response();
+        assert!(resp.headers().contains_key(header::RETRY_AFTER));
+        // Freed within the wait: the next one gets it.
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            drop(held);
+        });
+        assert!(
+            acquire_slot(&slots, std::time::Duration::from_secs(5))
+                .await
+                .is_ok()
+        );
+        release.await.unwrap();
+    }
 }

@@ -15,7 +15,7 @@ use super::error::ApiError;
 use crate::aoi::{Aoi, Labelled};
 use crate::engine::{self, Progress, Retrain, ScoreRequest};
 use crate::sampling::Strategy;
-use crate::store::{Db, Project, SceneRow};
+use crate::store::{Db, Project, SceneRow, SceneStatus};
 use crate::uncertainty::Metric;
 
 /// Live state of a job, for polling.
@@ -58,7 +58,8 @@ pub struct SelectParams {
 
 /// Work for the engine thread.
 pub enum Task {
-    /// Score a newly added scene (embeds it, writes its heatmap).
+    /// Score a newly added scene, or rescore one (embeds it, writes its heatmap); the
+    /// scene's status follows the job's end.
     Score {
         /// Job id.
         job: i64,
@@ -123,6 +124,11 @@ pub struct WorkerContext {
     pub max_tiles: usize,
     /// Cap on model file sizes (the configuration's `max_model_bytes`).
     pub max_model_bytes: u64,
+    /// The raster roots every scene and every file it reads must lie under.
+    pub confine: crate::raster::Confinement,
+    /// Set when the daemon is stopping (SIGINT/SIGTERM): jobs it cancels end
+    /// `interrupted`, not `cancelled` (which is what `DELETE /jobs/{id}` does).
+    pub stopping: Arc<AtomicBool>,
 }
 
 /// Starts the engine thread with a queue of `capacity` tasks.
@@ -155,7 +161,11 @@ fn run(ctx: WorkerContext, rx: Receiver<Task>) {
                 let outcome = run_job(&ctx, &db, job, |cancel, progress| {
                     score_scene(&ctx, &db, &project, &scene, cancel, progress)
                 });
-                finish(&ctx, &db, job, outcome);
+                let status = finish(&ctx, &db, job, outcome);
+                // The scene follows its job: scored, failed or interrupted.
+                if let Err(e) = db.set_scene_status(scene.id, job, SceneStatus::after_job(status)) {
+                    tracing::error!("scene {}: {e}", scene.id);
+                }
             }
             Task::Round {
                 job,
@@ -227,9 +237,23 @@ fn run_job(
     work(&cancel, &progress)
 }
 
-fn finish(ctx: &WorkerContext, db: &Db, job: i64, outcome: Outcome) {
+/// Records how job `job` ended and drops it from the live table; returns the status
+/// recorded (`done`, `failed`, `cancelled` or `interrupted`).
+fn finish(ctx: &WorkerContext, db: &Db, job: i64, outcome: Outcome) -> &'static str {
     let (status, message, result) = match &outcome {
         Ok(v) => ("done", None, Some(v)),
+        Err(e)
+            if e.status == axum::http::StatusCode::CONFLICT
+                && ctx.stopping.load(Ordering::SeqCst) =>
+        {
+            (
+                "interrupted",
+                Some(
+                    "the daemon was stopped (SIGINT/SIGTERM) before the job finished; start it again",
+                ),
+                None,
+            )
+        }
         Err(e) if e.status == axum::http::StatusCode::CONFLICT => {
             ("cancelled", Some(e.message.as_str()), None)
         }
@@ -241,6 +265,7 @@ fn finish(ctx: &WorkerContext, db: &Db, job: i64, outcome: Outcome) {
     if let Ok(mut t) = ctx.jobs.lock() {
         t.remove(&job);
     }
+    status
 }
 
 /// The request every task starts from: the project's models, the scene, its AOI, all
@@ -255,6 +280,8 @@ fn base_request(
     req.cache = Some(ctx.data_dir.join("cache"));
     req.max_tiles = ctx.max_tiles;
     req.session.max_model_bytes = ctx.max_model_bytes;
+    // Checked again at open time (the file may have changed since the POST).
+    req.confine = Some(ctx.confine.clone());
     req.pair = scene.pair.as_ref().map(PathBuf::from);
     if let Some(aoi) = &scene.aoi {
         req.aoi = Some(

@@ -68,7 +68,75 @@ CREATE TABLE jobs (
 -- 2: a second raster (e.g. Sentinel-1 beside Sentinel-2) for multi-modal encoders
 ALTER TABLE scenes ADD COLUMN pair TEXT;
 "#,
+    r#"
+-- 3: a scene's scoring status (scoring, scored, failed, interrupted) and its last
+-- scoring job. Older rows had neither: a scene with a summary was scored; otherwise
+-- its job is the first `score` job of its project created at or after it (the route
+-- created the two one after the other), and the scene's status follows that job's.
+ALTER TABLE scenes ADD COLUMN status TEXT NOT NULL DEFAULT 'scoring';
+ALTER TABLE scenes ADD COLUMN job_id INTEGER REFERENCES jobs(id) ON DELETE SET NULL;
+UPDATE scenes SET job_id = (
+    SELECT j.id FROM jobs j
+    WHERE j.kind = 'score' AND j.project_id = scenes.project_id AND j.created >= scenes.created
+    ORDER BY j.id LIMIT 1
+);
+UPDATE scenes SET status = CASE
+    WHEN summary IS NOT NULL THEN 'scored'
+    WHEN (SELECT status FROM jobs WHERE id = scenes.job_id) = 'failed' THEN 'failed'
+    -- queued or running jobs of an earlier process are stale (marked interrupted at
+    -- start), as are cancelled ones and scenes whose job cannot be found
+    ELSE 'interrupted'
+END;
+"#,
 ];
+
+/// Where a scene's scoring stands; suggestions and the heatmap need `scored`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SceneStatus {
+    /// Its scoring job is queued or running.
+    Scoring,
+    /// Scored: its heatmap and suggestions can be read.
+    Scored,
+    /// Its scoring job failed (the job's message says why); rescore it.
+    Failed,
+    /// Its scoring job was cancelled (`DELETE /jobs/{id}`) or the daemon stopped
+    /// before it finished; rescore it.
+    Interrupted,
+}
+
+impl SceneStatus {
+    /// The stored name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Scoring => "scoring",
+            Self::Scored => "scored",
+            Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
+        }
+    }
+
+    /// The status a scene's scoring job leaves it in: `done` → scored, `failed` →
+    /// failed, `queued`/`running` → scoring, anything else (cancelled, interrupted) →
+    /// interrupted.
+    pub fn after_job(job_status: &str) -> Self {
+        match job_status {
+            "done" => Self::Scored,
+            "failed" => Self::Failed,
+            "queued" | "running" => Self::Scoring,
+            _ => Self::Interrupted,
+        }
+    }
+
+    fn from_name(name: &str) -> Self {
+        match name {
+            "scoring" => Self::Scoring,
+            "scored" => Self::Scored,
+            "failed" => Self::Failed,
+            _ => Self::Interrupted,
+        }
+    }
+}
 
 /// A database error, with what the daemon was doing.
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +204,12 @@ pub struct SceneRow {
     pub out_dir: Option<String>,
     /// Creation time.
     pub created: String,
+    /// Where its scoring stands: suggestions and the heatmap need `scored`; a
+    /// `failed` or `interrupted` scene is scored again with
+    /// `POST /projects/{id}/scenes/{scene}/rescore`.
+    pub status: SceneStatus,
+    /// Its latest scoring job (`GET /jobs/{id}`), if known.
+    pub job: Option<i64>,
 }
 
 /// A stored label.
@@ -356,7 +430,7 @@ impl Db {
             .map_err(|e| self.err("delete project", e))
     }
 
-    /// Adds a scene to a project.
+    /// Adds a scene to a project, in status `scoring` by job `job`.
     pub fn add_scene(
         &self,
         project_id: i64,
@@ -364,11 +438,12 @@ impl Db {
         aoi: Option<&str>,
         aoi_crs: Option<&str>,
         pair: Option<&str>,
+        job: Option<i64>,
     ) -> Result<SceneRow, DbError> {
         self.conn
             .execute(
-                "INSERT INTO scenes (project_id, path, aoi, aoi_crs, pair) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![project_id, path, aoi, aoi_crs, pair],
+                "INSERT INTO scenes (project_id, path, aoi, aoi_crs, pair, status, job_id) VALUES (?1, ?2, ?3, ?4, ?5, 'scoring', ?6)",
+                params![project_id, path, aoi, aoi_crs, pair, job],
             )
             .map_err(|e| self.err("add scene", e))?;
         let id = self.conn.last_insert_rowid();
@@ -387,6 +462,8 @@ impl Db {
             out_dir: r.get(6)?,
             created: r.get(7)?,
             pair: r.get(8)?,
+            status: SceneStatus::from_name(&r.get::<_, String>(9)?),
+            job: r.get(10)?,
         })
     }
 
@@ -394,7 +471,7 @@ impl Db {
     pub fn scene(&self, id: i64) -> Result<Option<SceneRow>, DbError> {
         self.conn
             .query_row(
-                "SELECT id, project_id, path, aoi, aoi_crs, summary, out_dir, created, pair FROM scenes WHERE id = ?1",
+                "SELECT id, project_id, path, aoi, aoi_crs, summary, out_dir, created, pair, status, job_id FROM scenes WHERE id = ?1",
                 [id],
                 Self::scene_from_row,
             )
@@ -406,14 +483,23 @@ impl Db {
     pub fn scenes(&self, project_id: i64) -> Result<Vec<SceneRow>, DbError> {
         let mut st = self
             .conn
-            .prepare("SELECT id, project_id, path, aoi, aoi_crs, summary, out_dir, created, pair FROM scenes WHERE project_id = ?1 ORDER BY id")
+            .prepare("SELECT id, project_id, path, aoi, aoi_crs, summary, out_dir, created, pair, status, job_id FROM scenes WHERE project_id = ?1 ORDER BY id")
             .map_err(|e| self.err("list scenes", e))?;
         st.query_map([project_id], Self::scene_from_row)
             .and_then(|rows| rows.collect())
             .map_err(|e| self.err("list scenes", e))
     }
 
-    /// Records a scene's scoring result.
+    /// Removes a scene (one whose scoring job the queue refused, so that it does not
+    /// stay behind as "still being scored"). True when a row was removed.
+    pub fn delete_scene(&self, id: i64) -> Result<bool, DbError> {
+        self.conn
+            .execute("DELETE FROM scenes WHERE id = ?1", [id])
+            .map(|n| n > 0)
+            .map_err(|e| self.err("delete scene", e))
+    }
+
+    /// Records a scene's scoring result; the scene is `scored`.
     pub fn set_scene_scored(
         &self,
         id: i64,
@@ -422,11 +508,45 @@ impl Db {
     ) -> Result<(), DbError> {
         self.conn
             .execute(
-                "UPDATE scenes SET summary = ?2, out_dir = ?3 WHERE id = ?1",
+                "UPDATE scenes SET summary = ?2, out_dir = ?3, status = 'scored' WHERE id = ?1",
                 params![id, summary.to_string(), out_dir],
             )
             .map(|_| ())
             .map_err(|e| self.err("record scoring", e))
+    }
+
+    /// Sets the status of a scene whose latest scoring job is `job` (a scene already
+    /// given to a newer job is left alone); true when a row changed.
+    pub fn set_scene_status(
+        &self,
+        id: i64,
+        job: i64,
+        status: SceneStatus,
+    ) -> Result<bool, DbError> {
+        self.conn
+            .execute(
+                "UPDATE scenes SET status = ?3 WHERE id = ?1 AND job_id = ?2",
+                params![id, job, status.name()],
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.err("set scene status", e))
+    }
+
+    /// Hands a scene to scoring job `job` (status `scoring`), or back to an earlier
+    /// job and status when the new job could not be queued.
+    pub fn set_scene_job(
+        &self,
+        id: i64,
+        job: Option<i64>,
+        status: SceneStatus,
+    ) -> Result<(), DbError> {
+        self.conn
+            .execute(
+                "UPDATE scenes SET job_id = ?2, status = ?3 WHERE id = ?1",
+                params![id, job, status.name()],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err("set scene job", e))
     }
 
     /// Inserts labels in one transaction (all or none) and returns their ids. With
@@ -486,6 +606,61 @@ impl Db {
         st.query_map([project_id], Self::label_from_row)
             .and_then(|rows| rows.collect())
             .map_err(|e| self.err("list labels", e))
+    }
+
+    /// One page of a project's labels (not deleted), by id: those with an id above
+    /// `after` that `keep` accepts, at most `limit` of them, and whether more remain.
+    /// Rows are read one at a time, so a page costs its own size whatever the total.
+    pub fn labels_page(
+        &self,
+        project_id: i64,
+        after: i64,
+        limit: usize,
+        keep: &dyn Fn(&LabelRow) -> bool,
+    ) -> Result<(Vec<LabelRow>, bool), DbError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id, project_id, class, geometry, author, source, created, updated FROM labels WHERE project_id = ?1 AND deleted IS NULL AND id > ?2 ORDER BY id")
+            .map_err(|e| self.err("list labels", e))?;
+        let mut rows = st
+            .query(params![project_id, after])
+            .map_err(|e| self.err("list labels", e))?;
+        let mut page = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| self.err("list labels", e))? {
+            let label = Self::label_from_row(row).map_err(|e| self.err("read label", e))?;
+            if !keep(&label) {
+                continue;
+            }
+            if page.len() == limit {
+                return Ok((page, true));
+            }
+            page.push(label);
+        }
+        Ok((page, false))
+    }
+
+    /// How many labels (not deleted) a project has.
+    pub fn label_count(&self, project_id: i64) -> Result<usize, DbError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM labels WHERE project_id = ?1 AND deleted IS NULL",
+                [project_id],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| usize::try_from(n).unwrap_or(0))
+            .map_err(|e| self.err("count labels", e))
+    }
+
+    /// One label of a project (not deleted).
+    pub fn label(&self, project_id: i64, id: i64) -> Result<Option<LabelRow>, DbError> {
+        self.conn
+            .query_row(
+                "SELECT id, project_id, class, geometry, author, source, created, updated FROM labels WHERE project_id = ?1 AND id = ?2 AND deleted IS NULL",
+                params![project_id, id],
+                Self::label_from_row,
+            )
+            .optional()
+            .map_err(|e| self.err("read label", e))
     }
 
     /// Corrects a label's class and/or geometry; false when there is no such label.
@@ -621,16 +796,26 @@ impl Db {
             .map_err(|e| self.err("read job", e))
     }
 
-    /// Marks jobs left queued or running by a previous process as `interrupted`
-    /// (called at start-up); returns how many.
+    /// Marks jobs left queued or running by a previous process as `interrupted`, and
+    /// the scenes they were scoring too (called at start-up and after shutdown);
+    /// returns how many jobs.
     pub fn interrupt_stale_jobs(&self) -> Result<usize, DbError> {
-        self.conn
+        let n = self
+            .conn
             .execute(
                 "UPDATE jobs SET status = 'interrupted', message = 'the daemon stopped before the job finished; start it again',
                  updated = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE status IN ('queued', 'running')",
                 [],
             )
-            .map_err(|e| self.err("interrupt stale jobs", e))
+            .map_err(|e| self.err("interrupt stale jobs", e))?;
+        // No job of an earlier process is scoring any more.
+        self.conn
+            .execute(
+                "UPDATE scenes SET status = 'interrupted' WHERE status = 'scoring'",
+                [],
+            )
+            .map_err(|e| self.err("interrupt stale scenes", e))?;
+        Ok(n)
     }
 }
 
@@ -664,7 +849,10 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
-        let s = db.add_scene(p.id, "/data/s.tif", None, None, None).unwrap();
+        let s = db
+            .add_scene(p.id, "/data/s.tif", None, None, None, None)
+            .unwrap();
+        assert_eq!(s.status, SceneStatus::Scoring);
         db.set_scene_scored(s.id, &serde_json::json!({"tiles": 3}), "/tmp/o")
             .unwrap();
         assert_eq!(
@@ -683,6 +871,9 @@ mod tests {
         assert!(!db.delete_label(p.id, ids[1]).unwrap());
         let labels = db.labels(p.id).unwrap();
         assert_eq!(labels.len(), 1);
+        assert_eq!(db.label_count(p.id).unwrap(), 1);
+        assert_eq!(db.label(p.id, ids[0]).unwrap().unwrap().class, "SeaLake");
+        assert!(db.label(p.id, ids[1]).unwrap().is_none());
         assert_eq!(labels[0].class, "SeaLake");
         assert!(labels[0].updated.is_some());
         let r1 = db
@@ -715,6 +906,106 @@ mod tests {
         assert!(db.delete_project(p.id).unwrap());
         assert!(db.projects().unwrap().is_empty());
         assert!(db.labels(p.id).unwrap().is_empty());
+    }
+
+    /// Migration 3 gives scenes of an older database a status derived from their
+    /// summary and their scoring job, and start-up interrupts scenes left scoring.
+    #[test]
+    fn scene_status_is_derived_for_older_databases() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        {
+            // A version-2 database as an earlier release left it.
+            let mut c = Connection::open(&path).unwrap();
+            for (i, sql) in MIGRATIONS.iter().take(2).enumerate() {
+                let tx = c.transaction().unwrap();
+                tx.execute_batch(sql).unwrap();
+                tx.pragma_update(None, "user_version", (i + 1) as i64)
+                    .unwrap();
+                tx.commit().unwrap();
+            }
+            c.execute_batch(
+                "INSERT INTO projects (id, name, encoder, head, classes) VALUES (1, 'p', 'e', 'h', '[]');
+                 INSERT INTO scenes (id, project_id, path, summary, out_dir, created) VALUES (1, 1, 'a.tif', '{}', '/o', '2026-01-01T00:00:00.000Z');
+                 INSERT INTO jobs (id, project_id, kind, status, created) VALUES (1, 1, 'score', 'done', '2026-01-01T00:00:00.000Z');
+                 INSERT INTO jobs (id, project_id, kind, status, created) VALUES (2, 1, 'round', 'failed', '2026-01-01T00:00:01.000Z');
+                 INSERT INTO scenes (id, project_id, path, created) VALUES (2, 1, 'b.tif', '2026-01-01T00:00:02.000Z');
+                 INSERT INTO jobs (id, project_id, kind, status, created) VALUES (3, 1, 'score', 'failed', '2026-01-01T00:00:02.000Z');
+                 INSERT INTO scenes (id, project_id, path, created) VALUES (3, 1, 'c.tif', '2026-01-01T00:00:03.000Z');
+                 INSERT INTO jobs (id, project_id, kind, status, created) VALUES (4, 1, 'score', 'running', '2026-01-01T00:00:03.001Z');
+                 INSERT INTO scenes (id, project_id, path, created) VALUES (4, 1, 'd.tif', '2026-01-01T00:00:04.000Z');
+                 INSERT INTO jobs (id, project_id, kind, status, created) VALUES (5, 1, 'score', 'cancelled', '2026-01-01T00:00:04.000Z');
+                 INSERT INTO scenes (id, project_id, path, created) VALUES (5, 1, 'e.tif', '2026-01-01T00:00:05.000Z');",
+            )
+            .unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        assert_eq!(db.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let got: Vec<(SceneStatus, Option<i64>)> = db
+            .scenes(1)
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.status, s.job))
+            .collect();
+        use SceneStatus::*;
+        assert_eq!(
+            got,
+            vec![
+                (Scored, Some(1)),
+                (Failed, Some(3)),
+                (Interrupted, Some(4)),
+                (Interrupted, Some(5)),
+                (Interrupted, None),
+            ]
+        );
+        // A scene still scoring when the daemon stopped is interrupted at start-up.
+        let s = db.add_scene(1, "f.tif", None, None, None, Some(4)).unwrap();
+        assert_eq!(s.status, Scoring);
+        db.interrupt_stale_jobs().unwrap();
+        assert_eq!(db.scene(s.id).unwrap().unwrap().status, Interrupted);
+        // Only the scene's latest job sets its status.
+        assert!(!db.set_scene_status(s.id, 3, Scored).unwrap());
+        assert!(db.set_scene_status(s.id, 4, Failed).unwrap());
+        assert_eq!(db.scene(s.id).unwrap().unwrap().status, Failed);
+        assert_eq!(SceneStatus::after_job("cancelled"), Interrupted);
+        assert_eq!(SceneStatus::after_job("done"), Scored);
+    }
+
+    /// Pages hold at most `limit` labels, say whether more remain, and together hold
+    /// every kept label once.
+    #[test]
+    fn label_pages_cover_every_label_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::open(&dir.path().join("state.sqlite")).unwrap();
+        let classes = vec!["Forest".to_string()];
+        let p = db
+            .create_project("p", "e", "h", &classes, false)
+            .unwrap()
+            .unwrap();
+        let all: Vec<NewLabel> = (0..25).map(|i| label("Forest", f64::from(i))).collect();
+        let ids = db.add_labels(p.id, &all).unwrap();
+        db.delete_label(p.id, ids[3]).unwrap();
+        let even = |l: &LabelRow| l.geometry["coordinates"][0].as_f64().unwrap_or(1.0) % 2.0 == 0.0;
+        for (keep, want) in [
+            (&(|_: &LabelRow| true) as &dyn Fn(&LabelRow) -> bool, 24),
+            (&even, 13),
+        ] {
+            let (mut after, mut seen) = (0, Vec::new());
+            loop {
+                let (page, more) = db.labels_page(p.id, after, 4, keep).unwrap();
+                assert!(page.len() <= 4);
+                seen.extend(page.iter().map(|l| l.id));
+                if !more {
+                    break;
+                }
+                after = page.last().unwrap().id;
+            }
+            let mut unique = seen.clone();
+            unique.dedup();
+            assert_eq!((seen.len(), unique.len()), (want, want));
+        }
+        let (page, more) = db.labels_page(p.id, 0, 24, &|_| true).unwrap();
+        assert_eq!((page.len(), more), (24, false));
     }
 
     #[test]

@@ -1271,12 +1271,18 @@ fn check_pair(
         warnings.push(format!(
             "head {} was trained on encoder {}…, not on {} ({}…); its predictions may be meaningless",
             head.path.display(),
-            &want[..want.len().min(12)],
+            short_hash(want),
             encoder.path.display(),
-            &encoder.sha256[..12]
+            short_hash(&encoder.sha256)
         ));
     }
     Ok(())
+}
+
+/// The first 12 characters of a hash for messages (characters, not bytes: a model's
+/// metadata may hold any text).
+fn short_hash(hash: &str) -> String {
+    hash.chars().take(12).collect()
 }
 
 /// Refuse head/metric/retraining combinations that cannot work, before any
@@ -1475,4 +1481,16 @@ pub fn summary_json(result: &ScoreResult, paths: Option<&OutputPaths>) -> serde_
         "retrained": result.retrained,
         "outputs": paths,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn short_hash_takes_characters_not_bytes() {
+        // A head's metadata may hold any text: 12 characters of a non-ASCII value, no
+        // panic on a char boundary (issue 17).
+        assert_eq!(super::short_hash("é".repeat(20).as_str()), "é".repeat(12));
+        assert_eq!(super::short_hash("abc"), "abc");
+        assert_eq!(super::short_hash("0123456789abcdef"), "0123456789ab");
+    }
 }

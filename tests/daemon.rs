@@ -20,6 +20,10 @@ struct Daemon {
 
 impl Daemon {
     fn start(data: &Path, extra: &[&str], token: Option<&str>) -> Daemon {
+        Daemon::start_env(data, extra, token, &[])
+    }
+
+    fn start_env(data: &Path, extra: &[&str], token: Option<&str>, env: &[(&str, &str)]) -> Daemon {
         let samples = common::root().join("samples");
         common::sample_scene();
         let mut cmd = Command::new(common::bin());
@@ -35,6 +39,7 @@ impl Daemon {
         if let Some(t) = token {
             cmd.args(["--token", t]);
         }
+        cmd.envs(env.iter().copied());
         let mut child = cmd.spawn().expect("daemon starts");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
@@ -161,16 +166,19 @@ impl Daemon {
     }
 
     fn wait_job(&self, job: i64) -> Value {
+        let v = self.wait_job_end(job);
+        assert_eq!(v["status"], "done", "job {job}: {v}");
+        v
+    }
+
+    /// Polls job `job` until it has ended, whatever its end (done, failed, …).
+    fn wait_job_end(&self, job: i64) -> Value {
         let start = Instant::now();
         loop {
             let (code, v) = self.get(&format!("/jobs/{job}"));
             assert_eq!(code, 200, "{v}");
-            match v["status"].as_str() {
-                Some("done") => return v,
-                Some("failed") | Some("cancelled") | Some("interrupted") => {
-                    panic!("job {job}: {v}")
-                }
-                _ => {}
+            if let Some("done" | "failed" | "cancelled" | "interrupted") = v["status"].as_str() {
+                return v;
             }
             assert!(
                 start.elapsed() < Duration::from_secs(300),
@@ -1532,4 +1540,32 @@ fn labels_come_in_bounded_pages() {
     for name in ["limit", "cursor", "bbox"] {
         assert!(params.contains(&name), "{params:?}");
     }
+}
+
+/// Issue 17: a panic in a job (a bug) fails that job with a clear 500-class message and
+/// the engine thread keeps serving: the next job is done. The panic is injected through
+/// the debug-build-only NEXTTILE_TEST_PANIC_ONCE, since no input panics on purpose any
+/// more (the non-ASCII `encoder_sha256` that did is a unit test of engine::short_hash).
+#[test]
+fn a_panic_in_a_job_fails_that_job_and_the_daemon_keeps_serving() {
+    let tmp = common::tempdir();
+    let d = Daemon::start_env(tmp.path(), &[], None, &[("NEXTTILE_TEST_PANIC_ONCE", "1")]);
+    let (_, project) = d.post("/projects", &json!({"name": "p"}));
+    let pid = project["id"].as_i64().unwrap();
+    let scene = json!({"path": "chincoteague_s2.tif"});
+    let (code, v) = d.post(&format!("/projects/{pid}/scenes"), &scene);
+    assert_eq!(code, 202, "{v}");
+    let failed = d.wait_job_end(v["job"].as_i64().unwrap());
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let message = failed["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("internal error") && message.contains("keeps serving"),
+        "{failed}"
+    );
+    let (code, v) = d.post(&format!("/projects/{pid}/scenes"), &scene);
+    assert_eq!(code, 202, "{v}");
+    let done = d.wait_job(v["job"].as_i64().unwrap());
+    assert_eq!(done["status"], "done", "{done}");
+    let (code, _) = d.get("/health");
+    assert_eq!(code, 200);
 }

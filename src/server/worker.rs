@@ -185,7 +185,7 @@ fn run(ctx: WorkerContext, rx: Receiver<Task>) {
                 reply,
             } => {
                 let never = AtomicBool::new(false);
-                let r = suggest(&ctx, &db, &project, &scene, &params, &never);
+                let r = survive_panics(|| suggest(&ctx, &db, &project, &scene, &params, &never));
                 let _ = reply.send(r);
             }
         }
@@ -234,7 +234,42 @@ fn run_job(
             }
         }
     };
-    work(&cancel, &progress)
+    survive_panics(|| work(&cancel, &progress))
+}
+
+/// Debug builds only: with `NEXTTILE_TEST_PANIC_ONCE` set, the first scoring job
+/// panics, so tests/daemon.rs can check that the engine thread survives a panic (there is
+/// no input left that makes it panic on purpose). Release builds ignore the variable.
+fn test_panic_once() {
+    #[cfg(debug_assertions)]
+    {
+        static DONE: AtomicBool = AtomicBool::new(false);
+        if std::env::var_os("NEXTTILE_TEST_PANIC_ONCE").is_some()
+            && !DONE.swap(true, Ordering::SeqCst)
+        {
+            panic!("NEXTTILE_TEST_PANIC_ONCE: a panic injected by the tests");
+        }
+    }
+}
+
+/// Runs `work` on the engine thread; a panic in it (a bug, never user input's fault)
+/// fails this job or request with a 500 that says so, and the thread keeps serving the
+/// next task instead of ending and failing every later job.
+fn survive_panics(work: impl FnOnce() -> Outcome) -> Outcome {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+        Ok(outcome) => outcome,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            tracing::error!("a job panicked: {what}");
+            Err(ApiError::internal(format!(
+                "internal error in the engine ({what}); the job was stopped and the daemon keeps serving — please report this with the daemon's log"
+            )))
+        }
+    }
 }
 
 /// Records how job `job` ended and drops it from the live table; returns the status
@@ -347,6 +382,7 @@ fn score_scene(
     progress: &dyn Fn(Progress),
 ) -> Outcome {
     let req = base_request(ctx, db, project, scene)?;
+    test_panic_once();
     let result = engine::score(&req, progress, cancel)?;
     let dir = ctx.data_dir.join("scenes").join(scene.id.to_string());
     let paths = engine::write_outputs(&result, &dir)?;

@@ -711,6 +711,23 @@ fn browser_requests_are_refused() {
     assert_eq!(code, 405, "{body}");
     assert!(head.contains("allow:"), "{head}");
     assert!(serde_json::from_str::<Value>(&body).unwrap()["error"].is_string());
+    // A method a route does not take is 405 before the content-type check (not 415),
+    // and an unknown route 404.
+    for (method, path, want) in [
+        ("PUT", "/jobs/1", 405),
+        ("POST", "/health", 405),
+        ("PUT", &labels_path, 405),
+        ("POST", "/no/such/route", 404),
+    ] {
+        let (code, _, body) = raw_http(
+            &d.base,
+            &format!(
+                "{method} {path} HTTP/1.1\r\nHost: {local}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            ),
+        );
+        assert_eq!(code, want, "{method} {path}: {body}");
+        assert!(serde_json::from_str::<Value>(&body).unwrap()["error"].is_string());
+    }
     // The API description lists these answers, and the 429's Retry-After.
     let (_, doc) = d.get("/openapi.json");
     for (path, ops) in doc["paths"].as_object().unwrap() {

@@ -25,7 +25,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
+use axum::routing::{MethodRouter, get, patch, post};
 
 pub use config::{ConfigError, ConfigLayer, ServerConfig};
 use error::ApiError;
@@ -167,6 +167,8 @@ fn is_json_type(value: &str) -> bool {
 
 /// Every POST, PUT and PATCH must say its body is JSON (415 otherwise): web pages can
 /// send `text/plain` and form bodies to loopback without a CORS preflight, never JSON.
+/// Layered on the routes that take a body ([`json_bodies`]), so a method a route does
+/// not take is still answered 405.
 async fn require_json_body(req: Request, next: Next) -> Response {
     use axum::http::Method;
     if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
@@ -228,6 +230,12 @@ async fn json_errors(State(state): State<Arc<AppState>>, resp: Response) -> Resp
     out
 }
 
+/// `routes` with the JSON content-type check on the methods they take; axum's 405 for
+/// any other method is answered before the check, not turned into a 415.
+fn json_bodies(routes: MethodRouter<Arc<AppState>>) -> MethodRouter<Arc<AppState>> {
+    routes.route_layer(middleware::from_fn(require_json_body))
+}
+
 /// Compares without leaking where the first difference is.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
@@ -255,7 +263,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         crate::store::LabelRow, crate::store::RoundRow, crate::store::JobRow
     )),
     modifiers(&BearerAuth, &CommonErrors),
-    security(("bearer" = []))
+    // The token is optional: required only when the daemon is started with one.
+    security((), ("bearer" = []))
 )]
 pub struct ApiDoc;
 
@@ -358,8 +367,8 @@ async fn fallback() -> ApiError {
     ApiError::not_found("route (see the README's API table)")
 }
 
-/// The router with every route, the `Host`, token and content-type checks, the body
-/// limit, and JSON for every error.
+/// The router with every route, the `Host` and token checks, the content-type check on
+/// the routes that take a body, the body limit, and JSON for every error.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(routes::health))
@@ -367,7 +376,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/openapi.json", get(openapi_json))
         .route(
             "/projects",
-            get(routes::list_projects).post(routes::create_project),
+            json_bodies(get(routes::list_projects).post(routes::create_project)),
         )
         .route(
             "/projects/{id}",
@@ -375,7 +384,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/projects/{id}/scenes",
-            get(routes::list_scenes).post(routes::add_scene),
+            json_bodies(get(routes::list_scenes).post(routes::add_scene)),
         )
         .route(
             "/projects/{id}/scenes/{scene}/heatmap",
@@ -383,20 +392,23 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/projects/{id}/scenes/{scene}/rescore",
-            post(routes::rescore_scene),
+            json_bodies(post(routes::rescore_scene)),
         )
-        .route("/projects/{id}/suggestions", post(routes::suggestions))
+        .route(
+            "/projects/{id}/suggestions",
+            json_bodies(post(routes::suggestions)),
+        )
         .route(
             "/projects/{id}/labels",
-            get(routes::get_labels).post(routes::post_labels),
+            json_bodies(get(routes::get_labels).post(routes::post_labels)),
         )
         .route(
             "/projects/{id}/labels/{label}",
-            patch(routes::patch_label).delete(routes::delete_label),
+            json_bodies(patch(routes::patch_label).delete(routes::delete_label)),
         )
         .route(
             "/projects/{id}/rounds",
-            get(routes::list_rounds).post(routes::start_round),
+            json_bodies(get(routes::list_rounds).post(routes::start_round)),
         )
         .route("/projects/{id}/export", get(routes::export))
         .route(
@@ -405,7 +417,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .layer(middleware::from_fn(require_json_body))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(middleware::from_fn_with_state(state.clone(), check_host))
         .layer(middleware::map_response_with_state(

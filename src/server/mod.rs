@@ -283,8 +283,9 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// Declares on every operation the refusals the middleware and axum's extractors
-/// answer (token, `Host`, content type, body size, malformed input), all as
-/// [`error::ErrorBody`], and the `Retry-After` header of every 429.
+/// answer (token, `Host`, content type, body size, malformed input), the 507 of every
+/// operation that writes (a full disk), all as [`error::ErrorBody`], and the
+/// `Retry-After` header of every 429.
 struct CommonErrors;
 
 impl utoipa::Modify for CommonErrors {
@@ -303,14 +304,16 @@ impl utoipa::Modify for CommonErrors {
         };
         for (path, item) in openapi.paths.paths.iter_mut() {
             let has_ids = path.contains('{');
+            // GET /export writes the file it sends into the data folder.
+            let get_writes = path.ends_with("/export");
             let ops = [
-                (&mut item.get, false),
-                (&mut item.delete, false),
-                (&mut item.post, true),
-                (&mut item.put, true),
-                (&mut item.patch, true),
+                (&mut item.get, false, get_writes),
+                (&mut item.delete, false, true),
+                (&mut item.post, true, true),
+                (&mut item.put, true, true),
+                (&mut item.patch, true, true),
             ];
-            for (op, with_body) in ops {
+            for (op, with_body, writes) in ops {
                 let Some(op) = op.as_mut() else { continue };
                 let r = &mut op.responses.responses;
                 let mut add = |code: &str, description: &str| {
@@ -341,6 +344,12 @@ impl utoipa::Modify for CommonErrors {
                         "The body is not sent as `Content-Type: application/json`",
                     );
                     add("422", "The body does not fit the request schema");
+                }
+                if writes {
+                    add(
+                        "507",
+                        "The disk of the data folder is full; the write was not kept: free space there and retry",
+                    );
                 }
                 for busy in ["429", "503"] {
                     let Some(RefOr::T(too_many)) = r.get_mut(busy) else {
@@ -483,6 +492,7 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
     )
     .map_err(io("cannot start the engine thread"))?;
     let bind = config.bind;
+    let header_timeout = std::time::Duration::from_secs(config.header_read_timeout_s);
     let state = Arc::new(AppState {
         config,
         db: Mutex::new(db),
@@ -505,10 +515,14 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
         println!("listening on http://{local}");
         use std::io::Write;
         let _ = std::io::stdout().flush();
-        axum::serve(listener, router(state.clone()))
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .map_err(io("server"))
+        serve_http1(
+            listener,
+            router(state.clone()),
+            header_timeout,
+            shutdown_signal(),
+        )
+        .await;
+        Ok::<(), ServerError>(())
     })?;
     // Stop taking work; what did not finish ends `interrupted`.
     stopping.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -523,6 +537,50 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
         let _ = db.interrupt_stale_jobs();
     }
     Ok(())
+}
+
+/// Serves `app` over HTTP/1.1 on `listener` until `shutdown` resolves, then stops
+/// accepting and waits for the open requests to finish (as `axum::serve` does), with a
+/// header-read timeout: a connection that has not sent a request's headers within
+/// `header_timeout` (a half-open or slow client, or an idle keep-alive connection) is
+/// closed.
+async fn serve_http1(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    header_timeout: std::time::Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::server::graceful::GracefulShutdown;
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, then accept again.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("connection closed: {e}");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 async fn shutdown_signal() {

@@ -40,6 +40,31 @@ impl Daemon {
             cmd.args(["--token", t]);
         }
         cmd.envs(env.iter().copied());
+        Daemon::spawn(cmd, token)
+    }
+
+    /// The daemon with its data folder `data` on a tmpfs of `size` (e.g. `1m`) mounted
+    /// in a user + mount namespace of its own (`unshare -Urm`), so it can fill up.
+    fn start_on_tmpfs(data: &Path, size: &str) -> Daemon {
+        let samples = common::root().join("samples");
+        let mut cmd = Command::new("unshare");
+        cmd.args(["-Urm", "sh", "-c"])
+            .arg(format!(
+                "mount -t tmpfs -o size={size} tmpfs \"$1\" && exec \"$2\" serve --bind 127.0.0.1:0 --root \"$3\" --data-dir \"$1\""
+            ))
+            .arg("sh")
+            .arg(data)
+            .arg(common::bin())
+            .arg(&samples)
+            .env_remove("NEXTTILE_TOKEN")
+            .env_remove("NEXTTILE_ROOTS")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        Daemon::spawn(cmd, None)
+    }
+
+    /// Spawns `cmd` (a `nexttile serve` that prints `listening on URL` first).
+    fn spawn(mut cmd: Command, token: Option<&str>) -> Daemon {
         let mut child = cmd.spawn().expect("daemon starts");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
@@ -719,6 +744,23 @@ fn browser_requests_are_refused() {
     assert_eq!(code, 405, "{body}");
     assert!(head.contains("allow:"), "{head}");
     assert!(serde_json::from_str::<Value>(&body).unwrap()["error"].is_string());
+    // A method a route does not take is 405 before the content-type check (not 415),
+    // and an unknown route 404.
+    for (method, path, want) in [
+        ("PUT", "/jobs/1", 405),
+        ("POST", "/health", 405),
+        ("PUT", &labels_path, 405),
+        ("POST", "/no/such/route", 404),
+    ] {
+        let (code, _, body) = raw_http(
+            &d.base,
+            &format!(
+                "{method} {path} HTTP/1.1\r\nHost: {local}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            ),
+        );
+        assert_eq!(code, want, "{method} {path}: {body}");
+        assert!(serde_json::from_str::<Value>(&body).unwrap()["error"].is_string());
+    }
     // The API description lists these answers, and the 429's Retry-After.
     let (_, doc) = d.get("/openapi.json");
     for (path, ops) in doc["paths"].as_object().unwrap() {
@@ -726,7 +768,10 @@ fn browser_requests_are_refused() {
             let codes = op["responses"].as_object().unwrap();
             let mut want = vec!["401", "421"];
             if method == "post" || method == "patch" {
-                want.extend(["400", "413", "415", "422"]);
+                want.extend(["400", "413", "415", "422", "507"]);
+            }
+            if method == "delete" || path.ends_with("/export") {
+                want.push("507");
             }
             if path.contains('{') {
                 want.extend(["400", "404"]);
@@ -1568,4 +1613,123 @@ fn a_panic_in_a_job_fails_that_job_and_the_daemon_keeps_serving() {
     assert_eq!(done["status"], "done", "{done}");
     let (code, _) = d.get("/health");
     assert_eq!(code, 200);
+}
+
+/// Half-open clients that send part of a request line and nothing more are closed by
+/// the daemon once its header-read timeout (here `--header-read-timeout-s 1`) has
+/// passed, not before and not 30 s later, while `/health` still answers; a slow client
+/// that finishes its headers in time is served.
+#[test]
+fn half_open_connections_are_closed_after_the_header_read_timeout() {
+    use std::io::{Read, Write};
+    let tmp = common::tempdir();
+    let d = Daemon::start(tmp.path(), &["--header-read-timeout-s", "1"], None);
+    let addr = d
+        .base
+        .strip_prefix("http://")
+        .expect("http base")
+        .to_string();
+    let opened = Instant::now();
+    let mut conns: Vec<std::net::TcpStream> = (0..500)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+            s.write_all(b"GET /health HT")
+                .expect("partial request line");
+            s
+        })
+        .collect();
+    // While they hang, the daemon answers.
+    let (code, v) = d.get("/health");
+    assert_eq!(code, 200, "{v}");
+    // A slow client that completes its headers within the timeout is served.
+    let mut slow = std::net::TcpStream::connect(&addr).expect("connect");
+    slow.write_all(b"GET /health HT").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    slow.write_all(format!("TP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = slow.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    // Every half-open one is closed by the server: EOF or a reset, not a read timeout;
+    // the first no sooner than the timeout after it was opened.
+    let mut first_closed = None;
+    for (i, s) in conns.iter_mut().enumerate() {
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let mut buf = [0u8; 1024];
+        let mut got = Vec::new();
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!(
+                    "connection {i} still open after {:?}: {e}",
+                    opened.elapsed()
+                ),
+            }
+        }
+        // Nothing, or an HTTP error status: never a 200 for half a request line.
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            got.is_empty() || text.starts_with("HTTP/1.1 4"),
+            "connection {i}: {text:?}"
+        );
+        first_closed.get_or_insert(opened.elapsed());
+    }
+    let first = first_closed.expect("connections");
+    assert!(
+        first >= Duration::from_millis(900),
+        "closed after {first:?}"
+    );
+    let elapsed = opened.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "all closed after {elapsed:?}"
+    );
+    let (code, v) = d.get("/health");
+    assert_eq!(code, 200, "{v}");
+}
+
+/// A full disk under the data folder (a 1 MiB tmpfs): label posts are answered 507 with
+/// advice once it fills, as JSON; every label acknowledged before (201) is still
+/// there, and the daemon goes on answering.
+#[test]
+fn a_full_data_disk_answers_507_and_keeps_every_acknowledged_label() {
+    let tmp = common::tempdir();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let d = Daemon::start_on_tmpfs(&data, "1m");
+    let (code, project) = d.post("/projects", &json!({"name": "p"}));
+    assert_eq!(code, 201, "{project}");
+    let pid = project["id"].as_i64().unwrap();
+    let feature = |i: usize| {
+        json!({"type": "Feature", "properties": {"class": "Forest", "author": "a".repeat(100)},
+            "geometry": {"type": "Point", "coordinates": [-75.6 + i as f64 * 1e-5, 37.8]}})
+    };
+    let mut acknowledged = 0;
+    let refused = loop {
+        let features: Vec<Value> = (acknowledged..acknowledged + 200).map(feature).collect();
+        let (code, v) = d.post(
+            &format!("/projects/{pid}/labels"),
+            &json!({"type": "FeatureCollection", "features": features}),
+        );
+        match code {
+            201 => acknowledged += v["ids"].as_array().expect("ids").len(),
+            507 => break v,
+            _ => panic!("after {acknowledged} labels: {code} {v}"),
+        }
+        assert!(acknowledged < 200_000, "the 1 MiB disk never filled");
+    };
+    let msg = refused["error"].as_str().expect("JSON error");
+    assert!(
+        msg.contains("database or disk is full") && msg.contains("free space on that disk"),
+        "{msg}"
+    );
+    assert!(acknowledged > 0);
+    let (code, _) = d.get("/health");
+    assert_eq!(code, 200);
+    let all = d.all_labels(pid);
+    assert_eq!(label_ids(&all).len(), acknowledged);
 }

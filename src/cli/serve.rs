@@ -14,7 +14,8 @@ use crate::server::{self, ConfigLayer, ServerConfig};
 #[derive(Args, Debug)]
 pub(crate) struct ServeArgs {
     /// TOML configuration file (keys: bind, token, roots, data_dir, allow_vsi,
-    /// max_body_bytes, queue_capacity, max_tiles, max_labels, max_model_bytes).
+    /// max_body_bytes, queue_capacity, max_tiles, max_labels, max_model_bytes,
+    /// header_read_timeout_s).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Listen address (default 127.0.0.1:7878; port 0 picks a free port).
@@ -42,6 +43,10 @@ pub(crate) struct ServeArgs {
     /// Largest model file a project may name, bytes (default 2 GiB).
     #[arg(long)]
     max_model_bytes: Option<u64>,
+    /// Seconds a client has to send a request's headers, and an idle keep-alive
+    /// connection to start its next request, before the connection is closed (default 10).
+    #[arg(long)]
+    header_read_timeout_s: Option<u64>,
 }
 
 pub(crate) fn run(a: ServeArgs) -> Result<()> {
@@ -54,6 +59,7 @@ pub(crate) fn run(a: ServeArgs) -> Result<()> {
         queue_capacity: a.queue_capacity,
         max_body_bytes: a.max_body_bytes,
         max_model_bytes: a.max_model_bytes,
+        header_read_timeout_s: a.header_read_timeout_s,
         ..ConfigLayer::default()
     };
     let config = ServerConfig::resolve(a.config.as_deref(), ConfigLayer::from_env(), flags)

@@ -19,6 +19,9 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 4;
 pub const DEFAULT_MAX_TILES: usize = crate::engine::DEFAULT_MAX_TILES;
 /// Default cap on the features of one labels request.
 pub const DEFAULT_MAX_LABELS: usize = 10_000;
+/// Default seconds a client has to send a request's headers (and an idle keep-alive
+/// connection to start its next request) before the daemon closes the connection.
+pub const DEFAULT_HEADER_READ_TIMEOUT_S: u64 = 10;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +62,8 @@ pub struct ServerConfig {
     pub max_labels: usize,
     /// Cap on the size of a project's model files, bytes.
     pub max_model_bytes: u64,
+    /// Seconds a client has to send a request's headers before its connection is closed.
+    pub header_read_timeout_s: u64,
     /// Warnings from merging (unknown keys), for the log.
     pub warnings: Vec<String>,
 }
@@ -87,9 +92,11 @@ pub struct ConfigLayer {
     pub max_labels: Option<usize>,
     /// Model file size cap, bytes.
     pub max_model_bytes: Option<u64>,
+    /// Header-read timeout, seconds.
+    pub header_read_timeout_s: Option<u64>,
 }
 
-const KNOWN_KEYS: [&str; 10] = [
+const KNOWN_KEYS: [&str; 11] = [
     "bind",
     "token",
     "roots",
@@ -100,6 +107,7 @@ const KNOWN_KEYS: [&str; 10] = [
     "max_tiles",
     "max_labels",
     "max_model_bytes",
+    "header_read_timeout_s",
 ];
 
 impl ConfigLayer {
@@ -159,6 +167,7 @@ impl ConfigLayer {
             max_tiles: other.max_tiles.or(self.max_tiles),
             max_labels: other.max_labels.or(self.max_labels),
             max_model_bytes: other.max_model_bytes.or(self.max_model_bytes),
+            header_read_timeout_s: other.header_read_timeout_s.or(self.header_read_timeout_s),
         }
     }
 }
@@ -255,6 +264,15 @@ impl ServerConfig {
                 Some(v) => v,
                 None => crate::model::DEFAULT_MAX_MODEL_BYTES,
             },
+            header_read_timeout_s: match merged.header_read_timeout_s {
+                Some(0) => {
+                    return Err(ConfigError::Invalid(
+                        "header_read_timeout_s must be at least 1 (seconds)".into(),
+                    ));
+                }
+                Some(v) => v,
+                None => DEFAULT_HEADER_READ_TIMEOUT_S,
+            },
             warnings,
         })
     }
@@ -270,6 +288,22 @@ mod tests {
             ServerConfig::resolve(None, ConfigLayer::default(), ConfigLayer::default()).unwrap();
         assert!(c.bind.ip().is_loopback());
         assert!(c.token.is_none() && c.roots.is_empty() && !c.allow_vsi);
+    }
+
+    #[test]
+    fn header_read_timeout_defaults_to_10_s_and_0_is_refused() {
+        let c =
+            ServerConfig::resolve(None, ConfigLayer::default(), ConfigLayer::default()).unwrap();
+        assert_eq!(c.header_read_timeout_s, DEFAULT_HEADER_READ_TIMEOUT_S);
+        assert_eq!(DEFAULT_HEADER_READ_TIMEOUT_S, 10);
+        let flags = ConfigLayer {
+            header_read_timeout_s: Some(0),
+            ..ConfigLayer::default()
+        };
+        let msg = ServerConfig::resolve(None, ConfigLayer::default(), flags)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("header_read_timeout_s"), "{msg}");
     }
 
     #[test]

@@ -40,10 +40,62 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, format!("{what} not found"))
     }
 
-    /// 500 for an internal failure.
+    /// 500 for an internal failure, or 507 with advice when the message says the disk
+    /// is full (an I/O error's `No space left on device`, SQLite's `database or disk
+    /// is full`).
     pub fn internal(message: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message.to_string())
+        let message = message.to_string();
+        if reads_as_storage_full(&message) {
+            Self::storage_full(message)
+        } else {
+            Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+        }
     }
+
+    /// 507 Insufficient Storage: `what` failed because the disk of the data folder is
+    /// full, with what to do about it.
+    pub fn storage_full(what: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            format!(
+                "{what}; the disk holding the daemon's data folder (--data-dir) is full and the failed write was not kept: free space on that disk, then retry"
+            ),
+        )
+    }
+}
+
+/// Whether an error message reads as a full disk or an exhausted quota (ENOSPC,
+/// EDQUOT, SQLite's `SQLITE_FULL`), for errors that reach here only as text (GDAL's,
+/// or an I/O error already formatted).
+fn reads_as_storage_full(message: &str) -> bool {
+    [
+        "No space left on device",
+        "Disk quota exceeded",
+        "database or disk is full",
+    ]
+    .iter()
+    .any(|needle| message.contains(needle))
+}
+
+/// Whether `e` or any error under it ([`std::error::Error::source`]) is a full disk:
+/// an I/O error of kind `StorageFull` or `QuotaExceeded`, or one whose text says so.
+pub fn is_storage_full(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            )
+        {
+            return true;
+        }
+        if reads_as_storage_full(&e.to_string()) {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// Seconds a client is told to wait (`Retry-After`) when the job queue is full.
@@ -71,7 +123,10 @@ impl IntoResponse for ApiError {
 
 impl From<crate::store::DbError> for ApiError {
     fn from(e: crate::store::DbError) -> Self {
-        ApiError::internal(e)
+        match e {
+            crate::store::DbError::Full { .. } => ApiError::storage_full(e),
+            other => ApiError::internal(other),
+        }
     }
 }
 
@@ -82,6 +137,60 @@ impl From<crate::Error> for ApiError {
             130 => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
+        // Only failures of the daemon's own writes: a 422's message may quote the client.
+        if status == StatusCode::INTERNAL_SERVER_ERROR && is_storage_full(&e) {
+            return ApiError::storage_full(e);
+        }
         ApiError::new(status, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full disk is a 507 with advice however it arrives: SQLite's `SQLITE_FULL`, an
+    /// I/O error (ENOSPC, EDQUOT) inside an engine error, or the text of one; other
+    /// failures stay 500.
+    #[test]
+    fn a_full_disk_is_507_with_advice() {
+        let full = crate::store::DbError::Full {
+            path: "/data/nexttile.sqlite".into(),
+            message: "insert label: database or disk is full".into(),
+        };
+        let io = |errno| crate::Error::Io {
+            path: "/data/scenes/1/heatmap.tif".into(),
+            source: std::io::Error::from_raw_os_error(errno),
+        };
+        let cases = [
+            ApiError::from(full),
+            ApiError::from(io(libc::ENOSPC)),
+            ApiError::from(io(libc::EDQUOT)),
+            ApiError::internal(std::io::Error::from_raw_os_error(libc::ENOSPC)),
+            ApiError::internal("GDAL: TIFFAppendToStrip: Write error: No space left on device"),
+        ];
+        for e in cases {
+            assert_eq!(e.status, StatusCode::INSUFFICIENT_STORAGE, "{e:?}");
+            assert!(
+                e.message.contains("is full") && e.message.contains("free space on that disk"),
+                "{e:?}"
+            );
+        }
+        let other = crate::store::DbError::Sqlite {
+            path: "/data/nexttile.sqlite".into(),
+            message: "insert label: disk I/O error".into(),
+        };
+        assert_eq!(
+            ApiError::from(other).status,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            ApiError::from(io(libc::EACCES)).status,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            ApiError::internal("the engine worker stopped").status,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 }

@@ -25,7 +25,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
+use axum::routing::{MethodRouter, get, patch, post};
 
 pub use config::{ConfigError, ConfigLayer, ServerConfig};
 use error::ApiError;
@@ -167,6 +167,8 @@ fn is_json_type(value: &str) -> bool {
 
 /// Every POST, PUT and PATCH must say its body is JSON (415 otherwise): web pages can
 /// send `text/plain` and form bodies to loopback without a CORS preflight, never JSON.
+/// Layered on the routes that take a body ([`json_bodies`]), so a method a route does
+/// not take is still answered 405.
 async fn require_json_body(req: Request, next: Next) -> Response {
     use axum::http::Method;
     if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
@@ -228,6 +230,12 @@ async fn json_errors(State(state): State<Arc<AppState>>, resp: Response) -> Resp
     out
 }
 
+/// `routes` with the JSON content-type check on the methods they take; axum's 405 for
+/// any other method is answered before the check, not turned into a 415.
+fn json_bodies(routes: MethodRouter<Arc<AppState>>) -> MethodRouter<Arc<AppState>> {
+    routes.route_layer(middleware::from_fn(require_json_body))
+}
+
 /// Compares without leaking where the first difference is.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
@@ -255,7 +263,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         crate::store::LabelRow, crate::store::RoundRow, crate::store::JobRow
     )),
     modifiers(&BearerAuth, &CommonErrors),
-    security(("bearer" = []))
+    // The token is optional: required only when the daemon is started with one.
+    security((), ("bearer" = []))
 )]
 pub struct ApiDoc;
 
@@ -274,8 +283,9 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// Declares on every operation the refusals the middleware and axum's extractors
-/// answer (token, `Host`, content type, body size, malformed input), all as
-/// [`error::ErrorBody`], and the `Retry-After` header of every 429.
+/// answer (token, `Host`, content type, body size, malformed input), the 507 of every
+/// operation that writes (a full disk), all as [`error::ErrorBody`], and the
+/// `Retry-After` header of every 429.
 struct CommonErrors;
 
 impl utoipa::Modify for CommonErrors {
@@ -294,14 +304,16 @@ impl utoipa::Modify for CommonErrors {
         };
         for (path, item) in openapi.paths.paths.iter_mut() {
             let has_ids = path.contains('{');
+            // GET /export writes the file it sends into the data folder.
+            let get_writes = path.ends_with("/export");
             let ops = [
-                (&mut item.get, false),
-                (&mut item.delete, false),
-                (&mut item.post, true),
-                (&mut item.put, true),
-                (&mut item.patch, true),
+                (&mut item.get, false, get_writes),
+                (&mut item.delete, false, true),
+                (&mut item.post, true, true),
+                (&mut item.put, true, true),
+                (&mut item.patch, true, true),
             ];
-            for (op, with_body) in ops {
+            for (op, with_body, writes) in ops {
                 let Some(op) = op.as_mut() else { continue };
                 let r = &mut op.responses.responses;
                 let mut add = |code: &str, description: &str| {
@@ -333,6 +345,12 @@ impl utoipa::Modify for CommonErrors {
                     );
                     add("422", "The body does not fit the request schema");
                 }
+                if writes {
+                    add(
+                        "507",
+                        "The disk of the data folder is full; the write was not kept: free space there and retry",
+                    );
+                }
                 for busy in ["429", "503"] {
                     let Some(RefOr::T(too_many)) = r.get_mut(busy) else {
                         continue;
@@ -358,8 +376,8 @@ async fn fallback() -> ApiError {
     ApiError::not_found("route (see the README's API table)")
 }
 
-/// The router with every route, the `Host`, token and content-type checks, the body
-/// limit, and JSON for every error.
+/// The router with every route, the `Host` and token checks, the content-type check on
+/// the routes that take a body, the body limit, and JSON for every error.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(routes::health))
@@ -367,7 +385,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/openapi.json", get(openapi_json))
         .route(
             "/projects",
-            get(routes::list_projects).post(routes::create_project),
+            json_bodies(get(routes::list_projects).post(routes::create_project)),
         )
         .route(
             "/projects/{id}",
@@ -375,7 +393,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/projects/{id}/scenes",
-            get(routes::list_scenes).post(routes::add_scene),
+            json_bodies(get(routes::list_scenes).post(routes::add_scene)),
         )
         .route(
             "/projects/{id}/scenes/{scene}/heatmap",
@@ -383,20 +401,23 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/projects/{id}/scenes/{scene}/rescore",
-            post(routes::rescore_scene),
+            json_bodies(post(routes::rescore_scene)),
         )
-        .route("/projects/{id}/suggestions", post(routes::suggestions))
+        .route(
+            "/projects/{id}/suggestions",
+            json_bodies(post(routes::suggestions)),
+        )
         .route(
             "/projects/{id}/labels",
-            get(routes::get_labels).post(routes::post_labels),
+            json_bodies(get(routes::get_labels).post(routes::post_labels)),
         )
         .route(
             "/projects/{id}/labels/{label}",
-            patch(routes::patch_label).delete(routes::delete_label),
+            json_bodies(patch(routes::patch_label).delete(routes::delete_label)),
         )
         .route(
             "/projects/{id}/rounds",
-            get(routes::list_rounds).post(routes::start_round),
+            json_bodies(get(routes::list_rounds).post(routes::start_round)),
         )
         .route("/projects/{id}/export", get(routes::export))
         .route(
@@ -405,7 +426,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .layer(middleware::from_fn(require_json_body))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(middleware::from_fn_with_state(state.clone(), check_host))
         .layer(middleware::map_response_with_state(
@@ -472,6 +492,7 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
     )
     .map_err(io("cannot start the engine thread"))?;
     let bind = config.bind;
+    let header_timeout = std::time::Duration::from_secs(config.header_read_timeout_s);
     let state = Arc::new(AppState {
         config,
         db: Mutex::new(db),
@@ -494,10 +515,14 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
         println!("listening on http://{local}");
         use std::io::Write;
         let _ = std::io::stdout().flush();
-        axum::serve(listener, router(state.clone()))
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .map_err(io("server"))
+        serve_http1(
+            listener,
+            router(state.clone()),
+            header_timeout,
+            shutdown_signal(),
+        )
+        .await;
+        Ok::<(), ServerError>(())
     })?;
     // Stop taking work; what did not finish ends `interrupted`.
     stopping.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -512,6 +537,50 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
         let _ = db.interrupt_stale_jobs();
     }
     Ok(())
+}
+
+/// Serves `app` over HTTP/1.1 on `listener` until `shutdown` resolves, then stops
+/// accepting and waits for the open requests to finish (as `axum::serve` does), with a
+/// header-read timeout: a connection that has not sent a request's headers within
+/// `header_timeout` (a half-open or slow client, or an idle keep-alive connection) is
+/// closed.
+async fn serve_http1(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    header_timeout: std::time::Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::server::graceful::GracefulShutdown;
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, then accept again.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("connection closed: {e}");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 async fn shutdown_signal() {

@@ -843,7 +843,7 @@ fn label_feature(l: &LabelRow) -> serde_json::Value {
 
 /// `GET /projects/{id}/labels`: one page of labels as a GeoJSON FeatureCollection
 /// (EPSG:4326), by id, with a `next` link while more remain; streamed.
-#[utoipa::path(get, path = "/projects/{id}/labels", tag = "labels", params(("id" = i64, Path), LabelsQuery), responses((status = 200, description = "GeoJSON FeatureCollection (EPSG:4326) of at most `limit` labels (default 1000, at most 10000), by id; `next` is the path of the next page (with its `cursor`) while more remain, else null", body = Object), (status = 422, description = "`limit` outside 1 to 10000, or a malformed `bbox`", body = ErrorBody), (status = 503, description = "Too many heavy reads at once; retry after `Retry-After` seconds", body = ErrorBody)))]
+#[utoipa::path(get, path = "/projects/{id}/labels", tag = "labels", params(("id" = i64, Path), LabelsQuery), responses((status = 200, description = "GeoJSON FeatureCollection (EPSG:4326) of at most `limit` labels (default 1000, at most 10000), by id; `next` is the path of the next page (with its `cursor`) while more remain, else null", body = Object, content_type = "application/geo+json"), (status = 422, description = "`limit` outside 1 to 10000, or a malformed `bbox`", body = ErrorBody), (status = 503, description = "Too many heavy reads at once; retry after `Retry-After` seconds", body = ErrorBody)))]
 pub async fn get_labels(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,

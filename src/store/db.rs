@@ -149,6 +149,15 @@ pub enum DbError {
         /// SQLite's message, with the operation.
         message: String,
     },
+    /// The disk holding the database is full (SQLite's `SQLITE_FULL`, "database or disk
+    /// is full"): the statement that failed was rolled back.
+    #[error("database {path}: {message}")]
+    Full {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's message, with the operation.
+        message: String,
+    },
     /// The file was written by a newer NextTile.
     #[error(
         "database {path} has schema version {found}, newer than this nexttile ({supported}); upgrade nexttile"
@@ -161,6 +170,20 @@ pub enum DbError {
         /// The newest this build knows.
         supported: i64,
     },
+}
+
+impl DbError {
+    /// SQLite's error `e` during `op` on the database at `path`: [`DbError::Full`] for
+    /// `SQLITE_FULL`, else [`DbError::Sqlite`].
+    pub fn sqlite(path: &Path, op: &str, e: &rusqlite::Error) -> Self {
+        let path = path.to_path_buf();
+        let message = format!("{op}: {e}");
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            DbError::Full { path, message }
+        } else {
+            DbError::Sqlite { path, message }
+        }
+    }
 }
 
 /// A project: which models, which classes.
@@ -312,10 +335,7 @@ impl Db {
     /// [`DbError::Sqlite`] when the file cannot be opened or migrated,
     /// [`DbError::TooNew`] for a schema from a newer release.
     pub fn open(path: &Path) -> Result<Self, DbError> {
-        let err = |op: &str, e: rusqlite::Error| DbError::Sqlite {
-            path: path.to_path_buf(),
-            message: format!("{op}: {e}"),
-        };
+        let err = |op: &str, e: rusqlite::Error| DbError::sqlite(path, op, &e);
         let mut conn = Connection::open(path).map_err(|e| err("open", e))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(|e| err("busy timeout", e))?;
@@ -358,10 +378,7 @@ impl Db {
     }
 
     fn err(&self, op: &str, e: rusqlite::Error) -> DbError {
-        DbError::Sqlite {
-            path: self.path.clone(),
-            message: format!("{op}: {e}"),
-        }
+        DbError::sqlite(&self.path, op, &e)
     }
 
     /// Creates a project; `None` when the name is taken.
@@ -557,10 +574,7 @@ impl Db {
         labels: &[NewLabel],
     ) -> Result<Vec<i64>, DbError> {
         let path = self.path.clone();
-        let err = |op: &str, e: rusqlite::Error| DbError::Sqlite {
-            path: path.clone(),
-            message: format!("{op}: {e}"),
-        };
+        let err = |op: &str, e: rusqlite::Error| DbError::sqlite(&path, op, &e);
         let tx = self.conn.transaction().map_err(|e| err("begin", e))?;
         let mut ids = Vec::with_capacity(labels.len());
         {
@@ -830,6 +844,37 @@ mod tests {
             author: Some("ana".into()),
             source: Some("test".into()),
         }
+    }
+
+    /// A real `SQLITE_FULL` (the database capped with `max_page_count`, as a full disk
+    /// would stop it): the label post fails as [`DbError::Full`], and the labels stored
+    /// before it are all still there.
+    #[test]
+    fn a_full_database_is_told_apart_and_loses_nothing_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::open(&dir.path().join("state.sqlite")).unwrap();
+        let classes = vec!["Forest".to_string()];
+        let p = db
+            .create_project("p", "e.onnx", "h.onnx", &classes, false)
+            .unwrap()
+            .unwrap();
+        let stored = db.add_labels(p.id, &[label("Forest", 1.0)]).unwrap();
+        let pages: i64 = db
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        db.conn
+            .pragma_update(None, "max_page_count", pages)
+            .unwrap();
+        let batch: Vec<NewLabel> = (0..2000).map(|i| label("Forest", f64::from(i))).collect();
+        let e = db.add_labels(p.id, &batch).unwrap_err();
+        assert!(matches!(e, DbError::Full { .. }), "{e:?}");
+        assert!(e.to_string().contains("database or disk is full"), "{e}");
+        db.conn
+            .pragma_update(None, "max_page_count", 1_073_741_823_i64)
+            .unwrap();
+        let ids: Vec<i64> = db.labels(p.id).unwrap().iter().map(|l| l.id).collect();
+        assert_eq!(ids, stored);
     }
 
     #[test]

@@ -31,9 +31,13 @@ impl Daemon {
             .arg(&samples)
             .arg("--data-dir")
             .arg(data)
+            // The test fixtures' models, besides the shipped onnx/ folder.
+            .arg("--model-root")
+            .arg(common::root().join("tests/fixtures"))
             .args(extra)
             .env_remove("NEXTTILE_TOKEN")
             .env_remove("NEXTTILE_ROOTS")
+            .env_remove("NEXTTILE_MODEL_ROOTS")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         if let Some(t) = token {
@@ -753,20 +757,27 @@ fn model_files_that_are_devices_fifos_or_too_large_are_refused() {
     let head_bytes = std::fs::metadata(common::head()).unwrap().len();
     let encoder_bytes = std::fs::metadata(common::encoder()).unwrap().len();
     assert!(head_bytes < 1_000_000 && encoder_bytes > 1_000_000);
-    let d = Daemon::start(tmp.path(), &["--max-model-bytes", "1000000"], None);
+    let models = tmp.path().to_str().unwrap();
+    let d = Daemon::start(
+        tmp.path(),
+        &["--max-model-bytes", "1000000", "--model-root", models],
+        None,
+    );
     // A small real encoder beside the refused heads, so only the head is at fault.
     let small = common::fixture("channel_mean_s1s2.onnx");
     let cases = [
+        // A device is outside every model root: refused before it is looked at.
         (
             json!({"name": "a", "encoder": small, "head": "/dev/zero"}),
-            422,
-            "/dev/zero is a character device",
+            403,
+            "not under the model roots",
         ),
         (
             json!({"name": "b", "encoder": "/dev/zero"}),
-            422,
-            "/dev/zero is a character device",
+            403,
+            "not under the model roots",
         ),
+        // A FIFO inside a model root: refused by the loader, naming what it is.
         (
             json!({"name": "c", "encoder": small, "head": fifo}),
             422,
@@ -798,6 +809,116 @@ fn model_files_that_are_devices_fifos_or_too_large_are_refused() {
     assert_eq!(code, 200);
     let (_, projects) = d.get("/projects");
     assert_eq!(projects.as_array().map(Vec::len), Some(0), "{projects}");
+}
+
+/// Project models come only from the model roots (the shipped onnx/ folder first, then
+/// each --model-root), under the raster roots' rules: outside, `..`, a symlink out and
+/// /vsi are refused with the roots named; and a stored project whose model is no longer
+/// under the roots fails its job instead of opening the file.
+#[test]
+fn model_paths_outside_the_model_roots_are_refused() {
+    let tmp = common::tempdir();
+    let extra_root = tmp.path().join("models");
+    std::fs::create_dir(&extra_root).unwrap();
+    let head = common::fixture("sum_head_15.onnx");
+    std::fs::copy(&head, extra_root.join("head.onnx")).unwrap();
+    let outside = tmp.path().join("outside.onnx");
+    std::fs::copy(&head, &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, extra_root.join("link.onnx")).unwrap();
+    let data = tmp.path().join("data");
+    let extra = ["--model-root", extra_root.to_str().unwrap()];
+    let d = Daemon::start(&data, &extra, None);
+    let shipped = common::root().join("onnx").canonicalize().unwrap();
+    let fixtures = common::root()
+        .join("tests/fixtures")
+        .canonicalize()
+        .unwrap();
+    let encoder = common::fixture("channel_mean_s1s2.onnx");
+    let up = format!("{}/../fixtures/sum_head_15.onnx", fixtures.display());
+    let cases = [
+        (json!(outside), 403, "not under the model roots"),
+        (
+            json!(extra_root.join("link.onnx")),
+            403,
+            "not under the model roots",
+        ),
+        (json!("/etc/passwd"), 403, "not under the model roots"),
+        (json!(up), 400, "contains `..`"),
+        (
+            json!("/vsicurl/http://example.com/h.onnx"),
+            403,
+            "virtual file system",
+        ),
+    ];
+    for (path, status, needle) in cases {
+        let (code, v) = d.post(
+            "/projects",
+            &json!({"name": "p", "encoder": encoder, "head": path}),
+        );
+        assert_eq!(code, status, "{path}: {v}");
+        let msg = v["error"].as_str().unwrap_or_else(|| panic!("{v}"));
+        assert!(
+            msg.contains(needle) && msg.contains("model path"),
+            "{path}: {v}"
+        );
+        if status == 403 && needle.contains("roots") {
+            for root in [&shipped, &fixtures] {
+                assert!(msg.contains(&root.display().to_string()), "{msg}");
+            }
+            assert!(msg.contains("--model-root"), "{msg}");
+        }
+    }
+    // The encoder is checked too.
+    let (code, v) = d.post("/projects", &json!({"name": "p", "encoder": outside}));
+    assert_eq!(code, 403, "{v}");
+    let (_, projects) = d.get("/projects");
+    assert_eq!(projects.as_array().map(Vec::len), Some(0), "{projects}");
+    // Relative paths are relative to the first root, the shipped folder; stored canonical.
+    let (code, p) = d.post(
+        "/projects",
+        &json!({"name": "rel", "encoder": "s2_simsiam/encoder.onnx", "head": "s2_simsiam/head.onnx"}),
+    );
+    assert_eq!(code, 201, "{p}");
+    let want = shipped.join("s2_simsiam/encoder.onnx");
+    assert_eq!(p["encoder"].as_str(), want.to_str(), "{p}");
+    // Every root's models are listed.
+    let (code, models) = d.get("/models");
+    assert_eq!(code, 200, "{models}");
+    assert_eq!(
+        models["folders"].as_array().map(Vec::len),
+        Some(3),
+        "{models}"
+    );
+    let listed: Vec<&str> = models["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["path"].as_str())
+        .collect();
+    assert!(
+        listed
+            .iter()
+            .any(|p| p.ends_with("tests/fixtures/sum_head_15.onnx")),
+        "{listed:?}"
+    );
+    // A project whose head lies under a root the next run does not have.
+    let (code, p) = d.post(
+        "/projects",
+        &json!({"name": "extra", "encoder": encoder, "head": extra_root.join("head.onnx")}),
+    );
+    assert_eq!(code, 201, "{p}");
+    let pid = p["id"].as_i64().unwrap();
+    drop(d);
+    let d = Daemon::start(&data, &[], None);
+    let (code, v) = d.post(
+        &format!("/projects/{pid}/scenes"),
+        &json!({"path": "chincoteague_s2.tif"}),
+    );
+    assert_eq!(code, 202, "{v}");
+    let job = d.wait_end(v["job"].as_i64().unwrap());
+    assert_eq!(job["status"], "failed", "{job}");
+    let msg = job["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("not under the model roots"), "{job}");
 }
 
 #[test]

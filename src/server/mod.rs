@@ -8,7 +8,8 @@
 //!
 //! Safe by default ([`config`], [`paths`]): loopback bind; a non-loopback bind needs a
 //! bearer token; rasters only under configured roots, no `..`, no `/vsi…` paths unless
-//! allowed; request bodies, tiles per scene, labels per request and the job queue are
+//! allowed; models only under the model roots (the shipped `onnx/` and `--model-root`),
+//! by the same rules, never `/vsi…`; request bodies, tiles per scene, labels per request and the job queue are
 //! bounded.
 
 pub mod config;
@@ -466,6 +467,7 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
             max_tiles: config.max_tiles,
             max_model_bytes: config.max_model_bytes,
             confine: config.confinement(),
+            model_roots: config.model_roots.clone(),
             stopping: stopping.clone(),
         },
         config.queue_capacity,

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::labels::parse_labels;
-use super::paths::{PathError, check_raster_path};
+use super::paths::{PathError, check_model_path, check_raster_path};
 use super::worker::{JobLive, SelectParams, Task};
 use crate::engine::{DEFAULT_BUDGET, DEFAULT_MC_PASSES, DEFAULT_TILE_SIZE};
 use crate::model::ModelRole;
@@ -63,37 +63,51 @@ pub async fn health(State(state): State<Arc<AppState>>) -> ApiResult<Json<serde_
     })))
 }
 
-/// `GET /models`: the models in the default model folder, with their contracts.
-#[utoipa::path(get, path = "/models", tag = "system", responses((status = 200, description = "The ONNX models in the default model folder with their contracts", body = Object)))]
-pub async fn models() -> ApiResult<Json<serde_json::Value>> {
-    tokio::task::spawn_blocking(|| {
-        // The shipped models: every ONNX file one level below the folder that
-        // holds the demo pair's folder (onnx/<model>/*.onnx).
-        let dir = crate::cli::default_model("encoder.onnx")
-            .parent()
-            .and_then(std::path::Path::parent)
-            .map(std::path::Path::to_path_buf)
-            .unwrap_or_default();
-        let mut paths: Vec<std::path::PathBuf> = Vec::new();
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            for sub in entries.filter_map(|e| e.ok().map(|e| e.path())) {
-                if let Ok(files) = std::fs::read_dir(&sub) {
-                    paths.extend(files.filter_map(|e| e.ok().map(|e| e.path())));
-                }
+/// The ONNX files a `GET /models` lists: those in each model root and one folder
+/// below it (`onnx/<model>/*.onnx`), sorted within each root.
+fn model_files(roots: &[std::path::PathBuf]) -> Vec<std::path::PathBuf> {
+    let onnx = |p: &std::path::PathBuf| p.is_file() && p.extension().is_some_and(|e| e == "onnx");
+    let list = |dir: &std::path::Path| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    for root in roots {
+        let mut found = Vec::new();
+        for entry in list(root) {
+            if entry.is_dir() {
+                found.extend(list(&entry).into_iter().filter(onnx));
+            } else if onnx(&entry) {
+                found.push(entry);
             }
         }
-        paths.sort();
+        found.sort();
+        out.extend(found);
+    }
+    out
+}
+
+/// `GET /models`: the models under the model roots, with their contracts.
+#[utoipa::path(get, path = "/models", tag = "system", responses((status = 200, description = "The ONNX models under the model roots (the shipped onnx/ folder and any --model-root), each with its contract or why it does not fit; `folder` is the shipped folder, `folders` every root", body = Object)))]
+pub async fn models(State(state): State<Arc<AppState>>) -> ApiResult<Json<serde_json::Value>> {
+    let roots = state.config.model_roots.clone();
+    let session = crate::model::SessionConfig {
+        max_model_bytes: state.config.max_model_bytes,
+        ..crate::model::SessionConfig::default()
+    };
+    tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
-        for p in paths
-            .into_iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
-        {
-            match crate::model::inspect(&p) {
+        for p in model_files(&roots) {
+            match crate::model::inspect_with(&p, session) {
                 Ok(spec) => out.push(serde_json::to_value(&spec).unwrap_or_default()),
                 Err(e) => out.push(serde_json::json!({"path": p, "error": e.to_string()})),
             }
         }
-        Ok(Json(serde_json::json!({"folder": dir, "models": out})))
+        let folder = crate::model::shipped_model_dir();
+        Ok(Json(
+            serde_json::json!({"folder": folder, "folders": roots, "models": out}),
+        ))
     })
     .await
     .map_err(ApiError::internal)?
@@ -105,14 +119,16 @@ pub async fn models() -> ApiResult<Json<serde_json::Value>> {
 pub struct NewProject {
     /// Unique name.
     pub name: String,
-    /// Encoder ONNX (default: the demo encoder).
+    /// Encoder ONNX under the model roots, absolute or relative to the first (the
+    /// shipped onnx/ folder); default the demo encoder.
     pub encoder: Option<String>,
-    /// Head ONNX (default: the demo head); its metadata gives the classes.
+    /// Head ONNX under the model roots (default: the demo head); its metadata gives the
+    /// classes.
     pub head: Option<String>,
 }
 
 /// `POST /projects`.
-#[utoipa::path(post, path = "/projects", tag = "projects", request_body = NewProject, responses((status = 201, description = "Created", body = Project), (status = 409, description = "Name taken", body = ErrorBody), (status = 413, description = "A model file is larger than max_model_bytes", body = ErrorBody), (status = 422, description = "A model is missing, not a regular file, or does not fit the contract", body = ErrorBody)))]
+#[utoipa::path(post, path = "/projects", tag = "projects", request_body = NewProject, responses((status = 201, description = "Created", body = Project), (status = 400, description = "`..` in a model path", body = ErrorBody), (status = 403, description = "A model path outside the model roots, or a /vsi path", body = ErrorBody), (status = 409, description = "Name taken", body = ErrorBody), (status = 413, description = "A model file is larger than max_model_bytes", body = ErrorBody), (status = 422, description = "A model is missing, not a regular file, or does not fit the contract", body = ErrorBody)))]
 pub async fn create_project(
     State(state): State<Arc<AppState>>,
     Json(body): Json<NewProject>,
@@ -120,22 +136,15 @@ pub async fn create_project(
     if body.name.trim().is_empty() || body.name.len() > 200 {
         return Err(ApiError::bad_request("name must be 1 to 200 characters"));
     }
-    let encoder = body
-        .encoder
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| crate::cli::default_model("encoder.onnx"));
-    let head = body
-        .head
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| crate::cli::default_model("head.onnx"));
+    // Checked like rasters, against the model roots; stored canonical, so the project
+    // works whatever the daemon's working folder.
+    let encoder = project_model(&state, body.encoder.as_deref(), "encoder.onnx")?;
+    let head = project_model(&state, body.head.as_deref(), "head.onnx")?;
     let session = crate::model::SessionConfig {
         max_model_bytes: state.config.max_model_bytes,
         ..crate::model::SessionConfig::default()
     };
     let (enc_spec, head_spec) = tokio::task::spawn_blocking(move || {
-        // Stored absolute, so the project works whatever the daemon's working folder.
-        let encoder = encoder.canonicalize().unwrap_or(encoder);
-        let head = head.canonicalize().unwrap_or(head);
         let e = crate::model::inspect_with(&encoder, session);
         let h = crate::model::inspect_with(&head, session);
         (e, h)
@@ -175,6 +184,30 @@ pub async fn create_project(
     })
     .await?;
     Ok((StatusCode::CREATED, Json(project)).into_response())
+}
+
+/// A project's model path checked against the model roots: `given`, or the demo
+/// pair's `default_file`. 403 outside the roots or for /vsi, 400 for `..`, 422 when
+/// missing (as every other unusable model file).
+fn project_model(
+    state: &AppState,
+    given: Option<&str>,
+    default_file: &str,
+) -> ApiResult<std::path::PathBuf> {
+    let raw = match given {
+        Some(g) => g.to_string(),
+        None => {
+            let d = crate::model::default_model(default_file);
+            d.canonicalize().unwrap_or(d).display().to_string()
+        }
+    };
+    check_model_path(&raw, &state.config.model_roots).map_err(|e| {
+        let status = match e {
+            PathError::Missing { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            other => return path_error(other),
+        };
+        ApiError::new(status, e.to_string())
+    })
 }
 
 /// `GET /projects`.
@@ -240,8 +273,8 @@ fn unprocessable(e: impl std::fmt::Display) -> ApiError {
 
 fn path_error(e: PathError) -> ApiError {
     let status = match e {
-        PathError::Missing(_) => StatusCode::NOT_FOUND,
-        PathError::ParentComponent(_) => StatusCode::BAD_REQUEST,
+        PathError::Missing { .. } => StatusCode::NOT_FOUND,
+        PathError::ParentComponent { .. } => StatusCode::BAD_REQUEST,
         _ => StatusCode::FORBIDDEN,
     };
     ApiError::new(status, e.to_string())

@@ -15,6 +15,7 @@
 pub mod config;
 pub mod error;
 pub mod labels;
+pub mod models;
 pub mod paths;
 pub mod routes;
 pub mod worker;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub local_addr: std::sync::OnceLock<std::net::SocketAddr>,
     /// Slots for heavy reads (labels pages, exports): [`HEAVY_READS`] at once.
     pub heavy_reads: Arc<tokio::sync::Semaphore>,
+    /// Model contracts read once per file version (`GET /models`, projects, scenes).
+    pub models: models::ModelCache,
 }
 
 /// How many heavy reads (labels pages, exports) run at once; more wait, then get 503.
@@ -474,6 +477,10 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
     )
     .map_err(io("cannot start the engine thread"))?;
     let bind = config.bind;
+    let models = models::ModelCache::new(crate::model::SessionConfig {
+        max_model_bytes: config.max_model_bytes,
+        ..crate::model::SessionConfig::default()
+    });
     let state = Arc::new(AppState {
         config,
         db: Mutex::new(db),
@@ -482,6 +489,7 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
         runtime: runtime_info,
         local_addr: std::sync::OnceLock::new(),
         heavy_reads: Arc::new(tokio::sync::Semaphore::new(HEAVY_READS)),
+        models,
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -91,16 +91,13 @@ fn model_files(roots: &[std::path::PathBuf]) -> Vec<std::path::PathBuf> {
 /// `GET /models`: the models under the model roots, with their contracts.
 #[utoipa::path(get, path = "/models", tag = "system", responses((status = 200, description = "The ONNX models under the model roots (the shipped onnx/ folder and any --model-root), each with its contract or why it does not fit; `folder` is the shipped folder, `folders` every root", body = Object)))]
 pub async fn models(State(state): State<Arc<AppState>>) -> ApiResult<Json<serde_json::Value>> {
-    let roots = state.config.model_roots.clone();
-    let session = crate::model::SessionConfig {
-        max_model_bytes: state.config.max_model_bytes,
-        ..crate::model::SessionConfig::default()
-    };
     tokio::task::spawn_blocking(move || {
+        let roots = &state.config.model_roots;
         let mut out = Vec::new();
-        for p in model_files(&roots) {
-            match crate::model::inspect_with(&p, session) {
-                Ok(spec) => out.push(serde_json::to_value(&spec).unwrap_or_default()),
+        // Each file's contract is read once per version (see `server::models`).
+        for p in model_files(roots) {
+            match state.models.inspect(&p) {
+                Ok(spec) => out.push(serde_json::to_value(&*spec).unwrap_or_default()),
                 Err(e) => out.push(serde_json::json!({"path": p, "error": e.to_string()})),
             }
         }
@@ -140,19 +137,14 @@ pub async fn create_project(
     // works whatever the daemon's working folder.
     let encoder = project_model(&state, body.encoder.as_deref(), "encoder.onnx")?;
     let head = project_model(&state, body.head.as_deref(), "head.onnx")?;
-    let session = crate::model::SessionConfig {
-        max_model_bytes: state.config.max_model_bytes,
-        ..crate::model::SessionConfig::default()
-    };
+    let st = state.clone();
     let (enc_spec, head_spec) = tokio::task::spawn_blocking(move || {
-        let e = crate::model::inspect_with(&encoder, session);
-        let h = crate::model::inspect_with(&head, session);
-        (e, h)
+        (st.models.inspect(&encoder), st.models.inspect(&head))
     })
     .await
     .map_err(ApiError::internal)?;
-    let bad = |e: crate::model::ModelError| {
-        let status = match e {
+    let bad = |e: Arc<crate::model::ModelError>| {
+        let status = match *e {
             crate::model::ModelError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };

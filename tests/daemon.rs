@@ -814,7 +814,8 @@ fn model_files_that_are_devices_fifos_or_too_large_are_refused() {
 /// Project models come only from the model roots (the shipped onnx/ folder first, then
 /// each --model-root), under the raster roots' rules: outside, `..`, a symlink out and
 /// /vsi are refused with the roots named; and a stored project whose model is no longer
-/// under the roots fails its job instead of opening the file.
+/// under the roots is refused when a scene is added, and fails a rescore job, instead
+/// of opening the file.
 #[test]
 fn model_paths_outside_the_model_roots_are_refused() {
     let tmp = common::tempdir();
@@ -908,17 +909,61 @@ fn model_paths_outside_the_model_roots_are_refused() {
     );
     assert_eq!(code, 201, "{p}");
     let pid = p["id"].as_i64().unwrap();
+    let scene = json!({"path": "chincoteague_s2.tif"});
+    let (code, v) = d.post(&format!("/projects/{pid}/scenes"), &scene);
+    assert_eq!(code, 202, "{v}");
+    let sid = v["scene"]["id"].as_i64().unwrap();
+    // (it fails: the S2 sample lacks the encoder's S1 bands)
+    d.wait_end(v["job"].as_i64().unwrap());
     drop(d);
     let d = Daemon::start(&data, &[], None);
-    let (code, v) = d.post(
-        &format!("/projects/{pid}/scenes"),
-        &json!({"path": "chincoteague_s2.tif"}),
+    let (code, v) = d.post(&format!("/projects/{pid}/scenes"), &scene);
+    assert_eq!(code, 403, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("not under the model roots"),
+        "{v}"
     );
+    let (code, v) = d.post(&format!("/projects/{pid}/scenes/{sid}/rescore"), &json!({}));
     assert_eq!(code, 202, "{v}");
     let job = d.wait_end(v["job"].as_i64().unwrap());
     assert_eq!(job["status"], "failed", "{job}");
     let msg = job["message"].as_str().unwrap_or_default();
     assert!(msg.contains("not under the model roots"), "{job}");
+}
+
+/// `max_tiles` counts tiles at the size the job uses, the encoder's: the sample is 900
+/// tiles of 64 px (the demo encoder) but 3,600 of 32 px (s2_simsiam), so a limit of
+/// 1,000 admits it for the first and refuses it for the second.
+#[test]
+fn max_tiles_counts_at_the_encoders_tile_size() {
+    let tmp = common::tempdir();
+    let config = tmp.path().join("nexttile.toml");
+    std::fs::write(&config, "max_tiles = 1000\n").unwrap();
+    let d = Daemon::start(tmp.path(), &["--config", config.to_str().unwrap()], None);
+    let (code, small) = d.post(
+        "/projects",
+        &json!({"name": "32px", "encoder": "s2_simsiam/encoder.onnx", "head": "s2_simsiam/head.onnx"}),
+    );
+    assert_eq!(code, 201, "{small}");
+    let scene = json!({"path": "chincoteague_s2.tif"});
+    let (code, v) = d.post(&format!("/projects/{}/scenes", small["id"]), &scene);
+    assert_eq!(code, 413, "{v}");
+    let msg = v["error"].as_str().unwrap();
+    assert!(
+        msg.contains("3600 tiles of 32 px") && msg.contains("limit of 1000"),
+        "{v}"
+    );
+    let (_, scenes) = d.get(&format!("/projects/{}/scenes", small["id"]));
+    assert_eq!(scenes.as_array().map(Vec::len), Some(0), "{scenes}");
+    // The demo encoder's 64 px tiles: 900, under the limit.
+    let (_, demo) = d.post("/projects", &json!({"name": "64px"}));
+    let (code, v) = d.post(&format!("/projects/{}/scenes", demo["id"]), &scene);
+    assert_eq!(code, 202, "{v}");
+    let (code, _) = d.delete(&format!("/jobs/{}", v["job"]));
+    assert!(code == 202 || code == 409, "cancel: {code}");
 }
 
 #[test]

@@ -315,8 +315,31 @@ async fn submit_job(state: &Arc<AppState>, job: i64, task: Task) -> ApiResult<()
     Err(e)
 }
 
+/// The tile size a project's scoring jobs use: its encoder's (`tiles_size` metadata),
+/// else the default. Its models are checked against the model roots first (403 when a
+/// stored path is no longer under them, 422 when gone), and the encoder's contract comes
+/// from the model cache.
+async fn project_tile_size(state: &Arc<AppState>, project: &Project) -> ApiResult<usize> {
+    let roots = &state.config.model_roots;
+    let refused = |e: PathError| {
+        let status = match e {
+            PathError::Missing { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::FORBIDDEN,
+        };
+        ApiError::new(status, format!("the project's model: {e}"))
+    };
+    let encoder = check_model_path(&project.encoder, roots).map_err(refused)?;
+    check_model_path(&project.head, roots).map_err(refused)?;
+    let st = state.clone();
+    let spec = tokio::task::spawn_blocking(move || st.models.inspect(&encoder))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| unprocessable(format!("the project's encoder: {e}")))?;
+    Ok(spec.tile_size.unwrap_or(DEFAULT_TILE_SIZE))
+}
+
 /// `POST /projects/{id}/scenes`: checks the path and size, then queues a scoring job.
-#[utoipa::path(post, path = "/projects/{id}/scenes", tag = "scenes", params(("id" = i64, Path)), request_body = NewScene, responses((status = 202, description = "Scene added; a scoring job started", body = Object), (status = 400, description = "`..` in the path", body = ErrorBody), (status = 403, description = "Outside the raster roots, a /vsi path, or a raster (VRT) whose sources or side files are outside the roots or virtual", body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, description = "Too many tiles", body = ErrorBody), (status = 422, description = "Not a readable raster with a CRS, or a bad AOI", body = ErrorBody), (status = 429, description = "Job queue full; the scene is not kept", body = ErrorBody)))]
+#[utoipa::path(post, path = "/projects/{id}/scenes", tag = "scenes", params(("id" = i64, Path)), request_body = NewScene, responses((status = 202, description = "Scene added; a scoring job started", body = Object), (status = 400, description = "`..` in the path", body = ErrorBody), (status = 403, description = "Outside the raster roots, a /vsi path, or a raster (VRT) whose sources or side files are outside the roots or virtual; or the project's models are no longer under the model roots", body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, description = "Too many tiles at the encoder's tile size", body = ErrorBody), (status = 422, description = "Not a readable raster with a CRS, or a bad AOI", body = ErrorBody), (status = 429, description = "Job queue full; the scene is not kept", body = ErrorBody)))]
 pub async fn add_scene(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -342,6 +365,9 @@ pub async fn add_scene(
         ),
         None => None,
     };
+    // Tiles are counted at the size the job will use: the encoder's.
+    let project = with_db(&state, move |db| project_or_404(db, id)).await?;
+    let tile_size = project_tile_size(&state, &project).await?;
     // Open the raster (GDAL, blocking) to refuse unreadable or oversized scenes now.
     let max_tiles = state.config.max_tiles;
     let probe = path.clone();
@@ -361,7 +387,7 @@ pub async fn add_scene(
         let tiles = match crate::tiling::TileGrid::new(
             scene.width,
             scene.height,
-            DEFAULT_TILE_SIZE,
+            tile_size,
             0,
             scene.geo_transform,
         ) {
@@ -379,7 +405,7 @@ pub async fn add_scene(
         if tiles > max_tiles {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                crate::engine::too_many_tiles(tiles, DEFAULT_TILE_SIZE, max_tiles),
+                crate::engine::too_many_tiles(tiles, tile_size, max_tiles),
             ));
         }
         Ok(())

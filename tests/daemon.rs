@@ -977,6 +977,48 @@ fn non_loopback_bind_without_token_is_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("without a token"));
 }
 
+/// Start-up failures that are the environment's, not the command's, exit 6 (not 3,
+/// "bad input") with a message naming what failed: a port already in use, a database
+/// that cannot be opened.
+#[test]
+fn start_up_failures_exit_6() {
+    let tmp = common::tempdir();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let serve = |args: &[&str]| {
+        Command::new(common::bin())
+            .arg("serve")
+            .args(args)
+            .env_remove("NEXTTILE_TOKEN")
+            .env_remove("NEXTTILE_ROOTS")
+            .env_remove("NEXTTILE_MODEL_ROOTS")
+            .output()
+            .unwrap()
+    };
+    let data = tmp.path().join("data");
+    let out = serve(&["--bind", &addr, "--data-dir", data.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    assert!(
+        err.contains(&format!("cannot start the daemon: cannot listen on {addr}"))
+            && err.contains("--bind"),
+        "{err}"
+    );
+    // The database path is a folder.
+    let broken = tmp.path().join("broken");
+    std::fs::create_dir_all(broken.join("nexttile.sqlite")).unwrap();
+    let out = serve(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--data-dir",
+        broken.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    assert!(err.contains("cannot start the daemon: database"), "{err}");
+    drop(taken);
+}
+
 /// SIGKILL while labels are being posted, many times: every label that got a 2xx is
 /// there after a restart, and the database opens cleanly.
 #[test]

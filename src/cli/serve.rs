@@ -65,6 +65,11 @@ pub(crate) fn run(a: ServeArgs) -> Result<()> {
         .map_err(|e| Error::Invalid(e.to_string()))?;
     server::serve(config).map_err(|e| match e {
         server::ServerError::Model(m) => Error::Model(m),
-        other => Error::Invalid(other.to_string()),
+        server::ServerError::Config(c) => Error::Invalid(c.to_string()),
+        // The port, the database, the data folder, threads: the environment, not the
+        // command (exit 6, not 3).
+        other @ (server::ServerError::Db(_) | server::ServerError::Io { .. }) => {
+            Error::Unavailable(format!("cannot start the daemon: {other}"))
+        }
     })
 }

@@ -498,7 +498,9 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(bind)
             .await
-            .map_err(io(format!("cannot listen on {bind}")))?;
+            .map_err(io(format!(
+                "cannot listen on {bind} (another process may hold the port: stop it or choose another with --bind)"
+            )))?;
         let local = listener.local_addr().map_err(io("local address"))?;
         let _ = state.local_addr.set(local);
         println!("listening on http://{local}");

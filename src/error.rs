@@ -50,6 +50,10 @@ pub enum Error {
     /// A request that makes no sense (bad parameter combination).
     #[error("{0}")]
     Invalid(String),
+    /// A service cannot start: its port is taken, its database or data folder cannot
+    /// be opened (not the caller's input: the environment).
+    #[error("{0}")]
+    Unavailable(String),
     /// Stopped on request.
     #[error("cancelled")]
     Cancelled,
@@ -61,12 +65,14 @@ pub enum Error {
 impl Error {
     /// Process exit code for the CLI: 3 = bad input (fix the command or the
     /// data), 4 = onnxruntime missing (run the set-up), 5 = cannot write
-    /// outputs, 130 = cancelled, 1 = internal.
+    /// outputs, 6 = the daemon cannot start (port in use, database or data folder
+    /// unusable), 130 = cancelled, 1 = internal.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Model(model::ModelError::RuntimeMissing(_)) => 4,
             Error::Model(model::ModelError::Inference { .. }) => 1,
             Error::Output(_) | Error::Io { .. } => 5,
+            Error::Unavailable(_) => 6,
             Error::Cancelled => 130,
             Error::Eval(eval::EvalError::Output { .. }) => 5,
             Error::Eval(eval::EvalError::Model(model::ModelError::RuntimeMissing(_))) => 4,

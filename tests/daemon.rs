@@ -31,9 +31,13 @@ impl Daemon {
             .arg(&samples)
             .arg("--data-dir")
             .arg(data)
+            // The test fixtures' models, besides the shipped onnx/ folder.
+            .arg("--model-root")
+            .arg(common::root().join("tests/fixtures"))
             .args(extra)
             .env_remove("NEXTTILE_TOKEN")
             .env_remove("NEXTTILE_ROOTS")
+            .env_remove("NEXTTILE_MODEL_ROOTS")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         if let Some(t) = token {
@@ -798,20 +802,27 @@ fn model_files_that_are_devices_fifos_or_too_large_are_refused() {
     let head_bytes = std::fs::metadata(common::head()).unwrap().len();
     let encoder_bytes = std::fs::metadata(common::encoder()).unwrap().len();
     assert!(head_bytes < 1_000_000 && encoder_bytes > 1_000_000);
-    let d = Daemon::start(tmp.path(), &["--max-model-bytes", "1000000"], None);
+    let models = tmp.path().to_str().unwrap();
+    let d = Daemon::start(
+        tmp.path(),
+        &["--max-model-bytes", "1000000", "--model-root", models],
+        None,
+    );
     // A small real encoder beside the refused heads, so only the head is at fault.
     let small = common::fixture("channel_mean_s1s2.onnx");
     let cases = [
+        // A device is outside every model root: refused before it is looked at.
         (
             json!({"name": "a", "encoder": small, "head": "/dev/zero"}),
-            422,
-            "/dev/zero is a character device",
+            403,
+            "not under the model roots",
         ),
         (
             json!({"name": "b", "encoder": "/dev/zero"}),
-            422,
-            "/dev/zero is a character device",
+            403,
+            "not under the model roots",
         ),
+        // A FIFO inside a model root: refused by the loader, naming what it is.
         (
             json!({"name": "c", "encoder": small, "head": fifo}),
             422,
@@ -845,6 +856,161 @@ fn model_files_that_are_devices_fifos_or_too_large_are_refused() {
     assert_eq!(projects.as_array().map(Vec::len), Some(0), "{projects}");
 }
 
+/// Project models come only from the model roots (the shipped onnx/ folder first, then
+/// each --model-root), under the raster roots' rules: outside, `..`, a symlink out and
+/// /vsi are refused with the roots named; and a stored project whose model is no longer
+/// under the roots is refused when a scene is added, and fails a rescore job, instead
+/// of opening the file.
+#[test]
+fn model_paths_outside_the_model_roots_are_refused() {
+    let tmp = common::tempdir();
+    let extra_root = tmp.path().join("models");
+    std::fs::create_dir(&extra_root).unwrap();
+    let head = common::fixture("sum_head_15.onnx");
+    std::fs::copy(&head, extra_root.join("head.onnx")).unwrap();
+    let outside = tmp.path().join("outside.onnx");
+    std::fs::copy(&head, &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, extra_root.join("link.onnx")).unwrap();
+    let data = tmp.path().join("data");
+    let extra = ["--model-root", extra_root.to_str().unwrap()];
+    let d = Daemon::start(&data, &extra, None);
+    let shipped = common::root().join("onnx").canonicalize().unwrap();
+    let fixtures = common::root()
+        .join("tests/fixtures")
+        .canonicalize()
+        .unwrap();
+    let encoder = common::fixture("channel_mean_s1s2.onnx");
+    let up = format!("{}/../fixtures/sum_head_15.onnx", fixtures.display());
+    let cases = [
+        (json!(outside), 403, "not under the model roots"),
+        (
+            json!(extra_root.join("link.onnx")),
+            403,
+            "not under the model roots",
+        ),
+        (json!("/etc/passwd"), 403, "not under the model roots"),
+        (json!(up), 400, "contains `..`"),
+        (
+            json!("/vsicurl/http://example.com/h.onnx"),
+            403,
+            "virtual file system",
+        ),
+    ];
+    for (path, status, needle) in cases {
+        let (code, v) = d.post(
+            "/projects",
+            &json!({"name": "p", "encoder": encoder, "head": path}),
+        );
+        assert_eq!(code, status, "{path}: {v}");
+        let msg = v["error"].as_str().unwrap_or_else(|| panic!("{v}"));
+        assert!(
+            msg.contains(needle) && msg.contains("model path"),
+            "{path}: {v}"
+        );
+        if status == 403 && needle.contains("roots") {
+            for root in [&shipped, &fixtures] {
+                assert!(msg.contains(&root.display().to_string()), "{msg}");
+            }
+            assert!(msg.contains("--model-root"), "{msg}");
+        }
+    }
+    // The encoder is checked too.
+    let (code, v) = d.post("/projects", &json!({"name": "p", "encoder": outside}));
+    assert_eq!(code, 403, "{v}");
+    let (_, projects) = d.get("/projects");
+    assert_eq!(projects.as_array().map(Vec::len), Some(0), "{projects}");
+    // Relative paths are relative to the first root, the shipped folder; stored canonical.
+    let (code, p) = d.post(
+        "/projects",
+        &json!({"name": "rel", "encoder": "s2_simsiam/encoder.onnx", "head": "s2_simsiam/head.onnx"}),
+    );
+    assert_eq!(code, 201, "{p}");
+    let want = shipped.join("s2_simsiam/encoder.onnx");
+    assert_eq!(p["encoder"].as_str(), want.to_str(), "{p}");
+    // Every root's models are listed.
+    let (code, models) = d.get("/models");
+    assert_eq!(code, 200, "{models}");
+    assert_eq!(
+        models["folders"].as_array().map(Vec::len),
+        Some(3),
+        "{models}"
+    );
+    let listed: Vec<&str> = models["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["path"].as_str())
+        .collect();
+    assert!(
+        listed
+            .iter()
+            .any(|p| p.ends_with("tests/fixtures/sum_head_15.onnx")),
+        "{listed:?}"
+    );
+    // A project whose head lies under a root the next run does not have.
+    let (code, p) = d.post(
+        "/projects",
+        &json!({"name": "extra", "encoder": encoder, "head": extra_root.join("head.onnx")}),
+    );
+    assert_eq!(code, 201, "{p}");
+    let pid = p["id"].as_i64().unwrap();
+    let scene = json!({"path": "chincoteague_s2.tif"});
+    let (code, v) = d.post(&format!("/projects/{pid}/scenes"), &scene);
+    assert_eq!(code, 202, "{v}");
+    let sid = v["scene"]["id"].as_i64().unwrap();
+    // (it fails: the S2 sample lacks the encoder's S1 bands)
+    d.wait_end(v["job"].as_i64().unwrap());
+    drop(d);
+    let d = Daemon::start(&data, &[], None);
+    let (code, v) = d.post(&format!("/projects/{pid}/scenes"), &scene);
+    assert_eq!(code, 403, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("not under the model roots"),
+        "{v}"
+    );
+    let (code, v) = d.post(&format!("/projects/{pid}/scenes/{sid}/rescore"), &json!({}));
+    assert_eq!(code, 202, "{v}");
+    let job = d.wait_end(v["job"].as_i64().unwrap());
+    assert_eq!(job["status"], "failed", "{job}");
+    let msg = job["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("not under the model roots"), "{job}");
+}
+
+/// `max_tiles` counts tiles at the size the job uses, the encoder's: the sample is 900
+/// tiles of 64 px (the demo encoder) but 3,600 of 32 px (s2_simsiam), so a limit of
+/// 1,000 admits it for the first and refuses it for the second.
+#[test]
+fn max_tiles_counts_at_the_encoders_tile_size() {
+    let tmp = common::tempdir();
+    let config = tmp.path().join("nexttile.toml");
+    std::fs::write(&config, "max_tiles = 1000\n").unwrap();
+    let d = Daemon::start(tmp.path(), &["--config", config.to_str().unwrap()], None);
+    let (code, small) = d.post(
+        "/projects",
+        &json!({"name": "32px", "encoder": "s2_simsiam/encoder.onnx", "head": "s2_simsiam/head.onnx"}),
+    );
+    assert_eq!(code, 201, "{small}");
+    let scene = json!({"path": "chincoteague_s2.tif"});
+    let (code, v) = d.post(&format!("/projects/{}/scenes", small["id"]), &scene);
+    assert_eq!(code, 413, "{v}");
+    let msg = v["error"].as_str().unwrap();
+    assert!(
+        msg.contains("3600 tiles of 32 px") && msg.contains("limit of 1000"),
+        "{v}"
+    );
+    let (_, scenes) = d.get(&format!("/projects/{}/scenes", small["id"]));
+    assert_eq!(scenes.as_array().map(Vec::len), Some(0), "{scenes}");
+    // The demo encoder's 64 px tiles: 900, under the limit.
+    let (_, demo) = d.post("/projects", &json!({"name": "64px"}));
+    let (code, v) = d.post(&format!("/projects/{}/scenes", demo["id"]), &scene);
+    assert_eq!(code, 202, "{v}");
+    let (code, _) = d.delete(&format!("/jobs/{}", v["job"]));
+    assert!(code == 202 || code == 409, "cancel: {code}");
+}
+
 #[test]
 fn non_loopback_bind_without_token_is_refused() {
     let out = Command::new(common::bin())
@@ -854,6 +1020,48 @@ fn non_loopback_bind_without_token_is_refused() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("without a token"));
+}
+
+/// Start-up failures that are the environment's, not the command's, exit 6 (not 3,
+/// "bad input") with a message naming what failed: a port already in use, a database
+/// that cannot be opened.
+#[test]
+fn start_up_failures_exit_6() {
+    let tmp = common::tempdir();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let serve = |args: &[&str]| {
+        Command::new(common::bin())
+            .arg("serve")
+            .args(args)
+            .env_remove("NEXTTILE_TOKEN")
+            .env_remove("NEXTTILE_ROOTS")
+            .env_remove("NEXTTILE_MODEL_ROOTS")
+            .output()
+            .unwrap()
+    };
+    let data = tmp.path().join("data");
+    let out = serve(&["--bind", &addr, "--data-dir", data.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    assert!(
+        err.contains(&format!("cannot start the daemon: cannot listen on {addr}"))
+            && err.contains("--bind"),
+        "{err}"
+    );
+    // The database path is a folder.
+    let broken = tmp.path().join("broken");
+    std::fs::create_dir_all(broken.join("nexttile.sqlite")).unwrap();
+    let out = serve(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--data-dir",
+        broken.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    assert!(err.contains("cannot start the daemon: database"), "{err}");
+    drop(taken);
 }
 
 /// SIGKILL while labels are being posted, many times: every label that got a 2xx is

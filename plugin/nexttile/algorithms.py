@@ -150,7 +150,8 @@ class CreateProjectAlgorithm(NextTileAlgorithm):
 
     def shortHelpString(self):
         return ("Creates a NextTile project, or returns the project of that name if it exists. Encoder and head are "
-                "ONNX files on the daemon's machine (default: its demo models); a multi-modal encoder (e.g. Sentinel-1 + "
+                "ONNX files on the daemon's machine under its model folders (its onnx/ folder and any "
+                "--model-root; default: its demo models); a multi-modal encoder (e.g. Sentinel-1 + "
                 "Sentinel-2) needs a second raster when scoring.")
 
     def initAlgorithm(self, config=None):

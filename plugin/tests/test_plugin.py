@@ -46,12 +46,14 @@ class Daemon:
 
     def __init__(self, token=None, roots=()):
         self.data = tempfile.mkdtemp(prefix="nexttile-plugin-")
-        args = [BIN, "serve", "--bind", "127.0.0.1:0", "--root", os.path.dirname(SAMPLE), "--data-dir", self.data]
+        args = [BIN, "serve", "--bind", "127.0.0.1:0", "--root", os.path.dirname(SAMPLE), "--data-dir", self.data,
+                # the test fixtures' models, besides the shipped onnx/ folder
+                "--model-root", os.path.join(ROOT, "tests", "fixtures")]
         for r in roots:
             args += ["--root", r]
         if token:
             args += ["--token", token]
-        env = {k: v for k, v in os.environ.items() if k not in ("NEXTTILE_TOKEN", "NEXTTILE_ROOTS")}
+        env = {k: v for k, v in os.environ.items() if k not in ("NEXTTILE_TOKEN", "NEXTTILE_ROOTS", "NEXTTILE_MODEL_ROOTS")}
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, env=env, text=True)
         line = self.proc.stdout.readline()
         m = re.match(r"listening on (http://\S+)", line)

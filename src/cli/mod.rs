@@ -18,7 +18,7 @@ use crate::uncertainty::Metric;
 use crate::{Error, Result};
 
 /// The demo model pair shipped in `onnx/`.
-pub const DEFAULT_MODEL_DIR: &str = "onnx/eurosat_simsiam";
+pub use crate::model::{DEFAULT_MODEL_DIR, default_model};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -240,21 +240,6 @@ fn run(cmd: Command) -> Result<()> {
             Ok(())
         }
     }
-}
-
-/// Where the demo models are: `./onnx/…`, beside the repository the binary
-/// was built in, or relative to the executable.
-pub fn default_model(file: &str) -> PathBuf {
-    let rel = Path::new(DEFAULT_MODEL_DIR).join(file);
-    let mut candidates = vec![rel.clone()];
-    if let Ok(exe) = std::env::current_exe()
-        && let Some(dir) = exe.parent()
-    {
-        candidates.push(dir.join("../..").join(&rel));
-        candidates.push(dir.join("../share/nexttile").join(&rel));
-    }
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(&rel));
-    candidates.into_iter().find(|p| p.is_file()).unwrap_or(rel)
 }
 
 fn parse_strategy(a: &ScoreArgs) -> Result<Strategy> {

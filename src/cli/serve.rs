@@ -9,13 +9,13 @@ use crate::server::{self, ConfigLayer, ServerConfig};
 
 /// Arguments of `nexttile serve`; each also comes from a TOML file (`--config`) and
 /// the environment (`NEXTTILE_BIND`, `NEXTTILE_TOKEN`, `NEXTTILE_ROOTS`,
-/// `NEXTTILE_DATA_DIR`, `NEXTTILE_ALLOW_VSI`); flags win over the environment, which
-/// wins over the file.
+/// `NEXTTILE_MODEL_ROOTS`, `NEXTTILE_DATA_DIR`, `NEXTTILE_ALLOW_VSI`); flags win over
+/// the environment, which wins over the file.
 #[derive(Args, Debug)]
 pub(crate) struct ServeArgs {
-    /// TOML configuration file (keys: bind, token, roots, data_dir, allow_vsi,
-    /// max_body_bytes, queue_capacity, max_tiles, max_labels, max_model_bytes,
-    /// header_read_timeout_s).
+    /// TOML configuration file (keys: bind, token, roots, model_roots, data_dir,
+    /// allow_vsi, max_body_bytes, queue_capacity, max_tiles, max_labels,
+    /// max_model_bytes, header_read_timeout_s).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Listen address (default 127.0.0.1:7878; port 0 picks a free port).
@@ -27,6 +27,10 @@ pub(crate) struct ServeArgs {
     /// A folder whose rasters may be scored (repeat for several).
     #[arg(long = "root")]
     roots: Vec<PathBuf>,
+    /// A folder whose ONNX files projects may use, besides the shipped onnx/ folder
+    /// (repeat for several).
+    #[arg(long = "model-root")]
+    model_roots: Vec<PathBuf>,
     /// Folder for the database, embedding cache, outputs and trained heads
     /// (default $NEXTTILE_HOME/server).
     #[arg(long)]
@@ -54,6 +58,7 @@ pub(crate) fn run(a: ServeArgs) -> Result<()> {
         bind: a.bind,
         token: a.token,
         roots: (!a.roots.is_empty()).then_some(a.roots),
+        model_roots: (!a.model_roots.is_empty()).then_some(a.model_roots),
         data_dir: a.data_dir,
         allow_vsi: a.allow_vsi.then_some(true),
         queue_capacity: a.queue_capacity,
@@ -66,6 +71,11 @@ pub(crate) fn run(a: ServeArgs) -> Result<()> {
         .map_err(|e| Error::Invalid(e.to_string()))?;
     server::serve(config).map_err(|e| match e {
         server::ServerError::Model(m) => Error::Model(m),
-        other => Error::Invalid(other.to_string()),
+        server::ServerError::Config(c) => Error::Invalid(c.to_string()),
+        // The port, the database, the data folder, threads: the environment, not the
+        // command (exit 6, not 3).
+        other @ (server::ServerError::Db(_) | server::ServerError::Io { .. }) => {
+            Error::Unavailable(format!("cannot start the daemon: {other}"))
+        }
     })
 }

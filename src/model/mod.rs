@@ -1,10 +1,12 @@
 //! ONNX models through onnxruntime: the contract read from metadata, the
 //! runtime library, and encoder / head sessions.
 
+mod files;
 pub mod runtime;
 mod session;
 mod spec;
 
+pub use files::{DEFAULT_MODEL_DIR, SHIPPED_MODEL_DIR, default_model, shipped_model_dir};
 pub use runtime::RuntimeInfo;
 pub use session::{
     DEFAULT_MAX_MODEL_BYTES, Encoder, Head, MC_BLOCK_ROWS, SessionConfig, inspect, inspect_with,

@@ -48,6 +48,9 @@ pub struct ServerConfig {
     pub token: Option<String>,
     /// Folders whose rasters may be read (canonicalised). Empty: no raster can be added.
     pub roots: Vec<PathBuf>,
+    /// Folders whose ONNX files projects may use (canonicalised): the shipped `onnx/`
+    /// folder first (when it exists), then the configured ones.
+    pub model_roots: Vec<PathBuf>,
     /// Folder for the database, embedding cache, outputs and trained heads.
     pub data_dir: PathBuf,
     /// Allow GDAL virtual file systems (`/vsicurl/`, `/vsis3/`, ...) as raster paths.
@@ -78,6 +81,8 @@ pub struct ConfigLayer {
     pub token: Option<String>,
     /// Raster roots.
     pub roots: Option<Vec<PathBuf>>,
+    /// Model roots besides the shipped `onnx/` folder.
+    pub model_roots: Option<Vec<PathBuf>>,
     /// Data folder.
     pub data_dir: Option<PathBuf>,
     /// Allow `/vsi…` paths.
@@ -96,10 +101,11 @@ pub struct ConfigLayer {
     pub header_read_timeout_s: Option<u64>,
 }
 
-const KNOWN_KEYS: [&str; 11] = [
+const KNOWN_KEYS: [&str; 12] = [
     "bind",
     "token",
     "roots",
+    "model_roots",
     "data_dir",
     "allow_vsi",
     "max_body_bytes",
@@ -139,14 +145,16 @@ impl ConfigLayer {
         Ok((layer, warnings))
     }
 
-    /// Values from `NEXTTILE_BIND`, `NEXTTILE_TOKEN`, `NEXTTILE_ROOTS` (`:`-separated),
-    /// `NEXTTILE_DATA_DIR` and `NEXTTILE_ALLOW_VSI` (`1`/`true`).
+    /// Values from `NEXTTILE_BIND`, `NEXTTILE_TOKEN`, `NEXTTILE_ROOTS` and
+    /// `NEXTTILE_MODEL_ROOTS` (`:`-separated), `NEXTTILE_DATA_DIR` and
+    /// `NEXTTILE_ALLOW_VSI` (`1`/`true`).
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         ConfigLayer {
             bind: var("NEXTTILE_BIND"),
             token: var("NEXTTILE_TOKEN"),
             roots: var("NEXTTILE_ROOTS").map(|v| std::env::split_paths(&v).collect()),
+            model_roots: var("NEXTTILE_MODEL_ROOTS").map(|v| std::env::split_paths(&v).collect()),
             data_dir: var("NEXTTILE_DATA_DIR").map(PathBuf::from),
             allow_vsi: var("NEXTTILE_ALLOW_VSI")
                 .map(|v| v == "1" || v.eq_ignore_ascii_case("true")),
@@ -160,6 +168,7 @@ impl ConfigLayer {
             bind: other.bind.or(self.bind),
             token: other.token.or(self.token),
             roots: other.roots.or(self.roots),
+            model_roots: other.model_roots.or(self.model_roots),
             data_dir: other.data_dir.or(self.data_dir),
             allow_vsi: other.allow_vsi.or(self.allow_vsi),
             max_body_bytes: other.max_body_bytes.or(self.max_body_bytes),
@@ -216,18 +225,19 @@ impl ServerConfig {
                 "the token must be at least 16 characters".into(),
             ));
         }
-        let mut roots = Vec::new();
-        for r in merged.roots.unwrap_or_default() {
-            let c = r
-                .canonicalize()
-                .map_err(|e| ConfigError::Invalid(format!("raster root {}: {e}", r.display())))?;
-            if !c.is_dir() {
-                return Err(ConfigError::Invalid(format!(
-                    "raster root {} is not a folder",
-                    r.display()
-                )));
+        let roots = canonical_folders(merged.roots.unwrap_or_default(), "raster root")?;
+        // The shipped models are always usable; a missing shipped folder (an install
+        // without models) just leaves the configured ones.
+        let mut model_roots: Vec<PathBuf> = crate::model::shipped_model_dir()
+            .canonicalize()
+            .ok()
+            .filter(|d| d.is_dir())
+            .into_iter()
+            .collect();
+        for r in canonical_folders(merged.model_roots.unwrap_or_default(), "model root")? {
+            if !model_roots.contains(&r) {
+                model_roots.push(r);
             }
-            roots.push(c);
         }
         let data_dir = merged
             .data_dir
@@ -241,6 +251,7 @@ impl ServerConfig {
             bind,
             token,
             roots,
+            model_roots,
             data_dir,
             allow_vsi: merged.allow_vsi.unwrap_or(false),
             max_body_bytes: positive(
@@ -278,6 +289,24 @@ impl ServerConfig {
     }
 }
 
+/// Canonicalises each folder of `list`; `what` names them in the error.
+fn canonical_folders(list: Vec<PathBuf>, what: &str) -> Result<Vec<PathBuf>, ConfigError> {
+    let mut out = Vec::new();
+    for r in list {
+        let c = r
+            .canonicalize()
+            .map_err(|e| ConfigError::Invalid(format!("{what} {}: {e}", r.display())))?;
+        if !c.is_dir() {
+            return Err(ConfigError::Invalid(format!(
+                "{what} {} is not a folder",
+                r.display()
+            )));
+        }
+        out.push(c);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,6 +317,39 @@ mod tests {
             ServerConfig::resolve(None, ConfigLayer::default(), ConfigLayer::default()).unwrap();
         assert!(c.bind.ip().is_loopback());
         assert!(c.token.is_none() && c.roots.is_empty() && !c.allow_vsi);
+        // Models: the shipped folder only.
+        let shipped = crate::model::shipped_model_dir().canonicalize().unwrap();
+        assert_eq!(c.model_roots, vec![shipped]);
+    }
+
+    #[test]
+    fn model_roots_come_after_the_shipped_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("nexttile.toml");
+        std::fs::write(&file, format!("model_roots = [{:?}]\n", dir.path())).unwrap();
+        let c = ServerConfig::resolve(Some(&file), ConfigLayer::default(), ConfigLayer::default())
+            .unwrap();
+        let shipped = crate::model::shipped_model_dir().canonicalize().unwrap();
+        assert_eq!(
+            c.model_roots,
+            vec![shipped.clone(), dir.path().canonicalize().unwrap()]
+        );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        // The shipped folder named again is not listed twice; a missing folder is refused.
+        let flags = ConfigLayer {
+            model_roots: Some(vec![shipped.clone()]),
+            ..ConfigLayer::default()
+        };
+        let c = ServerConfig::resolve(None, ConfigLayer::default(), flags).unwrap();
+        assert_eq!(c.model_roots, vec![shipped]);
+        let flags = ConfigLayer {
+            model_roots: Some(vec![dir.path().join("nope")]),
+            ..ConfigLayer::default()
+        };
+        let msg = ServerConfig::resolve(None, ConfigLayer::default(), flags)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.starts_with("model root"), "{msg}");
     }
 
     #[test]

@@ -8,12 +8,14 @@
 //!
 //! Safe by default ([`config`], [`paths`]): loopback bind; a non-loopback bind needs a
 //! bearer token; rasters only under configured roots, no `..`, no `/vsi…` paths unless
-//! allowed; request bodies, tiles per scene, labels per request and the job queue are
+//! allowed; models only under the model roots (the shipped `onnx/` and `--model-root`),
+//! by the same rules, never `/vsi…`; request bodies, tiles per scene, labels per request and the job queue are
 //! bounded.
 
 pub mod config;
 pub mod error;
 pub mod labels;
+pub mod models;
 pub mod paths;
 pub mod routes;
 pub mod worker;
@@ -51,6 +53,8 @@ pub struct AppState {
     pub local_addr: std::sync::OnceLock<std::net::SocketAddr>,
     /// Slots for heavy reads (labels pages, exports): [`HEAVY_READS`] at once.
     pub heavy_reads: Arc<tokio::sync::Semaphore>,
+    /// Model contracts read once per file version (`GET /models`, projects, scenes).
+    pub models: models::ModelCache,
 }
 
 /// How many heavy reads (labels pages, exports) run at once; more wait, then get 503.
@@ -486,6 +490,7 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
             max_tiles: config.max_tiles,
             max_model_bytes: config.max_model_bytes,
             confine: config.confinement(),
+            model_roots: config.model_roots.clone(),
             stopping: stopping.clone(),
         },
         config.queue_capacity,
@@ -493,6 +498,10 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
     .map_err(io("cannot start the engine thread"))?;
     let bind = config.bind;
     let header_timeout = std::time::Duration::from_secs(config.header_read_timeout_s);
+    let models = models::ModelCache::new(crate::model::SessionConfig {
+        max_model_bytes: config.max_model_bytes,
+        ..crate::model::SessionConfig::default()
+    });
     let state = Arc::new(AppState {
         config,
         db: Mutex::new(db),
@@ -501,6 +510,7 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
         runtime: runtime_info,
         local_addr: std::sync::OnceLock::new(),
         heavy_reads: Arc::new(tokio::sync::Semaphore::new(HEAVY_READS)),
+        models,
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -509,7 +519,9 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(bind)
             .await
-            .map_err(io(format!("cannot listen on {bind}")))?;
+            .map_err(io(format!(
+                "cannot listen on {bind} (another process may hold the port: stop it or choose another with --bind)"
+            )))?;
         let local = listener.local_addr().map_err(io("local address"))?;
         let _ = state.local_addr.set(local);
         println!("listening on http://{local}");

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::labels::parse_labels;
-use super::paths::{PathError, check_raster_path};
+use super::paths::{PathError, check_model_path, check_raster_path};
 use super::worker::{JobLive, SelectParams, Task};
 use crate::engine::{DEFAULT_BUDGET, DEFAULT_MC_PASSES, DEFAULT_TILE_SIZE};
 use crate::model::ModelRole;
@@ -63,37 +63,48 @@ pub async fn health(State(state): State<Arc<AppState>>) -> ApiResult<Json<serde_
     })))
 }
 
-/// `GET /models`: the models in the default model folder, with their contracts.
-#[utoipa::path(get, path = "/models", tag = "system", responses((status = 200, description = "The ONNX models in the default model folder with their contracts", body = Object)))]
-pub async fn models() -> ApiResult<Json<serde_json::Value>> {
-    tokio::task::spawn_blocking(|| {
-        // The shipped models: every ONNX file one level below the folder that
-        // holds the demo pair's folder (onnx/<model>/*.onnx).
-        let dir = crate::cli::default_model("encoder.onnx")
-            .parent()
-            .and_then(std::path::Path::parent)
-            .map(std::path::Path::to_path_buf)
-            .unwrap_or_default();
-        let mut paths: Vec<std::path::PathBuf> = Vec::new();
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            for sub in entries.filter_map(|e| e.ok().map(|e| e.path())) {
-                if let Ok(files) = std::fs::read_dir(&sub) {
-                    paths.extend(files.filter_map(|e| e.ok().map(|e| e.path())));
-                }
+/// The ONNX files a `GET /models` lists: those in each model root and one folder
+/// below it (`onnx/<model>/*.onnx`), sorted within each root.
+fn model_files(roots: &[std::path::PathBuf]) -> Vec<std::path::PathBuf> {
+    let onnx = |p: &std::path::PathBuf| p.is_file() && p.extension().is_some_and(|e| e == "onnx");
+    let list = |dir: &std::path::Path| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    for root in roots {
+        let mut found = Vec::new();
+        for entry in list(root) {
+            if entry.is_dir() {
+                found.extend(list(&entry).into_iter().filter(onnx));
+            } else if onnx(&entry) {
+                found.push(entry);
             }
         }
-        paths.sort();
+        found.sort();
+        out.extend(found);
+    }
+    out
+}
+
+/// `GET /models`: the models under the model roots, with their contracts.
+#[utoipa::path(get, path = "/models", tag = "system", responses((status = 200, description = "The ONNX models under the model roots (the shipped onnx/ folder and any --model-root), each with its contract or why it does not fit; `folder` is the shipped folder, `folders` every root", body = Object)))]
+pub async fn models(State(state): State<Arc<AppState>>) -> ApiResult<Json<serde_json::Value>> {
+    tokio::task::spawn_blocking(move || {
+        let roots = &state.config.model_roots;
         let mut out = Vec::new();
-        for p in paths
-            .into_iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
-        {
-            match crate::model::inspect(&p) {
-                Ok(spec) => out.push(serde_json::to_value(&spec).unwrap_or_default()),
+        // Each file's contract is read once per version (see `server::models`).
+        for p in model_files(roots) {
+            match state.models.inspect(&p) {
+                Ok(spec) => out.push(serde_json::to_value(&*spec).unwrap_or_default()),
                 Err(e) => out.push(serde_json::json!({"path": p, "error": e.to_string()})),
             }
         }
-        Ok(Json(serde_json::json!({"folder": dir, "models": out})))
+        let folder = crate::model::shipped_model_dir();
+        Ok(Json(
+            serde_json::json!({"folder": folder, "folders": roots, "models": out}),
+        ))
     })
     .await
     .map_err(ApiError::internal)?
@@ -105,14 +116,16 @@ pub async fn models() -> ApiResult<Json<serde_json::Value>> {
 pub struct NewProject {
     /// Unique name.
     pub name: String,
-    /// Encoder ONNX (default: the demo encoder).
+    /// Encoder ONNX under the model roots, absolute or relative to the first (the
+    /// shipped onnx/ folder); default the demo encoder.
     pub encoder: Option<String>,
-    /// Head ONNX (default: the demo head); its metadata gives the classes.
+    /// Head ONNX under the model roots (default: the demo head); its metadata gives the
+    /// classes.
     pub head: Option<String>,
 }
 
 /// `POST /projects`.
-#[utoipa::path(post, path = "/projects", tag = "projects", request_body = NewProject, responses((status = 201, description = "Created", body = Project), (status = 409, description = "Name taken", body = ErrorBody), (status = 413, description = "A model file is larger than max_model_bytes", body = ErrorBody), (status = 422, description = "A model is missing, not a regular file, or does not fit the contract", body = ErrorBody)))]
+#[utoipa::path(post, path = "/projects", tag = "projects", request_body = NewProject, responses((status = 201, description = "Created", body = Project), (status = 400, description = "`..` in a model path", body = ErrorBody), (status = 403, description = "A model path outside the model roots, or a /vsi path", body = ErrorBody), (status = 409, description = "Name taken", body = ErrorBody), (status = 413, description = "A model file is larger than max_model_bytes", body = ErrorBody), (status = 422, description = "A model is missing, not a regular file, or does not fit the contract", body = ErrorBody)))]
 pub async fn create_project(
     State(state): State<Arc<AppState>>,
     Json(body): Json<NewProject>,
@@ -120,30 +133,18 @@ pub async fn create_project(
     if body.name.trim().is_empty() || body.name.len() > 200 {
         return Err(ApiError::bad_request("name must be 1 to 200 characters"));
     }
-    let encoder = body
-        .encoder
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| crate::cli::default_model("encoder.onnx"));
-    let head = body
-        .head
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| crate::cli::default_model("head.onnx"));
-    let session = crate::model::SessionConfig {
-        max_model_bytes: state.config.max_model_bytes,
-        ..crate::model::SessionConfig::default()
-    };
+    // Checked like rasters, against the model roots; stored canonical, so the project
+    // works whatever the daemon's working folder.
+    let encoder = project_model(&state, body.encoder.as_deref(), "encoder.onnx")?;
+    let head = project_model(&state, body.head.as_deref(), "head.onnx")?;
+    let st = state.clone();
     let (enc_spec, head_spec) = tokio::task::spawn_blocking(move || {
-        // Stored absolute, so the project works whatever the daemon's working folder.
-        let encoder = encoder.canonicalize().unwrap_or(encoder);
-        let head = head.canonicalize().unwrap_or(head);
-        let e = crate::model::inspect_with(&encoder, session);
-        let h = crate::model::inspect_with(&head, session);
-        (e, h)
+        (st.models.inspect(&encoder), st.models.inspect(&head))
     })
     .await
     .map_err(ApiError::internal)?;
-    let bad = |e: crate::model::ModelError| {
-        let status = match e {
+    let bad = |e: Arc<crate::model::ModelError>| {
+        let status = match *e {
             crate::model::ModelError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
@@ -175,6 +176,30 @@ pub async fn create_project(
     })
     .await?;
     Ok((StatusCode::CREATED, Json(project)).into_response())
+}
+
+/// A project's model path checked against the model roots: `given`, or the demo
+/// pair's `default_file`. 403 outside the roots or for /vsi, 400 for `..`, 422 when
+/// missing (as every other unusable model file).
+fn project_model(
+    state: &AppState,
+    given: Option<&str>,
+    default_file: &str,
+) -> ApiResult<std::path::PathBuf> {
+    let raw = match given {
+        Some(g) => g.to_string(),
+        None => {
+            let d = crate::model::default_model(default_file);
+            d.canonicalize().unwrap_or(d).display().to_string()
+        }
+    };
+    check_model_path(&raw, &state.config.model_roots).map_err(|e| {
+        let status = match e {
+            PathError::Missing { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            other => return path_error(other),
+        };
+        ApiError::new(status, e.to_string())
+    })
 }
 
 /// `GET /projects`.
@@ -240,8 +265,8 @@ fn unprocessable(e: impl std::fmt::Display) -> ApiError {
 
 fn path_error(e: PathError) -> ApiError {
     let status = match e {
-        PathError::Missing(_) => StatusCode::NOT_FOUND,
-        PathError::ParentComponent(_) => StatusCode::BAD_REQUEST,
+        PathError::Missing { .. } => StatusCode::NOT_FOUND,
+        PathError::ParentComponent { .. } => StatusCode::BAD_REQUEST,
         _ => StatusCode::FORBIDDEN,
     };
     ApiError::new(status, e.to_string())
@@ -290,8 +315,31 @@ async fn submit_job(state: &Arc<AppState>, job: i64, task: Task) -> ApiResult<()
     Err(e)
 }
 
+/// The tile size a project's scoring jobs use: its encoder's (`tiles_size` metadata),
+/// else the default. Its models are checked against the model roots first (403 when a
+/// stored path is no longer under them, 422 when gone), and the encoder's contract comes
+/// from the model cache.
+async fn project_tile_size(state: &Arc<AppState>, project: &Project) -> ApiResult<usize> {
+    let roots = &state.config.model_roots;
+    let refused = |e: PathError| {
+        let status = match e {
+            PathError::Missing { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::FORBIDDEN,
+        };
+        ApiError::new(status, format!("the project's model: {e}"))
+    };
+    let encoder = check_model_path(&project.encoder, roots).map_err(refused)?;
+    check_model_path(&project.head, roots).map_err(refused)?;
+    let st = state.clone();
+    let spec = tokio::task::spawn_blocking(move || st.models.inspect(&encoder))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| unprocessable(format!("the project's encoder: {e}")))?;
+    Ok(spec.tile_size.unwrap_or(DEFAULT_TILE_SIZE))
+}
+
 /// `POST /projects/{id}/scenes`: checks the path and size, then queues a scoring job.
-#[utoipa::path(post, path = "/projects/{id}/scenes", tag = "scenes", params(("id" = i64, Path)), request_body = NewScene, responses((status = 202, description = "Scene added; a scoring job started", body = Object), (status = 400, description = "`..` in the path", body = ErrorBody), (status = 403, description = "Outside the raster roots, a /vsi path, or a raster (VRT) whose sources or side files are outside the roots or virtual", body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, description = "Too many tiles", body = ErrorBody), (status = 422, description = "Not a readable raster with a CRS, or a bad AOI", body = ErrorBody), (status = 429, description = "Job queue full; the scene is not kept", body = ErrorBody)))]
+#[utoipa::path(post, path = "/projects/{id}/scenes", tag = "scenes", params(("id" = i64, Path)), request_body = NewScene, responses((status = 202, description = "Scene added; a scoring job started", body = Object), (status = 400, description = "`..` in the path", body = ErrorBody), (status = 403, description = "Outside the raster roots, a /vsi path, or a raster (VRT) whose sources or side files are outside the roots or virtual; or the project's models are no longer under the model roots", body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, description = "Too many tiles at the encoder's tile size", body = ErrorBody), (status = 422, description = "Not a readable raster with a CRS, or a bad AOI", body = ErrorBody), (status = 429, description = "Job queue full; the scene is not kept", body = ErrorBody)))]
 pub async fn add_scene(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -317,6 +365,9 @@ pub async fn add_scene(
         ),
         None => None,
     };
+    // Tiles are counted at the size the job will use: the encoder's.
+    let project = with_db(&state, move |db| project_or_404(db, id)).await?;
+    let tile_size = project_tile_size(&state, &project).await?;
     // Open the raster (GDAL, blocking) to refuse unreadable or oversized scenes now.
     let max_tiles = state.config.max_tiles;
     let probe = path.clone();
@@ -336,7 +387,7 @@ pub async fn add_scene(
         let tiles = match crate::tiling::TileGrid::new(
             scene.width,
             scene.height,
-            DEFAULT_TILE_SIZE,
+            tile_size,
             0,
             scene.geo_transform,
         ) {
@@ -354,7 +405,7 @@ pub async fn add_scene(
         if tiles > max_tiles {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                crate::engine::too_many_tiles(tiles, DEFAULT_TILE_SIZE, max_tiles),
+                crate::engine::too_many_tiles(tiles, tile_size, max_tiles),
             ));
         }
         Ok(())

@@ -126,6 +126,9 @@ pub struct WorkerContext {
     pub max_model_bytes: u64,
     /// The raster roots every scene and every file it reads must lie under.
     pub confine: crate::raster::Confinement,
+    /// The model roots a project's encoder and head must lie under (checked again at
+    /// job time: a project stored before the roots changed is refused, not run).
+    pub model_roots: Vec<PathBuf>,
     /// Set when the daemon is stopping (SIGINT/SIGTERM): jobs it cancels end
     /// `interrupted`, not `cancelled` (which is what `DELETE /jobs/{id}` does).
     pub stopping: Arc<AtomicBool>,
@@ -311,7 +314,13 @@ fn base_request(
     project: &Project,
     scene: &SceneRow,
 ) -> Result<ScoreRequest, ApiError> {
-    let mut req = ScoreRequest::new(&scene.path, &project.encoder, &project.head);
+    let confined = |p: &str| {
+        super::paths::check_model_path(p, &ctx.model_roots)
+            .map_err(|e| ApiError::new(axum::http::StatusCode::FORBIDDEN, e.to_string()))
+    };
+    let encoder = confined(&project.encoder)?;
+    let head = confined(&project.head)?;
+    let mut req = ScoreRequest::new(&scene.path, &encoder, &head);
     req.cache = Some(ctx.data_dir.join("cache"));
     req.max_tiles = ctx.max_tiles;
     req.session.max_model_bytes = ctx.max_model_bytes;

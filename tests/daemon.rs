@@ -1902,13 +1902,27 @@ fn half_open_connections_are_closed_after_the_header_read_timeout() {
 
 /// A full disk under the data folder (a 1 MiB tmpfs): label posts are answered 507 with
 /// advice once it fills, as JSON; every label acknowledged before (201) is still
-/// there, and the daemon goes on answering.
+/// there, and the daemon goes on answering. Where user namespaces are not allowed
+/// (`unshare -Urm` fails, e.g. in some containers) the same test runs with the
+/// database capped at 250 pages instead (the debug-build-only
+/// NEXTTILE_TEST_MAX_PAGE_COUNT): SQLite answers the same SQLITE_FULL either way.
 #[test]
 fn a_full_data_disk_answers_507_and_keeps_every_acknowledged_label() {
     let tmp = common::tempdir();
     let data = tmp.path().join("data");
     std::fs::create_dir(&data).unwrap();
-    let d = Daemon::start_on_tmpfs(&data, "1m");
+    let namespaces = Command::new("unshare")
+        .args(["-Urm", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let d = if namespaces {
+        Daemon::start_on_tmpfs(&data, "1m")
+    } else {
+        eprintln!(
+            "unshare -Urm is not allowed here: filling a 250-page database instead of a 1 MiB tmpfs"
+        );
+        Daemon::start_env(&data, &[], None, &[("NEXTTILE_TEST_MAX_PAGE_COUNT", "250")])
+    };
     let (code, project) = d.post("/projects", &json!({"name": "p"}));
     assert_eq!(code, 201, "{project}");
     let pid = project["id"].as_i64().unwrap();

@@ -326,6 +326,22 @@ fn json_or_null(text: Option<String>) -> Option<serde_json::Value> {
     text.and_then(|t| serde_json::from_str(&t).ok())
 }
 
+/// Debug builds only: `NEXTTILE_TEST_MAX_PAGE_COUNT=N` caps the database at `N` pages
+/// (SQLite's `max_page_count`), so tests can fill "the disk" where they cannot mount a
+/// small file system; SQLite then answers exactly what a full disk makes it answer
+/// (SQLITE_FULL). Release builds ignore the variable.
+fn test_page_limit(conn: &Connection) {
+    #[cfg(debug_assertions)]
+    if let Some(n) = std::env::var("NEXTTILE_TEST_MAX_PAGE_COUNT")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+    {
+        let _ = conn.pragma_update(None, "max_page_count", n);
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = conn;
+}
+
 impl Db {
     /// Opens (creating if needed) the database at `path`, sets WAL journaling,
     /// `synchronous = FULL` and foreign keys, and applies pending migrations.
@@ -345,6 +361,7 @@ impl Db {
             .map_err(|e| err("synchronous=FULL", e))?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(|e| err("foreign_keys", e))?;
+        test_page_limit(&conn);
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(|e| err("read user_version", e))?;

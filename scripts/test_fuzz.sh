@@ -13,7 +13,8 @@
 #
 # Bounds: NEXTTILE_FUZZ_EXAMPLES generated cases per operation and phase (default 100),
 # and a hard `timeout` on the whole run (NEXTTILE_FUZZ_TIMEOUT, default and at most
-# 300 s). NEXTTILE_FUZZ_SEED replays a run (the seed is printed in the summary).
+# 300 s). Seed 20261204 unless NEXTTILE_FUZZ_SEED says another (or `random`; the seed
+# is printed in the summary, so any run can be replayed).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -109,8 +110,12 @@ values = [1]
 "path.label" = { dictionary = "ids", probability = 0.5 }
 EOF
 
+# A fixed seed by default, so the gate is the same on every run and machine (a
+# failure found by a fresh seed would otherwise make the tests flaky);
+# NEXTTILE_FUZZ_SEED=random explores with a new seed each run.
+fuzz_seed=${NEXTTILE_FUZZ_SEED:-20261204}
 seed=()
-[ -n "${NEXTTILE_FUZZ_SEED:-}" ] && seed=(--seed "$NEXTTILE_FUZZ_SEED")
+[ "$fuzz_seed" != random ] && seed=(--seed "$fuzz_seed")
 # fuzz ARGS...: one schemathesis run within what is left of the budget.
 fuzz() {
   local left=$((budget - (SECONDS - start)))

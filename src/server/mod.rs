@@ -55,6 +55,9 @@ pub struct AppState {
     pub heavy_reads: Arc<tokio::sync::Semaphore>,
     /// Model contracts read once per file version (`GET /models`, projects, scenes).
     pub models: models::ModelCache,
+    /// The database's schema version, read at start-up (migrations run only then), so
+    /// `/health` answers without waiting for the database behind heavy reads.
+    pub schema_version: i64,
 }
 
 /// How many heavy reads (labels pages, exports) run at once; more wait, then get 503.
@@ -476,6 +479,7 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
     )))?;
     let db_path = config.data_dir.join("nexttile.sqlite");
     let db = Db::open(&db_path)?;
+    let schema_version = db.schema_version()?;
     let stale = db.interrupt_stale_jobs()?;
     if stale > 0 {
         eprintln!("note: {stale} job(s) of an earlier run were marked interrupted");
@@ -511,6 +515,7 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
         local_addr: std::sync::OnceLock::new(),
         heavy_reads: Arc::new(tokio::sync::Semaphore::new(HEAVY_READS)),
         models,
+        schema_version,
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

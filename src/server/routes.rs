@@ -49,7 +49,8 @@ fn project_or_404(db: &Db, id: i64) -> ApiResult<Project> {
 /// selection strategies offered (the plugin's list) with the default.
 #[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, description = "Version, schema version, and which execution provider (CUDA or CPU) runs and why", body = Object)))]
 pub async fn health(State(state): State<Arc<AppState>>) -> ApiResult<Json<serde_json::Value>> {
-    let schema = with_db(&state, |db| Ok(db.schema_version()?)).await?;
+    // No database access: /health must answer while heavy reads hold the database.
+    let schema = state.schema_version;
     Ok(Json(serde_json::json!({
         "name": "nexttile",
         "version": env!("CARGO_PKG_VERSION"),

@@ -175,6 +175,12 @@ pub struct Labelled {
 /// The feature property that carries a label's class name.
 pub const LABEL_CLASS_PROPERTY: &str = "class";
 
+/// The reserved class an analyst gives a tile that cannot be labelled (cloud, nodata,
+/// a sensor artefact): accepted by every project, it excludes its tile from
+/// suggestions like any label, but head training and class-balanced selection skip it
+/// (unless the head itself has a class of that name, which then is a real class).
+pub const UNUSABLE_CLASS: &str = "unusable";
+
 impl Labelled {
     /// Read a GeoJSON file of Point/MultiPoint/Polygon/MultiPolygon features.
     pub fn from_file(

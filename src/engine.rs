@@ -653,10 +653,12 @@ pub fn score(
         .map_or(0, |m| m.iter().filter(|b| **b).count());
     // auto and ProbCover need the head's classes; auto counts every label given so
     // far (all of the project's, in the daemon), not only this scene's.
-    let known_labels = req
-        .labelled
-        .as_ref()
-        .map_or(0, |l| l.polygons.0.len() + l.points.len());
+    // Labels of the reserved `unusable` class say nothing about classes: not counted.
+    let known_labels = req.labelled.as_ref().map_or(0, |l| {
+        let usable = |c: &Option<String>| !is_unusable(c.as_deref(), &head.spec.class_names);
+        l.polygon_classes.iter().filter(|c| usable(c)).count()
+            + l.point_classes.iter().filter(|c| usable(c)).count()
+    });
     let strategy = req.strategy.with_run_facts(
         head.spec.class_names.len(),
         known_labels.max(labelled_count),
@@ -834,8 +836,8 @@ fn retrain_head(
 /// The class of every scored tile from the labels' `class` properties: a point labels
 /// the tile it falls in, a polygon every tile it touches. A tile touched by labels of
 /// different classes takes the class named most often (ties: the first in the head's
-/// class order) and a warning says so. Unlabelled tiles and labels without a class are
-/// `None`.
+/// class order) and a warning says so. Unlabelled tiles, labels without a class and
+/// labels of the reserved `unusable` class are `None`.
 ///
 /// # Errors
 ///
@@ -864,6 +866,15 @@ fn known_classes(
     known
 }
 
+/// Whether a label's class is the reserved [`UNUSABLE_CLASS`](crate::aoi::UNUSABLE_CLASS)
+/// (a tile the analyst could not label): never trained on, but still excluded from
+/// suggestions by [`labelled_tiles`]. A head with a class of that name keeps it as a
+/// real class.
+fn is_unusable(class: Option<&str>, class_names: &[String]) -> bool {
+    class == Some(crate::aoi::UNUSABLE_CLASS)
+        && !class_names.iter().any(|c| c == crate::aoi::UNUSABLE_CLASS)
+}
+
 fn tile_classes(
     labelled: &Labelled,
     grid: &TileGrid,
@@ -883,12 +894,18 @@ fn tile_classes(
     let (polygons, points) = labelled.to_scene_crs(scene_wkt)?;
     let mut votes: std::collections::HashMap<TileId, Vec<usize>> = Default::default();
     for ((x, y), class) in points.iter().zip(&labelled.point_classes) {
+        if is_unusable(class.as_deref(), class_names) {
+            continue;
+        }
         if let (Some(id), Some(c)) = (grid.tile_at(*x, *y), class) {
             votes.entry(id).or_default().push(class_index(c)?);
         }
     }
     for (poly, class) in polygons.0.iter().zip(&labelled.polygon_classes) {
         let Some(c) = class else { continue };
+        if is_unusable(Some(c), class_names) {
+            continue;
+        }
         let c = class_index(c)?;
         match tiles_in_aoi(grid, &MultiPolygon(vec![poly.clone()])) {
             Ok(ids) => ids

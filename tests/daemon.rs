@@ -465,6 +465,120 @@ fn full_round_trip_on_the_sample() {
     );
 }
 
+/// The reserved class `unusable` (a cloud, nodata): accepted by POST labels, keeps its
+/// tile out of every later suggestion like any label, and is never trained on; the
+/// round's `agreement` compares the previous head's predictions with the analyst's
+/// classes on the newly labelled tiles, leaving `unusable` ones out.
+#[test]
+fn unusable_labels_are_excluded_but_never_trained_on() {
+    let tmp = common::tempdir();
+    let d = Daemon::start(tmp.path(), &[], None);
+    let (code, project) = d.post("/projects", &json!({"name": "unusable"}));
+    assert_eq!(code, 201, "{project}");
+    let pid = project["id"].as_i64().unwrap();
+    let classes: Vec<String> = serde_json::from_value(project["classes"].clone()).unwrap();
+    let (code, added) = d.post(
+        &format!("/projects/{pid}/scenes"),
+        &json!({"path": "chincoteague_s2.tif"}),
+    );
+    assert_eq!(code, 202, "{added}");
+    d.wait_job(added["job"].as_i64().unwrap());
+    let ask = json!({"strategy": "top_k", "budget": 10, "mc_passes": 3});
+    let (code, first) = d.post(&format!("/projects/{pid}/suggestions"), &ask);
+    assert_eq!(code, 200, "{first}");
+    let feats = first["features"].as_array().unwrap();
+    let point = |f: &Value, class: &str| {
+        let (lon, lat) = centre(f);
+        json!({"type": "Feature", "properties": {"class": class},
+               "geometry": {"type": "Point", "coordinates": [lon, lat]}})
+    };
+    let predicted = |i: usize| {
+        feats[i]["properties"]["predicted_class"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let other = |i: usize| {
+        classes
+            .iter()
+            .find(|c| **c != predicted(i))
+            .unwrap()
+            .clone()
+    };
+    // Unusable alone cannot start a round: nothing to train on.
+    let (code, v) = d.post(
+        &format!("/projects/{pid}/labels"),
+        &json!({"type": "FeatureCollection", "features": [point(&feats[3], "unusable")]}),
+    );
+    assert_eq!(code, 201, "{v}");
+    let (code, started) = d.post(&format!("/projects/{pid}/rounds"), &ask);
+    assert_eq!(code, 202, "{started}");
+    let job = d.wait_job_end(started["job"].as_i64().unwrap());
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["message"].as_str().unwrap().contains("\"unusable\""),
+        "{job}"
+    );
+    // Two tiles as the head predicted them, one otherwise, one more unusable.
+    let labels = vec![
+        point(&feats[0], &predicted(0)),
+        point(&feats[1], &predicted(1)),
+        point(&feats[2], &other(2)),
+        point(&feats[4], "unusable"),
+    ];
+    let (code, v) = d.post(
+        &format!("/projects/{pid}/labels"),
+        &json!({"type": "FeatureCollection", "features": labels}),
+    );
+    assert_eq!(code, 201, "{v}");
+    // An unknown class still is refused, and the message offers `unusable`.
+    let (code, v) = d.post(
+        &format!("/projects/{pid}/labels"),
+        &json!({"type": "FeatureCollection", "features": [point(&feats[5], "Cloud")]}),
+    );
+    assert_eq!(code, 422, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("\"unusable\""), "{v}");
+
+    let (code, started) = d.post(&format!("/projects/{pid}/rounds"), &ask);
+    assert_eq!(code, 202, "{started}");
+    let round = d.wait_job(started["job"].as_i64().unwrap());
+    let result = &round["result"];
+    // Trained on the three classed tiles only; `unusable` is no class of the head.
+    assert_eq!(result["retrained"]["labelled_tiles"], 3, "{round}");
+    let per_class = result["retrained"]["per_class"].to_string();
+    assert!(!per_class.contains("unusable"), "{per_class}");
+    let agreement = &result["agreement"];
+    assert_eq!(agreement["new_labels"], 5, "{agreement}");
+    assert_eq!(agreement["added"]["unusable"], 2, "{agreement}");
+    assert_eq!(agreement["compared"], 3, "{agreement}");
+    assert_eq!(agreement["agreed"], 2, "{agreement}");
+    // Every labelled tile, unusable ones included, is out of the new suggestions.
+    let new_ids = tile_ids(&result["suggestions"]);
+    let (code, again) = d.post(&format!("/projects/{pid}/suggestions"), &ask);
+    assert_eq!(code, 200, "{again}");
+    let first_ids = tile_ids(&first);
+    for id in &first_ids[..5] {
+        assert!(
+            !new_ids.contains(id),
+            "labelled tile {id} suggested by the round"
+        );
+        assert!(
+            !tile_ids(&again).contains(id),
+            "labelled tile {id} suggested again"
+        );
+    }
+    // The round history carries the agreement; a round with no new labels has nothing
+    // to compare.
+    let (code, rounds) = d.get(&format!("/projects/{pid}/rounds"));
+    assert_eq!(code, 200, "{rounds}");
+    assert_eq!(rounds[0]["summary"]["agreement"]["agreed"], 2, "{rounds}");
+    let (code, started) = d.post(&format!("/projects/{pid}/rounds"), &ask);
+    assert_eq!(code, 202, "{started}");
+    let round = d.wait_job(started["job"].as_i64().unwrap());
+    assert_eq!(round["result"]["agreement"]["new_labels"], 0, "{round}");
+    assert_eq!(round["result"]["agreement"]["rate"], Value::Null, "{round}");
+}
+
 #[test]
 fn security_refusals() {
     let tmp = common::tempdir();

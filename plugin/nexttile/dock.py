@@ -1,21 +1,29 @@
 """The NextTile dock: connection status, project, raster, strategy and budget, and the
-Score / Suggest / Send labels / Retrain buttons. Every daemon call runs as a QgsTask
-(the Processing algorithms run by QgsProcessingAlgRunnerTask), never on the UI thread."""
+Score / Suggest / Send labels / Retrain / Review buttons. Every daemon call runs as a
+QgsTask (the Processing algorithms run by QgsProcessingAlgRunnerTask), never on the UI
+thread. The review panel (review/) is its own dock, opened by Review."""
 
 import json
+import os
+import tempfile
 
 from qgis.core import (
     Qgis,
     QgsApplication,
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
     QgsMapLayerProxyModel,
     QgsProcessingAlgRunnerTask,
     QgsProcessingContext,
+    QgsProcessingFeatureSourceDefinition,
     QgsProcessingFeedback,
     QgsProject,
+    QgsSettings,
     QgsTask,
     QgsVectorLayer,
 )
 from qgis.gui import QgsMapLayerComboBox
+from qgis.PyQt.QtCore import QCoreApplication, Qt
 from qgis.PyQt.QtWidgets import (
     QComboBox,
     QDockWidget,
@@ -29,9 +37,6 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from .algorithms import STRATEGIES
-from qgis.core import QgsProcessingFeatureSourceDefinition, QgsSettings
-
 from .client import (
     SETTINGS_BINARY,
     DaemonClient,
@@ -41,10 +46,17 @@ from .client import (
     settings_token,
     settings_url,
 )
-from .layers import class_layer, heatmap_layer, labels_layer, style_suggestions
+from .layers import class_layer, heatmap_layer, labels_layer, style_suggestions, write_feature_collection
+from .settings import daemon_lists, remember_health
+
+
+def tr(text):
+    """Translates a user-visible string (context `NextTile`)."""
+    return QCoreApplication.translate("NextTile", text)
+
 
 LABELS_LAYER = "NextTile labels"
-AOI_CHOICES = ["Whole scene", "Map extent", "Selected polygons of the active layer"]
+AOI_CHOICES = ["Whole scene", "Map extent", "Selected polygons of the active layer"]  # shown through tr()
 
 SUGGESTIONS_LAYER = "NextTile suggestions"
 
@@ -52,9 +64,11 @@ SUGGESTIONS_LAYER = "NextTile suggestions"
 class NextTileDock(QDockWidget):
     """The dock widget."""
 
-    def __init__(self, iface, parent=None):
+    def __init__(self, iface, parent=None, sender=None):
         super().__init__("NextTile", parent)
         self.iface = iface
+        self.sender_ = sender
+        self.review = None
         self.setObjectName("NextTileDock")
         self.classes = []
         self.tasks = []
@@ -64,51 +78,58 @@ class NextTileDock(QDockWidget):
         self.url = QLineEdit(settings_url())
         self.token = QLineEdit(settings_token())
         self.token.setEchoMode(QLineEdit.Password)
-        form.addRow("Daemon URL", self.url)
-        form.addRow("Token", self.token)
+        form.addRow(tr("Daemon URL"), self.url)
+        form.addRow(tr("Token"), self.token)
         self.binary = QLineEdit(QgsSettings().value(SETTINGS_BINARY, "", type=str))
-        self.binary.setPlaceholderText("path of the nexttile binary (to start a local daemon)")
-        form.addRow("Local daemon", self.binary)
-        self.status = QLabel("not connected")
+        self.binary.setPlaceholderText(tr("path of the nexttile binary (to start a local daemon)"))
+        form.addRow(tr("Local daemon"), self.binary)
+        self.status = QLabel(tr("not connected"))
         self.status.setWordWrap(True)
-        form.addRow("Status", self.status)
+        form.addRow(tr("Status"), self.status)
         self.project = QLineEdit("my-project")
-        form.addRow("Project", self.project)
+        form.addRow(tr("Project"), self.project)
         self.raster = QgsMapLayerComboBox()
         self.raster.setFilters(QgsMapLayerProxyModel.RasterLayer)
-        form.addRow("Raster", self.raster)
+        form.addRow(tr("Raster"), self.raster)
         self.pair = QgsMapLayerComboBox()
         self.pair.setFilters(QgsMapLayerProxyModel.RasterLayer)
         self.pair.setAllowEmptyLayer(True)
         self.pair.setLayer(None)
-        self.pair.setToolTip("Multi-modal encoders only: the second sensor's raster (e.g. Sentinel-1), warped onto the first raster's grid")
-        form.addRow("Second raster", self.pair)
+        self.pair.setToolTip(tr("Multi-modal encoders only: the second sensor's raster (e.g. Sentinel-1), warped onto the first raster's grid"))
+        form.addRow(tr("Second raster"), self.pair)
         self.aoi = QComboBox()
-        self.aoi.addItems(AOI_CHOICES)
-        form.addRow("Limit to", self.aoi)
+        self.aoi.addItems([tr(c) for c in AOI_CHOICES])
+        form.addRow(tr("Limit to"), self.aoi)
         self.strategy = QComboBox()
-        self.strategy.addItems(STRATEGIES)
-        form.addRow("Strategy", self.strategy)
+        strategies, _, default = daemon_lists()
+        self.strategy.addItems(strategies)
+        if default in strategies:
+            self.strategy.setCurrentIndex(strategies.index(default))
+        form.addRow(tr("Strategy"), self.strategy)
         self.budget = QSpinBox()
         self.budget.setRange(1, 10000)
         self.budget.setValue(20)
-        form.addRow("Budget", self.budget)
+        form.addRow(tr("Budget"), self.budget)
         self.passes = QSpinBox()
         self.passes.setRange(1, 1000)
         self.passes.setValue(20)
-        form.addRow("MC passes", self.passes)
+        form.addRow(tr("MC passes"), self.passes)
         self.spacing = QSpinBox()
         self.spacing.setRange(0, 1_000_000)
         self.spacing.setSuffix(" m")
-        form.addRow("Min spacing", self.spacing)
+        form.addRow(tr("Min spacing"), self.spacing)
         layout.addLayout(form)
         row = QHBoxLayout()
         self.buttons = {}
-        for name in ("Connect", "Score", "Suggest", "Send labels", "Retrain"):
-            b = QPushButton(name)
+        for name, text in (("Connect", tr("Connect")), ("Score", tr("Score")), ("Suggest", tr("Suggest")),
+                           ("Send labels", tr("Send labels")), ("Retrain", tr("Retrain"))):
+            b = QPushButton(text)
             row.addWidget(b)
             self.buttons[name] = b
         layout.addLayout(row)
+        self.buttons["Review"] = QPushButton(tr("Review suggestions (keyboard)"))
+        self.buttons["Review"].setToolTip(tr("Walk the suggestions one by one: one key per answer, labels sent as you go"))
+        layout.addWidget(self.buttons["Review"])
         layout.addStretch(1)
         self.setWidget(body)
         self.project_id = None
@@ -118,6 +139,7 @@ class NextTileDock(QDockWidget):
         self.buttons["Suggest"].clicked.connect(lambda: self.suggest("suggest"))
         self.buttons["Send labels"].clicked.connect(self.send_labels)
         self.buttons["Retrain"].clicked.connect(lambda: self.suggest("retrain"))
+        self.buttons["Review"].clicked.connect(self.open_review)
 
     # --- helpers -----------------------------------------------------------------
     def error(self, message):
@@ -138,7 +160,7 @@ class NextTileDock(QDockWidget):
             if ok:
                 done(results)
             else:
-                self.error(feedback.textLog().strip().splitlines()[-1] if feedback.textLog().strip() else f"{alg_id} failed")
+                self.error(feedback.textLog().strip().splitlines()[-1] if feedback.textLog().strip() else tr("{alg} failed").format(alg=alg_id))
 
         task.executed.connect(finished)
         self.tasks.append((task, context, feedback))
@@ -158,8 +180,6 @@ class NextTileDock(QDockWidget):
         if not binary:
             return False
         layer = self.raster.currentLayer()
-        import os
-
         root = os.path.dirname(layer.source().split("|")[0]) if layer is not None else os.path.expanduser("~")
         self.local = LocalDaemon(binary, root)
         return True
@@ -181,7 +201,7 @@ class NextTileDock(QDockWidget):
         if choice == 2:
             layer = self.iface.activeLayer()
             if layer is None or layer.type() != 0 or layer.selectedFeatureCount() == 0:
-                raise DaemonError("select one or more polygons in the active vector layer first")
+                raise DaemonError(tr("select one or more polygons in the active vector layer first"))
             return {"AOI_LAYER": QgsProcessingFeatureSourceDefinition(layer.id(), True)}
         return {}
 
@@ -218,11 +238,19 @@ class NextTileDock(QDockWidget):
                     h = self.health
                     dock.status.setText(f"nexttile {h.get('version')} on {h.get('provider')} ({h.get('provider_reason')})")
                     dock.set_strategies(h.get("strategies"), h.get("default_strategy"))
+                    remember_health(h)
+                    # The Processing enums follow the daemon's lists from now on.
+                    provider = QgsApplication.processingRegistry().providerById("nexttile")
+                    if provider is not None:
+                        provider.refreshAlgorithms()
+                    # Reconnected: labels left waiting (a stopped daemon, an earlier session) go now.
+                    if dock.sender_ is not None:
+                        dock.sender_.flush()
                 else:
-                    dock.status.setText("not connected")
+                    dock.status.setText(tr("not connected"))
                     dock.error(self.message)
 
-        task = Health("NextTile: connect")
+        task = Health(tr("NextTile: connect"))
         self.tasks.append((task,))
         QgsApplication.taskManager().addTask(task)
 
@@ -249,14 +277,14 @@ class NextTileDock(QDockWidget):
     def score(self):
         layer = self.raster.currentLayer()
         if layer is None:
-            self.error("choose a raster layer first")
+            self.error(tr("choose a raster layer first"))
             return
 
         def go():
             def done(results):
                 QgsProject.instance().addMapLayer(class_layer(results["HEATMAP"], self.classes))
                 QgsProject.instance().addMapLayer(heatmap_layer(results["HEATMAP"]))
-                self.info(f"scene {results['SCENE']} scored")
+                self.info(tr("scene {scene} scored").format(scene=results["SCENE"]))
 
             try:
                 extra = self.aoi_params()
@@ -302,7 +330,7 @@ class NextTileDock(QDockWidget):
     def send_labels(self):
         layers = QgsProject.instance().mapLayersByName(SUGGESTIONS_LAYER)
         if not layers:
-            self.error("no suggestions layer: press Suggest, fill the class of some tiles, then Send labels")
+            self.error(tr("no suggestions layer: press Suggest, then Review (or fill the class of some tiles and Send labels)"))
             return
         layer = layers[0]
         if layer.isEditable():
@@ -312,8 +340,75 @@ class NextTileDock(QDockWidget):
             self.run_alg(
                 "nexttile:send_labels",
                 {"PROJECT": self.project_id, "INPUT": layer, "CLASS_FIELD": "class"},
-                lambda r: (self.info(f"{r['SENT']} labels stored"), self.load_labels()),
+                lambda r: (self.info(tr("{n} labels stored").format(n=r["SENT"])), self.load_labels()),
             )
 
         self.ensure_project(go)
 
+
+    # --- review panel --------------------------------------------------------------
+    def select_body(self):
+        """The dock's selection settings as a suggestions/rounds body."""
+        body = {
+            "strategy": self.strategy.currentText() or "auto",
+            "budget": self.budget.value(),
+            "mc_passes": self.passes.value(),
+            "min_spacing_m": float(self.spacing.value()),
+        }
+        return body
+
+    def open_review(self):
+        """Opens the review panel on the current suggestions layer (its own dock)."""
+        layers = QgsProject.instance().mapLayersByName(SUGGESTIONS_LAYER)
+        if not layers:
+            self.error(tr("no suggestions layer: press Suggest first"))
+            return
+
+        def go():
+            self.show_review(layers[0])
+
+        self.ensure_project(go)
+
+    def show_review(self, layer):
+        """The review dock for `layer`'s features (the project must be known)."""
+        from .review.controller import ReviewController, ReviewItem
+        from .review.panel import ReviewDock
+        from .review.sender import LabelSender
+
+        if self.sender_ is None:
+            self.sender_ = LabelSender(parent=self)
+        self.close_review()
+        to_wgs84 = QgsCoordinateTransform(layer.crs(), QgsCoordinateReferenceSystem("EPSG:4326"), QgsProject.instance())
+        items = [ReviewItem.from_feature(f, to_wgs84) for f in layer.getFeatures()]
+        controller = ReviewController(self.sender_, self.project_id, self.classes, self.select_body, parent=self)
+        controller.load_features(items)
+        controller.round_finished.connect(self.round_finished)
+        canvas = self.iface.mapCanvas() if hasattr(self.iface, "mapCanvas") else None
+        self.review = ReviewDock(controller, canvas, self.raster.currentLayer())
+        self.iface.addDockWidget(Qt.RightDockWidgetArea, self.review)
+        self.review.show()
+        self.review.raise_()
+        self.review.panel.setFocus()
+        controller.refresh()
+        return self.review
+
+    def round_finished(self, result):
+        """A round closed from the review panel: its suggestions replace the layer."""
+        fc = result.get("suggestions") or {"type": "FeatureCollection", "features": []}
+        path = tempfile.NamedTemporaryFile(prefix="nexttile-round-", suffix=".gpkg", delete=False).name
+        os.unlink(path)
+        write_feature_collection(fc, path, QgsProject.instance().transformContext())
+        for old in QgsProject.instance().mapLayersByName(SUGGESTIONS_LAYER):
+            QgsProject.instance().removeMapLayer(old.id())
+        layer = QgsVectorLayer(path, SUGGESTIONS_LAYER, "ogr")
+        style_suggestions(layer, self.classes)
+        QgsProject.instance().addMapLayer(layer)
+
+    def close_review(self):
+        """Closes the review dock (its labels stay queued on disk until delivered)."""
+        if self.review is not None:
+            self.review.panel.clear()
+            self.iface.removeDockWidget(self.review)
+            self.review.panel.controller.deleteLater()
+            self.review.deleteLater()
+            self.review = None

@@ -1,6 +1,7 @@
-"""Plugin entry: registers the Processing provider and the dock."""
+"""Plugin entry: registers the Processing provider, the dock, and the sender that
+delivers labels left waiting by an earlier session."""
 
-from qgis.core import QgsApplication
+from qgis.core import QgsApplication, QgsMessageLog, Qgis
 from qgis.PyQt.QtCore import Qt
 
 from .provider import NextTileProvider
@@ -13,6 +14,7 @@ class NextTilePlugin:
         self.iface = iface
         self.provider = None
         self.dock = None
+        self.sender = None
 
     def initProcessing(self):  # noqa: N802 (QGIS API name)
         self.provider = NextTileProvider()
@@ -21,16 +23,31 @@ class NextTilePlugin:
     def initGui(self):  # noqa: N802 (QGIS API name)
         self.initProcessing()
         from .dock import NextTileDock
+        from .review.sender import LabelSender
 
-        self.dock = NextTileDock(self.iface)
+        try:
+            self.sender = LabelSender()
+        except (OSError, ValueError) as e:
+            # An unreadable queue file was moved aside (its path is in the message).
+            QgsMessageLog.logMessage(str(e), "NextTile", Qgis.Critical)
+            self.sender = LabelSender()
+        self.dock = NextTileDock(self.iface, sender=self.sender)
         self.iface.addDockWidget(Qt.RightDockWidgetArea, self.dock)
+        # Labels an earlier session left waiting go as soon as the daemon answers.
+        self.sender.flush()
 
     def unload(self):
         if self.dock is not None:
+            self.dock.close_review()
             self.dock.stop_local_daemon()
             self.iface.removeDockWidget(self.dock)
             self.dock.deleteLater()
             self.dock = None
+        if self.sender is not None:
+            # Whatever is still queued stays in the file for the next load.
+            self.sender.timer.stop()
+            self.sender.deleteLater()
+            self.sender = None
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None

@@ -5,7 +5,7 @@ import os
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
-from .algorithms import ALGORITHMS
+from .processing import ALGORITHMS
 
 
 class NextTileProvider(QgsProcessingProvider):

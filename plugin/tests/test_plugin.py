@@ -1,8 +1,9 @@
 """The plugin in real QGIS (Debian python3-qgis, headless) against the real daemon
 binary on a free loopback port, scoring the real sample scene.
 
-Run with Debian's interpreter: QT_QPA_PLATFORM=offscreen /usr/bin/python3
-plugin/tests/run.py (scripts/test_plugin.sh does it)."""
+Run with Debian's interpreter under Xvfb: xvfb-run -a /usr/bin/python3
+plugin/tests/run.py (scripts/test_plugin.sh does it; QT_QPA_PLATFORM=offscreen works
+for this module, not for test_review.py)."""
 
 import json
 import os
@@ -304,7 +305,7 @@ class PluginTest(unittest.TestCase):
         self.assertIn("GeoTIFF", str(e.exception))
         self.assertIn("--root", str(e.exception))
         # A web map layer: not a file the daemon could read.
-        from nexttile.algorithms import local_raster_path
+        from nexttile.processing.base import local_raster_path
 
         wms = QgsRasterLayer("crs=EPSG:3857&format=image/png&layers=x&styles=&url=http://127.0.0.1:9/wms", "remote", "wms")
         with self.assertRaises(QgsProcessingException) as e:

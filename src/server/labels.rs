@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use crate::aoi::LABEL_CLASS_PROPERTY;
+use crate::aoi::{LABEL_CLASS_PROPERTY, UNUSABLE_CLASS};
 use crate::crs::{Reprojector, parse_srs, wgs84};
 use crate::store::NewLabel;
 
@@ -48,7 +48,8 @@ pub enum LabelError {
 
 const GEOMETRY_TYPES: [&str; 4] = ["Point", "MultiPoint", "Polygon", "MultiPolygon"];
 
-/// Parses `body` into labels for a project with `classes`, reprojecting to EPSG:4326.
+/// Parses `body` into labels for a project with `classes` (or the reserved
+/// [`UNUSABLE_CLASS`]), reprojecting to EPSG:4326.
 /// `crs_param` (e.g. from `?crs=EPSG:32618`) wins over a legacy `crs` member.
 ///
 /// # Errors
@@ -113,14 +114,14 @@ pub fn parse_labels(
             Some(Value::Number(n)) => n.to_string(),
             _ => {
                 return Err(bad(format!(
-                    "no \"{LABEL_CLASS_PROPERTY}\" property; set it to one of: {}",
+                    "no \"{LABEL_CLASS_PROPERTY}\" property; set it to one of: {} (or \"{UNUSABLE_CLASS}\" for a tile that cannot be labelled)",
                     classes.join(", ")
                 )));
             }
         };
-        if !classes.contains(&class) {
+        if !classes.contains(&class) && class != UNUSABLE_CLASS {
             return Err(bad(format!(
-                "class {class:?} is not one of this project's classes: {}",
+                "class {class:?} is not one of this project's classes: {} (or \"{UNUSABLE_CLASS}\" for a tile that cannot be labelled: never suggested again, never trained on)",
                 classes.join(", ")
             )));
         }

@@ -45,9 +45,10 @@ fn project_or_404(db: &Db, id: i64) -> ApiResult<Project> {
         .ok_or_else(|| ApiError::not_found(&format!("project {id}")))
 }
 
-/// `GET /health`: version, schema, which execution provider runs and why, and the
-/// selection strategies offered (the plugin's list) with the default.
-#[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, description = "Version, schema version, and which execution provider (CUDA or CPU) runs and why", body = Object)))]
+/// `GET /health`: version, schema, which execution provider runs and why, the
+/// selection strategies offered (the plugin's list) with the default, the ranking
+/// metrics and the reserved `unusable` label class.
+#[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, description = "Version, schema version, which execution provider (CUDA or CPU) runs and why, the strategies (with the default), the metrics and the reserved unusable class", body = Object)))]
 pub async fn health(State(state): State<Arc<AppState>>) -> ApiResult<Json<serde_json::Value>> {
     // No database access: /health must answer while heavy reads hold the database.
     let schema = state.schema_version;
@@ -61,6 +62,14 @@ pub async fn health(State(state): State<Arc<AppState>>) -> ApiResult<Json<serde_
         "token_required": state.config.token.is_some(),
         "strategies": crate::sampling::Strategy::NAMES,
         "default_strategy": crate::sampling::Strategy::product_default().name(),
+        // Every ranking metric a request may name (predicted_loss: heads with a loss output).
+        "metrics": crate::uncertainty::Metric::ALL
+            .iter()
+            .chain([&crate::uncertainty::Metric::PredictedLoss])
+            .map(crate::uncertainty::Metric::name)
+            .collect::<Vec<_>>(),
+        // The reserved label class every project accepts (excluded, never trained on).
+        "unusable_class": crate::aoi::UNUSABLE_CLASS,
     })))
 }
 

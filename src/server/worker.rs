@@ -436,7 +436,34 @@ fn round(
             "this project has no labels yet: POST labels before starting a round",
         ));
     }
-    let number = db.rounds(project.id)?.len() + 1;
+    let labels = db.labels(project.id)?;
+    if labels.iter().all(|l| l.class == crate::aoi::UNUSABLE_CLASS)
+        && !project
+            .classes
+            .iter()
+            .any(|c| c == crate::aoi::UNUSABLE_CLASS)
+    {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "every label of this project is \"{}\" (never trained on): label at least one tile with one of the classes {} before starting a round",
+                crate::aoi::UNUSABLE_CLASS,
+                project.classes.join(", ")
+            ),
+        ));
+    }
+    let rounds = db.rounds(project.id)?;
+    let number = rounds.len() + 1;
+    // Before the round replaces them: the scene's latest suggestions hold what the
+    // previous head predicted on the tiles the analyst has labelled since.
+    let agreement = round_agreement(
+        &labels,
+        rounds.last(),
+        &ctx.data_dir
+            .join("suggestions")
+            .join(scene.id.to_string())
+            .join("suggestions.geojson"),
+    );
     let heads = ctx.data_dir.join("heads");
     std::fs::create_dir_all(&heads).map_err(ApiError::internal)?;
     let head_path = heads.join(format!("project-{}-round-{number}.safetensors", project.id));
@@ -456,7 +483,10 @@ fn round(
     std::fs::create_dir_all(&latest).map_err(ApiError::internal)?;
     std::fs::copy(&paths.suggestions, latest.join("suggestions.geojson"))
         .map_err(ApiError::internal)?;
-    let summary = engine::summary_json(&result, Some(&paths));
+    let mut summary = engine::summary_json(&result, Some(&paths));
+    if let Some(obj) = summary.as_object_mut() {
+        obj.insert("agreement".into(), agreement.clone());
+    }
     let strategy = serde_json::to_value(params).unwrap_or(serde_json::Value::Null);
     let row = db.add_round(
         project.id,
@@ -468,6 +498,88 @@ fn round(
     Ok(serde_json::json!({
         "round": row.number,
         "retrained": summary["retrained"],
+        "agreement": agreement,
         "suggestions": read_suggestions(&paths.suggestions)?,
     }))
+}
+
+/// The round's `agreement` summary: the labels added since the previous round (by
+/// class, `unusable` included), and on those of them that fall in a tile of the
+/// scene's latest suggestions (made by the previous round's head, or the project's
+/// ONNX head before the first round) how often that head's `predicted_class` was the
+/// class the analyst chose. `unusable` labels are not compared. No ground truth is
+/// needed: it is the model's agreement with the analyst on the tiles it asked about.
+/// `labels_through` (the highest label id counted) lets the next round find its own
+/// new labels; a previous round without it (older daemons) is placed by its time.
+pub fn round_agreement(
+    labels: &[crate::store::LabelRow],
+    previous: Option<&crate::store::RoundRow>,
+    suggestions: &Path,
+) -> serde_json::Value {
+    use geo::{Contains, InteriorPoint};
+
+    let through = previous.and_then(|r| {
+        r.summary
+            .as_ref()?
+            .get("agreement")?
+            .get("labels_through")?
+            .as_i64()
+    });
+    let new: Vec<&crate::store::LabelRow> = labels
+        .iter()
+        .filter(|l| match (through, previous) {
+            (Some(t), _) => l.id > t,
+            (None, Some(r)) => l.created > r.created,
+            (None, None) => true,
+        })
+        .collect();
+    let mut added = serde_json::Map::new();
+    for l in &new {
+        let n = added
+            .get(&l.class)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        added.insert(l.class.clone(), serde_json::json!(n + 1));
+    }
+    // (footprint, predicted class) of each suggested tile; none when the file is
+    // missing or unreadable (nothing to compare with, which the counts say).
+    let tiles: Vec<(geo::Geometry<f64>, String)> = std::fs::read_to_string(suggestions)
+        .ok()
+        .and_then(|t| t.parse::<geojson::GeoJson>().ok())
+        .and_then(|g| match g {
+            geojson::GeoJson::FeatureCollection(fc) => Some(fc.features),
+            _ => None,
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|f| {
+            let class = f.property("predicted_class")?.as_str()?.to_string();
+            let geom = geo::Geometry::<f64>::try_from(f.geometry?.value).ok()?;
+            Some((geom, class))
+        })
+        .collect();
+    let (mut compared, mut agreed) = (0u64, 0u64);
+    for l in new.iter().filter(|l| l.class != crate::aoi::UNUSABLE_CLASS) {
+        let Ok(value) = serde_json::from_value::<geojson::Geometry>(l.geometry.clone()) else {
+            continue;
+        };
+        let Some(point) = geo::Geometry::<f64>::try_from(value.value)
+            .ok()
+            .and_then(|g| g.interior_point())
+        else {
+            continue;
+        };
+        if let Some((_, predicted)) = tiles.iter().find(|(g, _)| g.contains(&point)) {
+            compared += 1;
+            agreed += u64::from(*predicted == l.class);
+        }
+    }
+    serde_json::json!({
+        "new_labels": new.len(),
+        "added": added,
+        "compared": compared,
+        "agreed": agreed,
+        "rate": if compared > 0 { Some(agreed as f64 / compared as f64) } else { None },
+        "labels_through": labels.iter().map(|l| l.id).max(),
+    })
 }

@@ -286,7 +286,10 @@ pub struct RoundRow {
     pub strategy: serde_json::Value,
     /// The trained head's checkpoint.
     pub head_path: Option<String>,
-    /// Summary of the scoring (JSON).
+    /// Summary of the scoring (JSON): as a scoring summary, plus `agreement`
+    /// (`new_labels`, `added` per class, `compared`, `agreed`, `rate`,
+    /// `labels_through`): how often the previous head predicted the class the analyst
+    /// then chose on the tiles labelled since the previous round.
     #[schema(value_type = Option<Object>)]
     pub summary: Option<serde_json::Value>,
     /// Creation time.

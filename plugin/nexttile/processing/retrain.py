@@ -1,0 +1,35 @@
+"""`nexttile:retrain`: a retraining round and its new suggestions."""
+
+from qgis.core import QgsProcessing, QgsProcessingOutputNumber, QgsProcessingParameterVectorDestination
+
+from ..layers import write_feature_collection
+from .base import NextTileAlgorithm
+
+
+class RetrainAlgorithm(NextTileAlgorithm):
+    """A retraining round and its new suggestions."""
+
+    def name(self):
+        return "retrain"
+
+    def displayName(self):
+        return self.tr("Retrain and suggest again")
+
+    def shortHelpString(self):
+        return self.tr(
+            "Retrains the project's head on all its labels (from cached embeddings; 'unusable' tiles are "
+            "not trained on), rescores, and writes the new suggestions (labelled tiles excluded).")
+
+    def initAlgorithm(self, config=None):
+        self.add_select_params()
+        self.addParameter(QgsProcessingParameterVectorDestination("OUTPUT", self.tr("New suggestions"), QgsProcessing.TypeVectorPolygon))
+        self.addOutput(QgsProcessingOutputNumber("ROUND", self.tr("Round")))
+
+    def perform(self, parameters, context, feedback):
+        pid = self.parameterAsInt(parameters, "PROJECT", context)
+        client = self.client()
+        started = client.post_json(f"/projects/{pid}/rounds", self.select_body(parameters, context))
+        job = client.wait_job(started["job"], feedback)
+        out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        write_feature_collection(job["result"]["suggestions"], out, context.transformContext())
+        return {"OUTPUT": out, "ROUND": job["result"]["round"]}

@@ -1,0 +1,33 @@
+"""`nexttile:suggest`: ranked tiles to label next."""
+
+from qgis.core import QgsProcessing, QgsProcessingParameterVectorDestination
+
+from ..layers import write_feature_collection
+from .base import NextTileAlgorithm
+
+
+class SuggestAlgorithm(NextTileAlgorithm):
+    """Ranked tiles to label next."""
+
+    def name(self):
+        return "suggest"
+
+    def displayName(self):
+        return self.tr("Suggest tiles to label")
+
+    def shortHelpString(self):
+        return self.tr(
+            "Asks the daemon for the tiles to label next (EPSG:4326 polygons ranked by the strategy; labelled "
+            "tiles are never suggested). Review them in the NextTile review panel, or fill the `class` field "
+            "and run 'Send labels'.")
+
+    def initAlgorithm(self, config=None):
+        self.add_select_params()
+        self.addParameter(QgsProcessingParameterVectorDestination("OUTPUT", self.tr("Suggestions"), QgsProcessing.TypeVectorPolygon))
+
+    def perform(self, parameters, context, feedback):
+        pid = self.parameterAsInt(parameters, "PROJECT", context)
+        fc = self.client().post_json(f"/projects/{pid}/suggestions", self.select_body(parameters, context))
+        out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        write_feature_collection(fc, out, context.transformContext())
+        return {"OUTPUT": out}

@@ -441,7 +441,7 @@ fn selection_worker(n: usize, strategy: &str) {
         "probcover" => Strategy::Probcover(ProbcoverParams::default()),
         // auto's uncertainty stage, class-balanced over 10 classes (switch at 0 labels).
         "auto_balanced" => Strategy::Auto(AutoParams {
-            switch_per_class: 0,
+            switch_per_class: Some(0),
             ..AutoParams::default()
         }),
         _ => Strategy::TopK,

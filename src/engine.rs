@@ -662,6 +662,7 @@ pub fn score(
     let strategy = req.strategy.with_run_facts(
         head.spec.class_names.len(),
         known_labels.max(labelled_count),
+        head.spec.auto_switch_per_class,
     );
     let known = match &strategy {
         Strategy::Auto(a) if a.balance && !head.spec.multi_label => Some(known_classes(

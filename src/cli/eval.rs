@@ -206,7 +206,7 @@ pub(crate) fn run(a: EvalArgs) -> Result<()> {
         typiclust,
         probcover,
         auto: AutoParams {
-            switch_per_class: a.switch_per_class,
+            switch_per_class: Some(a.switch_per_class),
             low_budget,
             m: a.auto_m,
             balance: a.auto_balance,

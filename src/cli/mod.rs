@@ -265,7 +265,7 @@ fn parse_strategy(a: &ScoreArgs) -> Result<Strategy> {
     }
     if let Strategy::Auto(p) = &mut s {
         if let Some(n) = a.switch_per_class {
-            p.switch_per_class = n;
+            p.switch_per_class = Some(n);
         }
         if let Some(b) = a.balance {
             p.balance = b;

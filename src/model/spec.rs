@@ -129,6 +129,10 @@ pub struct ModelSpec {
     pub loss_output: Option<String>,
     /// Head: SHA-256 of the encoder it was trained on, if recorded.
     pub encoder_sha256: Option<String>,
+    /// Head: labels per class at which `auto` switches to its uncertainty stage, as
+    /// chosen on the validation fold for this head's encoder
+    /// (`nexttile_auto_switch_per_class`); a request's own value wins.
+    pub auto_switch_per_class: Option<usize>,
     /// All metadata properties as stored.
     pub metadata: BTreeMap<String, String>,
 }
@@ -195,6 +199,7 @@ impl ModelSpec {
             mc_dropout_input: None,
             loss_output: None,
             encoder_sha256: m.get("encoder_sha256").cloned(),
+            auto_switch_per_class: None,
             metadata: BTreeMap::new(),
         };
         let mut missing = Vec::new();
@@ -357,6 +362,8 @@ impl ModelSpec {
                 spec.mc_dropout_input =
                     named_io(m, "mc_dropout_input", &spec.inputs, "an input", &file)?;
                 spec.loss_output = named_io(m, "loss_output", &spec.outputs, "an output", &file)?;
+                spec.auto_switch_per_class =
+                    parse_opt::<usize>(m, "nexttile_auto_switch_per_class", &file)?;
             }
         }
         spec.metadata = metadata;
@@ -691,6 +698,28 @@ mod tests {
         assert_eq!(s.class_names, vec!["land", "water"]);
         assert_eq!(s.output_name, "probs");
         assert_eq!(s.mc_dropout_input.as_deref(), Some("mc_dropout"));
+    }
+
+    #[test]
+    fn head_declares_its_auto_switch() {
+        let head = |extra: &[(&str, &str)]| {
+            let mut pairs = vec![("class_names", r#"["a","b"]"#)];
+            pairs.extend_from_slice(extra);
+            ModelSpec::from_parts(
+                "head.onnx".into(),
+                "abc".into(),
+                meta(&pairs),
+                vec![io("embedding", "f32", &[-1, 8])],
+                vec![io("probs", "f32", &[-1, 2])],
+            )
+        };
+        assert_eq!(head(&[]).unwrap().auto_switch_per_class, None);
+        let s = head(&[("nexttile_auto_switch_per_class", "10")]).unwrap();
+        assert_eq!(s.auto_switch_per_class, Some(10));
+        let err = head(&[("nexttile_auto_switch_per_class", "ten")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nexttile_auto_switch_per_class"), "{err}");
     }
 
     #[test]

@@ -83,8 +83,11 @@ pub enum LowBudget {
 pub struct AutoParams {
     /// Classes of the head (the shells set it from the head; default 10).
     pub classes: usize,
-    /// Labels per class at which the schedule switches to the uncertainty stage.
-    pub switch_per_class: usize,
+    /// Labels per class at which the schedule switches to the uncertainty stage; `None`
+    /// until the shells fill it: from the request, else the head's
+    /// `nexttile_auto_switch_per_class` metadata (the schedule chosen on the validation
+    /// fold for its encoder's features), else [`Self::DEFAULT_SWITCH_PER_CLASS`].
+    pub switch_per_class: Option<usize>,
     /// The low-budget stage.
     pub low_budget: LowBudget,
     /// Candidate factor `m` of the uncertainty stage (1 = top-k by uncertainty).
@@ -101,8 +104,16 @@ pub struct AutoParams {
 }
 
 impl AutoParams {
-    /// Default labels per class before the switch (chosen on the validation fold).
+    /// Default labels per class before the switch, for heads that declare none (chosen
+    /// on the validation fold for the SimSiam encoder's features; the RCF heads declare
+    /// 10, chosen on the fold for theirs).
     pub const DEFAULT_SWITCH_PER_CLASS: usize = 20;
+
+    /// The switch in labels per class: the one set, else the default.
+    pub fn switch(&self) -> usize {
+        self.switch_per_class
+            .unwrap_or(Self::DEFAULT_SWITCH_PER_CLASS)
+    }
     /// Default candidate factor of the uncertainty stage (chosen on the validation fold).
     pub const DEFAULT_M: usize = 3;
 
@@ -111,7 +122,7 @@ impl AutoParams {
 
     /// The stage for a selection with `labelled` labelled tiles.
     pub fn stage_for(&self, labelled: usize) -> Stage {
-        if labelled < self.switch_per_class.saturating_mul(self.classes) {
+        if labelled < self.switch().saturating_mul(self.classes) {
             Stage::LowBudget
         } else {
             Stage::Uncertainty
@@ -138,7 +149,7 @@ impl Default for AutoParams {
     fn default() -> Self {
         Self {
             classes: 10,
-            switch_per_class: Self::DEFAULT_SWITCH_PER_CLASS,
+            switch_per_class: None,
             low_budget: LowBudget::Typiclust(TypiclustParams::default()),
             m: Self::DEFAULT_M,
             balance: Self::DEFAULT_BALANCE,
@@ -159,7 +170,7 @@ impl Default for AutoParams {
 /// ```
 /// use nexttile::sampling::{AutoParams, Stage};
 ///
-/// let p = AutoParams { classes: 10, switch_per_class: 20, ..AutoParams::default() };
+/// let p = AutoParams { classes: 10, switch_per_class: Some(20), ..AutoParams::default() };
 /// assert_eq!(p.stage_for(199), Stage::LowBudget);
 /// assert_eq!(p.stage_for(200), Stage::Uncertainty);
 /// ```
@@ -217,7 +228,7 @@ mod tests {
         let labelled: Vec<bool> = (0..n).map(|i| i >= 10).collect();
         let params = AutoParams {
             classes: 2,
-            switch_per_class: 5,
+            switch_per_class: Some(5),
             m: 1,
             ..AutoParams::default()
         };
@@ -254,7 +265,7 @@ mod tests {
         let unc = Array1::from_shape_fn(n, |i| (i % 17) as f32);
         let params = AutoParams {
             classes: 2,
-            switch_per_class: 5,
+            switch_per_class: Some(5),
             m: 1,
             ..AutoParams::default()
         };

@@ -90,10 +90,16 @@ impl Strategy {
     }
 
     /// Fills in what only the run knows: the head's `classes` (ProbCover's purity rule,
-    /// `auto`'s switch) and the labels given so far anywhere (`auto`'s
-    /// [`known_labels`](AutoParams::known_labels)). Other strategies are returned as they
-    /// are.
-    pub fn with_run_facts(self, classes: usize, known_labels: usize) -> Strategy {
+    /// `auto`'s switch), the labels given so far anywhere (`auto`'s
+    /// [`known_labels`](AutoParams::known_labels)) and the head's declared switch
+    /// (`model_switch`, used when the request sets none). Other strategies are returned
+    /// as they are.
+    pub fn with_run_facts(
+        self,
+        classes: usize,
+        known_labels: usize,
+        model_switch: Option<usize>,
+    ) -> Strategy {
         let classes = classes.max(1);
         match self {
             Strategy::Probcover(p) => Strategy::Probcover(ProbcoverParams { classes, ..p }),
@@ -108,6 +114,11 @@ impl Strategy {
                     classes,
                     known_labels,
                     low_budget,
+                    switch_per_class: Some(
+                        a.switch_per_class
+                            .or(model_switch)
+                            .unwrap_or(AutoParams::DEFAULT_SWITCH_PER_CLASS),
+                    ),
                     ..a
                 })
             }
@@ -150,6 +161,26 @@ mod tests {
     use serde::de::value::{Error, MapDeserializer, StrDeserializer};
 
     use super::*;
+
+    #[test]
+    fn auto_switch_comes_from_the_request_then_the_head_then_the_default() {
+        let switch = |requested: Option<usize>, model: Option<usize>| {
+            let s = Strategy::Auto(AutoParams {
+                switch_per_class: requested,
+                ..AutoParams::default()
+            });
+            match s.with_run_facts(10, 0, model) {
+                Strategy::Auto(a) => a.switch_per_class,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(switch(Some(5), Some(10)), Some(5));
+        assert_eq!(switch(None, Some(10)), Some(10));
+        assert_eq!(
+            switch(None, None),
+            Some(AutoParams::DEFAULT_SWITCH_PER_CLASS)
+        );
+    }
 
     #[test]
     fn names_round_trip() {

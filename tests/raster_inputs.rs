@@ -341,3 +341,82 @@ fn sen1floods_chip_without_descriptions() {
         serde_json::to_string(&s3["input"]["check"]).unwrap()
     );
 }
+
+/// A Landsat Collection 2 Level-2-style copy of the sample's bands:
+/// reflectance = L1C DN / 10000 re-encoded as DN = (reflectance + 0.2) /
+/// 0.0000275 (UInt16), `bands` (1-based sample bands) in the preset's order,
+/// no descriptions.
+fn landsat_copy(dir: &Path, name: &str, bands: &[&str]) -> PathBuf {
+    let mut args = WINDOW.to_vec();
+    for b in bands {
+        args.extend(["-b", b]);
+    }
+    // 0 → 0.2 / 0.0000275 = 7272.73, 10000 → 1.2 / 0.0000275 = 43636.36.
+    args.extend([
+        "-ot",
+        "UInt16",
+        "-scale",
+        "0",
+        "10000",
+        "7272.73",
+        "43636.36",
+        "-a_nodata",
+        "none",
+    ]);
+    derive(dir, name, &common::sample_scene(), &args, false)
+}
+
+#[test]
+fn landsat_copies_with_their_presets() {
+    let d = common::tempdir();
+    let (_, base) = original(d.path());
+    // OLI SR_B1…SR_B7 ≙ B01 B02 B03 B04 B08 B11 B12 (sample bands 1 2 3 4 8 12 13).
+    let oli = landsat_copy(d.path(), "oli", &["1", "2", "3", "4", "8", "12", "13"]);
+    let (s, text, pred) = score(&oli, &["--sensor", "landsat8"]);
+    assert_eq!(
+        matched_by(&s),
+        [
+            ("B04".to_string(), 4, "sensor_preset:landsat8".to_string()),
+            ("B03".into(), 3, "sensor_preset:landsat8".into()),
+            ("B02".into(), 2, "sensor_preset:landsat8".into())
+        ]
+    );
+    assert!(!text.contains(DISTRIBUTION), "{text}");
+    let a_oli = agreement(&base, &pred);
+
+    // ETM+ SR_B1…B5, B7 ≙ B02 B03 B04 B08 B11 B12, through the six-band
+    // encoder (NIR and SWIR included), against the original with that encoder.
+    let enc = common::root().join("onnx/ukis_csmask/encoder.onnx");
+    let head = common::root().join("onnx/ukis_csmask/head.onnx");
+    let (enc, head) = (enc.to_str().unwrap(), head.to_str().unwrap());
+    let orig = d.path().join("orig.tif");
+    let (_, _, base6) = score(&orig, &["--encoder", enc, "--head", head]);
+    let etm = landsat_copy(d.path(), "etm", &["2", "3", "4", "8", "12", "13"]);
+    let (s, text, pred6) = score(
+        &etm,
+        &["--sensor", "landsat7", "--encoder", enc, "--head", head],
+    );
+    let bands: Vec<(String, u64)> = matched_by(&s).into_iter().map(|m| (m.0, m.1)).collect();
+    assert_eq!(
+        bands,
+        [
+            ("B02".to_string(), 1),
+            ("B03".into(), 2),
+            ("B04".into(), 3),
+            ("B08".into(), 4),
+            ("B11".into(), 5),
+            ("B12".into(), 6)
+        ]
+    );
+    assert!(!text.contains(DISTRIBUTION), "{text}");
+    let (_, _, plain6) = score(
+        &etm,
+        &["--bands", "1,2,3,4,5,6", "--encoder", enc, "--head", head],
+    );
+    let (a_etm, a_plain6) = (agreement(&base6, &pred6), agreement(&base6, &plain6));
+    println!(
+        "Landsat-style copies vs original, agreement over {} tiles: OLI --sensor landsat8 (demo encoder) {a_oli:.3}; ETM+ --sensor landsat7 (ukis_csmask encoder) {a_etm:.3}, the same with --bands only (L1C scaling) {a_plain6:.3}",
+        base.len()
+    );
+    assert!(a_oli > 0.95 && a_etm > 0.95, "{a_oli} {a_etm}");
+}

@@ -420,3 +420,69 @@ fn landsat_copies_with_their_presets() {
     );
     assert!(a_oli > 0.95 && a_etm > 0.95, "{a_oli} {a_etm}");
 }
+
+/// NIR named only by band metadata (`BANDNAME=nir`, GDAL 3.6 has no NIR
+/// colour interpretation), SWIR by STAC common names as descriptions, RGB by
+/// colour interpretation: the six-band encoder finds all six.
+#[test]
+fn common_names_band_metadata_and_colour_interpretation_together() {
+    let d = common::tempdir();
+    original(d.path());
+    let vrt = d.path().join("mixed.vrt");
+    let mut args: Vec<&str> = vec!["-q", "-of", "VRT"];
+    args.extend(WINDOW);
+    for b in ["4", "3", "2", "8", "12", "13"] {
+        args.extend(["-b", b]);
+    }
+    args.extend([
+        "-colorinterp",
+        "red,green,blue,undefined,undefined,undefined",
+    ]);
+    let src = common::sample_scene();
+    args.extend([src.to_str().unwrap(), vrt.to_str().unwrap()]);
+    common::run_tool("gdal_translate", &args);
+    let text = std::fs::read_to_string(&vrt).unwrap();
+    let edited: Vec<String> = text
+        .lines()
+        .filter(|l| !l.contains("key=\"PRODUCT\""))
+        .filter_map(|l| match l.trim() {
+            "<Description>B04</Description>"
+            | "<Description>B03</Description>"
+            | "<Description>B02</Description>" => None,
+            "<Description>B08</Description>" => {
+                Some("    <Metadata><MDI key=\"BANDNAME\">nir</MDI></Metadata>".to_string())
+            }
+            "<Description>B11</Description>" => {
+                Some("    <Description>swir16</Description>".into())
+            }
+            "<Description>B12</Description>" => {
+                Some("    <Description>swir22</Description>".into())
+            }
+            _ => Some(l.to_string()),
+        })
+        .collect();
+    std::fs::write(&vrt, edited.join("\n")).unwrap();
+    let mixed = d.path().join("mixed.tif");
+    common::run_tool(
+        "gdal_translate",
+        &["-q", vrt.to_str().unwrap(), mixed.to_str().unwrap()],
+    );
+    let enc = common::root().join("onnx/ukis_csmask/encoder.onnx");
+    let head = common::root().join("onnx/ukis_csmask/head.onnx");
+    let (enc, head) = (enc.to_str().unwrap(), head.to_str().unwrap());
+    let (s, _, pred) = score(&mixed, &["--encoder", enc, "--head", head]);
+    assert_eq!(
+        matched_by(&s),
+        [
+            ("B02".to_string(), 3, "colour_interpretation".to_string()),
+            ("B03".into(), 2, "colour_interpretation".into()),
+            ("B04".into(), 1, "colour_interpretation".into()),
+            ("B08".into(), 4, "band_metadata".into()),
+            ("B11".into(), 5, "description".into()),
+            ("B12".into(), 6, "description".into())
+        ]
+    );
+    let orig = d.path().join("orig.tif");
+    let (_, _, base6) = score(&orig, &["--encoder", enc, "--head", head]);
+    assert_eq!(pred, base6);
+}

@@ -25,6 +25,12 @@ use crate::uncertainty::{
     Metric, Uncertainties, compute_all, compute_all_multilabel, predicted_class,
 };
 
+mod input;
+pub use input::{
+    BandCheck, CHECK_MAX_CLIPPED, CHECK_MAX_SIGMA, CHECK_TILES, InputReport, ScalingReport,
+    SensorUse,
+};
+
 /// Default number of MC-dropout passes of the head.
 pub const DEFAULT_MC_PASSES: usize = 20;
 /// Most MC-dropout passes the CLI and the daemon accept.
@@ -84,6 +90,14 @@ pub struct ScoreRequest {
     pub min_spacing_m: f64,
     /// Explicit 1-based band indices in model order (overrides name matching).
     pub bands: Option<Vec<usize>>,
+    /// Sensor preset name (`--sensor`: band order and reflectance scaling;
+    /// see [`SENSOR_PRESETS`](crate::raster::SENSOR_PRESETS)); `None` = one
+    /// recognised from the scene's metadata, if any.
+    pub sensor: Option<String>,
+    /// Replaces the encoder's (or the preset's) `input_scale`.
+    pub input_scale: Option<f32>,
+    /// Replaces the encoder's (or the preset's) `input_offset`.
+    pub input_offset: Option<f32>,
     /// Tiles with fewer valid pixels are skipped.
     pub min_valid_fraction: f32,
     /// Tiles per encoder batch.
@@ -158,6 +172,9 @@ impl ScoreRequest {
             seed: 0,
             min_spacing_m: 0.0,
             bands: None,
+            sensor: None,
+            input_scale: None,
+            input_offset: None,
             min_valid_fraction: DEFAULT_MIN_VALID,
             batch_size: DEFAULT_BATCH_SIZE,
             cache: None,
@@ -213,6 +230,8 @@ pub struct SceneSummary {
     pub bands_used: Vec<usize>,
     /// Names of the bands used, in model order.
     pub band_names: Vec<String>,
+    /// How each of the model's bands was found in the raster, model order.
+    pub band_matching: Vec<crate::raster::BandMatch>,
     /// The second raster of a pair, warped onto this scene's grid.
     pub pair: Option<String>,
 }
@@ -314,6 +333,8 @@ pub struct ScoreResult {
     pub runtime: crate::model::RuntimeInfo,
     /// Things worth telling the user that did not stop the run.
     pub warnings: Vec<String>,
+    /// Sensor preset, scaling and the input-distribution check.
+    pub input: InputReport,
     /// Stage timings.
     pub timings: Timings,
     /// What retraining did, when the request asked for it.
@@ -399,10 +420,21 @@ pub fn score(
             .unwrap_or_else(|_| Err(Error::Internal("loading the models panicked".into())));
         (first, models)
     });
-    let first = first?;
+    let mut first = first?;
     let (workers, encoder_session, mut encoder, mut head) = models?;
     let mut warnings = Vec::new();
     check_head_use(req, &head.spec)?;
+    let model_bands = encoder
+        .spec
+        .preprocess
+        .as_ref()
+        .map(|p| p.bands.clone())
+        .unwrap_or_default();
+    let sensor = input::choose_sensor(req, &mut first, &model_bands, &mut warnings)?;
+    let (preset, sensor_use) = match sensor {
+        Some((p, u)) => (Some(p), Some(u)),
+        None => (None, None),
+    };
     if first.names_assumed {
         warnings.push(format!(
             "{} has no band descriptions; assumed the standard Sentinel-2 band order",
@@ -421,7 +453,7 @@ pub fn score(
         .preprocess
         .clone()
         .ok_or_else(|| Error::Invalid("encoder has no preprocessing contract".into()))?;
-    let pre = if encoder.spec.per_band {
+    let mut pre = if encoder.spec.per_band {
         per_band_preprocess(&encoder.spec, &full, &scene, req.band_names.as_deref())?
     } else {
         if req.band_names.is_some() {
@@ -434,7 +466,11 @@ pub fn score(
         full
     };
     check_modalities(&encoder.spec, &scene, req)?;
-    let bands = scene.resolve_bands(&pre.bands, req.bands.as_deref())?;
+    let matches = input::match_bands(req, &scene, &pre.bands, preset)?;
+    let bands: Vec<usize> = matches.iter().map(|m| m.raster_band).collect();
+    let model_scaling = (pre.scale, pre.offset);
+    let scaling = input::apply_scaling(req, preset, &mut pre)?;
+    warnings.extend(input::display_note(preset, &scaling));
     let fused = match (encoder.spec.per_band, encoder.spec.band_fusion) {
         (true, crate::model::BandFusion::Concat) => pre.bands.len(),
         _ => 1,
@@ -471,6 +507,16 @@ pub fn score(
     };
     let total = candidates.len();
     check_tile_count(total, grid.tile_size, req.max_tiles)?;
+    let check = input::CheckInput {
+        scene: &scene,
+        matches: &matches,
+        grid: &grid,
+        candidates: &candidates,
+        pre: &pre,
+        min_valid: req.min_valid_fraction,
+    };
+    let (check_tiles, band_checks, data_type) =
+        input::check_distribution(&check, &scaling, &mut warnings)?;
     progress(Progress::Started { total });
     for w in &warnings {
         tracing::warn!("{w}");
@@ -488,7 +534,8 @@ pub fn score(
             req.min_valid_fraction,
             &candidates,
             &encoder.spec.sha256,
-        )?;
+        )?
+        .with_scaling(scaling.scale, scaling.offset, model_scaling);
         match &req.pair {
             Some(second) => key.with_second(second),
             None => Some(key),
@@ -724,6 +771,7 @@ pub fn score(
                 })
                 .collect(),
             bands_used: bands,
+            band_matching: matches,
             pair: req.pair.as_ref().map(|p| p.display().to_string()),
         },
         grid,
@@ -749,6 +797,13 @@ pub fn score(
         head: (&head.spec).into(),
         runtime: crate::model::runtime::init()?,
         warnings,
+        input: InputReport {
+            sensor: sensor_use,
+            scaling,
+            data_type,
+            check_tiles,
+            check: band_checks,
+        },
         timings: Timings {
             setup_s,
             embed_s,
@@ -1495,6 +1550,7 @@ pub fn summary_json(result: &ScoreResult, paths: Option<&OutputPaths>) -> serde_
         "suggestions": picks,
         "runtime": result.runtime,
         "warnings": result.warnings,
+        "input": result.input,
         "timings": result.timings,
         "retrained": result.retrained,
         "outputs": paths,

@@ -8,14 +8,19 @@ use std::process::Command;
 
 /// Run `nexttile score <scene> ...` and return (exit code, stderr).
 fn score(scene: &Path, extra: &[&str]) -> (i32, String) {
+    score_with(scene, &common::encoder(), &common::head(), extra)
+}
+
+/// [`score`] with another encoder/head pair.
+fn score_with(scene: &Path, encoder: &Path, head: &Path, extra: &[&str]) -> (i32, String) {
     let out = common::tempdir();
     let o = Command::new(common::bin())
         .arg("score")
         .arg(scene)
         .arg("--out")
         .arg(out.path())
-        .args(["--encoder", common::encoder().to_str().unwrap()])
-        .args(["--head", common::head().to_str().unwrap()])
+        .args(["--encoder", encoder.to_str().unwrap()])
+        .args(["--head", head.to_str().unwrap()])
         .args(["--mc-passes", "2", "--quiet"])
         .args(extra)
         .output()
@@ -382,5 +387,108 @@ fn models_that_are_not_regular_files_or_too_large_are_refused() {
             &format!("is {encoder_bytes} bytes, more than the limit of 1000 bytes"),
             "--max-model-bytes",
         ],
+    );
+}
+
+/// The sample's B04, B03, B02 as an 8-bit copy with no band names at all (no
+/// descriptions, no colour interpretation), cut to 320 × 320 px.
+fn unnamed_rgb8(dir: &Path) -> std::path::PathBuf {
+    let vrt = dir.join("rgb8.vrt");
+    common::run_tool(
+        "gdal_translate",
+        &[
+            "-q",
+            "-of",
+            "VRT",
+            "-srcwin",
+            "0",
+            "0",
+            "320",
+            "320",
+            "-b",
+            "4",
+            "-b",
+            "3",
+            "-b",
+            "2",
+            "-ot",
+            "Byte",
+            "-scale",
+            "0",
+            "2800",
+            "0",
+            "255",
+            common::sample_scene().to_str().unwrap(),
+            vrt.to_str().unwrap(),
+        ],
+    );
+    let text = std::fs::read_to_string(&vrt).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains("<Description>") && !l.contains("key=\"PRODUCT\""))
+        .collect();
+    std::fs::write(&vrt, kept.join("\n")).unwrap();
+    let tif = dir.join("rgb8.tif");
+    common::run_tool(
+        "gdal_translate",
+        &["-q", vrt.to_str().unwrap(), tif.to_str().unwrap()],
+    );
+    tif
+}
+
+#[test]
+fn unknown_sensor_lists_the_valid_ones() {
+    assert_bad(
+        score(&common::sample_scene(), &["--sensor", "sentinel-3"]),
+        &[
+            "unknown --sensor 'sentinel-3'; give one of: s2-l1c, s2-l2a, landsat8, landsat9, landsat7, reflectance, rgb",
+        ],
+    );
+}
+
+#[test]
+fn sensor_whose_bands_the_raster_lacks_names_them() {
+    let d = common::tempdir();
+    let rgb = unnamed_rgb8(d.path());
+    // A 3-band stack cannot be placed by a 6-band preset's positions.
+    assert_bad(
+        score(&rgb, &["--sensor", "landsat7"]),
+        &[
+            "--sensor landsat7 places bands by position in a 6-band stack (SR_B1=B02, SR_B2=B03, SR_B3=B04, SR_B4=B08, SR_B5=B11, SR_B7=B12)",
+            "has 3 band(s) and no band names for B04, B03, B02",
+            "give --bands",
+        ],
+    );
+    // The rgb preset has no NIR or SWIR bands for a 13-band encoder.
+    let s2 = common::root().join("onnx/s2_simsiam/encoder.onnx");
+    let s2_head = common::root().join("onnx/s2_simsiam/head.onnx");
+    assert_bad(
+        score_with(&rgb, &s2, &s2_head, &["--sensor", "rgb"]),
+        &[
+            "the encoder needs the band(s) B01, B05, B06, B07, B08, B8A, B09, B10, B11, B12 which --sensor rgb does not have (it has red=B04, green=B03, blue=B02)",
+        ],
+    );
+}
+
+#[test]
+fn sensor_for_a_sar_encoder_and_bad_input_scale() {
+    let enc = common::root().join("onnx/s1s2_dsimclr/encoder.onnx");
+    let head = common::root().join("onnx/s1s2_dsimclr/head.onnx");
+    assert_bad(
+        score_with(
+            &common::sample_scene(),
+            &enc,
+            &head,
+            &["--sensor", "s2-l1c"],
+        ),
+        &["--sensor s2-l1c scales optical reflectance, but this encoder also takes [VV, VH,"],
+    );
+    assert_bad(
+        score(&common::sample_scene(), &["--input-scale", "0"]),
+        &["--input-scale must be a finite, non-zero number, got 0"],
+    );
+    assert_bad(
+        score(&common::sample_scene(), &["--input-offset", "NaN"]),
+        &["--input-offset must be a finite number, got NaN"],
     );
 }

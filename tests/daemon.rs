@@ -308,6 +308,19 @@ fn full_round_trip_on_the_sample() {
         job["result"]["scored_tiles"].as_u64().unwrap() > 800,
         "{job}"
     );
+    // The job result is summary.json: band matching, scaling and the input
+    // check (issue 14) come with it, and the check is silent on the sample.
+    let result = &job["result"];
+    assert_eq!(
+        result["scene"]["band_matching"][0]["matched_by"], "description",
+        "{job}"
+    );
+    assert_eq!(result["input"]["check"].as_array().map(Vec::len), Some(3));
+    assert_eq!(result["input"]["sensor"]["name"], "s2-l1c", "{job}");
+    assert!(
+        !result["warnings"].to_string().contains("training data"),
+        "{job}"
+    );
 
     let ask = json!({"strategy": "top_k", "budget": 10, "mc_passes": 5});
     let (code, first) = d.post(&format!("/projects/{pid}/suggestions"), &ask);

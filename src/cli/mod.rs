@@ -156,6 +156,19 @@ struct ScoreArgs {
     /// Raster band indices (1-based, comma-separated) in the model's band order, overriding name matching.
     #[arg(long, value_delimiter = ',')]
     bands: Option<Vec<usize>>,
+    /// Sensor preset: band order of a stack without band names, and the
+    /// product's reflectance scaling mapped to the encoder's input units
+    /// (s2-l1c, s2-l2a, landsat8, landsat9, landsat7, reflectance, rgb).
+    #[arg(long)]
+    sensor: Option<String>,
+    /// Multiplier on raw raster values, replacing the encoder's (or the
+    /// preset's) input_scale: x = clip(raw · scale + offset).
+    #[arg(long, allow_negative_numbers = true)]
+    input_scale: Option<f32>,
+    /// Added after --input-scale, replacing the encoder's (or the preset's)
+    /// input_offset.
+    #[arg(long, allow_negative_numbers = true)]
+    input_offset: Option<f32>,
     /// Minimum share of valid (not nodata) pixels for a tile to be scored.
     #[arg(long, default_value_t = engine::DEFAULT_MIN_VALID)]
     min_valid: f32,
@@ -414,6 +427,9 @@ fn score(a: ScoreArgs) -> Result<()> {
     req.seed = a.seed;
     req.min_spacing_m = a.min_spacing;
     req.bands = a.bands.clone();
+    req.sensor = a.sensor.clone();
+    req.input_scale = a.input_scale;
+    req.input_offset = a.input_offset;
     req.pair = a.pair.clone();
     req.band_names = a.band_names.clone();
     req.min_valid_fraction = a.min_valid;
@@ -534,12 +550,53 @@ fn print_summary(result: &engine::ScoreResult, paths: &engine::OutputPaths) {
             paths.suggestions.display()
         );
     }
+    print_input(result);
     println!(
         "onnxruntime: {} provider ({})",
         result.runtime.provider, result.runtime.provider_reason
     );
     println!("heatmap:     {}", paths.heatmap.display());
     println!("suggestions: {}", paths.suggestions.display());
+}
+
+/// The text report's lines on how the raster became encoder input: sensor,
+/// band matching, scaling.
+fn print_input(result: &engine::ScoreResult) {
+    let input = &result.input;
+    if let Some(s) = &input.sensor {
+        println!("sensor:      {} ({}; {})", s.name, s.source, s.title);
+    }
+    let matched: Vec<String> = result
+        .scene
+        .band_matching
+        .iter()
+        .map(|m| {
+            format!(
+                "{} = band {} ({}{})",
+                m.model_band,
+                m.raster_band,
+                m.matched_by,
+                if m.raster_label.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", m.raster_label)
+                }
+            )
+        })
+        .collect();
+    println!("bands:       {}", matched.join(", "));
+    println!(
+        "scaling:     raw · {} + {}{} ({}; {} raster)",
+        input.scaling.scale,
+        input.scaling.offset,
+        input
+            .scaling
+            .clip
+            .map(|(lo, hi)| format!(", clipped to [{lo}, {hi}]"))
+            .unwrap_or_default(),
+        input.scaling.source,
+        input.data_type
+    );
 }
 
 fn inspect(file: &Path, json: bool) -> Result<()> {

@@ -68,6 +68,7 @@ where
         candidates_sha256: format!("{:x}", Sha256::digest(source.as_bytes())),
         encoder_sha256: encoder.spec.sha256.clone(),
         second: None,
+        scaling: None,
     };
     if let Some(cache) = cache {
         match cache.get(&key) {

@@ -5,7 +5,9 @@ mod block_cache;
 mod confine;
 mod read;
 mod scene;
+mod sensor;
 mod stack;
+mod stats;
 
 pub use bands::{S2_L1C_BANDS, S2_L2A_BANDS, canonical_band_name, default_band_names};
 pub use block_cache::{fit_block_cache, reader_need};
@@ -14,8 +16,13 @@ pub use confine::{
     gdal_atoi, is_virtual, open_allowed, resolve_source, vrt_sources,
 };
 pub use read::{ReadPlan, ReadReport, TileBatch, read_tiles};
-pub use scene::{BandInfo, Scene};
+pub use scene::{BandInfo, BandMatch, Scene};
+pub use sensor::{
+    COMMON_NAMES, DetectedSensor, Radiometry, SENSOR_PRESETS, SensorPreset, common_name_to_s2,
+    detect_sensor, l2a_without_baseline, model_scaling, sensor_names, sensor_preset,
+};
 pub use stack::stack_pair;
+pub use stats::{BandStats, InputScaling, sample_input_stats, spread_sample};
 
 /// Errors from opening or reading a raster.
 #[derive(Debug, thiserror::Error)]

@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::RasterError;
 use super::bands::{canonical_band_name, default_band_names};
 use super::confine::{Confinement, open_allowed};
+use super::sensor::{DetectedSensor, SensorPreset, common_name_to_s2, detect_sensor};
 use crate::tiling::GeoTransform;
 
 /// One band of a scene.
@@ -25,6 +26,12 @@ pub struct BandInfo {
     pub nodata: Option<f64>,
     /// GDAL data type name.
     pub data_type: String,
+    /// GDAL colour interpretation name (`Red`, `Gray`, `Undefined`, …).
+    pub colour_interpretation: String,
+    /// How [`name`](Self::name) was found: `description`, `band_metadata`,
+    /// `colour_interpretation`, `s2_default_order`, `sensor_preset:<name>`,
+    /// or empty when the band has no name.
+    pub named_by: String,
 }
 
 /// An opened, georeferenced raster. `Dataset` is `Send` but not `Sync`: open
@@ -49,6 +56,11 @@ pub struct Scene {
     /// True when band names came from the Sentinel-2 default order rather
     /// than band descriptions.
     pub names_assumed: bool,
+    /// A sensor preset recognised from the dataset's metadata.
+    pub detected_sensor: Option<DetectedSensor>,
+    /// The dataset's metadata items (`KEY=value`, default and `IMAGERY`
+    /// domains), for sensor recognition.
+    pub metadata_items: Vec<String>,
 }
 
 impl Scene {
@@ -115,21 +127,18 @@ impl Scene {
                 path: shown.clone(),
                 message: e.to_string(),
             })?;
-            let description = b.description().unwrap_or_default();
-            bands.push(BandInfo {
-                index,
-                name: canonical_band_name(&description),
-                description,
-                nodata: b.no_data_value(),
-                data_type: b.band_type().name(),
-            });
+            bands.push(band_info(index, &b));
         }
+        let mut metadata_items: Vec<String> = dataset.metadata_domain("").unwrap_or_default();
+        metadata_items.extend(dataset.metadata_domain("IMAGERY").unwrap_or_default());
+        let detected_sensor = detect_sensor(&metadata_items);
         let mut names_assumed = false;
         if bands.iter().all(|b| b.name.is_empty())
             && let Some(names) = default_band_names(count)
         {
             for (b, n) in bands.iter_mut().zip(names) {
                 b.name = n.to_string();
+                b.named_by = "s2_default_order".into();
             }
             names_assumed = true;
             tracing::warn!(
@@ -147,6 +156,8 @@ impl Scene {
             crs_epsg,
             bands,
             names_assumed,
+            detected_sensor,
+            metadata_items,
         })
     }
 
@@ -178,7 +189,26 @@ impl Scene {
             crs_epsg: self.crs_epsg.clone(),
             bands: self.bands.clone(),
             names_assumed: self.names_assumed,
+            detected_sensor: self.detected_sensor.clone(),
+            metadata_items: self.metadata_items.clone(),
         })
+    }
+
+    /// Name unnamed bands by a sensor preset's band order: when no band got a
+    /// name from its description, metadata or colour interpretation (or the
+    /// names are only the assumed Sentinel-2 order) and the raster has as many
+    /// bands as the preset's full stack. Returns whether it named them.
+    pub fn name_bands_by_preset(&mut self, preset: &SensorPreset) -> bool {
+        let unnamed = self.names_assumed || self.bands.iter().all(|b| b.name.is_empty());
+        if !unnamed || self.bands.len() != preset.bands.len() {
+            return false;
+        }
+        for (b, n) in self.bands.iter_mut().zip(preset.bands) {
+            b.name = n.to_string();
+            b.named_by = format!("sensor_preset:{}", preset.name);
+        }
+        self.names_assumed = false;
+        true
     }
 
     /// 1-based band indices for the model's band names, in the model's order.
@@ -188,6 +218,25 @@ impl Scene {
         wanted: &[String],
         overrides: Option<&[usize]>,
     ) -> Result<Vec<usize>, RasterError> {
+        Ok(self
+            .match_bands(wanted, overrides)?
+            .into_iter()
+            .map(|m| m.raster_band)
+            .collect())
+    }
+
+    /// The raster band for each of the model's band names, in the model's
+    /// order, with how it was matched. `overrides` (from `--bands`) maps
+    /// positions directly to band indices (`matched_by` = `--bands`); else a
+    /// band matches by the name [`Scene::open`] (or
+    /// [`Scene::name_bands_by_preset`]) gave it, in this order: description,
+    /// band metadata, colour interpretation, sensor preset order, the
+    /// Sentinel-2 default order.
+    pub fn match_bands(
+        &self,
+        wanted: &[String],
+        overrides: Option<&[usize]>,
+    ) -> Result<Vec<BandMatch>, RasterError> {
         if let Some(idx) = overrides {
             if idx.len() != wanted.len() {
                 return Err(RasterError::BandOverride(format!(
@@ -204,14 +253,29 @@ impl Scene {
                     self.path.display()
                 )));
             }
-            return Ok(idx.to_vec());
+            return Ok(wanted
+                .iter()
+                .zip(idx)
+                .map(|(w, &i)| BandMatch {
+                    model_band: w.clone(),
+                    raster_band: i,
+                    matched_by: "--bands".into(),
+                    raster_label: self.bands.get(i - 1).map(label).unwrap_or_default(),
+                })
+                .collect());
         }
         let mut out = Vec::with_capacity(wanted.len());
         let mut missing = Vec::new();
         for w in wanted {
             let key = canonical_band_name(w);
+            let key = common_name_to_s2(&key).map_or(key, str::to_string);
             match self.bands.iter().find(|b| b.name == key) {
-                Some(b) => out.push(b.index),
+                Some(b) => out.push(BandMatch {
+                    model_band: w.clone(),
+                    raster_band: b.index,
+                    matched_by: b.named_by.clone(),
+                    raster_label: label(b),
+                }),
                 None => missing.push(w.clone()),
             }
         }
@@ -272,5 +336,127 @@ impl Scene {
                 .unwrap_or(1.0);
             px * unit
         }
+    }
+}
+
+/// How one of the model's bands was found in the raster.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BandMatch {
+    /// The model's band name (`B04`).
+    pub model_band: String,
+    /// 1-based raster band.
+    pub raster_band: usize,
+    /// `--bands`, `description`, `band_metadata`, `colour_interpretation`,
+    /// `sensor_preset:<name>` or `s2_default_order`.
+    pub matched_by: String,
+    /// What the raster says about the band (its description, else its colour
+    /// interpretation), for reports.
+    pub raster_label: String,
+}
+
+fn label(b: &BandInfo) -> String {
+    if b.description.trim().is_empty() {
+        b.colour_interpretation.clone()
+    } else {
+        b.description.clone()
+    }
+}
+
+/// Band metadata keys whose value may name the band (as GDAL drivers, ENVI
+/// headers and STAC-to-GDAL tools write them).
+const NAME_KEYS: [&str; 6] = [
+    "BANDNAME",
+    "BAND_NAME",
+    "NAME",
+    "COMMON_NAME",
+    "EO:COMMON_NAME",
+    "STANDARD_NAME",
+];
+
+/// A band's model-facing name from a free-text label: a STAC common name
+/// (`nir` → `B08`), else the canonical band name, unless the label is a
+/// generic one such as `Band 1` or `Layer_2` that names nothing.
+fn name_from_label(raw: &str) -> Option<String> {
+    let first_word = raw.split_whitespace().next().unwrap_or("");
+    if let Some(s2) = common_name_to_s2(raw).or_else(|| common_name_to_s2(first_word)) {
+        return Some(s2.to_string());
+    }
+    let canonical = canonical_band_name(raw);
+    let generic = ["BAND", "LAYER", "CHANNEL"].iter().any(|g| {
+        canonical.strip_prefix(g).is_some_and(|rest| {
+            rest.trim_start_matches(['_', '-'])
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        })
+    });
+    (!canonical.is_empty() && !generic).then_some(canonical)
+}
+
+/// GDAL's colour interpretation name of a band (`Red`, `Gray`, …), read
+/// without the gdal crate's enum (whose conversion panics on values newer
+/// GDAL versions add, such as `NIR`).
+fn colour_interpretation(b: &gdal::raster::RasterBand) -> String {
+    // SAFETY: the band handle is valid for the lifetime of `b`; GDAL returns a
+    // static, NUL-terminated string (or null) for any interpretation value.
+    unsafe {
+        let ci = gdal_sys::GDALGetRasterColorInterpretation(b.c_rasterband());
+        let p = gdal_sys::GDALGetColorInterpretationName(ci);
+        if p.is_null() {
+            String::new()
+        } else {
+            std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    }
+}
+
+/// What [`Scene::open`] knows about one band, and its name: from the
+/// description, else a band metadata name item, else the colour
+/// interpretation (`Red` → `B04`; `Gray`, `Alpha`, `Undefined` name nothing).
+fn band_info(index: usize, b: &gdal::raster::RasterBand) -> BandInfo {
+    let description = b.description().unwrap_or_default();
+    let colour = colour_interpretation(b);
+    let from_metadata = || {
+        b.metadata().find_map(|entry| {
+            let key = entry.key.to_ascii_uppercase();
+            NAME_KEYS
+                .contains(&key.as_str())
+                .then(|| name_from_label(&entry.value))
+                .flatten()
+        })
+    };
+    let (name, named_by) = if let Some(n) = name_from_label(&description) {
+        (n, "description")
+    } else if let Some(n) = from_metadata() {
+        (n, "band_metadata")
+    } else if let Some(n) = common_name_to_s2(&colour) {
+        (n.to_string(), "colour_interpretation")
+    } else {
+        (String::new(), "")
+    };
+    BandInfo {
+        index,
+        name,
+        description,
+        nodata: b.no_data_value(),
+        data_type: b.band_type().name(),
+        colour_interpretation: colour,
+        named_by: named_by.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_from_label;
+
+    #[test]
+    fn labels() {
+        assert_eq!(name_from_label("B4").as_deref(), Some("B04"));
+        assert_eq!(name_from_label("nir").as_deref(), Some("B08"));
+        assert_eq!(name_from_label("VV").as_deref(), Some("VV"));
+        assert_eq!(name_from_label("Band 1"), None);
+        assert_eq!(name_from_label("band_12"), None);
+        assert_eq!(name_from_label("Layer_2"), None);
+        assert_eq!(name_from_label(""), None);
+        assert_eq!(name_from_label("  "), None);
     }
 }

@@ -63,6 +63,11 @@ pub struct CacheKey {
     /// The second raster of a pair (canonical path, size, mtime), if any.
     #[serde(default)]
     pub second: Option<(String, u64, u128)>,
+    /// Scale and offset that replaced the encoder's (`--sensor`,
+    /// `--input-scale`, `--input-offset`). Absent (and left out of the key, so
+    /// older cache files still match) when they equal the encoder's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<(f32, f32)>,
 }
 
 /// A file's canonical path, size and modification time (ns since the epoch);
@@ -109,7 +114,17 @@ impl CacheKey {
             candidates_sha256: hex(&h.finalize()),
             encoder_sha256: encoder_sha256.to_string(),
             second: None,
+            scaling: None,
         })
+    }
+
+    /// The same key for input scaled by `(scale, offset)` where the encoder
+    /// says `model`; unchanged when they are equal.
+    pub fn with_scaling(mut self, scale: f32, offset: f32, model: (f32, f32)) -> CacheKey {
+        if (scale, offset) != model {
+            self.scaling = Some((scale, offset));
+        }
+        self
     }
 
     /// The same key for a scene scored together with a second raster (a

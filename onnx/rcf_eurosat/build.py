@@ -48,6 +48,10 @@ encoder.onnx and head.onnx):
     /tmp/rcfvenv/bin/python onnx/rcf_eurosat/build.py [/root/cache/eurosat-rgb]
 
 Needs numpy, pillow, onnx, onnxruntime, scikit-learn. ~20 min on 2 CPU cores.
+
+Additive options (defaults build the above unchanged): --stride-grid (Conv stride), --search grid
+(every eps x (stride, K) x b; --pairs, --eligible cost rule, --scene-max-ratio scene rule, --only to
+rebuild one variant), --model-name, --head-meta KEY=VALUE. onnx/rcf_fast/README.md has the command.
 """
 
 from __future__ import annotations
@@ -225,9 +229,10 @@ def _model(nodes, inputs, outputs, inits, name):
     return m
 
 
-def rcf_graph(filt: dict, k: int, biases, standardize=None):
+def rcf_graph(filt: dict, k: int, biases, standardize=None, stride: int = 1):
     """Conv(2k: +w, -w; bias c - b, -c - b) -> Relu -> GlobalAveragePool -> Flatten, one branch per b.
-    With standardize=(mean, std) and one b: -> Sub -> Div, output `embedding` (the shipped encoder)."""
+    With standardize=(mean, std) and one b: -> Sub -> Div, output `embedding` (the shipped encoder).
+    stride: the Conv stride (1, the default: every position of the valid 3 x 3 grid)."""
     from onnx import TensorProto, helper, numpy_helper
 
     w = filt["w"][:k].reshape(k, 3, PATCH, PATCH)
@@ -242,7 +247,7 @@ def rcf_graph(filt: dict, k: int, biases, standardize=None):
         out = "features" + tag
         nodes += [
             helper.make_node("Conv", ["image", "rcf.weight", f"rcf.bias{tag}"], [f"z{tag}"], name=f"rcf_conv{tag}",
-                             kernel_shape=[PATCH, PATCH], pads=[0, 0, 0, 0], strides=[1, 1]),
+                             kernel_shape=[PATCH, PATCH], pads=[0, 0, 0, 0], strides=[stride, stride]),
             helper.make_node("Relu", [f"z{tag}"], [f"r{tag}"], name=f"rcf_relu{tag}"),
             helper.make_node("GlobalAveragePool", [f"r{tag}"], [f"p{tag}"], name=f"rcf_pool{tag}"),
             helper.make_node("Flatten", [f"p{tag}"], [out], name=f"rcf_flatten{tag}", axis=1),
@@ -471,11 +476,11 @@ def train_head(e: np.ndarray, y: np.ndarray, seed: int):
 # --------------------------------------------------------------------------
 
 
-def numpy_features(x_uint8: np.ndarray, wh: dict, filt: dict, k: int, b: float, mean, std) -> np.ndarray:
+def numpy_features(x_uint8: np.ndarray, wh: dict, filt: dict, k: int, b: float, mean, std, stride: int = 1) -> np.ndarray:
     from numpy.lib.stride_tricks import sliding_window_view
 
     s = standardise(x_uint8).astype(np.float64)
-    win = sliding_window_view(s, (PATCH, PATCH), axis=(2, 3))  # N C H' W' 3 3
+    win = sliding_window_view(s, (PATCH, PATCH), axis=(2, 3))[:, :, ::stride, ::stride]  # N C H' W' 3 3
     n, c, hh, ww = win.shape[:4]
     p = win.transpose(0, 2, 3, 1, 4, 5).reshape(n, hh * ww, c * PATCH * PATCH)
     white = (p - wh["mu"]) @ wh["W"]
@@ -489,9 +494,10 @@ def numpy_features(x_uint8: np.ndarray, wh: dict, filt: dict, k: int, b: float, 
 # --------------------------------------------------------------------------
 
 
-def encoder_meta(k: int, b: float, eps_rel: float, n_pool: int) -> dict:
+def encoder_meta(k: int, b: float, eps_rel: float, n_pool: int, stride: int = 1, name: str = "nexttile-eurosat-rgb-rcf") -> dict:
+    conv = "" if stride == 1 else f", 3x3 conv at stride {stride}"
     return {
-        "model_name": "nexttile-eurosat-rgb-rcf",
+        "model_name": name,
         "resolution": "1000",
         "tiles_size": str(TILE),
         "tiles_overlap": "0",
@@ -507,11 +513,11 @@ def encoder_meta(k: int, b: float, eps_rel: float, n_pool: int) -> dict:
         "input_name": "image",
         "embedding_output": "embedding",
         "embedding_dim": str(2 * k),
-        "input_stride": "1",
+        "input_stride": str(stride),
         "description": (
             f"Random Convolutional Features (MOSAIKS, Rolf et al. 2021, doi:10.1038/s41467-021-24638-z): {k} random "
             f"3x3x3 patches of unlabelled EuroSAT-RGB pool images, ZCA-whitened (eps {eps_rel:g} x mean eigenvalue), "
-            f"features mean ReLU(z - {b:g}) and mean ReLU(-z - {b:g}) per filter, standardised with pool statistics; "
+            f"features mean ReLU(z - {b:g}) and mean ReLU(-z - {b:g}) per filter{conv}, standardised with pool statistics; "
             "no training, no labels"
         ),
         "licence": "EuroSAT (Helber et al. 2019, MIT); weights: same terms as the project",
@@ -519,9 +525,9 @@ def encoder_meta(k: int, b: float, eps_rel: float, n_pool: int) -> dict:
     }
 
 
-def head_meta(enc_path: Path, k: int) -> dict:
+def head_meta(enc_path: Path, k: int, name: str = "nexttile-eurosat-rgb-rcf", extra: dict | None = None) -> dict:
     return {
-        "model_name": "nexttile-eurosat-rgb-rcf-mc-head",
+        "model_name": f"{name}-mc-head",
         "resolution": "1000",
         "tiles_size": str(TILE),
         "tiles_overlap": "0",
@@ -546,6 +552,7 @@ def head_meta(enc_path: Path, k: int) -> dict:
         ),
         "licence": "EuroSAT (Helber et al. 2019, MIT); weights: same terms as the project",
         "source": f"NextTile onnx/rcf_eurosat/build.py (numpy AdamW, {HEAD_EPOCHS} epochs, seed {SEED})",
+        **(extra or {}),
     }
 
 
@@ -553,23 +560,7 @@ def scene_check(path: Path, enc_sess, e_test: np.ndarray, whs: dict, white_patch
     """Label-free domain check on a real Sentinel-2 L1C GeoTIFF (13 bands, L1C order, x 10000):
     64 px tiles through the contract's preprocessing and the encoder, and the whitened variance
     of scene patches vs pool patches for every ZCA eps tried. Diagnostic only; changes nothing."""
-    import tifffile
-
-    a = tifffile.imread(str(path))
-    if a.ndim == 3 and a.shape[-1] == 13:
-        a = np.moveaxis(a, -1, 0)
-    raw = a[[3, 2, 1]].astype(np.float32)  # B04, B03, B02
-    m = np.array(CHANNEL_MEAN, dtype=np.float32).reshape(3, 1, 1)
-    sd = np.array(CHANNEL_STD, dtype=np.float32).reshape(3, 1, 1)
-    x = (np.clip(raw * np.float32(1 / 2800), 0, 1) - m) / sd
-    valid = (raw > 0).all(0)
-    tiles = []
-    for ty in range(x.shape[1] // TILE):
-        for tx in range(x.shape[2] // TILE):
-            sl = (slice(ty * TILE, (ty + 1) * TILE), slice(tx * TILE, (tx + 1) * TILE))
-            if valid[sl].all():
-                tiles.append(x[:, sl[0], sl[1]])
-    t = np.stack(tiles).astype(np.float32)
+    x, t = scene_tiles(path)
     e = np.concatenate([enc_sess.run(["embedding"], {"image": t[i : i + 32]})[0] for i in range(0, len(t), 32)])
     sp = sample_patches(x[None], 100_000, np.random.default_rng([SEED, 4]))
     white = {}
@@ -590,6 +581,28 @@ def scene_check(path: Path, enc_sess, e_test: np.ndarray, whs: dict, white_patch
     }
 
 
+def scene_tiles(path: Path):
+    """The standardised scene (3 x H x W) and its fully valid 64 px tiles (N x 3 x 64 x 64), as the host makes them."""
+    import tifffile
+
+    a = tifffile.imread(str(path))
+    if a.ndim == 3 and a.shape[-1] == 13:
+        a = np.moveaxis(a, -1, 0)
+    raw = a[[3, 2, 1]].astype(np.float32)  # B04, B03, B02
+    m = np.array(CHANNEL_MEAN, dtype=np.float32).reshape(3, 1, 1)
+    sd = np.array(CHANNEL_STD, dtype=np.float32).reshape(3, 1, 1)
+    x = (np.clip(raw * np.float32(1 / 2800), 0, 1) - m) / sd
+    valid = (raw > 0).all(0)
+    tiles = []
+    for ty in range(x.shape[1] // TILE):
+        for tx in range(x.shape[2] // TILE):
+            sl = (slice(ty * TILE, (ty + 1) * TILE), slice(tx * TILE, (tx + 1) * TILE))
+            if valid[sl].all():
+                tiles.append(x[:, sl[0], sl[1]])
+    t = np.stack(tiles).astype(np.float32)
+    return x, t
+
+
 def floats(s: str):
     return [float(v) for v in s.split(",") if v]
 
@@ -606,7 +619,22 @@ def main(argv) -> None:
                    help="optional Sentinel-2 L1C GeoTIFF for a label-free domain check (needs tifffile); 'none' to skip")
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--limit", type=int, default=0, help="development only: use the first N rows of each set")
+    # additive options (onnx/rcf_fast); their defaults leave the build above unchanged
+    p.add_argument("--stride-grid", default="1", help="Conv strides to try (grid search); staged search takes one value")
+    p.add_argument("--search", choices=["staged", "grid"], default="staged",
+                   help="staged (default): eps, then K x b; grid: every eps x (stride, K) x b, see --pairs")
+    p.add_argument("--pairs", default="", help="grid: only these STRIDE:K pairs (e.g. 2:256,2:512,1:256); default all")
+    p.add_argument("--eligible", default="", help="grid: STRIDE:K pairs that may be chosen (cost rule fixed beforehand); default all")
+    p.add_argument("--scene-max-ratio", type=float, default=0.0,
+                   help="grid: exclude variants whose embedding mean square on --scene is above this x the pool's (0: off)")
+    p.add_argument("--only", default="", help="grid: evaluate and build only this variant name (rebuild without probes)")
+    p.add_argument("--model-name", default="nexttile-eurosat-rgb-rcf")
+    p.add_argument("--head-meta", action="append", default=[], metavar="KEY=VALUE", help="extra head metadata")
     a = p.parse_args(argv)
+    strides = [int(v) for v in floats(a.stride_grid)]
+    if a.search == "staged" and len(strides) != 1:
+        p.error("--search staged takes one --stride-grid value")
+    stride = strides[0]
     t_start = time.time()
     timings = {}
     ks = sorted(int(v) for v in floats(a.k_grid))
@@ -670,54 +698,136 @@ def main(argv) -> None:
         timings["simsiam_embed_s"] = round(time.time() - t0, 1)
         log("SimSiam embeddings done")
 
-    def rcf_features(eps, biases, x, k=None):
+    def rcf_features(eps, biases, x, k=None, st=1):
         k = k or max(ks)
-        return run_all(session(rcf_graph(filts[eps], k, biases), a.threads), x)
+        return run_all(session(rcf_graph(filts[eps], k, biases, stride=st), a.threads), x)
 
     def sub(f, k):
         """K-filter variant from the K_max features: first k of the +z half and of the -z half."""
         km = f.shape[1] // 2
         return np.concatenate([f[:, :k], f[:, km : km + k]], axis=1)
 
-    # ---- stage 1: ZCA eps at (K = min, b = 1)
-    t0 = time.time()
-    stage1 = {}
-    k0 = ks[0]
-    for e in eps_grid:
-        fp, ff = (rcf_features(e, [1.0], x, k0)[0] for x in (x_pool, x_fold))
-        r = probe_suite(fp, y_pool, ff, y_fold, draws)
-        r["score"] = round(score(r), 4)
-        stage1[f"eps_{e:g}"] = r
-        log(f"stage 1 eps {e:g} K {k0} b 1: {r['all_pool']:.4f} / 189 {r['labels_189_mean']:.4f} / 576 {r['labels_576_mean']:.4f}")
-    eps = max(eps_grid, key=lambda e: (stage1[f"eps_{e:g}"]["score"], -eps_grid.index(e)))
-    timings["stage1_s"] = round(time.time() - t0, 1)
-
-    # ---- stage 2: K x b at the chosen eps
-    t0 = time.time()
-    feats_pool = rcf_features(eps, bs, x_pool)
-    feats_fold = rcf_features(eps, bs, x_fold)
-    timings["stage2_features_s"] = round(time.time() - t0, 1)
-    stage2, concat_fold = {}, {}
-    for j, b in enumerate(bs):
-        for k in ks:
-            name = f"K{k}_b{b:g}"
-            fp, ff = sub(feats_pool[j], k), sub(feats_fold[j], k)
+    if a.search == "staged":
+        # ---- stage 1: ZCA eps at (K = min, b = 1)
+        t0 = time.time()
+        stage1 = {}
+        k0 = ks[0]
+        for e in eps_grid:
+            fp, ff = (rcf_features(e, [1.0], x, k0, stride)[0] for x in (x_pool, x_fold))
             r = probe_suite(fp, y_pool, ff, y_fold, draws)
             r["score"] = round(score(r), 4)
-            stage2[name] = {"K": k, "b": b, "eps_rel": eps, "dim": 2 * k, **r}
-            log(f"stage 2 {name}: {r['all_pool']:.4f} / 189 {r['labels_189_mean']:.4f} / 576 {r['labels_576_mean']:.4f}")
-            if sim is not None:
-                cp = concat(sim["pool"], fp, sim["pool"], fp)
-                cf = concat(sim["fold"], ff, sim["pool"], fp)
-                concat_fold[name] = probe_suite(cp, y_pool, cf, y_fold, draws)
-    timings["stage2_s"] = round(time.time() - t0, 1)
-    best = max(stage2, key=lambda n: (stage2[n]["score"], -stage2[n]["K"]))
-    k, b = stage2[best]["K"], stage2[best]["b"]
-    log(f"chosen: {best}, eps {eps:g}")
-    metrics["validation_fold"] = {"stage1_eps_at_K%d_b1" % k0: stage1, "chosen_eps_rel": eps, "stage2": stage2, "chosen": best}
-    if sim is not None:
-        metrics["validation_fold"]["simsiam"] = probe_suite(sim["pool"], y_pool, sim["fold"], y_fold, draws)
-        metrics["validation_fold"]["concat_simsiam_rcf"] = concat_fold
+            stage1[f"eps_{e:g}"] = r
+            log(f"stage 1 eps {e:g} K {k0} b 1: {r['all_pool']:.4f} / 189 {r['labels_189_mean']:.4f} / 576 {r['labels_576_mean']:.4f}")
+        eps = max(eps_grid, key=lambda e: (stage1[f"eps_{e:g}"]["score"], -eps_grid.index(e)))
+        timings["stage1_s"] = round(time.time() - t0, 1)
+
+        # ---- stage 2: K x b at the chosen eps
+        t0 = time.time()
+        feats_pool = rcf_features(eps, bs, x_pool, None, stride)
+        feats_fold = rcf_features(eps, bs, x_fold, None, stride)
+        timings["stage2_features_s"] = round(time.time() - t0, 1)
+        stage2, concat_fold = {}, {}
+        for j, b in enumerate(bs):
+            for k in ks:
+                name = f"K{k}_b{b:g}"
+                fp, ff = sub(feats_pool[j], k), sub(feats_fold[j], k)
+                r = probe_suite(fp, y_pool, ff, y_fold, draws)
+                r["score"] = round(score(r), 4)
+                stage2[name] = {"K": k, "b": b, "eps_rel": eps, "dim": 2 * k, **r}
+                log(f"stage 2 {name}: {r['all_pool']:.4f} / 189 {r['labels_189_mean']:.4f} / 576 {r['labels_576_mean']:.4f}")
+                if sim is not None:
+                    cp = concat(sim["pool"], fp, sim["pool"], fp)
+                    cf = concat(sim["fold"], ff, sim["pool"], fp)
+                    concat_fold[name] = probe_suite(cp, y_pool, cf, y_fold, draws)
+        timings["stage2_s"] = round(time.time() - t0, 1)
+        best = max(stage2, key=lambda n: (stage2[n]["score"], -stage2[n]["K"]))
+        k, b = stage2[best]["K"], stage2[best]["b"]
+        log(f"chosen: {best}, eps {eps:g}")
+        metrics["validation_fold"] = {"stage1_eps_at_K%d_b1" % k0: stage1, "chosen_eps_rel": eps, "stage2": stage2, "chosen": best}
+        if sim is not None:
+            metrics["validation_fold"]["simsiam"] = probe_suite(sim["pool"], y_pool, sim["fold"], y_fold, draws)
+            metrics["validation_fold"]["concat_simsiam_rcf"] = concat_fold
+
+    else:
+        # ---- grid: every eps x (stride, K) x b; cost eligibility and the scene rule fixed before the search
+        t0 = time.time()
+        pairs = [tuple(int(v) for v in q.split(":")) for q in a.pairs.split(",") if q] or [(st, kk) for st in strides for kk in ks]
+        eligible = {tuple(int(v) for v in q.split(":")) for q in a.eligible.split(",") if q} or set(pairs)
+        tiles_scene = None
+        if a.scene_max_ratio > 0:
+            tiles_scene = scene_tiles(a.scene)[1]
+
+        def vname(e, st, kk, bb):
+            return f"eps{e:g}_s{st}_K{kk}_b{bb:g}"
+
+        def macs(st, kk):
+            n = (TILE - PATCH) // st + 1
+            return 2 * kk * 3 * PATCH * PATCH * n * n
+
+        grid_res, kept = {}, {}
+        for e in eps_grid:
+            for st in sorted({q[0] for q in pairs}):
+                kmax = max(kk for q, kk in pairs if q == st)
+                names = [vname(e, st, kk, bb) for bb in bs for q, kk in pairs if q == st]
+                if a.only and a.only not in names:
+                    continue
+                g = session(rcf_graph(filts[e], kmax, bs, stride=st), a.threads)
+                fpool, ffold = run_all(g, x_pool), run_all(g, x_fold)
+                fscene = None
+                if tiles_scene is not None:
+                    oname = [o.name for o in g.get_outputs()]
+                    fscene = [np.concatenate(v) for v in zip(*[g.run(oname, {"image": tiles_scene[i : i + 32]})
+                                                              for i in range(0, len(tiles_scene), 32)])]
+                for j, bb in enumerate(bs):
+                    for q, kk in pairs:
+                        if q != st:
+                            continue
+                        name = vname(e, st, kk, bb)
+                        if a.only and name != a.only:
+                            continue
+                        fp, ff = sub(fpool[j], kk), sub(ffold[j], kk)
+                        r = {"eps_rel": e, "stride": st, "K": kk, "b": bb, "dim": 2 * kk, "macs_per_64px_tile": macs(st, kk),
+                             "eligible_cost": (st, kk) in eligible}
+                        if fscene is not None:
+                            raw = fp.astype(np.float64)
+                            mu_, sd_ = raw.mean(0), raw.std(0)
+                            sd_ = np.maximum(sd_, STD_FLOOR_REL * float(np.median(sd_)))
+                            ms_pool = float((((raw - mu_) / sd_) ** 2).mean())
+                            ms_scene = float((((sub(fscene[j], kk) - mu_) / sd_) ** 2).mean())
+                            r["mean_squared_embedding_pool"] = round(ms_pool, 3)
+                            r["mean_squared_embedding_scene"] = round(ms_scene, 3)
+                            r["scene_ok"] = ms_scene <= a.scene_max_ratio * ms_pool
+                        if not a.only:
+                            r.update(probe_suite(fp, y_pool, ff, y_fold, draws))
+                            r["score"] = round(score(r), 4)
+                        grid_res[name] = r
+                        kept[name] = (e, st, kk, bb, fpool[j][:, :], ffold[j])
+                        log(f"grid {name}: " + json.dumps({m: v for m, v in r.items() if not m.endswith("draws")}))
+                del fpool, ffold
+        if a.only:
+            best = a.only
+        else:
+            cands = [n for n, r in grid_res.items() if r["eligible_cost"] and r.get("scene_ok", True)]
+            best = max(cands, key=lambda n: (grid_res[n]["score"], -grid_res[n]["macs_per_64px_tile"]))
+        eps, stride, k, b, fp_best, ff_best = kept[best]
+        del kept
+        bs = [b]
+        feats_pool, feats_fold = [fp_best], [ff_best]
+        timings["grid_s"] = round(time.time() - t0, 1)
+        log(f"chosen: {best}")
+        metrics["validation_fold"] = {
+            "search": "grid",
+            "pairs_stride_K": [list(q) for q in pairs],
+            "eligible_stride_K": sorted([list(q) for q in eligible]),
+            "scene_max_ratio": a.scene_max_ratio,
+            "selection": "max score among cost-eligible variants passing the scene rule; ties -> fewer multiply-adds",
+            "variants": grid_res,
+            "chosen": best,
+            "chosen_eps_rel": eps,
+            "chosen_stride": stride,
+        }
+        if sim is not None and not a.only:
+            metrics["validation_fold"]["simsiam"] = probe_suite(sim["pool"], y_pool, sim["fold"], y_fold, draws)
 
     # ---- export the encoder: per-feature standardisation from the chosen variant's pool features
     j = bs.index(b)
@@ -728,8 +838,8 @@ def main(argv) -> None:
     floor = STD_FLOOR_REL * float(np.median(f_std))
     f_std = np.maximum(f_std, floor)
     wh, filt = whs[eps], filts[eps]
-    enc = rcf_graph(filt, k, [b], standardize=(f_mean, f_std))
-    set_meta(enc, encoder_meta(k, b, eps, len(y_pool)))
+    enc = rcf_graph(filt, k, [b], standardize=(f_mean, f_std), stride=stride)
+    set_meta(enc, encoder_meta(k, b, eps, len(y_pool), stride, a.model_name))
     enc_path = a.out / "encoder.onnx"
     save(enc, enc_path)
     log(f"wrote {enc_path} ({enc_path.stat().st_size} B)")
@@ -757,7 +867,7 @@ def main(argv) -> None:
     t0 = time.time()
     params, mu, sigma = train_head(e_pool, y_pool, SEED)
     head = onnx_head(params["w1"].T, params["b1"], params["w2"].T, params["b2"], mu, sigma)
-    set_meta(head, head_meta(enc_path, k))
+    set_meta(head, head_meta(enc_path, k, a.model_name, dict(kv.split("=", 1) for kv in a.head_meta)))
     head_path = a.out / "head.onnx"
     save(head, head_path)
     timings["head_train_s"] = round(time.time() - t0, 1)
@@ -775,7 +885,7 @@ def main(argv) -> None:
 
     # ---- numpy reference check
     xs = np.concatenate([x_test[:8], x_fold[:8]])
-    ref = np.concatenate([numpy_features(xs[i : i + 1], wh, filt, k, b, f_mean, f_std) for i in range(len(xs))])
+    ref = np.concatenate([numpy_features(xs[i : i + 1], wh, filt, k, b, f_mean, f_std, stride) for i in range(len(xs))])
     got = run_all(es, xs)[0]
     metrics["checks"] = {
         "onnx_vs_numpy_reference_max_abs_diff": float(np.abs(got - ref).max()),
@@ -802,6 +912,9 @@ def main(argv) -> None:
         "feature_std_floor": floor,
         "features_at_floor": int((raw_pool.std(0) < floor).sum()),
     }
+    if a.search == "grid" or stride != 1:
+        metrics["chosen"]["stride"] = stride
+        metrics["chosen"]["macs_per_64px_tile"] = 2 * k * 3 * PATCH * PATCH * ((TILE - PATCH) // stride + 1) ** 2
     metrics["files"] = {
         "encoder.onnx": {"bytes": enc_path.stat().st_size, "sha256": sha256(enc_path)},
         "head.onnx": {"bytes": head_path.stat().st_size, "sha256": sha256(head_path)},
@@ -826,6 +939,10 @@ def main(argv) -> None:
         "this_run": " ".join([Path(sys.executable).name, *sys.argv]),
         "score": "nexttile score SCENE.tif --encoder onnx/rcf_eurosat/encoder.onnx --head onnx/rcf_eurosat/head.onnx",
     }
+    if a.out.resolve() != HERE:
+        rel = os.path.relpath(a.out.resolve(), REPO)
+        metrics["commands"]["build"] = " ".join(["/tmp/rcfvenv/bin/python", "onnx/rcf_eurosat/build.py", *argv])
+        metrics["commands"]["score"] = f"nexttile score SCENE.tif --encoder {rel}/encoder.onnx --head {rel}/head.onnx"
     (a.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     log(f"wrote {a.out / 'metrics.json'}; total {timings['total_s']} s")
 

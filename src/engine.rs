@@ -39,7 +39,17 @@ pub const MAX_MC_PASSES: usize = 1000;
 pub const DEFAULT_BUDGET: usize = 20;
 /// Default tile edge when the encoder does not recommend one.
 pub const DEFAULT_TILE_SIZE: usize = 64;
-/// Default tiles per encoder batch.
+/// Tiles per encoder batch: the request's, else the encoder's recommendation, else
+/// [`DEFAULT_BATCH_SIZE`].
+fn batch_size(requested: usize, recommended: Option<usize>) -> usize {
+    match requested {
+        0 => recommended.unwrap_or(DEFAULT_BATCH_SIZE).max(1),
+        n => n,
+    }
+}
+
+/// Default tiles per encoder batch, for encoders that recommend none
+/// (`nexttile_batch_size` metadata).
 pub const DEFAULT_BATCH_SIZE: usize = 64;
 /// Default minimum share of valid pixels for a tile to be scored.
 pub const DEFAULT_MIN_VALID: f32 = 0.5;
@@ -100,7 +110,8 @@ pub struct ScoreRequest {
     pub input_offset: Option<f32>,
     /// Tiles with fewer valid pixels are skipped.
     pub min_valid_fraction: f32,
-    /// Tiles per encoder batch.
+    /// Tiles per encoder batch (0 = the encoder's `nexttile_batch_size`, else
+    /// [`DEFAULT_BATCH_SIZE`]).
     pub batch_size: usize,
     /// Embedding cache folder (`None` = always encode).
     pub cache: Option<PathBuf>,
@@ -176,7 +187,7 @@ impl ScoreRequest {
             input_scale: None,
             input_offset: None,
             min_valid_fraction: DEFAULT_MIN_VALID,
-            batch_size: DEFAULT_BATCH_SIZE,
+            batch_size: 0,
             cache: None,
             session: SessionConfig::default(),
             workers: 0,
@@ -272,6 +283,9 @@ pub struct Timings {
     pub peak_rss_mib: Option<f64>,
     /// Reader–encoder workers that embedded the tiles (0: cache hit).
     pub workers: usize,
+    /// Tiles per encoder batch used (the request's, else the encoder's
+    /// `nexttile_batch_size`, else the default).
+    pub batch_size: usize,
 }
 
 /// Peak resident set size of this process in MiB, from `/proc/self/status`
@@ -566,7 +580,7 @@ pub fn score(
                 grid: grid.clone(),
                 tiles: candidates,
                 min_valid_fraction: req.min_valid_fraction,
-                batch_size: req.batch_size.max(1),
+                batch_size: batch_size(req.batch_size, encoder.spec.batch_size),
             };
             let parts = (workers > 1)
                 .then(|| plan.split_blocks(scene.block_size(&plan.bands), plan.batch_size))
@@ -709,7 +723,9 @@ pub fn score(
     let strategy = req.strategy.with_run_facts(
         head.spec.class_names.len(),
         known_labels.max(labelled_count),
-        head.spec.auto_switch_per_class,
+        head.spec
+            .auto_switch_per_class
+            .or(encoder.spec.auto_switch_per_class),
     );
     let known = match &strategy {
         Strategy::Auto(a) if a.balance && !head.spec.multi_label => Some(known_classes(
@@ -811,6 +827,7 @@ pub fn score(
             select_s,
             peak_rss_mib: peak_rss_mib(),
             workers: used_workers,
+            batch_size: batch_size(req.batch_size, encoder.spec.batch_size),
         },
         retrained,
     })
@@ -1559,6 +1576,13 @@ pub fn summary_json(result: &ScoreResult, paths: Option<&OutputPaths>) -> serde_
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn batch_size_is_the_requests_then_the_encoders_then_the_default() {
+        assert_eq!(super::batch_size(32, Some(16)), 32);
+        assert_eq!(super::batch_size(0, Some(16)), 16);
+        assert_eq!(super::batch_size(0, None), super::DEFAULT_BATCH_SIZE);
+    }
+
     #[test]
     fn short_hash_takes_characters_not_bytes() {
         // A head's metadata may hold any text: 12 characters of a non-ASCII value, no

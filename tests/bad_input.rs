@@ -380,9 +380,11 @@ fn models_that_are_not_regular_files_or_too_large_are_refused() {
             ],
         );
     }
-    let encoder_bytes = std::fs::metadata(common::encoder()).unwrap().len();
+    let encoder = common::encoder();
+    let encoder_bytes = std::fs::metadata(&encoder).unwrap().len();
+    let encoder = encoder.to_string_lossy();
     assert_bad(
-        score_within(60, &["--max-model-bytes", "1000"]),
+        score_within(60, &["--encoder", &encoder, "--max-model-bytes", "1000"]),
         &[
             &format!("is {encoder_bytes} bytes, more than the limit of 1000 bytes"),
             "--max-model-bytes",

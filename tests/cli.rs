@@ -76,11 +76,14 @@ fn score_sample_with_aoi_prints_json_and_writes_outputs() {
             .iter()
             .all(|f| f["properties"]["stage"] == "low_budget")
     );
-    let clusters: std::collections::BTreeSet<u64> = feats
+    // TypiClust made |labelled| + budget = 3 clusters of the 9 tiles; each pick names
+    // its cluster (several picks share one when the others are under the minimum size).
+    let clusters: Vec<u64> = feats
         .iter()
         .map(|f| f["properties"]["cluster"].as_u64().expect("a cluster"))
         .collect();
-    assert_eq!(clusters.len(), 3, "one suggestion per cluster");
+    assert_eq!(clusters.len(), 3);
+    assert!(clusters.iter().all(|c| *c < 3), "{clusters:?}");
     // tiles outside the AOI are nodata in the heatmap
     let hm = gdal::Dataset::open(dir.join("heatmap.tif")).unwrap();
     let band = hm.rasterband(4).unwrap();

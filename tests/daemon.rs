@@ -955,8 +955,9 @@ fn model_files_that_are_devices_fifos_or_too_large_are_refused() {
             422,
             "is a FIFO",
         ),
+        // The SimSiam pair (a small head, an encoder over the cap), named explicitly.
         (
-            json!({"name": "d"}),
+            json!({"name": "d", "encoder": common::encoder(), "head": common::head()}),
             413,
             "bytes, more than the limit of 1000000 bytes",
         ),
@@ -969,7 +970,10 @@ fn model_files_that_are_devices_fifos_or_too_large_are_refused() {
         assert!(msg.contains(needle), "{body}: {v}");
         assert!(start.elapsed() < Duration::from_secs(30), "{body}: slow");
     }
-    let (code, v) = d.post("/projects", &json!({"name": "d"}));
+    let (code, v) = d.post(
+        "/projects",
+        &json!({"name": "d", "encoder": common::encoder(), "head": common::head()}),
+    );
     assert!(
         v["error"]
             .as_str()

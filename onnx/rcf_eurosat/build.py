@@ -51,7 +51,7 @@ Needs numpy, pillow, onnx, onnxruntime, scikit-learn. ~20 min on 2 CPU cores.
 
 Additive options (defaults build the above unchanged): --stride-grid (Conv stride), --search grid
 (every eps x (stride, K) x b; --pairs, --eligible cost rule, --scene-max-ratio scene rule, --only to
-rebuild one variant), --model-name, --head-meta KEY=VALUE. onnx/rcf_fast/README.md has the command.
+rebuild one variant), --model-name, --head-meta KEY=VALUE, --encoder-meta KEY=VALUE. onnx/rcf_fast/README.md has the command.
 """
 
 from __future__ import annotations
@@ -630,6 +630,7 @@ def main(argv) -> None:
     p.add_argument("--only", default="", help="grid: evaluate and build only this variant name (rebuild without probes)")
     p.add_argument("--model-name", default="nexttile-eurosat-rgb-rcf")
     p.add_argument("--head-meta", action="append", default=[], metavar="KEY=VALUE", help="extra head metadata")
+    p.add_argument("--encoder-meta", action="append", default=[], metavar="KEY=VALUE", help="extra encoder metadata")
     a = p.parse_args(argv)
     strides = [int(v) for v in floats(a.stride_grid)]
     if a.search == "staged" and len(strides) != 1:
@@ -839,7 +840,8 @@ def main(argv) -> None:
     f_std = np.maximum(f_std, floor)
     wh, filt = whs[eps], filts[eps]
     enc = rcf_graph(filt, k, [b], standardize=(f_mean, f_std), stride=stride)
-    set_meta(enc, encoder_meta(k, b, eps, len(y_pool), stride, a.model_name))
+    set_meta(enc, {**encoder_meta(k, b, eps, len(y_pool), stride, a.model_name),
+                   **dict(kv.split("=", 1) for kv in a.encoder_meta)})
     enc_path = a.out / "encoder.onnx"
     save(enc, enc_path)
     log(f"wrote {enc_path} ({enc_path.stat().st_size} B)")

@@ -21,7 +21,7 @@ pub(crate) struct EvalArgs {
     /// Output folder for rounds.csv, summary.csv, summary.json and curves.png.
     #[arg(long, short)]
     out: PathBuf,
-    /// Encoder ONNX (default: the demo encoder in onnx/eurosat_simsiam/).
+    /// Encoder ONNX (default: the default pair's encoder, onnx/rcf_fast/).
     #[arg(long)]
     encoder: Option<PathBuf>,
     /// Query functions, comma-separated: random, typiclust, probcover, auto,
@@ -39,9 +39,10 @@ pub(crate) struct EvalArgs {
     #[arg(long, num_args = 0..=1, default_missing_value = "0.2")]
     validation_fold: Option<f64>,
     /// auto: labels per class at which it switches from the low-budget stage to
-    /// uncertainty + clustering.
-    #[arg(long, default_value_t = AutoParams::DEFAULT_SWITCH_PER_CLASS)]
-    switch_per_class: usize,
+    /// uncertainty + clustering (default: the encoder's `nexttile_auto_switch_per_class`
+    /// metadata, else 20).
+    #[arg(long)]
+    switch_per_class: Option<usize>,
     /// auto: the low-budget stage, typiclust or probcover.
     #[arg(long, default_value = "typiclust")]
     low_budget: String,
@@ -197,6 +198,16 @@ pub(crate) fn run(a: EvalArgs) -> Result<()> {
             )));
         }
     };
+    let encoder = a
+        .encoder
+        .clone()
+        .unwrap_or_else(|| super::default_model("encoder.onnx"));
+    let switch_per_class = match a.switch_per_class {
+        Some(n) => n,
+        None => crate::model::inspect(&encoder)?
+            .auto_switch_per_class
+            .unwrap_or(AutoParams::DEFAULT_SWITCH_PER_CLASS),
+    };
     let selection = QueryParams {
         clustering_m: a.cluster_factor,
         mcfps: McfpsParams {
@@ -206,7 +217,7 @@ pub(crate) fn run(a: EvalArgs) -> Result<()> {
         typiclust,
         probcover,
         auto: AutoParams {
-            switch_per_class: Some(a.switch_per_class),
+            switch_per_class: Some(switch_per_class),
             low_budget,
             m: a.auto_m,
             balance: a.auto_balance,
@@ -251,10 +262,7 @@ pub(crate) fn run(a: EvalArgs) -> Result<()> {
     protocol.head.validate().map_err(eval::EvalError::from)?;
     let req = EvalRequest {
         dataset: a.dataset.clone(),
-        encoder: a
-            .encoder
-            .clone()
-            .unwrap_or_else(|| super::default_model("encoder.onnx")),
+        encoder,
         session: SessionConfig::default(),
         out: a.out.clone(),
         protocol,

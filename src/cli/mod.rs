@@ -83,7 +83,7 @@ struct ScoreArgs {
     /// Output folder for heatmap.tif, suggestions.geojson, tiles.*, summary.json.
     #[arg(long, short)]
     out: PathBuf,
-    /// Encoder ONNX (default: the demo encoder in onnx/eurosat_simsiam/).
+    /// Encoder ONNX (default: onnx/rcf_fast/, random convolutional features).
     #[arg(long)]
     encoder: Option<PathBuf>,
     /// Classifier head ONNX (default: the demo head).
@@ -172,8 +172,8 @@ struct ScoreArgs {
     /// Minimum share of valid (not nodata) pixels for a tile to be scored.
     #[arg(long, default_value_t = engine::DEFAULT_MIN_VALID)]
     min_valid: f32,
-    /// Tiles per encoder batch.
-    #[arg(long, default_value_t = engine::DEFAULT_BATCH_SIZE)]
+    /// Tiles per encoder batch (0 = the encoder's `nexttile_batch_size` metadata, else 64).
+    #[arg(long, default_value_t = 0)]
     batch_size: usize,
     /// Embedding cache folder (default: $NEXTTILE_HOME/cache/embeddings).
     #[arg(long)]

@@ -107,6 +107,10 @@ pub struct ModelSpec {
     /// Ground sampling distance the model was trained at, metres per pixel
     /// (Deepness `resolution` is cm/px).
     pub resolution_m: Option<f64>,
+    /// Encoder: tiles per batch it runs best at (`nexttile_batch_size`; e.g. encoders with
+    /// large activations run faster and smaller in small batches), used unless the
+    /// request sets one.
+    pub batch_size: Option<usize>,
     /// Encoder: embedding length, when known (per band for per-band encoders).
     pub embedding_dim: Option<usize>,
     /// Encoder: the sensors its input stacks, in input order (`modalities`);
@@ -129,9 +133,9 @@ pub struct ModelSpec {
     pub loss_output: Option<String>,
     /// Head: SHA-256 of the encoder it was trained on, if recorded.
     pub encoder_sha256: Option<String>,
-    /// Head: labels per class at which `auto` switches to its uncertainty stage, as
-    /// chosen on the validation fold for this head's encoder
-    /// (`nexttile_auto_switch_per_class`); a request's own value wins.
+    /// Labels per class at which `auto` switches to its uncertainty stage, as chosen on
+    /// the validation fold for the encoder's features (`nexttile_auto_switch_per_class`,
+    /// on the head or the encoder; the head's wins, a request's own value over both).
     pub auto_switch_per_class: Option<usize>,
     /// All metadata properties as stored.
     pub metadata: BTreeMap<String, String>,
@@ -200,6 +204,7 @@ impl ModelSpec {
             loss_output: None,
             encoder_sha256: m.get("encoder_sha256").cloned(),
             auto_switch_per_class: None,
+            batch_size: None,
             metadata: BTreeMap::new(),
         };
         let mut missing = Vec::new();
@@ -325,6 +330,8 @@ impl ModelSpec {
                     }
                 }
                 spec.input_stride = parse_opt::<usize>(m, "input_stride", &file)?;
+                spec.batch_size =
+                    parse_opt::<usize>(m, "nexttile_batch_size", &file)?.filter(|n| *n > 0);
                 spec.embedding_dim = parse_opt::<usize>(m, "embedding_dim", &file)?.or_else(|| {
                     spec.outputs
                         .iter()
@@ -362,10 +369,10 @@ impl ModelSpec {
                 spec.mc_dropout_input =
                     named_io(m, "mc_dropout_input", &spec.inputs, "an input", &file)?;
                 spec.loss_output = named_io(m, "loss_output", &spec.outputs, "an output", &file)?;
-                spec.auto_switch_per_class =
-                    parse_opt::<usize>(m, "nexttile_auto_switch_per_class", &file)?;
             }
         }
+        spec.auto_switch_per_class =
+            parse_opt::<usize>(m, "nexttile_auto_switch_per_class", &file)?;
         spec.metadata = metadata;
         Ok(spec)
     }
@@ -660,6 +667,22 @@ mod tests {
         assert!(s.check_tile_size(64).is_ok());
         let err = s.check_tile_size(40).unwrap_err().to_string();
         assert!(err.contains("multiple of 16"), "{err}");
+    }
+
+    #[test]
+    fn encoder_recommends_its_batch_size() {
+        let base = [
+            ("nexttile_role", "encoder"),
+            ("input_bands", r#"["B04","B03","B02"]"#),
+        ];
+        assert_eq!(encoder(&base).unwrap().batch_size, None);
+        let mut with = base.to_vec();
+        with.push(("nexttile_batch_size", "16"));
+        assert_eq!(encoder(&with).unwrap().batch_size, Some(16));
+        with.pop();
+        with.push(("nexttile_batch_size", "-3"));
+        let err = encoder(&with).unwrap_err().to_string();
+        assert!(err.contains("nexttile_batch_size"), "{err}");
     }
 
     #[test]

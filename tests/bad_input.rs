@@ -396,34 +396,12 @@ fn models_that_are_not_regular_files_or_too_large_are_refused() {
 /// descriptions, no colour interpretation), cut to 320 × 320 px.
 fn unnamed_rgb8(dir: &Path) -> std::path::PathBuf {
     let vrt = dir.join("rgb8.vrt");
-    common::run_tool(
-        "gdal_translate",
-        &[
-            "-q",
-            "-of",
-            "VRT",
-            "-srcwin",
-            "0",
-            "0",
-            "320",
-            "320",
-            "-b",
-            "4",
-            "-b",
-            "3",
-            "-b",
-            "2",
-            "-ot",
-            "Byte",
-            "-scale",
-            "0",
-            "2800",
-            "0",
-            "255",
-            common::sample_scene().to_str().unwrap(),
-            vrt.to_str().unwrap(),
-        ],
-    );
+    let scene = common::sample_scene();
+    let mut args = vec!["-q", "-of", "VRT", "-srcwin", "0", "0", "320", "320"];
+    args.extend(common::TRUE_COLOUR_BANDS);
+    args.extend(common::TO_8_BIT);
+    args.extend([scene.to_str().unwrap(), vrt.to_str().unwrap()]);
+    common::run_tool("gdal_translate", &args);
     let text = std::fs::read_to_string(&vrt).unwrap();
     let kept: Vec<&str> = text
         .lines()

@@ -148,23 +148,9 @@ fn eight_bit_rgb_by_colour_interpretation() {
     let d = common::tempdir();
     let (_, base) = original(d.path());
     let mut args = WINDOW.to_vec();
-    args.extend([
-        "-b",
-        "4",
-        "-b",
-        "3",
-        "-b",
-        "2",
-        "-ot",
-        "Byte",
-        "-scale",
-        "0",
-        "2800",
-        "0",
-        "255",
-        "-colorinterp",
-        "red,green,blue",
-    ]);
+    args.extend(common::TRUE_COLOUR_BANDS);
+    args.extend(common::TO_8_BIT);
+    args.extend(["-colorinterp", "red,green,blue"]);
     let rgb = derive(d.path(), "rgb8", &common::sample_scene(), &args, false);
 
     // No flags: matched by colour interpretation, scaled as reflectance, and
@@ -213,13 +199,8 @@ fn float_reflectance_copy() {
     let d = common::tempdir();
     let (_, base) = original(d.path());
     let mut args = WINDOW.to_vec();
+    args.extend(common::TRUE_COLOUR_BANDS);
     args.extend([
-        "-b",
-        "4",
-        "-b",
-        "3",
-        "-b",
-        "2",
         "-ot",
         "Float32",
         "-scale",

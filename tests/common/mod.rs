@@ -4,6 +4,13 @@
 use std::path::{Path, PathBuf};
 
 /// Repository root.
+/// `gdal_translate` arguments that take the sample's true-colour bands B04, B03, B02
+/// (bands 4, 3, 2 of its 13-band stack), in that order.
+pub const TRUE_COLOUR_BANDS: [&str; 6] = ["-b", "4", "-b", "3", "-b", "2"];
+
+/// `gdal_translate` arguments that stretch the sample's reflectance DN 0–2800 to 8 bits.
+pub const TO_8_BIT: [&str; 7] = ["-ot", "Byte", "-scale", "0", "2800", "0", "255"];
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

@@ -19,6 +19,8 @@ pub mod eval;
 pub mod head;
 pub mod model;
 pub mod output;
+pub mod paths;
+pub mod preprocess;
 pub mod raster;
 pub mod sampling;
 pub mod server;

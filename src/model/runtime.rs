@@ -157,19 +157,7 @@ pub fn home_lib() -> PathBuf {
     nexttile_home().join("lib")
 }
 
-/// `NEXTTILE_HOME`, else `$XDG_DATA_HOME/nexttile`, else `~/.local/share/nexttile`.
-pub fn nexttile_home() -> PathBuf {
-    if let Some(h) = std::env::var_os("NEXTTILE_HOME") {
-        return PathBuf::from(h);
-    }
-    if let Some(x) = std::env::var_os("XDG_DATA_HOME") {
-        return PathBuf::from(x).join("nexttile");
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
-    home.join(".local/share/nexttile")
-}
+pub use crate::paths::nexttile_home;
 
 /// The library file inside `dir`, preferring the exact version.
 fn lib_in(dir: &Path) -> PathBuf {

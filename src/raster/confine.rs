@@ -584,6 +584,24 @@ impl Walk<'_> {
     }
 }
 
+/// GDAL settings for a process that reads clients' rasters (the daemon), behind the path checks: no Python in VRT
+/// pixel functions, and (unless `allow_vsi`) no `/vsicurl/`-family request at all, by
+/// allowing only one file name that no request can have.
+pub fn gdal_defences(allow_vsi: bool) {
+    let mut options = vec![("GDAL_VRT_ENABLE_PYTHON", "NO")];
+    if !allow_vsi {
+        options.push((
+            "CPL_VSIL_CURL_ALLOWED_FILENAME",
+            "/vsicurl/nexttile-daemon-allows-no-network-reads",
+        ));
+    }
+    for (key, value) in options {
+        if let Err(e) = gdal::config::set_config_option(key, value) {
+            tracing::warn!("cannot set GDAL option {key}: {e}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

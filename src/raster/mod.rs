@@ -13,7 +13,7 @@ pub use bands::{S2_L1C_BANDS, S2_L2A_BANDS, canonical_band_name, default_band_na
 pub use block_cache::{fit_block_cache, reader_need};
 pub use confine::{
     ConfineError, Confinement, DENIED_DRIVERS, MAX_VRT_DEPTH, SourceRef, SourceRefusal, file_list,
-    gdal_atoi, is_virtual, open_allowed, resolve_source, vrt_sources,
+    gdal_atoi, gdal_defences, is_virtual, open_allowed, resolve_source, vrt_sources,
 };
 pub use read::{ReadPlan, ReadReport, TileBatch, read_tiles};
 pub use scene::{BandInfo, BandMatch, Scene};

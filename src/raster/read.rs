@@ -7,7 +7,7 @@
 use ndarray::{Array4, s};
 
 use super::{RasterError, Scene};
-use crate::model::Preprocess;
+use crate::preprocess::Preprocess;
 use crate::tiling::{TileGrid, TileId};
 
 /// Tiles ready for the encoder.

@@ -85,7 +85,7 @@ fn gdal_err(path: &Path, message: impl Into<String>) -> RasterError {
 /// Identity of a file for naming its stack: canonical path, size, mtime
 /// (the path alone where it cannot be stat'ed).
 fn identity(path: &Path) -> String {
-    match crate::store::file_identity(path) {
+    match crate::paths::file_identity(path) {
         Some((p, size, mtime)) => format!("{p}|{size}|{mtime}"),
         None => path.display().to_string(),
     }

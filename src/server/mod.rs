@@ -442,24 +442,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// GDAL settings for the daemon's process, behind the path checks: no Python in VRT
-/// pixel functions, and (unless `allow_vsi`) no `/vsicurl/`-family request at all, by
-/// allowing only one file name that no request can have.
-fn gdal_defences(allow_vsi: bool) {
-    let mut options = vec![("GDAL_VRT_ENABLE_PYTHON", "NO")];
-    if !allow_vsi {
-        options.push((
-            "CPL_VSIL_CURL_ALLOWED_FILENAME",
-            "/vsicurl/nexttile-daemon-allows-no-network-reads",
-        ));
-    }
-    for (key, value) in options {
-        if let Err(e) = gdal::config::set_config_option(key, value) {
-            tracing::warn!("cannot set GDAL option {key}: {e}");
-        }
-    }
-}
-
 /// Runs the daemon until SIGINT/SIGTERM. Prints `listening on http://ADDR` on stdout
 /// once the socket is bound (so scripts and tests can read the port of `:0`).
 ///
@@ -472,7 +454,7 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
         eprintln!("warning: {w}");
     }
     let runtime_info = crate::model::runtime::init()?;
-    gdal_defences(config.allow_vsi);
+    crate::raster::gdal_defences(config.allow_vsi);
     std::fs::create_dir_all(&config.data_dir).map_err(io(format!(
         "cannot create the data folder {}",
         config.data_dir.display()

@@ -70,19 +70,7 @@ pub struct CacheKey {
     pub scaling: Option<(f32, f32)>,
 }
 
-/// A file's canonical path, size and modification time (ns since the epoch);
-/// `None` when it cannot be stat'ed.
-pub fn file_identity(path: &Path) -> Option<(String, u64, u128)> {
-    let canonical = path.canonicalize().ok()?;
-    let meta = std::fs::metadata(&canonical).ok()?;
-    let mtime = meta
-        .modified()
-        .ok()?
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_nanos();
-    Some((canonical.display().to_string(), meta.len(), mtime))
-}
+pub use crate::paths::file_identity;
 
 impl CacheKey {
     /// Build the key for a scene file; `None` when the file cannot be
@@ -178,7 +166,7 @@ impl EmbeddingCache {
 
     /// The default folder: `$NEXTTILE_HOME/cache/embeddings`.
     pub fn default_dir() -> PathBuf {
-        crate::model::runtime::nexttile_home().join("cache/embeddings")
+        crate::paths::nexttile_home().join("cache/embeddings")
     }
 
     /// The folder.

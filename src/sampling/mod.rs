@@ -46,6 +46,7 @@ mod kmeans;
 mod knn;
 mod mcfps;
 mod pairwise;
+mod pool;
 mod probcover;
 mod random;
 mod rank;
@@ -68,6 +69,7 @@ pub use crate::sampling::farthest_point::{farthest_point_sampling, farthest_poin
 pub use crate::sampling::kmeans::{KMeans, kmeans, kmeans_plus_plus};
 pub use crate::sampling::knn::k_nearest_neighbours;
 pub use crate::sampling::mcfps::{McfpsParams, mcfps, mcfps_from};
+pub use crate::sampling::pool::{SELECTION_THREADS_ENV, on_selection_pool, selection_threads};
 pub use crate::sampling::probcover::{ProbcoverParams, probcover};
 pub use crate::sampling::random::random_sample;
 pub use crate::sampling::schedule::{AutoParams, LowBudget, Stage, auto};
@@ -223,6 +225,16 @@ impl Pick {
 /// # Ok::<(), nexttile::sampling::SamplingError>(())
 /// ```
 pub fn select(
+    strategy: &Strategy,
+    input: &SelectionInput<'_>,
+    budget: usize,
+    seed: u64,
+) -> Result<Vec<Pick>, SamplingError> {
+    on_selection_pool(|| dispatch(strategy, input, budget, seed))
+}
+
+/// [`select`]'s work, on whatever pool the caller is on.
+fn dispatch(
     strategy: &Strategy,
     input: &SelectionInput<'_>,
     budget: usize,

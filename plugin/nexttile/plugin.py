@@ -39,7 +39,7 @@ class NextTilePlugin:
     def unload(self):
         if self.dock is not None:
             self.dock.close_review()
-            self.dock.stop_local_daemon()
+            self.dock.controller.stop_local_daemon()
             self.iface.removeDockWidget(self.dock)
             self.dock.deleteLater()
             self.dock = None

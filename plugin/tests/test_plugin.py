@@ -273,8 +273,8 @@ class PluginTest(unittest.TestCase):
         try:
             dock.binary.setText(BIN)
             dock.raster.setLayer(None)
-            self.assertTrue(dock.start_local_daemon())
-            self.assertIsNotNone(dock.local)
+            self.assertTrue(dock.controller.start_local_daemon())
+            self.assertIsNotNone(dock.controller.local)
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health") as r:
                 health = json.loads(r.read())
             self.assertEqual(health["name"], "nexttile")
@@ -286,9 +286,9 @@ class PluginTest(unittest.TestCase):
             self.assertIn("typiclust", offered)
             self.assertEqual(dock.strategy.currentText(), "auto")
         finally:
-            dock.stop_local_daemon()
+            dock.controller.stop_local_daemon()
             use(self.daemon.url)
-        self.assertIsNone(dock.local)
+        self.assertIsNone(dock.controller.local)
         with self.assertRaises(OSError):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
 

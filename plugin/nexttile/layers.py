@@ -23,6 +23,8 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
+from .translation import tr
+
 
 def write_feature_collection(fc, path, transform_context):
     """Writes a GeoJSON FeatureCollection (EPSG:4326) to `path` in the format its
@@ -53,7 +55,7 @@ def write_feature_collection(fc, path, transform_context):
     del layer
     os.unlink(tmp.name)
     if result[0] != QgsVectorFileWriter.NoError:
-        raise OSError(f"cannot write {path}: {result[1]}")
+        raise OSError(tr("cannot write {path}: {error}").format(path=path, error=result[1]))
     return path
 
 

@@ -2,9 +2,10 @@
 delivers labels left waiting by an earlier session."""
 
 from qgis.core import QgsApplication, QgsMessageLog, Qgis
-from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtCore import QCoreApplication, Qt
 
 from .provider import NextTileProvider
+from .translation import install_translator
 
 
 class NextTilePlugin:
@@ -15,6 +16,8 @@ class NextTilePlugin:
         self.provider = None
         self.dock = None
         self.sender = None
+        # Strings in the user's language when i18n/ has a .qm for it.
+        self.translator = install_translator()
 
     def initProcessing(self):  # noqa: N802 (QGIS API name)
         self.provider = NextTileProvider()
@@ -51,3 +54,6 @@ class NextTilePlugin:
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None
+        if self.translator is not None:
+            QCoreApplication.removeTranslator(self.translator)
+            self.translator = None

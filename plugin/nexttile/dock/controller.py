@@ -24,16 +24,13 @@ from qgis.core import (
     QgsTask,
     QgsVectorLayer,
 )
-from qgis.PyQt.QtCore import QCoreApplication, QObject, pyqtSignal
+from qgis.PyQt.QtCore import QObject, pyqtSignal
 
 from ..client import SETTINGS_BINARY, DaemonClient, DaemonError, LocalDaemon, save_settings
 from ..layers import class_layer, heatmap_layer, labels_layer, style_suggestions, write_feature_collection
 from ..settings import remember_health
+from ..translation import tr
 
-
-def tr(text):
-    """Translates a user-visible string (context `NextTile`)."""
-    return QCoreApplication.translate("NextTile", text)
 
 
 LABELS_LAYER = "NextTile labels"

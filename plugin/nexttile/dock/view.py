@@ -6,7 +6,7 @@ review panel's dock (review/) when it asks."""
 
 from qgis.core import QgsMapLayerProxyModel, QgsSettings
 from qgis.gui import QgsMapLayerComboBox
-from qgis.PyQt.QtCore import QCoreApplication, Qt
+from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import (
     QComboBox,
     QDockWidget,
@@ -22,12 +22,9 @@ from qgis.PyQt.QtWidgets import (
 
 from ..client import SETTINGS_BINARY, settings_token, settings_url
 from ..settings import daemon_lists
+from ..translation import tr
 from .controller import AOI_CHOICES, DockController, DockForm
 
-
-def tr(text):
-    """Translates a user-visible string (context `NextTile`)."""
-    return QCoreApplication.translate("NextTile", text)
 
 
 class NextTileDock(QDockWidget):

@@ -11,19 +11,16 @@ from qgis.core import (
     QgsPointXY,
     QgsTask,
 )
-from qgis.PyQt.QtCore import QCoreApplication, QObject, pyqtSignal
+from qgis.PyQt.QtCore import QObject, pyqtSignal
 
 from ..client import DaemonClient, DaemonError
 from ..settings import RETRAIN, SKIP, UNDO, UNUSABLE, auto_retrain, keymap, normalize_key
+from ..translation import tr
 
 #: The reserved class of a tile that cannot be labelled (cloud, nodata): the daemon
 #: keeps it out of suggestions and never trains on it.
 UNUSABLE_CLASS = "unusable"
 
-
-def tr(text):
-    """Translates a user-visible string (context `NextTile`)."""
-    return QCoreApplication.translate("NextTile", text)
 
 
 def _props(value):
@@ -93,7 +90,7 @@ class _RoundTask(QgsTask):
     the project's labels (for distances)."""
 
     def __init__(self, project, body, url=None, token=None):
-        super().__init__("NextTile: retrain", QgsTask.CanCancel)
+        super().__init__(tr("NextTile: retrain"), QgsTask.CanCancel)
         self.project, self.body = project, body
         self.url, self.token = url, token
         self.result_json, self.rounds, self.labels, self.error = None, None, None, None
@@ -116,7 +113,7 @@ class _LoadTask(QgsTask):
     """Reads the round history and the project's labels."""
 
     def __init__(self, project):
-        super().__init__("NextTile: round history", QgsTask.CanCancel)
+        super().__init__(tr("NextTile: round history"), QgsTask.CanCancel)
         self.project = project
         self.rounds, self.labels, self.error = None, None, None
 

@@ -1,7 +1,7 @@
 """Plugin entry: registers the Processing provider, the dock, and the sender that
 delivers labels left waiting by an earlier session."""
 
-from qgis.core import QgsApplication, QgsMessageLog, Qgis
+from qgis.core import Qgis, QgsApplication, QgsMessageLog
 from qgis.PyQt.QtCore import QCoreApplication, Qt
 
 from .provider import NextTileProvider

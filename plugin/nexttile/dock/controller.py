@@ -31,8 +31,6 @@ from ..layers import class_layer, heatmap_layer, labels_layer, style_suggestions
 from ..settings import remember_health
 from ..translation import tr
 
-
-
 LABELS_LAYER = "NextTile labels"
 SUGGESTIONS_LAYER = "NextTile suggestions"
 #: The *Limit to* choices, by index (the view shows them through tr()).

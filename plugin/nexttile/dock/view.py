@@ -26,7 +26,6 @@ from ..translation import tr
 from .controller import AOI_CHOICES, DockController, DockForm
 
 
-
 class NextTileDock(QDockWidget):
     """The dock widget; `controller` (a DockController) does the work."""
 

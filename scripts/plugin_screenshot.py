@@ -20,9 +20,9 @@ from qgis.core import (  # noqa: E402
     QgsApplication,
     QgsContrastEnhancement,
     QgsMultiBandColorRenderer,
-    QgsRasterMinMaxOrigin,
     QgsProject,
     QgsRasterLayer,
+    QgsRasterMinMaxOrigin,
     QgsSettings,
     QgsVectorLayer,
 )

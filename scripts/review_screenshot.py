@@ -119,7 +119,7 @@ try:
     dock.raster.setLayer(scene)
     dock.budget.setValue(12)
     dock.passes.setValue(5)
-    dock.open_review()
+    dock.controller.open_review()
     wait_until(lambda: dock.review is not None)
     panel = dock.review.panel
     ctrl = panel.controller

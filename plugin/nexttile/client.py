@@ -7,6 +7,8 @@ from qgis.core import QgsBlockingNetworkRequest, QgsSettings
 from qgis.PyQt.QtCore import QByteArray, QUrl
 from qgis.PyQt.QtNetwork import QNetworkRequest
 
+from .translation import tr
+
 SETTINGS_URL = "nexttile/url"
 SETTINGS_TOKEN = "nexttile/token"
 SETTINGS_BINARY = "nexttile/binary"
@@ -14,7 +16,12 @@ DEFAULT_URL = "http://127.0.0.1:7878"
 
 
 class DaemonError(Exception):
-    """An error to show the analyst: the daemon's own message, or what to do."""
+    """An error to show the analyst: the daemon's own message, or what to do; `status`
+    is the HTTP status when the daemon answered with an error."""
+
+    def __init__(self, message, status=None):
+        super().__init__(message)
+        self.status = status
 
 
 def settings_url():
@@ -62,16 +69,16 @@ class DaemonClient:
         elif method == "DELETE":
             err = blocking.deleteResource(req)
         else:
-            raise DaemonError(f"unsupported method {method}")
+            raise DaemonError(tr("unsupported method {method}").format(method=method))
         reply = blocking.reply()
         status = reply.attribute(QNetworkRequest.HttpStatusCodeAttribute)
         content = bytes(reply.content())
         if status is None:
-            raise DaemonError(
-                f"the NextTile daemon is not reachable at {self.url} ({blocking.errorMessage()}). "
+            raise DaemonError(tr(
+                "the NextTile daemon is not reachable at {url} ({error}). "
                 "Start it with `nexttile serve --root <folder with your rasters>`, or set its URL "
                 "in NextTile > Settings."
-            )
+            ).format(url=self.url, error=blocking.errorMessage()))
         if int(status) >= 400:
             message = None
             try:
@@ -79,10 +86,11 @@ class DaemonClient:
             except (ValueError, AttributeError):
                 pass
             if int(status) == 401:
-                message = (message or "unauthorized") + " (check the token in NextTile > Settings)"
-            raise DaemonError(f"NextTile daemon: {message or content[:300].decode('utf-8', 'replace')} (HTTP {status})")
+                message = tr("{message} (check the token in NextTile > Settings)").format(message=message or tr("unauthorized"))
+            raise DaemonError(tr("NextTile daemon: {message} (HTTP {status})").format(
+                message=message or content[:300].decode("utf-8", "replace"), status=status), status=int(status))
         if err != QgsBlockingNetworkRequest.NoError and not content:
-            raise DaemonError(f"NextTile daemon: {blocking.errorMessage()}")
+            raise DaemonError(tr("NextTile daemon: {error}").format(error=blocking.errorMessage()))
         return int(status), content
 
     def get_json(self, path):
@@ -132,11 +140,11 @@ class DaemonClient:
                     feedback.setProgress(100.0 * (job.get("done") or 0) / total)
                 if feedback.isCanceled():
                     self.delete(f"/jobs/{job_id}")
-                    raise DaemonError("cancelled")
+                    raise DaemonError(tr("cancelled"))
             if status == "done":
                 return job
             if status in ("failed", "cancelled", "interrupted"):
-                raise DaemonError(f"NextTile job {job_id} {status}: {job.get('message')}")
+                raise DaemonError(tr("NextTile job {job} {status}: {message}").format(job=job_id, status=status, message=job.get("message")))
             time.sleep(poll_s)
 
 
@@ -153,7 +161,7 @@ class LocalDaemon:
         parsed = _QUrl(url or settings_url())
         port = parsed.port(7878)
         if parsed.host() not in ("127.0.0.1", "localhost"):
-            raise DaemonError("the plugin only starts a daemon on this machine: set the URL to http://127.0.0.1:<port>")
+            raise DaemonError(tr("the plugin only starts a daemon on this machine: set the URL to http://127.0.0.1:<port>"))
         args = [binary, "serve", "--bind", f"127.0.0.1:{port}", "--root", root]
         if data_dir:
             args += ["--data-dir", data_dir]
@@ -165,14 +173,15 @@ class LocalDaemon:
             self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, text=True)
         except OSError as e:
             self.log.close()
-            raise DaemonError(f"cannot start {binary}: {e}. Set the path of the nexttile binary in NextTile > Settings.") from e
+            raise DaemonError(tr("cannot start {binary}: {error}. Set the path of the nexttile binary in NextTile > Settings.").format(
+                binary=binary, error=e)) from e
         line = self.proc.stdout.readline()
         self.proc.stdout.close()
         if not line.startswith("listening on "):
             self.stop()
             with open(self.log.name, encoding="utf-8", errors="replace") as f:
                 err = f.read()[-500:]
-            raise DaemonError(f"the local daemon did not start: {err.strip() or line.strip()}")
+            raise DaemonError(tr("the local daemon did not start: {error}").format(error=err.strip() or line.strip()))
         self.url = line.split()[-1]
 
     def stop(self):

@@ -6,15 +6,15 @@ import tempfile
 
 from qgis.core import (
     QgsClassificationEqualInterval,
-    QgsCoordinateTransform,
-    QgsGeometry,
-    QgsPalettedRasterRenderer,
-    QgsProject,
     QgsColorRampShader,
     QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
     QgsEditorWidgetSetup,
+    QgsGeometry,
     QgsGradientColorRamp,
     QgsGraduatedSymbolRenderer,
+    QgsPalettedRasterRenderer,
+    QgsProject,
     QgsRasterLayer,
     QgsRasterShader,
     QgsSingleBandPseudoColorRenderer,
@@ -22,6 +22,8 @@ from qgis.core import (
     QgsVectorFileWriter,
     QgsVectorLayer,
 )
+
+from .translation import tr
 
 
 def write_feature_collection(fc, path, transform_context):
@@ -53,7 +55,7 @@ def write_feature_collection(fc, path, transform_context):
     del layer
     os.unlink(tmp.name)
     if result[0] != QgsVectorFileWriter.NoError:
-        raise OSError(f"cannot write {path}: {result[1]}")
+        raise OSError(tr("cannot write {path}: {error}").format(path=path, error=result[1]))
     return path
 
 

@@ -1,10 +1,11 @@
 """Plugin entry: registers the Processing provider, the dock, and the sender that
 delivers labels left waiting by an earlier session."""
 
-from qgis.core import QgsApplication, QgsMessageLog, Qgis
-from qgis.PyQt.QtCore import Qt
+from qgis.core import Qgis, QgsApplication, QgsMessageLog
+from qgis.PyQt.QtCore import QCoreApplication, Qt
 
 from .provider import NextTileProvider
+from .translation import install_translator
 
 
 class NextTilePlugin:
@@ -15,6 +16,8 @@ class NextTilePlugin:
         self.provider = None
         self.dock = None
         self.sender = None
+        # Strings in the user's language when i18n/ has a .qm for it.
+        self.translator = install_translator()
 
     def initProcessing(self):  # noqa: N802 (QGIS API name)
         self.provider = NextTileProvider()
@@ -39,7 +42,7 @@ class NextTilePlugin:
     def unload(self):
         if self.dock is not None:
             self.dock.close_review()
-            self.dock.stop_local_daemon()
+            self.dock.controller.stop_local_daemon()
             self.iface.removeDockWidget(self.dock)
             self.dock.deleteLater()
             self.dock = None
@@ -51,3 +54,6 @@ class NextTilePlugin:
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None
+        if self.translator is not None:
+            QCoreApplication.removeTranslator(self.translator)
+            self.translator = None

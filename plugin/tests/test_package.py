@@ -71,7 +71,7 @@ class PackageTest(unittest.TestCase):
         # One top folder, as Install from ZIP expects; code and metadata in, tests and caches out.
         self.assertEqual({n.split("/")[0] for n in names}, {"nexttile"})
         for needed in ("nexttile/__init__.py", "nexttile/metadata.txt", "nexttile/icon.svg",
-                       "nexttile/review/panel.py", "nexttile/processing/base.py", "nexttile/processing/suggest.py"):
+                       "nexttile/review/panel.py", "nexttile/dock/view.py", "nexttile/dock/controller.py", "nexttile/processing/base.py", "nexttile/processing/suggest.py"):
             self.assertIn(needed, names)
         self.assertFalse([n for n in names if "__pycache__" in n or n.endswith(".pyc") or "/tests/" in n], names)
         with tempfile.TemporaryDirectory() as profiles:

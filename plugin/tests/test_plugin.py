@@ -7,39 +7,23 @@ for this module, not for test_review.py)."""
 
 import json
 import os
-import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import unittest
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-sys.path.insert(0, os.path.join(ROOT, "plugin"))
-sys.path.insert(0, "/usr/share/qgis/python/plugins")
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+from daemon_fixture import BIN, ROOT, SAMPLE, require_binary, start_daemon, stop_daemon, use
 
-from qgis.core import (  # noqa: E402
+import processing  # noqa: I001 (on the path once daemon_fixture has run)
+from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
+    QgsProcessingException,
     QgsProject,
     QgsRasterLayer,
-    QgsSettings,
     QgsVectorLayer,
 )
-from qgis.testing import start_app  # noqa: E402
 
-APP = start_app()
-
-import processing  # noqa: E402
-from processing.core.Processing import Processing  # noqa: E402
-from qgis.core import QgsProcessingException  # noqa: E402
-
-Processing.initialize()
-
-SAMPLE = os.path.join(ROOT, "samples", "chincoteague_s2.tif")
 SHARED = os.environ.get("NEXTTILE_SHARED_DATA", os.path.join(ROOT, "..", "shared", "data"))
-BIN = os.environ.get("NEXTTILE_BIN", os.path.join(ROOT, "target", "debug", "nexttile"))
 
 
 class Daemon:
@@ -47,32 +31,18 @@ class Daemon:
 
     def __init__(self, token=None, roots=()):
         self.data = tempfile.mkdtemp(prefix="nexttile-plugin-")
-        args = [BIN, "serve", "--bind", "127.0.0.1:0", "--root", os.path.dirname(SAMPLE), "--data-dir", self.data,
+        args = ["--bind", "127.0.0.1:0", "--root", os.path.dirname(SAMPLE), "--data-dir", self.data,
                 # the test fixtures' models, besides the shipped onnx/ folder
                 "--model-root", os.path.join(ROOT, "tests", "fixtures")]
         for r in roots:
             args += ["--root", r]
         if token:
             args += ["--token", token]
-        env = {k: v for k, v in os.environ.items() if k not in ("NEXTTILE_TOKEN", "NEXTTILE_ROOTS", "NEXTTILE_MODEL_ROOTS")}
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, env=env, text=True)
-        line = self.proc.stdout.readline()
-        m = re.match(r"listening on (http://\S+)", line)
-        if not m:
-            self.stop()
-            raise RuntimeError(f"daemon did not start: {line!r}")
-        self.url = m.group(1)
+        self.proc, self.url = start_daemon(args)
 
     def stop(self):
-        self.proc.kill()
-        self.proc.wait()
+        stop_daemon(self.proc)
         shutil.rmtree(self.data, ignore_errors=True)
-
-
-def use(url, token=""):
-    s = QgsSettings()
-    s.setValue("nexttile/url", url)
-    s.setValue("nexttile/token", token)
 
 
 class _Iface:
@@ -94,8 +64,7 @@ class _Iface:
 class PluginTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not os.path.isfile(BIN):
-            raise RuntimeError(f"{BIN} is missing: build it with cargo build")
+        require_binary()
         import nexttile
 
         cls.iface = _Iface()
@@ -273,8 +242,8 @@ class PluginTest(unittest.TestCase):
         try:
             dock.binary.setText(BIN)
             dock.raster.setLayer(None)
-            self.assertTrue(dock.start_local_daemon())
-            self.assertIsNotNone(dock.local)
+            self.assertTrue(dock.controller.start_local_daemon())
+            self.assertIsNotNone(dock.controller.local)
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health") as r:
                 health = json.loads(r.read())
             self.assertEqual(health["name"], "nexttile")
@@ -286,9 +255,9 @@ class PluginTest(unittest.TestCase):
             self.assertIn("typiclust", offered)
             self.assertEqual(dock.strategy.currentText(), "auto")
         finally:
-            dock.stop_local_daemon()
+            dock.controller.stop_local_daemon()
             use(self.daemon.url)
-        self.assertIsNone(dock.local)
+        self.assertIsNone(dock.controller.local)
         with self.assertRaises(OSError):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
 

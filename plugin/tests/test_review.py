@@ -10,20 +10,16 @@ Run under Xvfb: scripts/test_plugin.sh (xvfb-run -a, QT_QPA_PLATFORM=xcb)."""
 
 import json
 import os
-import re
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import unittest
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-sys.path.insert(0, os.path.join(ROOT, "plugin"))
-sys.path.insert(0, "/usr/share/qgis/python/plugins")
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+from daemon_fixture import SAMPLE, require_binary, start_daemon, stop_daemon, use
 
-from qgis.core import (  # noqa: E402
+import processing  # noqa: I001 (on the path once daemon_fixture has run)
+from qgis.core import (
     QgsContrastEnhancement,
     QgsMultiBandColorRenderer,
     QgsProject,
@@ -32,22 +28,12 @@ from qgis.core import (  # noqa: E402
     QgsSettings,
     QgsVectorLayer,
 )
-from qgis.testing import start_app  # noqa: E402
+from qgis.gui import QgsMapCanvas
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtGui import QGuiApplication, QKeySequence
+from qgis.PyQt.QtTest import QTest
+from qgis.PyQt.QtWidgets import QMainWindow
 
-APP = start_app()
-
-import processing  # noqa: E402
-from processing.core.Processing import Processing  # noqa: E402
-from qgis.gui import QgsMapCanvas  # noqa: E402
-from qgis.PyQt.QtCore import Qt  # noqa: E402
-from qgis.PyQt.QtGui import QGuiApplication, QKeySequence  # noqa: E402
-from qgis.PyQt.QtTest import QTest  # noqa: E402
-from qgis.PyQt.QtWidgets import QMainWindow  # noqa: E402
-
-Processing.initialize()
-
-SAMPLE = os.path.join(ROOT, "samples", "chincoteague_s2.tif")
-BIN = os.environ.get("NEXTTILE_BIN", os.path.join(ROOT, "target", "debug", "nexttile"))
 #: Inputs (key presses + mouse clicks) allowed to label 20 tiles, retrain included.
 MAX_INPUTS = 25
 
@@ -57,21 +43,10 @@ class Daemon:
     and started again where the plugin expects it."""
 
     def __init__(self, port, data):
-        args = [BIN, "serve", "--bind", f"127.0.0.1:{port}", "--root", os.path.dirname(SAMPLE), "--data-dir", data]
-        env = {k: v for k, v in os.environ.items() if k not in ("NEXTTILE_TOKEN", "NEXTTILE_ROOTS", "NEXTTILE_MODEL_ROOTS")}
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, env=env, text=True)
-        line = self.proc.stdout.readline()
-        m = re.match(r"listening on (http://\S+)", line)
-        if not m:
-            self.stop()
-            raise RuntimeError(f"daemon did not start: {line!r}")
-        self.url = m.group(1)
+        self.proc, self.url = start_daemon(["--bind", f"127.0.0.1:{port}", "--root", os.path.dirname(SAMPLE), "--data-dir", data])
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc.stdout.close()
+        stop_daemon(self.proc)
 
 
 class MessageBar:
@@ -119,15 +94,13 @@ def free_port():
 class ReviewPanelTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not os.path.isfile(BIN):
-            raise RuntimeError(f"{BIN} is missing: build it with cargo build")
+        require_binary()
         cls.tmp = tempfile.mkdtemp(prefix="nexttile-review-")
         cls.data = os.path.join(cls.tmp, "daemon")
         cls.port = free_port()
         cls.daemon = Daemon(cls.port, cls.data)
+        use(cls.daemon.url)
         s = QgsSettings()
-        s.setValue("nexttile/url", cls.daemon.url)
-        s.setValue("nexttile/token", "")
         cls.queue_file = os.path.join(cls.tmp, "profile", "nexttile", "pending_labels.json")
         s.setValue("nexttile/review/queue_file", cls.queue_file)
         s.setValue("nexttile/review/batch", 5)

@@ -15,18 +15,14 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterString,
 )
-from qgis.PyQt.QtCore import QCoreApplication
 
 from ..client import DaemonClient, DaemonError
 from ..layers import aoi_feature_collection
 from ..settings import daemon_lists
+from ..translation import tr
 
 EXPORT_FORMATS = ["gpkg", "gpx", "csv"]
 
-
-def tr(text):
-    """Translates a user-visible string (context `NextTile`)."""
-    return QCoreApplication.translate("NextTile", text)
 
 
 def strategy_choices():
@@ -68,10 +64,12 @@ class NextTileAlgorithm(QgsProcessingAlgorithm):
     """Shared plumbing: the client, error translation, group, selection parameters."""
 
     def tr(self, text):
+        """QGIS's convention for algorithms; the algorithms call the module's tr() (the
+        context pylupdate5 extracts)."""
         return tr(text)
 
     def group(self):
-        return self.tr("Active learning")
+        return tr("Active learning")
 
     def groupId(self):
         return "active_learning"
@@ -131,27 +129,27 @@ class NextTileAlgorithm(QgsProcessingAlgorithm):
             return None
         fc = aoi_feature_collection(geoms, crs, context.transformContext())
         if not fc["features"]:
-            raise QgsProcessingException(self.tr("the AOI layer has no polygon: draw the area as a polygon"))
+            raise QgsProcessingException(tr("the AOI layer has no polygon: draw the area as a polygon"))
         return fc
 
     def add_aoi_params(self):
         self.addParameter(QgsProcessingParameterFeatureSource(
-            "AOI_LAYER", self.tr("Limit to these polygons (selected features only when 'Selected features only' is ticked)"),
+            "AOI_LAYER", tr("Limit to these polygons (selected features only when 'Selected features only' is ticked)"),
             [QgsProcessing.TypeVectorPolygon], optional=True))
-        self.addParameter(QgsProcessingParameterExtent("EXTENT", self.tr("Limit to this extent (e.g. the map canvas)"), optional=True))
+        self.addParameter(QgsProcessingParameterExtent("EXTENT", tr("Limit to this extent (e.g. the map canvas)"), optional=True))
 
     def add_select_params(self):
         # The lists the daemon reported at its last /health (Connect refreshes them).
         self._strategies = strategy_choices()
         self._metrics = metric_choices()
         integer, double = QgsProcessingParameterNumber.Integer, QgsProcessingParameterNumber.Double
-        self.addParameter(QgsProcessingParameterNumber("PROJECT", self.tr("Project id"), integer, minValue=1))
-        self.addParameter(QgsProcessingParameterNumber("SCENE", self.tr("Scene id (0 = the project's latest)"), integer, 0, minValue=0))
-        self.addParameter(QgsProcessingParameterEnum("STRATEGY", self.tr("Strategy"), self._strategies, defaultValue=0))
+        self.addParameter(QgsProcessingParameterNumber("PROJECT", tr("Project id"), integer, minValue=1))
+        self.addParameter(QgsProcessingParameterNumber("SCENE", tr("Scene id (0 = the project's latest)"), integer, 0, minValue=0))
+        self.addParameter(QgsProcessingParameterEnum("STRATEGY", tr("Strategy"), self._strategies, defaultValue=0))
         self.addParameter(QgsProcessingParameterString(
-            "STRATEGY_NAME", self.tr("Strategy by name (overrides the list; any the daemon offers)"), optional=True))
-        self.addParameter(QgsProcessingParameterEnum("METRIC", self.tr("Uncertainty metric"), self._metrics, defaultValue=0))
-        self.addParameter(QgsProcessingParameterNumber("BUDGET", self.tr("Tiles to suggest"), integer, 20, minValue=1))
-        self.addParameter(QgsProcessingParameterNumber("MC_PASSES", self.tr("MC-dropout passes"), integer, 20, minValue=1))
-        self.addParameter(QgsProcessingParameterNumber("MIN_SPACING", self.tr("Minimum ground spacing (m)"), double, 0.0, minValue=0.0))
+            "STRATEGY_NAME", tr("Strategy by name (overrides the list; any the daemon offers)"), optional=True))
+        self.addParameter(QgsProcessingParameterEnum("METRIC", tr("Uncertainty metric"), self._metrics, defaultValue=0))
+        self.addParameter(QgsProcessingParameterNumber("BUDGET", tr("Tiles to suggest"), integer, 20, minValue=1))
+        self.addParameter(QgsProcessingParameterNumber("MC_PASSES", tr("MC-dropout passes"), integer, 20, minValue=1))
+        self.addParameter(QgsProcessingParameterNumber("MIN_SPACING", tr("Minimum ground spacing (m)"), double, 0.0, minValue=0.0))
         self.add_aoi_params()

@@ -4,6 +4,7 @@ import json
 
 from qgis.core import QgsProcessingOutputNumber, QgsProcessingOutputString, QgsProcessingParameterString
 
+from ..translation import tr
 from .base import NextTileAlgorithm
 
 
@@ -14,21 +15,21 @@ class CreateProjectAlgorithm(NextTileAlgorithm):
         return "create_project"
 
     def displayName(self):
-        return self.tr("Create project")
+        return tr("Create project")
 
     def shortHelpString(self):
-        return self.tr(
+        return tr(
             "Creates a NextTile project, or returns the project of that name if it exists. Encoder and head are "
             "ONNX files on the daemon's machine under its model folders (its onnx/ folder and any "
             "--model-root; default: its demo models); a multi-modal encoder (e.g. Sentinel-1 + "
             "Sentinel-2) needs a second raster when scoring.")
 
     def initAlgorithm(self, config=None):
-        self.addParameter(QgsProcessingParameterString("NAME", self.tr("Project name")))
-        self.addParameter(QgsProcessingParameterString("ENCODER", self.tr("Encoder ONNX (daemon's path; empty = demo)"), optional=True))
-        self.addParameter(QgsProcessingParameterString("HEAD", self.tr("Head ONNX (daemon's path; empty = demo)"), optional=True))
-        self.addOutput(QgsProcessingOutputNumber("PROJECT", self.tr("Project id")))
-        self.addOutput(QgsProcessingOutputString("CLASSES", self.tr("Classes (JSON)")))
+        self.addParameter(QgsProcessingParameterString("NAME", tr("Project name")))
+        self.addParameter(QgsProcessingParameterString("ENCODER", tr("Encoder ONNX (daemon's path; empty = demo)"), optional=True))
+        self.addParameter(QgsProcessingParameterString("HEAD", tr("Head ONNX (daemon's path; empty = demo)"), optional=True))
+        self.addOutput(QgsProcessingOutputNumber("PROJECT", tr("Project id")))
+        self.addOutput(QgsProcessingOutputString("CLASSES", tr("Classes (JSON)")))
 
     def perform(self, parameters, context, feedback):
         name = self.parameterAsString(parameters, "NAME", context)

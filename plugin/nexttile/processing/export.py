@@ -8,6 +8,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
 )
 
+from ..translation import tr
 from .base import EXPORT_FORMATS, NextTileAlgorithm
 
 
@@ -18,17 +19,17 @@ class ExportAlgorithm(NextTileAlgorithm):
         return "export"
 
     def displayName(self):
-        return self.tr("Export for a field survey (GeoPackage / GPX / CSV)")
+        return tr("Export for a field survey (GeoPackage / GPX / CSV)")
 
     def shortHelpString(self):
-        return self.tr(
+        return tr(
             "Downloads the latest suggestions in a short visit order: a GeoPackage with suggestions and labels "
             "layers (QField), GPX waypoints, or a CSV with lon/lat, rank and visit order.")
 
     def initAlgorithm(self, config=None):
-        self.addParameter(QgsProcessingParameterNumber("PROJECT", self.tr("Project id"), QgsProcessingParameterNumber.Integer, minValue=1))
-        self.addParameter(QgsProcessingParameterEnum("FORMAT", self.tr("Format"), EXPORT_FORMATS, defaultValue=0))
-        self.addParameter(QgsProcessingParameterFileDestination("OUTPUT", self.tr("File"), "GeoPackage (*.gpkg);;GPX (*.gpx);;CSV (*.csv)"))
+        self.addParameter(QgsProcessingParameterNumber("PROJECT", tr("Project id"), QgsProcessingParameterNumber.Integer, minValue=1))
+        self.addParameter(QgsProcessingParameterEnum("FORMAT", tr("Format"), EXPORT_FORMATS, defaultValue=0))
+        self.addParameter(QgsProcessingParameterFileDestination("OUTPUT", tr("File"), "GeoPackage (*.gpkg);;GPX (*.gpx);;CSV (*.csv)"))
 
     def perform(self, parameters, context, feedback):
         pid = self.parameterAsInt(parameters, "PROJECT", context)

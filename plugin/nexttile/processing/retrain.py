@@ -3,6 +3,7 @@
 from qgis.core import QgsProcessing, QgsProcessingOutputNumber, QgsProcessingParameterVectorDestination
 
 from ..layers import write_feature_collection
+from ..translation import tr
 from .base import NextTileAlgorithm
 
 
@@ -13,17 +14,17 @@ class RetrainAlgorithm(NextTileAlgorithm):
         return "retrain"
 
     def displayName(self):
-        return self.tr("Retrain and suggest again")
+        return tr("Retrain and suggest again")
 
     def shortHelpString(self):
-        return self.tr(
+        return tr(
             "Retrains the project's head on all its labels (from cached embeddings; 'unusable' tiles are "
             "not trained on), rescores, and writes the new suggestions (labelled tiles excluded).")
 
     def initAlgorithm(self, config=None):
         self.add_select_params()
-        self.addParameter(QgsProcessingParameterVectorDestination("OUTPUT", self.tr("New suggestions"), QgsProcessing.TypeVectorPolygon))
-        self.addOutput(QgsProcessingOutputNumber("ROUND", self.tr("Round")))
+        self.addParameter(QgsProcessingParameterVectorDestination("OUTPUT", tr("New suggestions"), QgsProcessing.TypeVectorPolygon))
+        self.addOutput(QgsProcessingOutputNumber("ROUND", tr("Round")))
 
     def perform(self, parameters, context, feedback):
         pid = self.parameterAsInt(parameters, "PROJECT", context)

@@ -7,6 +7,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
+from ..translation import tr
 from .base import NextTileAlgorithm, local_raster_path
 
 
@@ -17,22 +18,22 @@ class ScoreAlgorithm(NextTileAlgorithm):
         return "score"
 
     def displayName(self):
-        return self.tr("Score a raster (uncertainty heatmap)")
+        return tr("Score a raster (uncertainty heatmap)")
 
     def shortHelpString(self):
-        return self.tr(
+        return tr(
             "Adds the raster (and, for multi-modal encoders, the second raster, which the daemon warps onto "
             "the first one's grid) to the project on the daemon, waits for the scoring job (progress and "
             "cancel work) and downloads the uncertainty heatmap (GeoTIFF, scene CRS).")
 
     def initAlgorithm(self, config=None):
-        self.addParameter(QgsProcessingParameterNumber("PROJECT", self.tr("Project id"), QgsProcessingParameterNumber.Integer, minValue=1))
-        self.addParameter(QgsProcessingParameterRasterLayer("RASTER", self.tr("Raster (a file the daemon may read)")))
+        self.addParameter(QgsProcessingParameterNumber("PROJECT", tr("Project id"), QgsProcessingParameterNumber.Integer, minValue=1))
+        self.addParameter(QgsProcessingParameterRasterLayer("RASTER", tr("Raster (a file the daemon may read)")))
         self.addParameter(QgsProcessingParameterRasterLayer(
-            "PAIR", self.tr("Second raster for multi-modal encoders (e.g. Sentinel-1 beside Sentinel-2)"), optional=True))
+            "PAIR", tr("Second raster for multi-modal encoders (e.g. Sentinel-1 beside Sentinel-2)"), optional=True))
         self.add_aoi_params()
-        self.addParameter(QgsProcessingParameterRasterDestination("HEATMAP", self.tr("Uncertainty heatmap")))
-        self.addOutput(QgsProcessingOutputNumber("SCENE", self.tr("Scene id")))
+        self.addParameter(QgsProcessingParameterRasterDestination("HEATMAP", tr("Uncertainty heatmap")))
+        self.addOutput(QgsProcessingOutputNumber("SCENE", tr("Scene id")))
 
     def perform(self, parameters, context, feedback):
         pid = self.parameterAsInt(parameters, "PROJECT", context)
@@ -46,7 +47,7 @@ class ScoreAlgorithm(NextTileAlgorithm):
         if aoi is not None:
             body["aoi"] = aoi
         added = client.post_json(f"/projects/{pid}/scenes", body)
-        feedback.pushInfo(self.tr("scene {scene}: job {job}").format(scene=added["scene"]["id"], job=added["job"]))
+        feedback.pushInfo(tr("scene {scene}: job {job}").format(scene=added["scene"]["id"], job=added["job"]))
         client.wait_job(added["job"], feedback)
         scene = added["scene"]["id"]
         out = self.parameterAsOutputLayer(parameters, "HEATMAP", context)

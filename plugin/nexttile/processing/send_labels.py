@@ -16,6 +16,7 @@ from qgis.core import (
 )
 
 from ..layers import wgs84
+from ..translation import tr
 from .base import NextTileAlgorithm
 
 
@@ -26,22 +27,22 @@ class SendLabelsAlgorithm(NextTileAlgorithm):
         return "send_labels"
 
     def displayName(self):
-        return self.tr("Send labels")
+        return tr("Send labels")
 
     def shortHelpString(self):
-        return self.tr(
+        return tr(
             "Sends every feature whose class field is filled (points or polygons, any CRS) to the project's "
             "labels. Polygons from the suggestions layer are sent as a point inside them, so each labels exactly "
             "its tile; untick that to send drawn polygons as drawn. The class 'unusable' marks a tile that "
             "cannot be labelled (never suggested again, never trained on).")
 
     def initAlgorithm(self, config=None):
-        self.addParameter(QgsProcessingParameterNumber("PROJECT", self.tr("Project id"), QgsProcessingParameterNumber.Integer, minValue=1))
-        self.addParameter(QgsProcessingParameterFeatureSource("INPUT", self.tr("Labelled features"), [QgsProcessing.TypeVectorAnyGeometry]))
-        self.addParameter(QgsProcessingParameterField("CLASS_FIELD", self.tr("Class field"), "class", "INPUT"))
-        self.addParameter(QgsProcessingParameterBoolean("AS_POINTS", self.tr("Send polygons as a point inside them"), True))
-        self.addOutput(QgsProcessingOutputNumber("SENT", self.tr("Labels stored")))
-        self.addOutput(QgsProcessingOutputString("IDS", self.tr("Label ids (JSON)")))
+        self.addParameter(QgsProcessingParameterNumber("PROJECT", tr("Project id"), QgsProcessingParameterNumber.Integer, minValue=1))
+        self.addParameter(QgsProcessingParameterFeatureSource("INPUT", tr("Labelled features"), [QgsProcessing.TypeVectorAnyGeometry]))
+        self.addParameter(QgsProcessingParameterField("CLASS_FIELD", tr("Class field"), "class", "INPUT"))
+        self.addParameter(QgsProcessingParameterBoolean("AS_POINTS", tr("Send polygons as a point inside them"), True))
+        self.addOutput(QgsProcessingOutputNumber("SENT", tr("Labels stored")))
+        self.addOutput(QgsProcessingOutputString("IDS", tr("Label ids (JSON)")))
 
     def perform(self, parameters, context, feedback):
         pid = self.parameterAsInt(parameters, "PROJECT", context)
@@ -64,6 +65,6 @@ class SendLabelsAlgorithm(NextTileAlgorithm):
             features.append({"type": "Feature", "properties": props, "geometry": json.loads(g.asJson(7))})
         if not features:
             raise QgsProcessingException(
-                self.tr("no feature has a value in '{field}': fill the class of the tiles you labelled first").format(field=field))
+                tr("no feature has a value in '{field}': fill the class of the tiles you labelled first").format(field=field))
         stored = self.client().post_json(f"/projects/{pid}/labels", {"type": "FeatureCollection", "features": features})
         return {"SENT": len(stored["ids"]), "IDS": json.dumps(stored["ids"])}

@@ -3,6 +3,7 @@
 from qgis.core import QgsProcessing, QgsProcessingParameterVectorDestination
 
 from ..layers import write_feature_collection
+from ..translation import tr
 from .base import NextTileAlgorithm
 
 
@@ -13,17 +14,17 @@ class SuggestAlgorithm(NextTileAlgorithm):
         return "suggest"
 
     def displayName(self):
-        return self.tr("Suggest tiles to label")
+        return tr("Suggest tiles to label")
 
     def shortHelpString(self):
-        return self.tr(
+        return tr(
             "Asks the daemon for the tiles to label next (EPSG:4326 polygons ranked by the strategy; labelled "
             "tiles are never suggested). Review them in the NextTile review panel, or fill the `class` field "
             "and run 'Send labels'.")
 
     def initAlgorithm(self, config=None):
         self.add_select_params()
-        self.addParameter(QgsProcessingParameterVectorDestination("OUTPUT", self.tr("Suggestions"), QgsProcessing.TypeVectorPolygon))
+        self.addParameter(QgsProcessingParameterVectorDestination("OUTPUT", tr("Suggestions"), QgsProcessing.TypeVectorPolygon))
 
     def perform(self, parameters, context, feedback):
         pid = self.parameterAsInt(parameters, "PROJECT", context)

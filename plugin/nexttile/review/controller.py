@@ -11,19 +11,16 @@ from qgis.core import (
     QgsPointXY,
     QgsTask,
 )
-from qgis.PyQt.QtCore import QCoreApplication, QObject, pyqtSignal
+from qgis.PyQt.QtCore import QObject, pyqtSignal
 
 from ..client import DaemonClient, DaemonError
 from ..settings import RETRAIN, SKIP, UNDO, UNUSABLE, auto_retrain, keymap, normalize_key
+from ..translation import tr
 
 #: The reserved class of a tile that cannot be labelled (cloud, nodata): the daemon
 #: keeps it out of suggestions and never trains on it.
 UNUSABLE_CLASS = "unusable"
 
-
-def tr(text):
-    """Translates a user-visible string (context `NextTile`)."""
-    return QCoreApplication.translate("NextTile", text)
 
 
 def _props(value):
@@ -88,47 +85,42 @@ class ReviewItem:
         return sorted(((str(c), float(p)) for c, p in probs.items()), key=lambda cp: -cp[1])[:n]
 
 
-class _RoundTask(QgsTask):
+class _LoadTask(QgsTask):
+    """Reads the round history and the project's labels."""
+
+    def __init__(self, project, name=None, url=None, token=None, timeout_ms=30_000):
+        super().__init__(name or tr("NextTile: round history"), QgsTask.CanCancel)
+        self.project, self.url, self.token, self.timeout_ms = project, url, token, timeout_ms
+        self.rounds, self.labels, self.error = None, None, None
+
+    def run(self):
+        client = DaemonClient(self.url, self.token, timeout_ms=self.timeout_ms)
+        try:
+            self.work(client)
+            self.rounds = client.get_json(f"/projects/{self.project}/rounds")
+            self.labels = client.get_labels(self.project)
+            return True
+        except DaemonError as e:
+            self.error = str(e)
+            return False
+
+    def work(self, client):
+        """What runs before the history is read (nothing here)."""
+
+
+class _RoundTask(_LoadTask):
     """POST /projects/{id}/rounds, wait for the job, then read the round history and
     the project's labels (for distances)."""
 
     def __init__(self, project, body, url=None, token=None):
-        super().__init__("NextTile: retrain", QgsTask.CanCancel)
-        self.project, self.body = project, body
-        self.url, self.token = url, token
-        self.result_json, self.rounds, self.labels, self.error = None, None, None, None
+        super().__init__(project, tr("NextTile: retrain"), url, token, timeout_ms=300_000)
+        self.body = body
+        self.result_json = None
 
-    def run(self):
-        client = DaemonClient(self.url, self.token)
-        try:
-            started = client.post_json(f"/projects/{self.project}/rounds", self.body)
-            job = client.wait_job(started["job"])
-            self.result_json = job.get("result") or {}
-            self.rounds = client.get_json(f"/projects/{self.project}/rounds")
-            self.labels = client.get_labels(self.project)
-            return True
-        except DaemonError as e:
-            self.error = str(e)
-            return False
-
-
-class _LoadTask(QgsTask):
-    """Reads the round history and the project's labels."""
-
-    def __init__(self, project):
-        super().__init__("NextTile: round history", QgsTask.CanCancel)
-        self.project = project
-        self.rounds, self.labels, self.error = None, None, None
-
-    def run(self):
-        client = DaemonClient(timeout_ms=30_000)
-        try:
-            self.rounds = client.get_json(f"/projects/{self.project}/rounds")
-            self.labels = client.get_labels(self.project)
-            return True
-        except DaemonError as e:
-            self.error = str(e)
-            return False
+    def work(self, client):
+        started = client.post_json(f"/projects/{self.project}/rounds", self.body)
+        job = client.wait_job(started["job"])
+        self.result_json = job.get("result") or {}
 
 
 class ReviewController(QObject):

@@ -2,17 +2,15 @@
 labels added stacked by class, and the agreement of the previous head with the analyst
 on the newly labelled tiles written above the bar."""
 
-from qgis.PyQt.QtCore import QCoreApplication, QRectF, Qt
+from qgis.PyQt.QtCore import QRectF, Qt
 from qgis.PyQt.QtGui import QColor, QFont, QPainter
 from qgis.PyQt.QtWidgets import QSizePolicy, QWidget
+
+from ..translation import tr
 
 PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"]
 UNUSABLE_COLOUR = "#555555"
 
-
-def tr(text):
-    """Translates a user-visible string (context `NextTile`)."""
-    return QCoreApplication.translate("NextTile", text)
 
 
 def round_rows(rounds):

@@ -14,7 +14,7 @@ from qgis.core import (
     QgsWkbTypes,
 )
 from qgis.gui import QgsRubberBand
-from qgis.PyQt.QtCore import QCoreApplication, QSize, Qt
+from qgis.PyQt.QtCore import QSize, Qt
 from qgis.PyQt.QtGui import QColor, QKeySequence, QPixmap
 from qgis.PyQt.QtWidgets import (
     QCheckBox,
@@ -35,14 +35,11 @@ from qgis.PyQt.QtWidgets import (
 
 from .. import settings
 from ..settings import RETRAIN, SKIP, UNDO, UNUSABLE
+from ..translation import tr
 from .history import HistoryChart, describe
 
 PREVIEW_PX = 160
 
-
-def tr(text):
-    """Translates a user-visible string (context `NextTile`)."""
-    return QCoreApplication.translate("NextTile", text)
 
 
 def why_picked(props):

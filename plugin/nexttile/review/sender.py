@@ -7,6 +7,7 @@ from qgis.PyQt.QtCore import QObject, QTimer, pyqtSignal
 
 from ..client import DaemonClient, DaemonError, settings_url
 from ..settings import batch_size, queue_file
+from ..translation import tr
 from .queue import PendingQueue
 
 
@@ -14,7 +15,7 @@ class _SendTask(QgsTask):
     """Posts one batch of labels, or withdraws one label, on a worker thread."""
 
     def __init__(self, url, token, ops, label_id):
-        super().__init__("NextTile: send labels", QgsTask.CanCancel)
+        super().__init__(tr("NextTile: send labels"), QgsTask.CanCancel)
         self.url, self.token, self.ops, self.label_id = url, token, ops, label_id
         self.ids, self.error = None, None
 
@@ -27,7 +28,7 @@ class _SendTask(QgsTask):
                     try:
                         client.delete(f"/projects/{first['project']}/labels/{self.label_id}")
                     except DaemonError as e:
-                        if "HTTP 404" not in str(e):  # already gone: nothing to withdraw
+                        if e.status != 404:  # already gone: nothing to withdraw
                             raise
                 return True
             features = [
@@ -120,7 +121,7 @@ class LabelSender(QObject):
         else:
             self.offline = True
             self.changed.emit(self.pending())
-            self.failed.emit(task.error or "sending labels was cancelled")
+            self.failed.emit(task.error or tr("sending labels was cancelled"))
 
     def wait_idle(self):
         """Whether nothing is being sent (for callers that chain work after a flush)."""

@@ -14,22 +14,21 @@ use serde::Serialize;
 use crate::aoi::{Aoi, Labelled};
 use crate::crs::LocalMetric;
 use crate::error::{Error, Result};
-use crate::head::{HeadConfig, HeadSpec, Targets, TrainReport, TrainableHead};
+use crate::head::{HeadConfig, HeadSpec, Targets, TrainableHead};
 use crate::model::{Encoder, Head, ModelSpec, SessionConfig};
 use crate::output;
 use crate::raster::{Confinement, RasterError, ReadPlan, Scene, TileBatch, read_tiles, stack_pair};
-use crate::sampling::{Pick, SelectionInput, Strategy, select, select_with_spacing};
+use crate::sampling::{SelectionInput, Strategy, select, select_with_spacing};
 use crate::store::{CacheKey, CachedEmbeddings, EmbeddingCache};
 use crate::tiling::{TileGrid, TileId, tiles_in_aoi};
-use crate::uncertainty::{
-    Metric, Uncertainties, compute_all, compute_all_multilabel, predicted_class,
-};
+use crate::uncertainty::{Metric, compute_all, compute_all_multilabel, predicted_class};
 
 mod input;
-pub use input::{
-    BandCheck, CHECK_MAX_CLIPPED, CHECK_MAX_SIGMA, CHECK_TILES, InputReport, ScalingReport,
-    SensorUse,
+pub use crate::report::{
+    BandCheck, InputReport, ModelSummary, RetrainSummary, ScalingReport, SceneSummary, ScoreResult,
+    SensorUse, Timings,
 };
+pub use input::{CHECK_MAX_CLIPPED, CHECK_MAX_SIGMA, CHECK_TILES};
 
 /// Default number of MC-dropout passes of the head.
 pub const DEFAULT_MC_PASSES: usize = 20;
@@ -221,73 +220,6 @@ pub enum Progress {
     Selecting,
 }
 
-/// What the outputs say about the scene.
-#[derive(Debug, Clone, Serialize)]
-pub struct SceneSummary {
-    /// Path as given.
-    pub path: String,
-    /// Size in pixels.
-    pub width: usize,
-    /// Size in pixels.
-    pub height: usize,
-    /// CRS as WKT.
-    pub crs_wkt: String,
-    /// `EPSG:xxxx` when known.
-    pub crs_epsg: Option<String>,
-    /// Pixel size (x, y) in CRS units.
-    pub pixel_size: (f64, f64),
-    /// Bands used, 1-based, in model order (for a pair: numbered across the
-    /// stack, the scene's bands first, then the second raster's).
-    pub bands_used: Vec<usize>,
-    /// Names of the bands used, in model order.
-    pub band_names: Vec<String>,
-    /// How each of the model's bands was found in the raster, model order.
-    pub band_matching: Vec<crate::raster::BandMatch>,
-    /// The second raster of a pair, warped onto this scene's grid.
-    pub pair: Option<String>,
-}
-
-/// What the outputs say about a model.
-#[derive(Debug, Clone, Serialize)]
-pub struct ModelSummary {
-    /// Model name.
-    pub name: String,
-    /// File path.
-    pub path: String,
-    /// SHA-256 of the file.
-    pub sha256: String,
-}
-
-impl From<&ModelSpec> for ModelSummary {
-    fn from(s: &ModelSpec) -> Self {
-        ModelSummary {
-            name: s.name.clone(),
-            path: s.path.display().to_string(),
-            sha256: s.sha256.clone(),
-        }
-    }
-}
-
-/// Wall time of each stage, seconds.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Timings {
-    /// Opening the scene and loading models.
-    pub setup_s: f64,
-    /// Reading + encoding (pipelined).
-    pub embed_s: f64,
-    /// The T head passes.
-    pub head_s: f64,
-    /// Uncertainty + selection.
-    pub select_s: f64,
-    /// Peak resident memory of the process so far, MiB (Linux `VmHWM`).
-    pub peak_rss_mib: Option<f64>,
-    /// Reader–encoder workers that embedded the tiles (0: cache hit).
-    pub workers: usize,
-    /// Tiles per encoder batch used (the request's, else the encoder's
-    /// `nexttile_batch_size`, else the default).
-    pub batch_size: usize,
-}
-
 /// Peak resident set size of this process in MiB, from `/proc/self/status`
 /// (`None` where that is not available).
 pub fn peak_rss_mib() -> Option<f64> {
@@ -295,77 +227,6 @@ pub fn peak_rss_mib() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
-}
-
-/// The result of scoring a scene.
-pub struct ScoreResult {
-    /// The scene.
-    pub scene: SceneSummary,
-    /// The tile grid (full scene).
-    pub grid: TileGrid,
-    /// Scored tiles, row-major; index `i` in every per-tile array.
-    pub tiles: Vec<TileId>,
-    /// Share of valid pixels per scored tile.
-    pub valid_fraction: Vec<f32>,
-    /// Encoder embeddings `[N, D]`.
-    pub embeddings: Array2<f32>,
-    /// Mean probabilities and every uncertainty metric.
-    pub uncertainties: Uncertainties,
-    /// Argmax class per scored tile.
-    pub predicted: Vec<usize>,
-    /// Class names in head output order.
-    pub class_names: Vec<String>,
-    /// Tiles in the grid/AOI that were candidates.
-    pub candidate_tiles: usize,
-    /// Candidate tiles skipped as (mostly) nodata.
-    pub skipped_nodata: Vec<TileId>,
-    /// Scored tiles marked as already labelled (never suggested).
-    pub labelled_tiles: usize,
-    /// Whether the embeddings came from the cache (the encoder did not run).
-    pub cache_hit: bool,
-    /// Ranked picks (index into `tiles`).
-    pub picks: Vec<Pick>,
-    /// Strategy used.
-    pub strategy: Strategy,
-    /// Strategy parameters as JSON (for the outputs).
-    pub strategy_params: serde_json::Value,
-    /// Ranking metric.
-    pub metric: Metric,
-    /// Requested budget.
-    pub budget: usize,
-    /// Minimum ground spacing between picks, metres (0 = none).
-    pub min_spacing_m: f64,
-    /// Seed used.
-    pub seed: u64,
-    /// MC passes run.
-    pub mc_passes: usize,
-    /// Encoder.
-    pub encoder: ModelSummary,
-    /// Head.
-    pub head: ModelSummary,
-    /// Which onnxruntime library and execution provider ran, and why.
-    pub runtime: crate::model::RuntimeInfo,
-    /// Things worth telling the user that did not stop the run.
-    pub warnings: Vec<String>,
-    /// Sensor preset, scaling and the input-distribution check.
-    pub input: InputReport,
-    /// Stage timings.
-    pub timings: Timings,
-    /// What retraining did, when the request asked for it.
-    pub retrained: Option<RetrainSummary>,
-}
-
-/// What [`Retrain`] did.
-#[derive(Debug, Clone, Serialize)]
-pub struct RetrainSummary {
-    /// Scored tiles with a class label, trained on.
-    pub labelled_tiles: usize,
-    /// Training samples per class name.
-    pub per_class: Vec<(String, usize)>,
-    /// The training run.
-    pub report: TrainReport,
-    /// Where the head was written, if anywhere.
-    pub saved_to: Option<String>,
 }
 
 /// Paths of the files [`write_outputs`] wrote.

@@ -22,6 +22,7 @@ pub mod output;
 pub mod paths;
 pub mod preprocess;
 pub mod raster;
+pub mod report;
 pub mod sampling;
 pub mod server;
 pub mod store;

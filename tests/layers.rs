@@ -4,9 +4,10 @@
 //! onnxruntime type. Doc comments are not code and are not read.
 //!
 //! ```text
-//! 6 shells      cli, server
-//! 5 pipeline    engine, eval, error (the crate error gathers every module's error)
-//! 4 outputs     output (heatmap, GeoJSON, exports of a score result)
+//! 7 shells      cli, server
+//! 6 pipeline    engine, eval, error (the crate error gathers every module's error)
+//! 5 outputs     output (heatmap, GeoJSON, exports of a score result)
+//! 4 results     report (what a scoring run produced, as plain data)
 //! 3 io          raster (GDAL), model (onnxruntime), store (SQLite, cache files), head
 //! 2 geo         crs, aoi (GDAL/PROJ coordinate helpers)
 //! 1 pure        tiling, uncertainty, sampling, preprocess, paths
@@ -28,12 +29,13 @@ const LAYERS: &[(&str, u8)] = &[
     ("model", 3),
     ("store", 3),
     ("head", 3),
-    ("output", 4),
-    ("engine", 5),
-    ("eval", 5),
-    ("error", 5),
-    ("cli", 6),
-    ("server", 6),
+    ("report", 4),
+    ("output", 5),
+    ("engine", 6),
+    ("eval", 6),
+    ("error", 6),
+    ("cli", 7),
+    ("server", 7),
 ];
 
 /// Arrows within a layer that are allowed, with why.
@@ -55,9 +57,11 @@ const EXEMPT_FILES: &[(&str, &str, &str)] = &[(
     "the head's unit tests score it with the evaluation's metrics",
 )];
 
-/// Breaks of the rule that are known and not fixed yet (issue 17). The test fails when
-/// one of them is gone, so that it is removed from this list and can never come back.
-const KNOWN_BREAKS: &[(&str, &str)] = &[("output", "engine")];
+/// Breaks of the rule that are known and not fixed yet. The test fails when one of them
+/// is gone, so that it is removed from this list and can never come back. (Empty since
+/// `ScoreResult` moved from `engine` to `report`; issue 17 listed `output` → `engine`,
+/// `raster` → `model`/`store`, `store` → `model` and `server` → `cli`.)
+const KNOWN_BREAKS: &[(&str, &str)] = &[];
 
 fn layer(module: &str) -> Option<u8> {
     LAYERS.iter().find(|(m, _)| *m == module).map(|(_, l)| *l)

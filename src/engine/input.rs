@@ -4,16 +4,15 @@
 //! the input-distribution check that warns when the scaled input does not look
 //! like the encoder's training data.
 
-use serde::Serialize;
-
 use super::ScoreRequest;
 use crate::error::{Error, Result};
 use crate::model::Preprocess;
 use crate::raster::{
-    BandMatch, BandStats, InputScaling, RasterError, S2_L1C_BANDS, Scene, SensorPreset,
-    canonical_band_name, l2a_without_baseline, model_scaling, sample_input_stats, sensor_names,
-    sensor_preset, spread_sample,
+    BandMatch, InputScaling, RasterError, S2_L1C_BANDS, Scene, SensorPreset, canonical_band_name,
+    l2a_without_baseline, model_scaling, sample_input_stats, sensor_names, sensor_preset,
+    spread_sample,
 };
+use crate::report::{BandCheck, ScalingReport, SensorUse};
 use crate::tiling::{TileGrid, TileId};
 
 /// Most tiles the input-distribution check reads (spread over the candidates).
@@ -24,61 +23,6 @@ pub const CHECK_MAX_SIGMA: f64 = 3.0;
 /// A band with more than this share of values changed by the clip range is
 /// reported.
 pub const CHECK_MAX_CLIPPED: f64 = 0.5;
-
-/// The sensor preset a run used and why.
-#[derive(Debug, Clone, Serialize)]
-pub struct SensorUse {
-    /// Preset name (`s2-l2a`, `rgb`, …).
-    pub name: String,
-    /// What the preset stands for.
-    pub title: String,
-    /// `--sensor`, or `metadata <KEY=value>` when recognised from the file.
-    pub source: String,
-}
-
-/// The scaling a run applied before standardisation, and where it came from.
-#[derive(Debug, Clone, Serialize)]
-pub struct ScalingReport {
-    /// Multiplier on raw values.
-    pub scale: f32,
-    /// Added after the multiplier.
-    pub offset: f32,
-    /// Clamp range, if any.
-    pub clip: Option<(f32, f32)>,
-    /// `model`, `sensor_preset:<name>`, with ` + --input-scale` /
-    /// ` + --input-offset` when overridden.
-    pub source: String,
-}
-
-/// One band's input statistics against the encoder's training statistics.
-#[derive(Debug, Clone, Serialize)]
-pub struct BandCheck {
-    /// The model's band name.
-    pub band: String,
-    /// Statistics of the scaled, clipped input over the sampled tiles.
-    pub input: BandStats,
-    /// The encoder's `standardization_mean` for the band.
-    pub training_mean: f64,
-    /// The encoder's `standardization_std` for the band.
-    pub training_std: f64,
-    /// (input mean − training mean) / training std.
-    pub sigma: f64,
-}
-
-/// How a run prepared its input: what `summary.json` calls `input`.
-#[derive(Debug, Clone, Serialize)]
-pub struct InputReport {
-    /// The sensor preset used, if any.
-    pub sensor: Option<SensorUse>,
-    /// The scaling applied.
-    pub scaling: ScalingReport,
-    /// GDAL data type of the bands used (the first one's).
-    pub data_type: String,
-    /// Tiles the distribution check read.
-    pub check_tiles: usize,
-    /// Per model band: the distribution check.
-    pub check: Vec<BandCheck>,
-}
 
 /// Whether every band name is a Sentinel-2 optical band (presets only scale
 /// optical reflectance, not SAR backscatter).
@@ -393,6 +337,7 @@ pub(super) fn display_note(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::raster::BandStats;
 
     fn pre(scale: f32) -> Preprocess {
         Preprocess {

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::OutputError;
 use crate::crs::{Reprojector, wgs84};
-use crate::engine::ScoreResult;
+use crate::report::ScoreResult;
 use crate::tiling::TileId;
 
 /// Points per tile edge in the reprojected footprints (so that a footprint

@@ -7,7 +7,7 @@ use gdal::raster::{Buffer, RasterCreationOptions};
 use gdal::{DriverManager, Metadata};
 
 use super::OutputError;
-use crate::engine::ScoreResult;
+use crate::report::ScoreResult;
 use crate::uncertainty::Metric;
 
 /// Value of heatmap pixels whose tile was not scored (outside the AOI,

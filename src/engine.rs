@@ -12,23 +12,25 @@ use ndarray::{Array2, Axis, concatenate};
 use serde::Serialize;
 
 use crate::aoi::{Aoi, Labelled};
-use crate::crs::LocalMetric;
 use crate::error::{Error, Result};
 use crate::head::{HeadConfig, HeadSpec, Targets, TrainableHead};
 use crate::model::{Encoder, Head, ModelSpec, SessionConfig};
 use crate::output;
 use crate::raster::{Confinement, RasterError, ReadPlan, Scene, TileBatch, read_tiles, stack_pair};
-use crate::sampling::{SelectionInput, Strategy, select, select_with_spacing};
+use crate::sampling::Strategy;
 use crate::store::{CacheKey, CachedEmbeddings, EmbeddingCache};
 use crate::tiling::{TileGrid, TileId, tiles_in_aoi};
 use crate::uncertainty::{Metric, compute_all, compute_all_multilabel, predicted_class};
 
 mod input;
+mod select;
 pub use crate::report::{
     BandCheck, InputReport, ModelSummary, RetrainSummary, ScalingReport, SceneSummary, ScoreResult,
     SensorUse, Timings,
 };
 pub use input::{CHECK_MAX_CLIPPED, CHECK_MAX_SIGMA, CHECK_TILES};
+pub use select::reselect;
+use select::{Scored, Selected, select_stage};
 
 /// Default number of MC-dropout passes of the head.
 pub const DEFAULT_MC_PASSES: usize = 20;
@@ -565,68 +567,27 @@ pub fn score(
     };
     uncertainties.predicted_loss = predicted_loss;
     let predicted = predicted_class(uncertainties.mean.view()).to_vec();
-    let score_vec = uncertainties.get(req.metric);
-    let labelled_mask = match &req.labelled {
-        Some(l) => Some(labelled_tiles(l, &grid, &ids, &scene.crs_wkt)?),
-        None => None,
-    };
-    let labelled_count = labelled_mask
-        .as_ref()
-        .map_or(0, |m| m.iter().filter(|b| **b).count());
-    // auto and ProbCover need the head's classes; auto counts every label given so
-    // far (all of the project's, in the daemon), not only this scene's.
-    // Labels of the reserved `unusable` class say nothing about classes: not counted.
-    let known_labels = req.labelled.as_ref().map_or(0, |l| {
-        let usable = |c: &Option<String>| !is_unusable(c.as_deref(), &head.spec.class_names);
-        l.polygon_classes.iter().filter(|c| usable(c)).count()
-            + l.point_classes.iter().filter(|c| usable(c)).count()
-    });
-    let strategy = req.strategy.with_run_facts(
-        head.spec.class_names.len(),
-        known_labels.max(labelled_count),
-        head.spec
-            .auto_switch_per_class
-            .or(encoder.spec.auto_switch_per_class),
-    );
-    let known = match &strategy {
-        Strategy::Auto(a) if a.balance && !head.spec.multi_label => Some(known_classes(
-            &predicted,
-            req.labelled.as_ref(),
-            (&grid, &ids, &scene.crs_wkt),
-            &head.spec.class_names,
-        )),
-        _ => None,
-    };
-    let input = SelectionInput {
-        embeddings: embeddings.view(),
-        uncertainty: score_vec,
-        excluded: None,
-        labelled: labelled_mask.as_deref(),
-        classes: known.as_deref(),
-    };
-    let picks = if req.min_spacing_m > 0.0 {
-        let (cx, cy) = grid
-            .geo_transform
-            .apply(scene.width as f64 / 2.0, scene.height as f64 / 2.0);
-        let metric = LocalMetric::new(&scene.crs_wkt, (cx, cy))?;
-        let centres: Vec<[f64; 2]> = ids
-            .iter()
-            .map(|id| {
-                let (x, y) = grid.centre(*id);
-                metric.to_metres(x, y)
-            })
-            .collect();
-        select_with_spacing(
-            &strategy,
-            &input,
-            req.budget,
-            req.seed,
-            &centres,
-            req.min_spacing_m,
-        )?
-    } else {
-        select(&strategy, &input, req.budget, req.seed)?
-    };
+    let Selected {
+        picks,
+        strategy,
+        labelled_tiles: labelled_count,
+    } = select_stage(
+        req,
+        &Scored {
+            grid: &grid,
+            tiles: &ids,
+            crs_wkt: &scene.crs_wkt,
+            size: (scene.width, scene.height),
+            class_names: &head.spec.class_names,
+            embeddings: embeddings.view(),
+            uncertainties: &uncertainties,
+            predicted: &predicted,
+            model_switch: head
+                .spec
+                .auto_switch_per_class
+                .or(encoder.spec.auto_switch_per_class),
+        },
+    )?;
     let select_s = t3.elapsed().as_secs_f64();
 
     Ok(ScoreResult {
@@ -658,6 +619,10 @@ pub fn score(
         uncertainties,
         predicted,
         class_names: head.spec.class_names.clone(),
+        auto_switch_per_class: head
+            .spec
+            .auto_switch_per_class
+            .or(encoder.spec.auto_switch_per_class),
         candidate_tiles: total,
         skipped_nodata,
         labelled_tiles: labelled_count,

@@ -97,6 +97,9 @@ pub struct ScoreResult {
     pub predicted: Vec<usize>,
     /// Class names in head output order.
     pub class_names: Vec<String>,
+    /// The models' declared `auto` switch (`nexttile_auto_switch_per_class`), kept so a
+    /// new selection on this result uses the same schedule.
+    pub auto_switch_per_class: Option<usize>,
     /// Tiles in the grid/AOI that were candidates.
     pub candidate_tiles: usize,
     /// Candidate tiles skipped as (mostly) nodata.

@@ -2086,3 +2086,130 @@ fn a_full_data_disk_answers_507_and_keeps_every_acknowledged_label() {
     let all = d.all_labels(pid);
     assert_eq!(label_ids(&all).len(), acknowledged);
 }
+
+/// Files under `dir`, recursively (none when it does not exist).
+fn files_under(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() { files_under(&p) } else { 1 }
+        })
+        .sum()
+}
+
+/// A scored scene stays warm on the engine thread (issue 17): suggestions, with new
+/// labels, another strategy or budget, run only the selection — the embedding cache,
+/// emptied after scoring, is not touched again — and answer from memory what the
+/// scene's latest suggestions file then holds. A round keeps its result warm for the
+/// head it saved; with `--warm-scene-bytes 0` nothing is kept and the cache is read.
+#[test]
+fn suggestions_on_a_warm_scene_run_only_the_selection() {
+    let tmp = common::tempdir();
+    let d = Daemon::start(tmp.path(), &[], None);
+    let (_, project) = d.post("/projects", &json!({"name": "warm"}));
+    let pid = project["id"].as_i64().unwrap();
+    let (code, added) = d.post(
+        &format!("/projects/{pid}/scenes"),
+        &json!({"path": "chincoteague_s2.tif"}),
+    );
+    assert_eq!(code, 202, "{added}");
+    let scene = added["scene"]["id"].as_i64().unwrap();
+    d.wait_job(added["job"].as_i64().unwrap());
+    let cache = tmp.path().join("cache");
+    assert!(files_under(&cache) > 0, "scoring fills the embedding cache");
+    std::fs::remove_dir_all(&cache).unwrap();
+
+    let url = format!("/projects/{pid}/suggestions");
+    let (code, first) = d.post(&url, &json!({"budget": 8}));
+    assert_eq!(code, 200, "{first}");
+    let first_ids = tile_ids(&first);
+    assert_eq!(first_ids.len(), 8);
+    assert_eq!(files_under(&cache), 0, "a warm suggestion read the cache");
+    // What it answered is what the scene's latest suggestions file holds.
+    let latest = tmp
+        .path()
+        .join(format!("suggestions/{scene}/suggestions.geojson"));
+    let on_disk: Value = serde_json::from_slice(&std::fs::read(&latest).unwrap()).unwrap();
+    assert_eq!(tile_ids(&on_disk), first_ids);
+
+    // New labels on two suggested tiles: excluded, still without the cache.
+    let labelled: Vec<Value> = first["features"].as_array().unwrap()[..2]
+        .iter()
+        .map(|f| {
+            let (lon, lat) = centre(f);
+            json!({"type": "Feature", "properties": {"class": "Forest"},
+                   "geometry": {"type": "Point", "coordinates": [lon, lat]}})
+        })
+        .collect();
+    let (code, v) = d.post(
+        &format!("/projects/{pid}/labels"),
+        &json!({"type": "FeatureCollection", "features": labelled}),
+    );
+    assert_eq!(code, 201, "{v}");
+    let (code, second) = d.post(&url, &json!({"budget": 8, "strategy": "top_k"}));
+    assert_eq!(code, 200, "{second}");
+    let second_ids = tile_ids(&second);
+    assert_eq!(second_ids.len(), 8);
+    for t in &first_ids[..2] {
+        assert!(!second_ids.contains(t), "labelled tile {t} suggested again");
+    }
+    assert!(
+        second["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["properties"]["strategy"] == "top_k"),
+        "{second}"
+    );
+    assert_eq!(files_under(&cache), 0, "a warm suggestion read the cache");
+
+    // A round retrains on the labels and keeps its result warm for the head it saved.
+    let (code, round) = d.post(&format!("/projects/{pid}/rounds"), &json!({"budget": 8}));
+    assert_eq!(code, 202, "{round}");
+    let done = d.wait_job(round["job"].as_i64().unwrap());
+    assert_eq!(done["result"]["round"], 1, "{done}");
+    std::fs::remove_dir_all(&cache).unwrap();
+    let (code, after) = d.post(&url, &json!({"budget": 8}));
+    assert_eq!(code, 200, "{after}");
+    assert_eq!(tile_ids(&after).len(), 8);
+    assert_eq!(
+        files_under(&cache),
+        0,
+        "suggestions after a round read the cache"
+    );
+
+    // Another MC-pass count scores again (from the cache, which it refills).
+    let (code, cold) = d.post(&url, &json!({"budget": 8, "mc_passes": 3}));
+    assert_eq!(code, 200, "{cold}");
+    assert!(
+        files_under(&cache) > 0,
+        "a new MC-pass count must score again"
+    );
+    drop(d);
+
+    // Nothing kept warm: every suggestion scores from the embedding cache.
+    let tmp = common::tempdir();
+    let d = Daemon::start(tmp.path(), &["--warm-scene-bytes", "0"], None);
+    let (_, project) = d.post("/projects", &json!({"name": "cold"}));
+    let pid = project["id"].as_i64().unwrap();
+    let (_, added) = d.post(
+        &format!("/projects/{pid}/scenes"),
+        &json!({"path": "chincoteague_s2.tif"}),
+    );
+    d.wait_job(added["job"].as_i64().unwrap());
+    let cache = tmp.path().join("cache");
+    std::fs::remove_dir_all(&cache).unwrap();
+    let (code, v) = d.post(
+        &format!("/projects/{pid}/suggestions"),
+        &json!({"budget": 8}),
+    );
+    assert_eq!(code, 200, "{v}");
+    assert!(
+        files_under(&cache) > 0,
+        "with no warm scenes the cache is read"
+    );
+}

@@ -51,6 +51,10 @@ pub(crate) struct ServeArgs {
     /// connection to start its next request, before the connection is closed (default 10).
     #[arg(long)]
     header_read_timeout_s: Option<u64>,
+    /// Memory for scored scenes kept warm so suggestions run only the selection, bytes
+    /// (default 512 MiB; 0 keeps none).
+    #[arg(long)]
+    warm_scene_bytes: Option<u64>,
 }
 
 pub(crate) fn run(a: ServeArgs) -> Result<()> {
@@ -65,6 +69,7 @@ pub(crate) fn run(a: ServeArgs) -> Result<()> {
         max_body_bytes: a.max_body_bytes,
         max_model_bytes: a.max_model_bytes,
         header_read_timeout_s: a.header_read_timeout_s,
+        warm_scene_bytes: a.warm_scene_bytes,
         ..ConfigLayer::default()
     };
     let config = ServerConfig::resolve(a.config.as_deref(), ConfigLayer::from_env(), flags)

@@ -22,6 +22,8 @@ pub const DEFAULT_MAX_LABELS: usize = 10_000;
 /// Default seconds a client has to send a request's headers (and an idle keep-alive
 /// connection to start its next request) before the daemon closes the connection.
 pub const DEFAULT_HEADER_READ_TIMEOUT_S: u64 = 10;
+/// Default memory for scored scenes kept warm on the engine thread, bytes (512 MiB).
+pub const DEFAULT_WARM_SCENE_BYTES: u64 = 512 << 20;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +69,8 @@ pub struct ServerConfig {
     pub max_model_bytes: u64,
     /// Seconds a client has to send a request's headers before its connection is closed.
     pub header_read_timeout_s: u64,
+    /// Memory for scored scenes kept warm for suggestions, bytes (0 = none kept).
+    pub warm_scene_bytes: u64,
     /// Warnings from merging (unknown keys), for the log.
     pub warnings: Vec<String>,
 }
@@ -99,9 +103,11 @@ pub struct ConfigLayer {
     pub max_model_bytes: Option<u64>,
     /// Header-read timeout, seconds.
     pub header_read_timeout_s: Option<u64>,
+    /// Memory for warm scenes, bytes.
+    pub warm_scene_bytes: Option<u64>,
 }
 
-const KNOWN_KEYS: [&str; 12] = [
+const KNOWN_KEYS: [&str; 13] = [
     "bind",
     "token",
     "roots",
@@ -114,6 +120,7 @@ const KNOWN_KEYS: [&str; 12] = [
     "max_labels",
     "max_model_bytes",
     "header_read_timeout_s",
+    "warm_scene_bytes",
 ];
 
 impl ConfigLayer {
@@ -177,6 +184,7 @@ impl ConfigLayer {
             max_labels: other.max_labels.or(self.max_labels),
             max_model_bytes: other.max_model_bytes.or(self.max_model_bytes),
             header_read_timeout_s: other.header_read_timeout_s.or(self.header_read_timeout_s),
+            warm_scene_bytes: other.warm_scene_bytes.or(self.warm_scene_bytes),
         }
     }
 }
@@ -284,6 +292,7 @@ impl ServerConfig {
                 Some(v) => v,
                 None => DEFAULT_HEADER_READ_TIMEOUT_S,
             },
+            warm_scene_bytes: merged.warm_scene_bytes.unwrap_or(DEFAULT_WARM_SCENE_BYTES),
             warnings,
         })
     }

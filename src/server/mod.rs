@@ -18,6 +18,7 @@ pub mod labels;
 pub mod models;
 pub mod paths;
 pub mod routes;
+pub mod warm;
 pub mod worker;
 
 use std::sync::{Arc, Mutex};
@@ -478,6 +479,7 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
             confine: config.confinement(),
             model_roots: config.model_roots.clone(),
             stopping: stopping.clone(),
+            warm: std::sync::Mutex::new(warm::WarmScenes::new(config.warm_scene_bytes)),
         },
         config.queue_capacity,
     )

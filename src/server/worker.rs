@@ -132,6 +132,18 @@ pub struct WorkerContext {
     /// Set when the daemon is stopping (SIGINT/SIGTERM): jobs it cancels end
     /// `interrupted`, not `cancelled` (which is what `DELETE /jobs/{id}` does).
     pub stopping: Arc<AtomicBool>,
+    /// Scored scenes kept in memory so suggestions run only the select stage.
+    pub warm: std::sync::Mutex<super::warm::WarmScenes>,
+}
+
+impl WorkerContext {
+    /// The warm scenes (a poisoned lock only means a job panicked while holding it;
+    /// the set is still consistent: every change to it is one call).
+    fn warm(&self) -> std::sync::MutexGuard<'_, super::warm::WarmScenes> {
+        self.warm
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// Starts the engine thread with a queue of `capacity` tasks.
@@ -392,17 +404,26 @@ fn score_scene(
 ) -> Outcome {
     let req = base_request(ctx, db, project, scene)?;
     test_panic_once();
+    ctx.warm().forget(scene.id);
     let result = engine::score(&req, progress, cancel)?;
     let dir = ctx.data_dir.join("scenes").join(scene.id.to_string());
     let paths = engine::write_outputs(&result, &dir)?;
     let summary = engine::summary_json(&result, Some(&paths));
     db.set_scene_scored(scene.id, &summary, &dir.display().to_string())?;
+    ctx.warm()
+        .put(scene.id, super::warm::fingerprint(&req), result);
     Ok(summary)
 }
 
-fn read_suggestions(path: &Path) -> Outcome {
-    let text = std::fs::read_to_string(path).map_err(ApiError::internal)?;
-    serde_json::from_str(&text).map_err(ApiError::internal)
+/// Writes a result's suggestions as the scene's latest (what exports and the next
+/// round's agreement read) and answers them from memory.
+fn latest_suggestions(ctx: &WorkerContext, scene: i64, result: &engine::ScoreResult) -> Outcome {
+    let collection = crate::output::suggestions_collection(result).map_err(crate::Error::from)?;
+    let dir = ctx.data_dir.join("suggestions").join(scene.to_string());
+    std::fs::create_dir_all(&dir).map_err(ApiError::internal)?;
+    crate::output::write_collection(&collection, &dir.join("suggestions.geojson"))
+        .map_err(crate::Error::from)?;
+    serde_json::to_value(&collection).map_err(ApiError::internal)
 }
 
 fn suggest(
@@ -414,10 +435,18 @@ fn suggest(
     cancel: &AtomicBool,
 ) -> Outcome {
     let req = select_request(ctx, db, project, scene, params)?;
+    let key = super::warm::fingerprint(&req);
+    {
+        let mut warm = ctx.warm();
+        if let Some(result) = warm.get_mut(scene.id, &key) {
+            engine::reselect(result, &req)?;
+            return latest_suggestions(ctx, scene.id, result);
+        }
+    }
     let result = engine::score(&req, &|_| {}, cancel)?;
-    let dir = ctx.data_dir.join("suggestions").join(scene.id.to_string());
-    let paths = engine::write_outputs(&result, &dir)?;
-    read_suggestions(&paths.suggestions)
+    let answer = latest_suggestions(ctx, scene.id, &result)?;
+    ctx.warm().put(scene.id, key, result);
+    Ok(answer)
 }
 
 fn round(
@@ -479,10 +508,7 @@ fn round(
         .join(format!("project-{}-round-{number}", project.id));
     let paths = engine::write_outputs(&result, &dir)?;
     // The round's suggestions become the scene's latest (what exports use).
-    let latest = ctx.data_dir.join("suggestions").join(scene.id.to_string());
-    std::fs::create_dir_all(&latest).map_err(ApiError::internal)?;
-    std::fs::copy(&paths.suggestions, latest.join("suggestions.geojson"))
-        .map_err(ApiError::internal)?;
+    let suggestions = latest_suggestions(ctx, scene.id, &result)?;
     let mut summary = engine::summary_json(&result, Some(&paths));
     if let Some(obj) = summary.as_object_mut() {
         obj.insert("agreement".into(), agreement.clone());
@@ -495,11 +521,17 @@ fn round(
         &head_path.display().to_string(),
         &summary,
     )?;
+    // The next suggestions score with the head this round saved: keep the round's
+    // result warm under that request's fingerprint.
+    req.retrain = None;
+    req.trained_head = Some(head_path);
+    ctx.warm()
+        .put(scene.id, super::warm::fingerprint(&req), result);
     Ok(serde_json::json!({
         "round": row.number,
         "retrained": summary["retrained"],
         "agreement": agreement,
-        "suggestions": read_suggestions(&paths.suggestions)?,
+        "suggestions": suggestions,
     }))
 }
 

@@ -1,0 +1,171 @@
+//! The select stage of scoring: the labelled tiles, what only the run knows for the
+//! strategy (the head's classes, labels so far, the model's `auto` switch), the class of
+//! each tile for class-balanced selection, then the picks (with ground spacing when
+//! asked). On its own so the daemon can run it again on a scene it keeps warm
+//! ([`reselect`]): new labels, strategy or budget need no encoder and no head pass.
+
+use std::time::Instant;
+
+use ndarray::ArrayView2;
+
+use super::{ScoreRequest, is_unusable, known_classes, labelled_tiles};
+use crate::crs::LocalMetric;
+use crate::error::{Error, Result};
+use crate::report::ScoreResult;
+use crate::sampling::{Pick, SelectionInput, Strategy, select, select_with_spacing};
+use crate::tiling::{TileGrid, TileId};
+use crate::uncertainty::Uncertainties;
+
+/// What the select stage reads of a scored scene.
+pub(super) struct Scored<'a> {
+    /// The tile grid.
+    pub grid: &'a TileGrid,
+    /// Scored tiles, in the order of every per-tile array.
+    pub tiles: &'a [TileId],
+    /// The scene CRS (labels are matched to tiles in it).
+    pub crs_wkt: &'a str,
+    /// Scene width and height, pixels (the local metric is centred on the scene).
+    pub size: (usize, usize),
+    /// The head's classes.
+    pub class_names: &'a [String],
+    /// Embeddings, one row per scored tile.
+    pub embeddings: ArrayView2<'a, f32>,
+    /// Mean probabilities and every metric.
+    pub uncertainties: &'a Uncertainties,
+    /// Predicted class per scored tile.
+    pub predicted: &'a [usize],
+    /// The models' declared `auto` switch, if any.
+    pub model_switch: Option<usize>,
+}
+
+/// What the select stage chose.
+pub(super) struct Selected {
+    /// Ranked picks.
+    pub picks: Vec<Pick>,
+    /// The strategy with the run's facts filled in.
+    pub strategy: Strategy,
+    /// Scored tiles that are labelled.
+    pub labelled_tiles: usize,
+}
+
+/// Selects `req.budget` tiles of a scored scene with `req`'s strategy, metric, seed,
+/// spacing and labels.
+pub(super) fn select_stage(req: &ScoreRequest, s: &Scored<'_>) -> Result<Selected> {
+    let score_vec = s.uncertainties.get(req.metric);
+    let labelled_mask = match &req.labelled {
+        Some(l) => Some(labelled_tiles(l, s.grid, s.tiles, s.crs_wkt)?),
+        None => None,
+    };
+    let labelled_count = labelled_mask
+        .as_ref()
+        .map_or(0, |m| m.iter().filter(|b| **b).count());
+    // auto and ProbCover need the head's classes; auto counts every label given so
+    // far (all of the project's, in the daemon), not only this scene's.
+    // Labels of the reserved `unusable` class say nothing about classes: not counted.
+    let known_labels = req.labelled.as_ref().map_or(0, |l| {
+        let usable = |c: &Option<String>| !is_unusable(c.as_deref(), s.class_names);
+        l.polygon_classes.iter().filter(|c| usable(c)).count()
+            + l.point_classes.iter().filter(|c| usable(c)).count()
+    });
+    let strategy = req.strategy.with_run_facts(
+        s.class_names.len(),
+        known_labels.max(labelled_count),
+        s.model_switch,
+    );
+    let known = match &strategy {
+        Strategy::Auto(a) if a.balance && !s.uncertainties.multi_label => Some(known_classes(
+            s.predicted,
+            req.labelled.as_ref(),
+            (s.grid, s.tiles, s.crs_wkt),
+            s.class_names,
+        )),
+        _ => None,
+    };
+    let input = SelectionInput {
+        embeddings: s.embeddings,
+        uncertainty: score_vec,
+        excluded: None,
+        labelled: labelled_mask.as_deref(),
+        classes: known.as_deref(),
+    };
+    let picks = if req.min_spacing_m > 0.0 {
+        let (cx, cy) = s
+            .grid
+            .geo_transform
+            .apply(s.size.0 as f64 / 2.0, s.size.1 as f64 / 2.0);
+        let metric = LocalMetric::new(s.crs_wkt, (cx, cy))?;
+        let centres: Vec<[f64; 2]> = s
+            .tiles
+            .iter()
+            .map(|id| {
+                let (x, y) = s.grid.centre(*id);
+                metric.to_metres(x, y)
+            })
+            .collect();
+        select_with_spacing(
+            &strategy,
+            &input,
+            req.budget,
+            req.seed,
+            &centres,
+            req.min_spacing_m,
+        )?
+    } else {
+        select(&strategy, &input, req.budget, req.seed)?
+    };
+    Ok(Selected {
+        picks,
+        strategy,
+        labelled_tiles: labelled_count,
+    })
+}
+
+/// Runs the select stage again on a scored scene with `req`'s selection (strategy,
+/// metric, budget, seed, spacing, labels) and replaces the result's picks: what the
+/// daemon does for suggestions on a scene it keeps warm. The caller makes sure `req`
+/// scores the same scene with the same models, AOI and MC passes as `result`.
+///
+/// # Errors
+///
+/// [`Error::Invalid`] for a metric the result does not have (e.g. `predicted_loss`
+/// without a loss head), and those of the selection.
+pub fn reselect(result: &mut ScoreResult, req: &ScoreRequest) -> Result<()> {
+    let t = Instant::now();
+    if req.metric == crate::uncertainty::Metric::PredictedLoss
+        && result.uncertainties.predicted_loss.is_none()
+    {
+        return Err(Error::Invalid(
+            "--metric predicted_loss needs a head with a loss output".into(),
+        ));
+    }
+    let selected = select_stage(
+        req,
+        &Scored {
+            grid: &result.grid,
+            tiles: &result.tiles,
+            crs_wkt: &result.scene.crs_wkt,
+            size: (result.scene.width, result.scene.height),
+            class_names: &result.class_names,
+            embeddings: result.embeddings.view(),
+            uncertainties: &result.uncertainties,
+            predicted: &result.predicted,
+            model_switch: result.auto_switch_per_class,
+        },
+    )?;
+    result.picks = selected.picks;
+    result.strategy_params =
+        serde_json::to_value(selected.strategy).unwrap_or(serde_json::Value::Null);
+    result.strategy = selected.strategy;
+    result.labelled_tiles = selected.labelled_tiles;
+    result.metric = req.metric;
+    result.budget = req.budget;
+    result.seed = req.seed;
+    result.min_spacing_m = req.min_spacing_m;
+    result.cache_hit = true;
+    result.timings.setup_s = 0.0;
+    result.timings.embed_s = 0.0;
+    result.timings.head_s = 0.0;
+    result.timings.workers = 0;
+    result.timings.select_s = t.elapsed().as_secs_f64();
+    Ok(())
+}

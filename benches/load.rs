@@ -8,6 +8,9 @@
 //! 3. `suggestions`: half the clients `POST /projects/1/suggestions` (auto, 20 tiles)
 //!    on the scored sample, half poll `/health`.
 //!
+//! Before them, one client alone sends 30 suggestions requests on the scene that was
+//! just scored (warm: each runs only the selection); `first_ms` is the first of them.
+//!
 //! For each: requests per second, p50/p99/max latency per route, statuses (429/503
 //! count as refusals, not errors), client errors/timeouts, and the daemon's peak RSS
 //! (`VmHWM`, cumulative over the run). Results go to `target/bench-load.json`.
@@ -79,6 +82,7 @@ fn peak_rss_mib(pid: u32) -> f64 {
 
 /// Creates project 1, scores the sample (waits for the job) and stores `labels` labels.
 fn prepare(base: &str, labels: usize) {
+    // Scores the sample; the labels come later (store_labels), after the lone client.
     let a = agent();
     let post = |path: &str, body: &Value| -> Value {
         let mut r = a
@@ -103,6 +107,19 @@ fn prepare(base: &str, labels: usize) {
             _ => panic!("scoring failed: {v}"),
         }
     }
+    let _ = labels;
+}
+
+/// Stores `labels` labels in project 1 (points spread over the sample, class Forest).
+fn store_labels(base: &str, labels: usize) {
+    let a = agent();
+    let post = |path: &str, body: &Value| -> Value {
+        let mut r = a
+            .post(&format!("{base}{path}"))
+            .send_json(body)
+            .expect("POST");
+        r.body_mut().read_json().unwrap_or(Value::Null)
+    };
     let mut stored = 0;
     while stored < labels {
         let n = (labels - stored).min(5000);
@@ -120,6 +137,26 @@ fn prepare(base: &str, labels: usize) {
         stored += v["ids"].as_array().map_or(0, Vec::len);
         assert!(v["ids"].is_array(), "label post refused: {v}");
     }
+}
+
+/// 30 `POST suggestions` (auto, 20 tiles) one after another: latency of the first, p50, max.
+fn suggestions_alone(base: &str) -> Value {
+    let a = agent();
+    let mut alone = Vec::new();
+    for _ in 0..30 {
+        let started = Instant::now();
+        let mut r = a
+            .post(&format!("{base}/projects/1/suggestions"))
+            .send_json(json!({"strategy": "auto", "budget": 20}))
+            .expect("POST suggestions");
+        let _ = r.body_mut().read_to_vec();
+        assert_eq!(r.status().as_u16(), 200, "suggestions alone");
+        alone.push(started.elapsed().as_secs_f64());
+    }
+    let first = alone.first().copied().unwrap_or(f64::NAN);
+    alone.sort_by(f64::total_cmp);
+    json!({"requests": alone.len(), "first_ms": 1e3 * first,
+        "p50_ms": 1e3 * quantile(&alone, 0.5), "max_ms": 1e3 * quantile(&alone, 1.0)})
 }
 
 /// One client's loop until `stop`: `role` is `health`, `labels` or `suggestions`.
@@ -242,9 +279,21 @@ fn main() {
     let t = Instant::now();
     prepare(&base, labels);
     println!(
-        "daemon {base}: sample scored, {labels} labels stored in {:.1} s; {clients} clients × {seconds} s per scenario",
+        "daemon {base}: sample scored in {:.1} s; {clients} clients × {seconds} s per scenario",
         t.elapsed().as_secs_f64()
     );
+    // One client alone: POST suggestions on the scene just scored (warm), before and
+    // after the labels are stored.
+    let single = suggestions_alone(&base);
+    println!("suggestions, one client, no labels: {single}");
+    let t = Instant::now();
+    store_labels(&base, labels);
+    println!(
+        "{labels} labels stored in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let single_labelled = suggestions_alone(&base);
+    println!("suggestions, one client, {labels} labels: {single_labelled}");
     let half = clients / 2;
     let mut report = serde_json::Map::new();
     let scenarios: [(&str, Vec<&'static str>); 3] = [
@@ -263,6 +312,8 @@ fn main() {
         println!("{name}: {}", serde_json::to_string(&r).unwrap_or_default());
         report.insert(name.to_string(), r);
     }
+    report.insert("suggestions_alone".into(), single);
+    report.insert("suggestions_alone_labelled".into(), single_labelled);
     report.insert(
         "setup".into(),
         json!({"clients": clients, "seconds": seconds, "labels": labels}),

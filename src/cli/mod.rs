@@ -83,7 +83,7 @@ struct ScoreArgs {
     /// Output folder for heatmap.tif, suggestions.geojson, tiles.*, summary.json.
     #[arg(long, short)]
     out: PathBuf,
-    /// Encoder ONNX (default: onnx/rcf_fast/, random convolutional features).
+    /// Encoder ONNX (default: onnx/eurosat_simsiam/; onnx/rcf_fast/ saves more labels).
     #[arg(long)]
     encoder: Option<PathBuf>,
     /// Classifier head ONNX (default: the demo head).

@@ -26,10 +26,12 @@ use crate::uncertainty::{
 };
 
 mod input;
+mod resample;
 pub use input::{
     BandCheck, CHECK_MAX_CLIPPED, CHECK_MAX_SIGMA, CHECK_TILES, InputReport, ScalingReport,
     SensorUse,
 };
+pub use resample::{RESAMPLE_FACTOR, Resample, ResampleReport};
 
 /// Default number of MC-dropout passes of the head.
 pub const DEFAULT_MC_PASSES: usize = 20;
@@ -104,6 +106,10 @@ pub struct ScoreRequest {
     /// see [`SENSOR_PRESETS`](crate::raster::SENSOR_PRESETS)); `None` = one
     /// recognised from the scene's metadata, if any.
     pub sensor: Option<String>,
+    /// Resampling to the encoder's resolution (`--resample`); `None` =
+    /// [`Resample::Auto`], without the warning an explicit `auto` gives for an
+    /// encoder that declares no resolution.
+    pub resample: Option<Resample>,
     /// Replaces the encoder's (or the preset's) `input_scale`.
     pub input_scale: Option<f32>,
     /// Replaces the encoder's (or the preset's) `input_offset`.
@@ -184,6 +190,7 @@ impl ScoreRequest {
             min_spacing_m: 0.0,
             bands: None,
             sensor: None,
+            resample: None,
             input_scale: None,
             input_offset: None,
             min_valid_fraction: DEFAULT_MIN_VALID,
@@ -245,6 +252,9 @@ pub struct SceneSummary {
     pub band_matching: Vec<crate::raster::BandMatch>,
     /// The second raster of a pair, warped onto this scene's grid.
     pub pair: Option<String>,
+    /// Whether the scene was warped to another pixel size before tiling
+    /// (`--resample`); size and pixel size above are the tiled grid's.
+    pub resampling: ResampleReport,
 }
 
 /// What the outputs say about a model.
@@ -455,8 +465,16 @@ pub fn score(
             req.scene.display()
         ));
     }
-    // A second raster is warped onto the first one's grid and stacked after
-    // its bands; the readers then open the stack.
+    // Resampled to the encoder's resolution (an in-memory warped VRT, kept
+    // alive by `_warped` while readers open it), then a second raster is
+    // warped onto that grid and stacked after its bands; the readers then
+    // open the stack.
+    let (first, _warped, resampling) = resample::resample_for(
+        first,
+        req.resample,
+        encoder.spec.resolution_m,
+        &mut warnings,
+    )?;
     let scene = match &req.pair {
         // The stack is an in-memory VRT over the two checked rasters.
         Some(second) => Scene::open(&stack_pair(&first, second, req.confine.as_ref())?)?,
@@ -549,7 +567,13 @@ pub fn score(
             &candidates,
             &encoder.spec.sha256,
         )?
-        .with_scaling(scaling.scale, scaling.offset, model_scaling);
+        .with_scaling(scaling.scale, scaling.offset, model_scaling)
+        .with_resampling(
+            resampling
+                .applied
+                .as_ref()
+                .map(|r| (r.to_m, r.method.clone())),
+        );
         match &req.pair {
             Some(second) => key.with_second(second),
             None => Some(key),
@@ -789,6 +813,7 @@ pub fn score(
             bands_used: bands,
             band_matching: matches,
             pair: req.pair.as_ref().map(|p| p.display().to_string()),
+            resampling,
         },
         grid,
         tiles: ids,

@@ -4,6 +4,7 @@ mod bands;
 mod block_cache;
 mod confine;
 mod read;
+mod resample;
 mod scene;
 mod sensor;
 mod stack;
@@ -16,6 +17,7 @@ pub use confine::{
     gdal_atoi, is_virtual, open_allowed, resolve_source, vrt_sources,
 };
 pub use read::{ReadPlan, ReadReport, TileBatch, read_tiles};
+pub use resample::{Resampled, WarpedVrt, resample_scene};
 pub use scene::{BandInfo, BandMatch, Scene};
 pub use sensor::{
     COMMON_NAMES, DetectedSensor, Radiometry, SENSOR_PRESETS, SensorPreset, common_name_to_s2,

@@ -194,6 +194,51 @@ impl Scene {
         })
     }
 
+    /// This scene's bands (their names and how they were found), CRS, sensor
+    /// and metadata over another dataset of the same place and bands — a
+    /// resampled VRT of it at `path` — with that dataset's size,
+    /// geotransform, nodata and data types.
+    pub fn over_dataset(&self, path: &Path, dataset: Dataset) -> Result<Scene, RasterError> {
+        let shown = path.display().to_string();
+        let gdal_err = |message: String| RasterError::Gdal {
+            path: shown.clone(),
+            message,
+        };
+        if dataset.raster_count() != self.bands.len() {
+            return Err(gdal_err(format!(
+                "has {} bands where {} has {}",
+                dataset.raster_count(),
+                self.path.display(),
+                self.bands.len()
+            )));
+        }
+        let (width, height) = dataset.raster_size();
+        let gt = dataset
+            .geo_transform()
+            .map_err(|e| gdal_err(e.to_string()))?;
+        let mut bands = self.bands.clone();
+        for b in &mut bands {
+            let rb = dataset
+                .rasterband(b.index)
+                .map_err(|e| gdal_err(e.to_string()))?;
+            b.nodata = rb.no_data_value();
+            b.data_type = rb.band_type().name();
+        }
+        Ok(Scene {
+            path: path.to_path_buf(),
+            dataset,
+            width,
+            height,
+            geo_transform: GeoTransform(gt),
+            crs_wkt: self.crs_wkt.clone(),
+            crs_epsg: self.crs_epsg.clone(),
+            bands,
+            names_assumed: self.names_assumed,
+            detected_sensor: self.detected_sensor.clone(),
+            metadata_items: self.metadata_items.clone(),
+        })
+    }
+
     /// Name unnamed bands by a sensor preset's band order: when no band got a
     /// name from its description, metadata or colour interpretation (or the
     /// names are only the assumed Sentinel-2 order) and the raster has as many

@@ -68,6 +68,10 @@ pub struct CacheKey {
     /// older cache files still match) when they equal the encoder's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scaling: Option<(f32, f32)>,
+    /// The ground pixel size (metres) and method the scene was resampled to
+    /// before tiling (`--resample`); absent when it was not resampled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resampled: Option<(f64, String)>,
 }
 
 /// A file's canonical path, size and modification time (ns since the epoch);
@@ -115,7 +119,14 @@ impl CacheKey {
             encoder_sha256: encoder_sha256.to_string(),
             second: None,
             scaling: None,
+            resampled: None,
         })
+    }
+
+    /// The same key for a scene resampled to `(metres, method)` before tiling.
+    pub fn with_resampling(mut self, resampled: Option<(f64, String)>) -> CacheKey {
+        self.resampled = resampled;
+        self
     }
 
     /// The same key for input scaled by `(scale, offset)` where the encoder

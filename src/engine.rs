@@ -252,6 +252,8 @@ pub struct SceneSummary {
     pub band_matching: Vec<crate::raster::BandMatch>,
     /// The second raster of a pair, warped onto this scene's grid.
     pub pair: Option<String>,
+    /// For a STAC item: each band of the stack, its asset and file.
+    pub stac: Option<Vec<crate::raster::StacBand>>,
     /// Whether the scene was warped to another pixel size before tiling
     /// (`--resample`); size and pixel size above are the tiled grid's.
     pub resampling: ResampleReport,
@@ -415,6 +417,28 @@ pub fn check_tile_count(tiles: usize, tile_size: usize, max_tiles: usize) -> Res
     Ok(())
 }
 
+/// Open the request's scene: a raster (confined to the daemon's roots when
+/// set), or a STAC item stacked into an in-memory VRT (the stack is returned
+/// too: keep it alive while the scene is read), its bands named by the item
+/// (`matched_by` = `stac_asset:<key>`).
+fn open_scene(req: &ScoreRequest) -> Result<(Scene, Option<crate::raster::StacStack>)> {
+    let Some(doc) = crate::raster::read_stac_item(&req.scene)? else {
+        return Ok((Scene::open_with(&req.scene, req.confine.as_ref())?, None));
+    };
+    if req.confine.is_some() {
+        return Err(Error::Invalid(format!(
+            "{} is a STAC item; the daemon does not read STAC items yet: stack its assets into one raster under a raster root (gdalbuildvrt -separate) or score it with the CLI",
+            req.scene.display()
+        )));
+    }
+    let stack = crate::raster::stack_stac_item(&req.scene, &doc)?;
+    let mut scene = Scene::open(stack.vrt.path())?;
+    for (b, s) in scene.bands.iter_mut().zip(&stack.bands) {
+        b.named_by = format!("stac_asset:{}", s.asset);
+    }
+    Ok((scene, Some(stack)))
+}
+
 /// Score a scene. `progress` is called from this thread; set `cancel` from
 /// another thread to stop between batches with [`Error::Cancelled`].
 pub fn score(
@@ -438,13 +462,13 @@ pub fn score(
             let head = Head::load(&req.head, req.session)?;
             Ok((workers, encoder_session, encoder, head))
         });
-        let first = Scene::open_with(&req.scene, req.confine.as_ref());
+        let first = open_scene(req);
         let models = models
             .join()
             .unwrap_or_else(|_| Err(Error::Internal("loading the models panicked".into())));
         (first, models)
     });
-    let mut first = first?;
+    let (mut first, stac) = first?;
     let (workers, encoder_session, mut encoder, mut head) = models?;
     let mut warnings = Vec::new();
     check_head_use(req, &head.spec)?;
@@ -574,6 +598,10 @@ pub fn score(
                 .as_ref()
                 .map(|r| (r.to_m, r.method.clone())),
         );
+        let key = match &stac {
+            Some(s) => key.with_assets(s.bands.iter().map(|b| Path::new(&b.file)))?,
+            None => key,
+        };
         match &req.pair {
             Some(second) => key.with_second(second),
             None => Some(key),
@@ -814,6 +842,7 @@ pub fn score(
             band_matching: matches,
             pair: req.pair.as_ref().map(|p| p.display().to_string()),
             resampling,
+            stac: stac.map(|s| s.bands),
         },
         grid,
         tiles: ids,

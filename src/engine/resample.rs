@@ -8,7 +8,7 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::raster::{Resampled, Scene, WarpedVrt, resample_scene};
+use crate::raster::{MemVrt, Resampled, Scene, resample_scene};
 
 /// A scene's pixels are resampled by `auto` when they differ from the
 /// encoder's resolution by more than this factor, either way.
@@ -123,7 +123,7 @@ pub(super) fn resample_for(
     mode: Option<Resample>,
     model_m: Option<f64>,
     warnings: &mut Vec<String>,
-) -> Result<(Scene, Option<WarpedVrt>, ResampleReport)> {
+) -> Result<(Scene, Option<MemVrt>, ResampleReport)> {
     let explicit = mode.is_some();
     let mode = mode.unwrap_or_default();
     match target(mode, scene.ground_resolution_m(), model_m) {

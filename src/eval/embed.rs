@@ -70,6 +70,7 @@ where
         second: None,
         scaling: None,
         resampled: None,
+        assets: Vec::new(),
     };
     if let Some(cache) = cache {
         match cache.get(&key) {

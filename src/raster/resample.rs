@@ -8,7 +8,7 @@
 //!
 //! The VRT lives in GDAL's process-wide `/vsimem/` under a unique name, so
 //! every reader thread opens its own dataset on it ([`Scene::reopen`]) and the
-//! daemon never writes next to a client's raster; [`WarpedVrt`] deletes it
+//! daemon never writes next to a client's raster; [`MemVrt`] deletes it
 //! when dropped.
 
 use std::path::{Path, PathBuf};
@@ -54,21 +54,33 @@ fn round_m(v: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-/// The in-memory warped VRT of a resampled scene; deleted from `/vsimem/`
-/// when dropped, so keep it alive while any reader may (re)open the scene.
+/// An in-memory VRT (a resampled scene, a stacked STAC item) under a unique
+/// `/vsimem/` name; deleted when dropped, so keep it alive while any reader
+/// may (re)open the scene.
 #[derive(Debug)]
-pub struct WarpedVrt {
+pub struct MemVrt {
     path: PathBuf,
 }
 
-impl WarpedVrt {
+impl MemVrt {
+    /// A fresh, unique path for a VRT of kind `tag` (nothing is written yet).
+    pub(super) fn new(tag: &str) -> MemVrt {
+        let n = NEXT_VRT.fetch_add(1, Ordering::Relaxed);
+        MemVrt {
+            path: PathBuf::from(format!(
+                "/vsimem/nexttile/{tag}_{}_{n}.vrt",
+                std::process::id()
+            )),
+        }
+    }
+
     /// The VRT's `/vsimem/` path.
     pub fn path(&self) -> &Path {
         &self.path
     }
 }
 
-impl Drop for WarpedVrt {
+impl Drop for MemVrt {
     fn drop(&mut self) {
         let _ = gdal::vsi::unlink_mem_file(&self.path);
     }
@@ -106,7 +118,7 @@ fn target_pixel(scene: &Scene, target_m: f64) -> (f64, f64) {
 pub fn resample_scene(
     scene: &Scene,
     target_m: f64,
-) -> Result<(Scene, WarpedVrt, Resampled), RasterError> {
+) -> Result<(Scene, MemVrt, Resampled), RasterError> {
     let from_m = scene.ground_resolution_m();
     let gdal_err = |message: String| RasterError::Gdal {
         path: scene.path.display().to_string(),
@@ -146,12 +158,7 @@ pub fn resample_scene(
     } else {
         "bilinear"
     };
-    let n = NEXT_VRT.fetch_add(1, Ordering::Relaxed);
-    let path = PathBuf::from(format!(
-        "/vsimem/nexttile/resample_{}_{n}.vrt",
-        std::process::id()
-    ));
-    let vrt = WarpedVrt { path };
+    let vrt = MemVrt::new("resample");
     // With both -te and -tr, gdalwarp uses the extent's corner as origin and
     // the resolution exactly: the grid is (x0, tx, 0, y1, 0, -ty).
     let args: Vec<String> = vec![

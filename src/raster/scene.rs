@@ -421,7 +421,7 @@ const NAME_KEYS: [&str; 6] = [
 /// A band's model-facing name from a free-text label: a STAC common name
 /// (`nir` → `B08`), else the canonical band name, unless the label is a
 /// generic one such as `Band 1` or `Layer_2` that names nothing.
-fn name_from_label(raw: &str) -> Option<String> {
+pub(super) fn name_from_label(raw: &str) -> Option<String> {
     let first_word = raw.split_whitespace().next().unwrap_or("");
     if let Some(s2) = common_name_to_s2(raw).or_else(|| common_name_to_s2(first_word)) {
         return Some(s2.to_string());

@@ -72,6 +72,10 @@ pub struct CacheKey {
     /// before tiling (`--resample`); absent when it was not resampled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resampled: Option<(f64, String)>,
+    /// The files of a STAC item's assets (canonical path, size, mtime), so a
+    /// changed asset is not served from the cache; empty for a raster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assets: Vec<(String, u64, u128)>,
 }
 
 /// A file's canonical path, size and modification time (ns since the epoch);
@@ -120,7 +124,20 @@ impl CacheKey {
             second: None,
             scaling: None,
             resampled: None,
+            assets: Vec::new(),
         })
+    }
+
+    /// The same key for a STAC item whose assets are `files`; `None` when
+    /// one cannot be stat'ed.
+    pub fn with_assets<'a>(
+        mut self,
+        files: impl IntoIterator<Item = &'a Path>,
+    ) -> Option<CacheKey> {
+        for f in files {
+            self.assets.push(file_identity(f)?);
+        }
+        Some(self)
     }
 
     /// The same key for a scene resampled to `(metres, method)` before tiling.

@@ -242,13 +242,24 @@ fn a_stac_1_1_item_with_absolute_hrefs_and_a_coarser_asset_scores_like_the_windo
 fn items_that_cannot_be_read_locally_are_refused() {
     let dir = common::tempdir();
     let d = dir.path();
-    band_file(d, "b04.tif", 4, None);
+    let b04 = band_file(d, "b04.tif", 4, None);
+    let wgs84 = d.join("b02_wgs84.tif");
+    common::run_tool(
+        "gdalwarp",
+        &[
+            "-q",
+            "-t_srs",
+            "EPSG:4326",
+            b04.to_str().unwrap(),
+            wgs84.to_str().unwrap(),
+        ],
+    );
     let with_red = |href: &str| {
         item(json!({
             "red": {"href": href, "eo:bands": [{"common_name": "red"}]},
         }))
     };
-    let cases: [(Value, &[&str]); 5] = [
+    let cases: [(Value, &[&str]); 6] = [
         (
             with_red("https://example.com/B04.tif"),
             &[
@@ -269,6 +280,16 @@ fn items_that_cannot_be_read_locally_are_refused() {
             &[
                 "STAC ItemCollection, which is not supported yet",
                 "one by one",
+            ],
+        ),
+        (
+            item(json!({
+                "blue": {"href": "b02_wgs84.tif", "eo:bands": [{"common_name": "blue"}]},
+                "red": {"href": "b04.tif", "eo:bands": [{"common_name": "red"}]},
+            })),
+            &[
+                "assets 'blue' and 'red' are in different CRSs",
+                "gdalwarp -t_srs",
             ],
         ),
         (

@@ -23,12 +23,14 @@ use crate::tiling::{TileGrid, TileId, tiles_in_aoi};
 use crate::uncertainty::{Metric, compute_all, compute_all_multilabel, predicted_class};
 
 mod input;
+mod resample;
 mod select;
 pub use crate::report::{
-    BandCheck, InputReport, ModelSummary, RetrainSummary, ScalingReport, SceneSummary, ScoreResult,
-    SensorUse, Timings,
+    BandCheck, InputReport, ModelSummary, Resample, ResampleReport, RetrainSummary, ScalingReport,
+    SceneSummary, ScoreResult, SensorUse, Timings,
 };
 pub use input::{CHECK_MAX_CLIPPED, CHECK_MAX_SIGMA, CHECK_TILES};
+pub use resample::RESAMPLE_FACTOR;
 pub use select::reselect;
 use select::{Scored, Selected, select_stage};
 
@@ -105,6 +107,10 @@ pub struct ScoreRequest {
     /// see [`SENSOR_PRESETS`](crate::raster::SENSOR_PRESETS)); `None` = one
     /// recognised from the scene's metadata, if any.
     pub sensor: Option<String>,
+    /// Resampling to the encoder's resolution (`--resample`); `None` =
+    /// [`Resample::Auto`], without the warning an explicit `auto` gives for an
+    /// encoder that declares no resolution.
+    pub resample: Option<Resample>,
     /// Replaces the encoder's (or the preset's) `input_scale`.
     pub input_scale: Option<f32>,
     /// Replaces the encoder's (or the preset's) `input_offset`.
@@ -185,6 +191,7 @@ impl ScoreRequest {
             min_spacing_m: 0.0,
             bands: None,
             sensor: None,
+            resample: None,
             input_scale: None,
             input_offset: None,
             min_valid_fraction: DEFAULT_MIN_VALID,
@@ -268,6 +275,28 @@ pub fn check_tile_count(tiles: usize, tile_size: usize, max_tiles: usize) -> Res
     Ok(())
 }
 
+/// Open the request's scene: a raster (confined to the daemon's roots when
+/// set), or a STAC item stacked into an in-memory VRT (the stack is returned
+/// too: keep it alive while the scene is read), its bands named by the item
+/// (`matched_by` = `stac_asset:<key>`).
+fn open_scene(req: &ScoreRequest) -> Result<(Scene, Option<crate::raster::StacStack>)> {
+    let Some(doc) = crate::raster::read_stac_item(&req.scene)? else {
+        return Ok((Scene::open_with(&req.scene, req.confine.as_ref())?, None));
+    };
+    if req.confine.is_some() {
+        return Err(Error::Invalid(format!(
+            "{} is a STAC item; the daemon does not read STAC items yet: stack its assets into one raster under a raster root (gdalbuildvrt -separate) or score it with the CLI",
+            req.scene.display()
+        )));
+    }
+    let stack = crate::raster::stack_stac_item(&req.scene, &doc)?;
+    let mut scene = Scene::open(stack.vrt.path())?;
+    for (b, s) in scene.bands.iter_mut().zip(&stack.bands) {
+        b.named_by = format!("stac_asset:{}", s.asset);
+    }
+    Ok((scene, Some(stack)))
+}
+
 /// Score a scene. `progress` is called from this thread; set `cancel` from
 /// another thread to stop between batches with [`Error::Cancelled`].
 pub fn score(
@@ -291,13 +320,13 @@ pub fn score(
             let head = Head::load(&req.head, req.session)?;
             Ok((workers, encoder_session, encoder, head))
         });
-        let first = Scene::open_with(&req.scene, req.confine.as_ref());
+        let first = open_scene(req);
         let models = models
             .join()
             .unwrap_or_else(|_| Err(Error::Internal("loading the models panicked".into())));
         (first, models)
     });
-    let mut first = first?;
+    let (mut first, stac) = first?;
     let (workers, encoder_session, mut encoder, mut head) = models?;
     let mut warnings = Vec::new();
     check_head_use(req, &head.spec)?;
@@ -318,8 +347,16 @@ pub fn score(
             req.scene.display()
         ));
     }
-    // A second raster is warped onto the first one's grid and stacked after
-    // its bands; the readers then open the stack.
+    // Resampled to the encoder's resolution (an in-memory warped VRT, kept
+    // alive by `_warped` while readers open it), then a second raster is
+    // warped onto that grid and stacked after its bands; the readers then
+    // open the stack.
+    let (first, _warped, resampling) = resample::resample_for(
+        first,
+        req.resample,
+        encoder.spec.resolution_m,
+        &mut warnings,
+    )?;
     let scene = match &req.pair {
         // The stack is an in-memory VRT over the two checked rasters.
         Some(second) => Scene::open(&stack_pair(&first, second, req.confine.as_ref())?)?,
@@ -412,7 +449,17 @@ pub fn score(
             &candidates,
             &encoder.spec.sha256,
         )?
-        .with_scaling(scaling.scale, scaling.offset, model_scaling);
+        .with_scaling(scaling.scale, scaling.offset, model_scaling)
+        .with_resampling(
+            resampling
+                .applied
+                .as_ref()
+                .map(|r| (r.to_m, r.method.clone())),
+        );
+        let key = match &stac {
+            Some(s) => key.with_assets(s.bands.iter().map(|b| Path::new(&b.file)))?,
+            None => key,
+        };
         match &req.pair {
             Some(second) => key.with_second(second),
             None => Some(key),
@@ -611,6 +658,8 @@ pub fn score(
             bands_used: bands,
             band_matching: matches,
             pair: req.pair.as_ref().map(|p| p.display().to_string()),
+            resampling,
+            stac: stac.map(|s| s.bands),
         },
         grid,
         tiles: ids,

@@ -2,12 +2,14 @@
 //! outputs, the CLI and the daemon read. Below the pipeline and the outputs, so neither
 //! the writers of heatmaps and GeoJSON nor the shells import the pipeline for it.
 
+use std::fmt;
+
 use ndarray::Array2;
 use serde::Serialize;
 
 use crate::head::TrainReport;
 use crate::model::ModelSpec;
-use crate::raster::{BandMatch, BandStats};
+use crate::raster::{BandMatch, BandStats, Resampled, StacBand};
 use crate::sampling::{Pick, Strategy};
 use crate::tiling::{TileGrid, TileId};
 use crate::uncertainty::{Metric, Uncertainties};
@@ -36,6 +38,11 @@ pub struct SceneSummary {
     pub band_matching: Vec<BandMatch>,
     /// The second raster of a pair, warped onto this scene's grid.
     pub pair: Option<String>,
+    /// For a STAC item: each band of the stack, its asset and file.
+    pub stac: Option<Vec<StacBand>>,
+    /// Whether the scene was warped to another pixel size before tiling
+    /// (`--resample`); size and pixel size above are the tiled grid's.
+    pub resampling: ResampleReport,
 }
 
 /// What the outputs say about a model.
@@ -206,4 +213,46 @@ pub struct InputReport {
     pub check_tiles: usize,
     /// Per model band: the distribution check.
     pub check: Vec<BandCheck>,
+}
+
+/// What to do when the scene's pixel size is not the encoder's.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Resample {
+    /// Warp to the encoder's `resolution` when the scene's pixel size differs
+    /// from it by more than `RESAMPLE_FACTOR` (1.5, `engine::RESAMPLE_FACTOR`); nothing for an encoder that
+    /// declares none.
+    #[default]
+    Auto,
+    /// Never resample (a warning when the pixel size is far from the
+    /// encoder's).
+    Off,
+    /// Warp to this ground pixel size in metres (unless the scene already has it).
+    Metres(f64),
+}
+
+impl fmt::Display for Resample {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Resample::Auto => f.write_str("auto"),
+            Resample::Off => f.write_str("off"),
+            Resample::Metres(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl Serialize for Resample {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// What `summary.json` says under `scene.resampling`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResampleReport {
+    /// The `--resample` mode asked for (`auto`, `off` or metres).
+    pub mode: Resample,
+    /// What was done, when the scene was resampled.
+    pub applied: Option<Resampled>,
+    /// One line for people: `resampled from 30 m to 10 m, bilinear`, or why not.
+    pub message: String,
 }

@@ -161,6 +161,11 @@ struct ScoreArgs {
     /// (s2-l1c, s2-l2a, landsat8, landsat9, landsat7, reflectance, rgb).
     #[arg(long)]
     sensor: Option<String>,
+    /// Resample the scene on the fly before tiling: auto (to the encoder's
+    /// `resolution` when the pixel size differs more than 1.5×), off, or a
+    /// pixel size in metres.
+    #[arg(long, allow_negative_numbers = true)]
+    resample: Option<String>,
     /// Multiplier on raw raster values, replacing the encoder's (or the
     /// preset's) input_scale: x = clip(raw · scale + offset).
     #[arg(long, allow_negative_numbers = true)]
@@ -428,6 +433,11 @@ fn score(a: ScoreArgs) -> Result<()> {
     req.min_spacing_m = a.min_spacing;
     req.bands = a.bands.clone();
     req.sensor = a.sensor.clone();
+    req.resample = a
+        .resample
+        .as_deref()
+        .map(str::parse::<engine::Resample>)
+        .transpose()?;
     req.input_scale = a.input_scale;
     req.input_offset = a.input_offset;
     req.pair = a.pair.clone();
@@ -585,6 +595,7 @@ fn print_input(result: &engine::ScoreResult) {
         })
         .collect();
     println!("bands:       {}", matched.join(", "));
+    println!("resampling:  {}", result.scene.resampling.message);
     println!(
         "scaling:     raw · {} + {}{} ({}; {} raster)",
         input.scaling.scale,

@@ -69,6 +69,8 @@ where
         encoder_sha256: encoder.spec.sha256.clone(),
         second: None,
         scaling: None,
+        resampled: None,
+        assets: Vec::new(),
     };
     if let Some(cache) = cache {
         match cache.get(&key) {

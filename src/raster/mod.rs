@@ -4,8 +4,10 @@ mod bands;
 mod block_cache;
 mod confine;
 mod read;
+mod resample;
 mod scene;
 mod sensor;
+mod stac;
 mod stack;
 mod stats;
 
@@ -16,11 +18,13 @@ pub use confine::{
     gdal_atoi, gdal_defences, is_virtual, open_allowed, resolve_source, vrt_sources,
 };
 pub use read::{ReadPlan, ReadReport, TileBatch, read_tiles};
+pub use resample::{MemVrt, Resampled, resample_scene};
 pub use scene::{BandInfo, BandMatch, Scene};
 pub use sensor::{
     COMMON_NAMES, DetectedSensor, Radiometry, SENSOR_PRESETS, SensorPreset, common_name_to_s2,
     detect_sensor, l2a_without_baseline, model_scaling, sensor_names, sensor_preset,
 };
+pub use stac::{StacBand, StacStack, read_stac_item, stack_stac_item};
 pub use stack::stack_pair;
 pub use stats::{BandStats, InputScaling, sample_input_stats, spread_sample};
 
@@ -108,6 +112,14 @@ pub enum RasterError {
     /// The raster would make GDAL read outside the raster roots (daemon only).
     #[error(transparent)]
     Confined(#[from] ConfineError),
+    /// A STAC item that cannot be stacked.
+    #[error("{item}: {message}")]
+    Stac {
+        /// The item file.
+        item: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
     /// A GDAL call failed.
     #[error("GDAL failed on {path}: {message}")]
     Gdal {

@@ -194,6 +194,51 @@ impl Scene {
         })
     }
 
+    /// This scene's bands (their names and how they were found), CRS, sensor
+    /// and metadata over another dataset of the same place and bands — a
+    /// resampled VRT of it at `path` — with that dataset's size,
+    /// geotransform, nodata and data types.
+    pub fn over_dataset(&self, path: &Path, dataset: Dataset) -> Result<Scene, RasterError> {
+        let shown = path.display().to_string();
+        let gdal_err = |message: String| RasterError::Gdal {
+            path: shown.clone(),
+            message,
+        };
+        if dataset.raster_count() != self.bands.len() {
+            return Err(gdal_err(format!(
+                "has {} bands where {} has {}",
+                dataset.raster_count(),
+                self.path.display(),
+                self.bands.len()
+            )));
+        }
+        let (width, height) = dataset.raster_size();
+        let gt = dataset
+            .geo_transform()
+            .map_err(|e| gdal_err(e.to_string()))?;
+        let mut bands = self.bands.clone();
+        for b in &mut bands {
+            let rb = dataset
+                .rasterband(b.index)
+                .map_err(|e| gdal_err(e.to_string()))?;
+            b.nodata = rb.no_data_value();
+            b.data_type = rb.band_type().name();
+        }
+        Ok(Scene {
+            path: path.to_path_buf(),
+            dataset,
+            width,
+            height,
+            geo_transform: GeoTransform(gt),
+            crs_wkt: self.crs_wkt.clone(),
+            crs_epsg: self.crs_epsg.clone(),
+            bands,
+            names_assumed: self.names_assumed,
+            detected_sensor: self.detected_sensor.clone(),
+            metadata_items: self.metadata_items.clone(),
+        })
+    }
+
     /// Name unnamed bands by a sensor preset's band order: when no band got a
     /// name from its description, metadata or colour interpretation (or the
     /// names are only the assumed Sentinel-2 order) and the raster has as many
@@ -376,7 +421,7 @@ const NAME_KEYS: [&str; 6] = [
 /// A band's model-facing name from a free-text label: a STAC common name
 /// (`nir` → `B08`), else the canonical band name, unless the label is a
 /// generic one such as `Band 1` or `Layer_2` that names nothing.
-fn name_from_label(raw: &str) -> Option<String> {
+pub(super) fn name_from_label(raw: &str) -> Option<String> {
     let first_word = raw.split_whitespace().next().unwrap_or("");
     if let Some(s2) = common_name_to_s2(raw).or_else(|| common_name_to_s2(first_word)) {
         return Some(s2.to_string());

@@ -167,7 +167,12 @@ pub fn stack_pair(
         "-dstnodata".into(),
         dst_nodata.join(" "),
     ];
-    warp_to(&second, &warped, &args)?;
+    warp_to(
+        &second,
+        &warped,
+        &args,
+        "warping onto the first raster's grid",
+    )?;
 
     // The stack: the first raster's bands, then the warped ones.
     let first_abs = first
@@ -231,8 +236,15 @@ pub fn stack_pair(
     Ok(stacked)
 }
 
-/// Run GDAL's warper (`gdalwarp` as a library call) from `src` into `dest`.
-fn warp_to(src: &Scene, dest: &Path, args: &[String]) -> Result<(), RasterError> {
+/// Run GDAL's warper (`gdalwarp` as a library call) from `src` into `dest`;
+/// `what` names the step in an error message (`warping onto the first
+/// raster's grid`).
+pub(super) fn warp_to(
+    src: &Scene,
+    dest: &Path,
+    args: &[String],
+    what: &str,
+) -> Result<(), RasterError> {
     let c_args: Vec<CString> = args
         .iter()
         .map(|a| CString::new(a.as_str()))
@@ -265,10 +277,7 @@ fn warp_to(src: &Scene, dest: &Path, args: &[String]) -> Result<(), RasterError>
         if out.is_null() {
             return Err(gdal_err(
                 &src.path,
-                format!(
-                    "warping onto the first raster's grid failed: {}",
-                    last_gdal_error()
-                ),
+                format!("{what} failed: {}", last_gdal_error()),
             ));
         }
         // Closing flushes the warped VRT to /vsimem.

@@ -384,6 +384,16 @@ pub async fn add_scene(
     let probe_pair = pair.clone();
     let confine = state.config.confinement();
     tokio::task::spawn_blocking(move || -> ApiResult<()> {
+        // A STAC item is stacked by the CLI only (for now): say so, not "not a raster".
+        if crate::raster::read_stac_item(&probe)
+            .map_err(raster_error)?
+            .is_some()
+        {
+            return Err(unprocessable(format!(
+                "{} is a STAC item; the daemon does not read STAC items yet: stack its assets into one raster under a raster root (gdalbuildvrt -separate) or score it with the CLI (nexttile score ITEM.json)",
+                probe.display()
+            )));
+        }
         // Every file the raster makes GDAL read (VRT sources, side files) is checked
         // against the roots before GDAL opens it.
         let scene =

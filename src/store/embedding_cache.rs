@@ -68,6 +68,14 @@ pub struct CacheKey {
     /// older cache files still match) when they equal the encoder's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scaling: Option<(f32, f32)>,
+    /// The ground pixel size (metres) and method the scene was resampled to
+    /// before tiling (`--resample`); absent when it was not resampled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resampled: Option<(f64, String)>,
+    /// The files of a STAC item's assets (canonical path, size, mtime), so a
+    /// changed asset is not served from the cache; empty for a raster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assets: Vec<(String, u64, u128)>,
 }
 
 pub use crate::paths::file_identity;
@@ -103,7 +111,27 @@ impl CacheKey {
             encoder_sha256: encoder_sha256.to_string(),
             second: None,
             scaling: None,
+            resampled: None,
+            assets: Vec::new(),
         })
+    }
+
+    /// The same key for a STAC item whose assets are `files`; `None` when
+    /// one cannot be stat'ed.
+    pub fn with_assets<'a>(
+        mut self,
+        files: impl IntoIterator<Item = &'a Path>,
+    ) -> Option<CacheKey> {
+        for f in files {
+            self.assets.push(file_identity(f)?);
+        }
+        Some(self)
+    }
+
+    /// The same key for a scene resampled to `(metres, method)` before tiling.
+    pub fn with_resampling(mut self, resampled: Option<(f64, String)>) -> CacheKey {
+        self.resampled = resampled;
+        self
     }
 
     /// The same key for input scaled by `(scale, offset)` where the encoder

@@ -4,8 +4,8 @@
 //! warped back to the encoder's 10 m on the fly; its grid must sit exactly
 //! where the 10 m window's does, and with the EuroSAT SimSiam encoder its
 //! predictions must agree with the window's better than when it is scored at
-//! 30 m. (With the default random-convolution encoder they do not: the
-//! smooth upsampled texture reads as water; the numbers are printed.) A 5 m
+//! 30 m. (With the opt-in random-convolution encoder `rcf_fast` they do not:
+//! the smooth upsampled texture reads as water; the numbers are printed.) A 5 m
 //! copy (each pixel repeated 2 × 2) is averaged back to exactly the window.
 
 mod common;
@@ -231,13 +231,12 @@ fn a_30m_copy_is_warped_onto_an_exact_10m_grid() {
     println!("largest footprint difference: {worst:.2e} m");
     assert!(worst < 0.01, "footprints differ by {worst} m");
 
-    // (b) Predictions against the 10 m original: see `agreement`. With the
-    // default encoder (random convolutional features) the upsampled copy
-    // agrees far less than the 30 m one; printed, not asserted (see the test
-    // below for an encoder where resampling helps).
+    // (b) Predictions against the 10 m original: see `agreement`; printed here,
+    // asserted in the SimSiam test below (with the opt-in random-convolution
+    // encoder the upsampled copy agrees far less than the 30 m one).
     let (with_auto, with_off, total) = agreement(&original, &auto, &off);
     println!(
-        "default encoder (rcf_fast), 30 m copy vs the 10 m original, predicted class per tile: --resample auto {with_auto}/{total}, --resample off {with_off}/{total}"
+        "default encoder, 30 m copy vs the 10 m original, predicted class per tile: --resample auto {with_auto}/{total}, --resample off {with_off}/{total}"
     );
 
     // off keeps today's behaviour: 30 m tiles and the pixel-size warning.
@@ -357,7 +356,7 @@ fn bad_resample_values_are_refused_naming_the_valid_forms() {
 fn auto_does_nothing_for_an_encoder_without_a_resolution_and_says_so() {
     let dir = common::tempdir();
     let (_, w30) = window_and_30m(dir.path());
-    // The default encoder with its `resolution` metadata key renamed (same
+    // An RCF encoder with its `resolution` metadata key renamed (same
     // length, so the protobuf stays valid): an encoder that declares none.
     let model = common::root().join("onnx/rcf_fast");
     let bytes = std::fs::read(model.join("encoder.onnx")).unwrap();

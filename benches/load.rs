@@ -80,17 +80,20 @@ fn peak_rss_mib(pid: u32) -> f64 {
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
-/// Creates project 1, scores the sample (waits for the job) and stores `labels` labels.
-fn prepare(base: &str, labels: usize) {
-    // Scores the sample; the labels come later (store_labels), after the lone client.
+/// `POST base+path` with a JSON body; the JSON answer (`null` when there is none).
+fn post_json(a: &ureq::Agent, base: &str, path: &str, body: &Value) -> Value {
+    let mut r = a
+        .post(&format!("{base}{path}"))
+        .send_json(body)
+        .expect("POST");
+    r.body_mut().read_json().unwrap_or(Value::Null)
+}
+
+/// Creates project 1 and scores the sample (waits for the job); the labels come later
+/// ([`store_labels`]), after the lone client has measured suggestions without them.
+fn prepare(base: &str) {
     let a = agent();
-    let post = |path: &str, body: &Value| -> Value {
-        let mut r = a
-            .post(&format!("{base}{path}"))
-            .send_json(body)
-            .expect("POST");
-        r.body_mut().read_json().unwrap_or(Value::Null)
-    };
+    let post = |path: &str, body: &Value| post_json(&a, base, path, body);
     post("/projects", &json!({"name": "load"}));
     let job = post(
         "/projects/1/scenes",
@@ -107,19 +110,12 @@ fn prepare(base: &str, labels: usize) {
             _ => panic!("scoring failed: {v}"),
         }
     }
-    let _ = labels;
 }
 
 /// Stores `labels` labels in project 1 (points spread over the sample, class Forest).
 fn store_labels(base: &str, labels: usize) {
     let a = agent();
-    let post = |path: &str, body: &Value| -> Value {
-        let mut r = a
-            .post(&format!("{base}{path}"))
-            .send_json(body)
-            .expect("POST");
-        r.body_mut().read_json().unwrap_or(Value::Null)
-    };
+    let post = |path: &str, body: &Value| post_json(&a, base, path, body);
     let mut stored = 0;
     while stored < labels {
         let n = (labels - stored).min(5000);
@@ -277,7 +273,7 @@ fn main() {
     let (mut child, base) = start_daemon(tmp.path());
     let pid = child.id();
     let t = Instant::now();
-    prepare(&base, labels);
+    prepare(&base);
     println!(
         "daemon {base}: sample scored in {:.1} s; {clients} clients × {seconds} s per scenario",
         t.elapsed().as_secs_f64()

@@ -439,6 +439,7 @@ pub fn score(
 
     // Embeddings: from the cache, or read (own thread) → encoder (here).
     let t1 = Instant::now();
+    let batch = batch_size(req.batch_size, encoder.spec.batch_size);
     let key = req.cache.as_ref().and_then(|_| {
         let key = CacheKey::for_scene(
             &req.scene,
@@ -490,7 +491,7 @@ pub fn score(
                 grid: grid.clone(),
                 tiles: candidates,
                 min_valid_fraction: req.min_valid_fraction,
-                batch_size: batch_size(req.batch_size, encoder.spec.batch_size),
+                batch_size: batch,
             };
             let parts = (workers > 1)
                 .then(|| plan.split_blocks(scene.block_size(&plan.bands), plan.batch_size))
@@ -614,6 +615,10 @@ pub fn score(
     };
     uncertainties.predicted_loss = predicted_loss;
     let predicted = predicted_class(uncertainties.mean.view()).to_vec();
+    let model_switch = head
+        .spec
+        .auto_switch_per_class
+        .or(encoder.spec.auto_switch_per_class);
     let Selected {
         picks,
         strategy,
@@ -629,10 +634,7 @@ pub fn score(
             embeddings: embeddings.view(),
             uncertainties: &uncertainties,
             predicted: &predicted,
-            model_switch: head
-                .spec
-                .auto_switch_per_class
-                .or(encoder.spec.auto_switch_per_class),
+            model_switch,
         },
     )?;
     let select_s = t3.elapsed().as_secs_f64();
@@ -668,10 +670,7 @@ pub fn score(
         uncertainties,
         predicted,
         class_names: head.spec.class_names.clone(),
-        auto_switch_per_class: head
-            .spec
-            .auto_switch_per_class
-            .or(encoder.spec.auto_switch_per_class),
+        auto_switch_per_class: model_switch,
         candidate_tiles: total,
         skipped_nodata,
         labelled_tiles: labelled_count,
@@ -702,7 +701,7 @@ pub fn score(
             select_s,
             peak_rss_mib: peak_rss_mib(),
             workers: used_workers,
-            batch_size: batch_size(req.batch_size, encoder.spec.batch_size),
+            batch_size: batch,
         },
         retrained,
     })

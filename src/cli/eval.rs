@@ -166,20 +166,9 @@ const DEFAULT_MULTI_LABEL_QUERIES: [&str; 7] = [
     "auto+mge",
 ];
 
-pub(crate) fn run(a: EvalArgs) -> Result<()> {
-    let default_queries = if a.multi_label {
-        &DEFAULT_MULTI_LABEL_QUERIES[..]
-    } else {
-        &DEFAULT_QUERIES[..]
-    };
-    let names: Vec<String> = a
-        .queries
-        .clone()
-        .unwrap_or_else(|| default_queries.iter().map(|q| q.to_string()).collect());
-    let queries = names
-        .iter()
-        .map(|q| q.parse::<Query>())
-        .collect::<std::result::Result<Vec<_>, _>>()?;
+/// The queries' parameters from the flags; `auto`'s switch from `--switch-per-class`,
+/// else the encoder's `nexttile_auto_switch_per_class`, else the default.
+fn selection_params(a: &EvalArgs, encoder: &std::path::Path) -> Result<QueryParams> {
     let typiclust = TypiclustParams {
         neighbours: a.typiclust_neighbours,
         ..TypiclustParams::default()
@@ -198,17 +187,13 @@ pub(crate) fn run(a: EvalArgs) -> Result<()> {
             )));
         }
     };
-    let encoder = a
-        .encoder
-        .clone()
-        .unwrap_or_else(|| super::default_model("encoder.onnx"));
     let switch_per_class = match a.switch_per_class {
         Some(n) => n,
-        None => crate::model::inspect(&encoder)?
+        None => crate::model::inspect(encoder)?
             .auto_switch_per_class
             .unwrap_or(AutoParams::DEFAULT_SWITCH_PER_CLASS),
     };
-    let selection = QueryParams {
+    Ok(QueryParams {
         clustering_m: a.cluster_factor,
         mcfps: McfpsParams {
             anchors: None,
@@ -223,7 +208,28 @@ pub(crate) fn run(a: EvalArgs) -> Result<()> {
             balance: a.auto_balance,
             ..AutoParams::default()
         },
+    })
+}
+
+pub(crate) fn run(a: EvalArgs) -> Result<()> {
+    let default_queries = if a.multi_label {
+        &DEFAULT_MULTI_LABEL_QUERIES[..]
+    } else {
+        &DEFAULT_QUERIES[..]
     };
+    let names: Vec<String> = a
+        .queries
+        .clone()
+        .unwrap_or_else(|| default_queries.iter().map(|q| q.to_string()).collect());
+    let queries = names
+        .iter()
+        .map(|q| q.parse::<Query>())
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let encoder = a
+        .encoder
+        .clone()
+        .unwrap_or_else(|| super::default_model("encoder.onnx"));
+    let selection = selection_params(&a, &encoder)?;
     let pools = match &a.pools {
         Some(names) => names
             .iter()

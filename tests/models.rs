@@ -55,6 +55,8 @@ fn every_shipped_model_fulfils_the_contract_and_runs() {
         "eurosat_multilabel/head.onnx",
         "rcf_eurosat/encoder.onnx",
         "rcf_eurosat/head.onnx",
+        "rcf_chroma/encoder.onnx",
+        "rcf_chroma/head.onnx",
         "rcf_fast/encoder.onnx",
         "rcf_fast/head.onnx",
         "ukis_csmask/encoder.onnx",

@@ -173,6 +173,89 @@ def standardise(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray((v - m) / s)
 
 
+# JPEG's full-range YCbCr (ITU-R BT.601, JFIF), for the chroma stage below.
+YCC = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+
+
+def chroma420(s: np.ndarray) -> np.ndarray:
+    """The encoder's optional first stage (--chroma 420), numpy reference of the ONNX nodes of
+    chroma420_nodes: standardised N x 3 x H x W (H, W even) -> RGB in [0, 1] -> YCbCr -> Cb, Cr
+    averaged over 2 x 2 blocks and upsampled x 2 linearly (half-pixel centres, edges clamped:
+    libjpeg's 4:2:0 subsampling and "fancy" upsampling) -> RGB, clipped to [0, 1] -> standardised.
+
+    Why: EuroSAT-RGB's JPEGs are quality 100 but 4:2:0 (PIL: every quantisation table entry 1,
+    get_sampling 2), so their colour has half the resolution of their brightness. Uncompressed
+    Sentinel-2 scenes have full-resolution colour; RCF's whitened 3 x 3 filters amplify exactly
+    that fine chroma, so a head trained on EuroSAT features misreads real scenes (onnx/rcf_fast:
+    Highway on 659 of 900 tiles of the coastal sample). Applying the subsampling inside the
+    encoder makes a scene look like the training JPEGs and leaves the JPEGs almost unchanged."""
+    m = np.array(CHANNEL_MEAN, dtype=np.float32).reshape(1, 3, 1, 1)
+    sd = np.array(CHANNEL_STD, dtype=np.float32).reshape(1, 3, 1, 1)
+    v = s.astype(np.float32) * sd + m
+    ycc = np.einsum("ij,njhw->nihw", YCC.astype(np.float32), v)
+    c = ycc[:, 1:]
+    n, _, h, w = c.shape
+    p = c.reshape(n, 2, h // 2, 2, w // 2, 2).mean((3, 5))
+
+    def up(a, axis):
+        size = a.shape[axis]
+        pos = (np.arange(2 * size) + 0.5) / 2 - 0.5
+        lo = np.floor(pos)
+        f = (pos - lo).astype(np.float32)
+        i0 = np.clip(lo.astype(int), 0, size - 1)
+        i1 = np.clip(lo.astype(int) + 1, 0, size - 1)
+        shape = [1] * a.ndim
+        shape[axis] = -1
+        return np.take(a, i0, axis=axis) * (1 - f.reshape(shape)) + np.take(a, i1, axis=axis) * f.reshape(shape)
+
+    ycc2 = np.concatenate([ycc[:, :1], up(up(p, 2), 3)], axis=1)
+    rgb = np.einsum("ij,njhw->nihw", np.linalg.inv(YCC).astype(np.float32), ycc2)
+    return ((np.clip(rgb, 0.0, 1.0) - m) / sd).astype(np.float32)
+
+
+def chroma420_nodes(src: str, dst: str):
+    """ONNX nodes and initialisers of chroma420 (same steps, float32): src -> dst."""
+    from onnx import helper, numpy_helper
+
+    m = np.array(CHANNEL_MEAN, dtype=np.float64)
+    sd = np.array(CHANNEL_STD, dtype=np.float64)
+    to_ycc = YCC * sd[None, :]  # ycc = YCC (s * sd + m)
+    to_ycc_b = YCC @ m
+    to_rgb = np.linalg.inv(YCC)
+    f32 = np.float32
+    inits = [
+        numpy_helper.from_array(to_ycc.astype(f32).reshape(3, 3, 1, 1), "chroma.to_ycc.weight"),
+        numpy_helper.from_array(to_ycc_b.astype(f32), "chroma.to_ycc.bias"),
+        numpy_helper.from_array(np.array([0], dtype=np.int64), "chroma.y_start"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "chroma.y_end"),
+        numpy_helper.from_array(np.array([3], dtype=np.int64), "chroma.c_end"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "chroma.axis"),
+        numpy_helper.from_array(np.array([1, 1, 2, 2], dtype=f32), "chroma.scales"),
+        numpy_helper.from_array(to_rgb.astype(f32).reshape(3, 3, 1, 1), "chroma.to_rgb.weight"),
+        numpy_helper.from_array(np.zeros(3, dtype=f32), "chroma.to_rgb.bias"),
+        numpy_helper.from_array(np.array(0.0, dtype=f32), "chroma.lo"),
+        numpy_helper.from_array(np.array(1.0, dtype=f32), "chroma.hi"),
+        numpy_helper.from_array(np.diag(1.0 / sd).astype(f32).reshape(3, 3, 1, 1), "chroma.std.weight"),
+        numpy_helper.from_array((-m / sd).astype(f32), "chroma.std.bias"),
+    ]
+    nodes = [
+        helper.make_node("Conv", [src, "chroma.to_ycc.weight", "chroma.to_ycc.bias"], ["chroma_ycc"], name="chroma_to_ycc",
+                         kernel_shape=[1, 1]),
+        helper.make_node("Slice", ["chroma_ycc", "chroma.y_start", "chroma.y_end", "chroma.axis"], ["chroma_y"], name="chroma_y"),
+        helper.make_node("Slice", ["chroma_ycc", "chroma.y_end", "chroma.c_end", "chroma.axis"], ["chroma_c"], name="chroma_c"),
+        helper.make_node("AveragePool", ["chroma_c"], ["chroma_c2"], name="chroma_pool", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Resize", ["chroma_c2", "", "chroma.scales"], ["chroma_cup"], name="chroma_up", mode="linear",
+                         coordinate_transformation_mode="half_pixel"),
+        helper.make_node("Concat", ["chroma_y", "chroma_cup"], ["chroma_ycc2"], name="chroma_concat", axis=1),
+        helper.make_node("Conv", ["chroma_ycc2", "chroma.to_rgb.weight", "chroma.to_rgb.bias"], ["chroma_rgb"],
+                         name="chroma_to_rgb", kernel_shape=[1, 1]),
+        helper.make_node("Clip", ["chroma_rgb", "chroma.lo", "chroma.hi"], ["chroma_rgb01"], name="chroma_clip"),
+        helper.make_node("Conv", ["chroma_rgb01", "chroma.std.weight", "chroma.std.bias"], [dst], name="chroma_standardise",
+                         kernel_shape=[1, 1]),
+    ]
+    return nodes, inits
+
+
 # --------------------------------------------------------------------------
 # patches, whitening, filters
 # --------------------------------------------------------------------------
@@ -229,10 +312,11 @@ def _model(nodes, inputs, outputs, inits, name):
     return m
 
 
-def rcf_graph(filt: dict, k: int, biases, standardize=None, stride: int = 1):
+def rcf_graph(filt: dict, k: int, biases, standardize=None, stride: int = 1, chroma: bool = False):
     """Conv(2k: +w, -w; bias c - b, -c - b) -> Relu -> GlobalAveragePool -> Flatten, one branch per b.
     With standardize=(mean, std) and one b: -> Sub -> Div, output `embedding` (the shipped encoder).
-    stride: the Conv stride (1, the default: every position of the valid 3 x 3 grid)."""
+    stride: the Conv stride (1, the default: every position of the valid 3 x 3 grid).
+    chroma: start with the chroma420 stage (H, W must be even)."""
     from onnx import TensorProto, helper, numpy_helper
 
     w = filt["w"][:k].reshape(k, 3, PATCH, PATCH)
@@ -240,13 +324,18 @@ def rcf_graph(filt: dict, k: int, biases, standardize=None, stride: int = 1):
     weight = np.concatenate([w, -w]).astype(np.float32)
     inits = [numpy_helper.from_array(weight, "rcf.weight")]
     nodes, outputs = [], []
+    conv_in = "image"
+    if chroma:
+        nodes, pre_inits = chroma420_nodes("image", "image_chroma420")
+        inits += pre_inits
+        conv_in = "image_chroma420"
     for j, b in enumerate(biases):
         tag = "" if len(biases) == 1 else f"_{j}"
         bias = np.concatenate([c - b, -c - b]).astype(np.float32)
         inits.append(numpy_helper.from_array(bias, f"rcf.bias{tag}"))
         out = "features" + tag
         nodes += [
-            helper.make_node("Conv", ["image", "rcf.weight", f"rcf.bias{tag}"], [f"z{tag}"], name=f"rcf_conv{tag}",
+            helper.make_node("Conv", [conv_in, "rcf.weight", f"rcf.bias{tag}"], [f"z{tag}"], name=f"rcf_conv{tag}",
                              kernel_shape=[PATCH, PATCH], pads=[0, 0, 0, 0], strides=[stride, stride]),
             helper.make_node("Relu", [f"z{tag}"], [f"r{tag}"], name=f"rcf_relu{tag}"),
             helper.make_node("GlobalAveragePool", [f"r{tag}"], [f"p{tag}"], name=f"rcf_pool{tag}"),
@@ -476,10 +565,12 @@ def train_head(e: np.ndarray, y: np.ndarray, seed: int):
 # --------------------------------------------------------------------------
 
 
-def numpy_features(x_uint8: np.ndarray, wh: dict, filt: dict, k: int, b: float, mean, std, stride: int = 1) -> np.ndarray:
+def numpy_features(x_uint8: np.ndarray, wh: dict, filt: dict, k: int, b: float, mean, std, stride: int = 1,
+                   chroma: bool = False) -> np.ndarray:
     from numpy.lib.stride_tricks import sliding_window_view
 
-    s = standardise(x_uint8).astype(np.float64)
+    s = standardise(x_uint8)
+    s = (chroma420(s) if chroma else s).astype(np.float64)
     win = sliding_window_view(s, (PATCH, PATCH), axis=(2, 3))[:, :, ::stride, ::stride]  # N C H' W' 3 3
     n, c, hh, ww = win.shape[:4]
     p = win.transpose(0, 2, 3, 1, 4, 5).reshape(n, hh * ww, c * PATCH * PATCH)
@@ -494,8 +585,10 @@ def numpy_features(x_uint8: np.ndarray, wh: dict, filt: dict, k: int, b: float, 
 # --------------------------------------------------------------------------
 
 
-def encoder_meta(k: int, b: float, eps_rel: float, n_pool: int, stride: int = 1, name: str = "nexttile-eurosat-rgb-rcf") -> dict:
+def encoder_meta(k: int, b: float, eps_rel: float, n_pool: int, stride: int = 1, name: str = "nexttile-eurosat-rgb-rcf",
+                 chroma: bool = False) -> dict:
     conv = "" if stride == 1 else f", 3x3 conv at stride {stride}"
+    pre = "JPEG-like 4:2:0 chroma subsampling of the input (as in EuroSAT-RGB's files), then " if chroma else ""
     return {
         "model_name": name,
         "resolution": "1000",
@@ -515,7 +608,7 @@ def encoder_meta(k: int, b: float, eps_rel: float, n_pool: int, stride: int = 1,
         "embedding_dim": str(2 * k),
         "input_stride": str(stride),
         "description": (
-            f"Random Convolutional Features (MOSAIKS, Rolf et al. 2021, doi:10.1038/s41467-021-24638-z): {k} random "
+            f"Random Convolutional Features (MOSAIKS, Rolf et al. 2021, doi:10.1038/s41467-021-24638-z): {pre}{k} random "
             f"3x3x3 patches of unlabelled EuroSAT-RGB pool images, ZCA-whitened (eps {eps_rel:g} x mean eigenvalue), "
             f"features mean ReLU(z - {b:g}) and mean ReLU(-z - {b:g}) per filter{conv}, standardised with pool statistics; "
             "no training, no labels"
@@ -603,6 +696,25 @@ def scene_tiles(path: Path):
     return x, t
 
 
+def eurosat_jpeg(t: np.ndarray) -> np.ndarray:
+    """Standardised tiles -> 8-bit -> JPEG quality 100, 4:2:0 (how EuroSAT-RGB's files are stored) -> standardised."""
+    import io
+
+    from PIL import Image
+
+    m = np.array(CHANNEL_MEAN, dtype=np.float32).reshape(1, 3, 1, 1)
+    sd = np.array(CHANNEL_STD, dtype=np.float32).reshape(1, 3, 1, 1)
+    u8 = np.clip(np.round((t * sd + m) * 255), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+    out = np.empty_like(u8)
+    for i in range(len(u8)):
+        buf = io.BytesIO()
+        Image.fromarray(u8[i]).save(buf, "JPEG", quality=100, subsampling=2)
+        buf.seek(0)
+        with Image.open(buf) as im:
+            out[i] = np.asarray(im.convert("RGB"))
+    return standardise(out)
+
+
 def floats(s: str):
     return [float(v) for v in s.split(",") if v]
 
@@ -628,10 +740,16 @@ def main(argv) -> None:
     p.add_argument("--scene-max-ratio", type=float, default=0.0,
                    help="grid: exclude variants whose embedding mean square on --scene is above this x the pool's (0: off)")
     p.add_argument("--only", default="", help="grid: evaluate and build only this variant name (rebuild without probes)")
+    p.add_argument("--scene-max-jpeg-shift", type=float, default=0.0,
+                   help="grid: exclude variants whose scene embeddings move more than this (mean square, pool-standardised) "
+                        "when the scene tiles are stored the way EuroSAT's are (8 bit, JPEG q100 4:2:0); 0 = no rule")
+    p.add_argument("--chroma", choices=["off", "420"], default="off",
+                   help="420: the encoder starts with JPEG-like 4:2:0 chroma subsampling (see chroma420)")
     p.add_argument("--model-name", default="nexttile-eurosat-rgb-rcf")
     p.add_argument("--head-meta", action="append", default=[], metavar="KEY=VALUE", help="extra head metadata")
     p.add_argument("--encoder-meta", action="append", default=[], metavar="KEY=VALUE", help="extra encoder metadata")
     a = p.parse_args(argv)
+    chroma = a.chroma == "420"
     strides = [int(v) for v in floats(a.stride_grid)]
     if a.search == "staged" and len(strides) != 1:
         p.error("--search staged takes one --stride-grid value")
@@ -658,6 +776,8 @@ def main(argv) -> None:
     # ---- whitening statistics and filter patches (label-free, pool images only)
     t0 = time.time()
     s_pool = standardise(x_pool)
+    if chroma:
+        s_pool = chroma420(s_pool)
     white_patches = sample_patches(s_pool, N_WHITEN, np.random.default_rng([SEED, 1]))
     filter_patches = sample_patches(s_pool, max(ks), np.random.default_rng([SEED, 2]))
     del s_pool
@@ -701,7 +821,7 @@ def main(argv) -> None:
 
     def rcf_features(eps, biases, x, k=None, st=1):
         k = k or max(ks)
-        return run_all(session(rcf_graph(filts[eps], k, biases, stride=st), a.threads), x)
+        return run_all(session(rcf_graph(filts[eps], k, biases, stride=st, chroma=chroma), a.threads), x)
 
     def sub(f, k):
         """K-filter variant from the K_max features: first k of the +z half and of the -z half."""
@@ -757,6 +877,7 @@ def main(argv) -> None:
         tiles_scene = None
         if a.scene_max_ratio > 0:
             tiles_scene = scene_tiles(a.scene)[1]
+            tiles_scene_jpeg = eurosat_jpeg(tiles_scene)
 
         def vname(e, st, kk, bb):
             return f"eps{e:g}_s{st}_K{kk}_b{bb:g}"
@@ -772,13 +893,17 @@ def main(argv) -> None:
                 names = [vname(e, st, kk, bb) for bb in bs for q, kk in pairs if q == st]
                 if a.only and a.only not in names:
                     continue
-                g = session(rcf_graph(filts[e], kmax, bs, stride=st), a.threads)
+                g = session(rcf_graph(filts[e], kmax, bs, stride=st, chroma=chroma), a.threads)
                 fpool, ffold = run_all(g, x_pool), run_all(g, x_fold)
-                fscene = None
+                fscene = fscene_jpeg = None
                 if tiles_scene is not None:
                     oname = [o.name for o in g.get_outputs()]
-                    fscene = [np.concatenate(v) for v in zip(*[g.run(oname, {"image": tiles_scene[i : i + 32]})
-                                                              for i in range(0, len(tiles_scene), 32)])]
+
+                    def run_tiles(tt):
+                        return [np.concatenate(v) for v in zip(*[g.run(oname, {"image": tt[i : i + 32]})
+                                                                 for i in range(0, len(tt), 32)])]
+
+                    fscene, fscene_jpeg = run_tiles(tiles_scene), run_tiles(tiles_scene_jpeg)
                 for j, bb in enumerate(bs):
                     for q, kk in pairs:
                         if q != st:
@@ -798,6 +923,10 @@ def main(argv) -> None:
                             r["mean_squared_embedding_pool"] = round(ms_pool, 3)
                             r["mean_squared_embedding_scene"] = round(ms_scene, 3)
                             r["scene_ok"] = ms_scene <= a.scene_max_ratio * ms_pool
+                            shift = (sub(fscene[j], kk) - sub(fscene_jpeg[j], kk)) / sd_
+                            r["scene_jpeg_shift"] = round(float((shift**2).mean()), 4)
+                            if a.scene_max_jpeg_shift > 0:
+                                r["scene_ok"] = r["scene_ok"] and r["scene_jpeg_shift"] <= a.scene_max_jpeg_shift
                         if not a.only:
                             r.update(probe_suite(fp, y_pool, ff, y_fold, draws))
                             r["score"] = round(score(r), 4)
@@ -821,6 +950,8 @@ def main(argv) -> None:
             "pairs_stride_K": [list(q) for q in pairs],
             "eligible_stride_K": sorted([list(q) for q in eligible]),
             "scene_max_ratio": a.scene_max_ratio,
+            "scene_max_jpeg_shift": a.scene_max_jpeg_shift,
+            "chroma": a.chroma,
             "selection": "max score among cost-eligible variants passing the scene rule; ties -> fewer multiply-adds",
             "variants": grid_res,
             "chosen": best,
@@ -839,8 +970,8 @@ def main(argv) -> None:
     floor = STD_FLOOR_REL * float(np.median(f_std))
     f_std = np.maximum(f_std, floor)
     wh, filt = whs[eps], filts[eps]
-    enc = rcf_graph(filt, k, [b], standardize=(f_mean, f_std), stride=stride)
-    set_meta(enc, {**encoder_meta(k, b, eps, len(y_pool), stride, a.model_name),
+    enc = rcf_graph(filt, k, [b], standardize=(f_mean, f_std), stride=stride, chroma=chroma)
+    set_meta(enc, {**encoder_meta(k, b, eps, len(y_pool), stride, a.model_name, chroma),
                    **dict(kv.split("=", 1) for kv in a.encoder_meta)})
     enc_path = a.out / "encoder.onnx"
     save(enc, enc_path)
@@ -887,7 +1018,7 @@ def main(argv) -> None:
 
     # ---- numpy reference check
     xs = np.concatenate([x_test[:8], x_fold[:8]])
-    ref = np.concatenate([numpy_features(xs[i : i + 1], wh, filt, k, b, f_mean, f_std, stride) for i in range(len(xs))])
+    ref = np.concatenate([numpy_features(xs[i : i + 1], wh, filt, k, b, f_mean, f_std, stride, chroma) for i in range(len(xs))])
     got = run_all(es, xs)[0]
     metrics["checks"] = {
         "onnx_vs_numpy_reference_max_abs_diff": float(np.abs(got - ref).max()),
@@ -911,6 +1042,7 @@ def main(argv) -> None:
         "eps_rel": eps,
         "zca_eps_abs": wh["eps"],
         "embedding_dim": 2 * k,
+        "chroma": a.chroma,
         "feature_std_floor": floor,
         "features_at_floor": int((raw_pool.std(0) < floor).sum()),
     }

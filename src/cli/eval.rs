@@ -21,7 +21,7 @@ pub(crate) struct EvalArgs {
     /// Output folder for rounds.csv, summary.csv, summary.json and curves.png.
     #[arg(long, short)]
     out: PathBuf,
-    /// Encoder ONNX (default: the default pair's encoder, onnx/eurosat_simsiam/).
+    /// Encoder ONNX (default: the default pair's encoder, onnx/rcf_chroma/).
     #[arg(long)]
     encoder: Option<PathBuf>,
     /// Query functions, comma-separated: random, typiclust, probcover, auto,

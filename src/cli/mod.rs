@@ -83,7 +83,7 @@ struct ScoreArgs {
     /// Output folder for heatmap.tif, suggestions.geojson, tiles.*, summary.json.
     #[arg(long, short)]
     out: PathBuf,
-    /// Encoder ONNX (default: onnx/eurosat_simsiam/; onnx/rcf_fast/ saves more labels).
+    /// Encoder ONNX (default: onnx/rcf_chroma/, random convolutional features).
     #[arg(long)]
     encoder: Option<PathBuf>,
     /// Classifier head ONNX (default: the demo head).

@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 /// The shipped models' folder, relative to where NextTile is installed or built.
 pub const SHIPPED_MODEL_DIR: &str = "onnx";
 
-/// The default model pair, inside [`SHIPPED_MODEL_DIR`]: the SimSiam encoder and its
-/// MC-dropout head. `onnx/rcf_fast/` saves more labels on the EuroSAT benchmark at about
-/// the same cost, but its EuroSAT head does not transfer to real Sentinel-2 scenes (it
-/// calls 73 % of the sample's coastal marsh and water "Highway"; README, "The RCF pair at
-/// SimSiam's cost"), so it is opt-in until one does.
-pub const DEFAULT_MODEL_DIR: &str = "onnx/eurosat_simsiam";
+/// The default model pair, inside [`SHIPPED_MODEL_DIR`]: random convolutional features
+/// behind a JPEG-like chroma stage (`onnx/rcf_chroma/`, Rolf et al. 2021) and their
+/// MC-dropout head. It saves labels on the EuroSAT benchmark where the SimSiam pair
+/// (`onnx/eurosat_simsiam/`, the default until 2026-12-06) does not, at about the same
+/// cost, and its head reads the real sample's water and land as the scene's NDWI does
+/// (README, "The default encoder").
+pub const DEFAULT_MODEL_DIR: &str = "onnx/rcf_chroma";
 
 /// Where `rel` (a path relative to the install) is: `./rel`, beside the repository the
 /// binary was built in, or relative to the executable; `rel` itself when none exists.

@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use ndarray::ArrayView2;
 
-use super::{ScoreRequest, is_unusable, known_classes, labelled_tiles};
+use super::ScoreRequest;
+use super::labels::{is_unusable, known_classes, labelled_tiles};
 use crate::crs::LocalMetric;
 use crate::error::{Error, Result};
 use crate::report::ScoreResult;

@@ -179,3 +179,55 @@ const RETRAINED: [&str; 6] = [
 /// (`embeddings_from_cache: true`).
 const RETRAINED_SUMMARY_FROM_CACHE: &str =
     "30fdbfd2463d4d048987dc57e026c97fa6f0a2e1246c810476e2d458d84624b0";
+
+/// The daemon maps a project's labels onto a warm scene's tiles once per label revision
+/// (`engine::label_tiles`) and selects with them (`engine::reselect_with`): the picks are
+/// those of mapping the labels afresh (`engine::reselect`), for every strategy that
+/// reads labels or classes, with ground spacing too.
+#[test]
+fn label_tiles_mapped_once_select_what_mapping_afresh_selects() {
+    use nexttile::engine::{ScoreRequest, label_tiles, reselect, reselect_with, score};
+    use nexttile::sampling::Strategy;
+    let mut req = ScoreRequest::new(common::sample_scene(), common::encoder(), common::head());
+    req.mc_passes = 1;
+    req.labelled = Some(nexttile::aoi::Labelled::from_geojson(LABELS, None).unwrap());
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let mut result = score(&req, &|_| {}, &never).unwrap();
+    let tiles = label_tiles(req.labelled.as_ref().unwrap(), &result).unwrap();
+    assert!(tiles.mask.iter().filter(|m| **m).count() >= 8);
+    assert!(tiles.classes.is_some());
+    assert_eq!(
+        tiles.usable_labels, 8,
+        "the `unusable` label is not counted"
+    );
+    for (strategy, spacing) in [
+        ("auto", 0.0),
+        ("auto", 800.0),
+        ("coreset", 0.0),
+        ("probcover", 0.0),
+        ("typiclust", 0.0),
+        ("top_k", 0.0),
+    ] {
+        req.strategy = strategy.parse::<Strategy>().unwrap();
+        req.min_spacing_m = spacing;
+        reselect(&mut result, &req).unwrap();
+        let afresh = (
+            result.picks.clone(),
+            result.labelled_tiles,
+            result.strategy_params.clone(),
+        );
+        let mut unlabelled = req.clone();
+        unlabelled.labelled = None;
+        reselect_with(&mut result, &unlabelled, Some(&tiles)).unwrap();
+        let cached = (
+            result.picks.clone(),
+            result.labelled_tiles,
+            result.strategy_params.clone(),
+        );
+        assert_eq!(
+            format!("{afresh:?}"),
+            format!("{cached:?}"),
+            "{strategy} with {spacing} m spacing"
+        );
+    }
+}

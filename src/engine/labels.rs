@@ -6,6 +6,7 @@ use geo::MultiPolygon;
 
 use crate::aoi::Labelled;
 use crate::error::{Error, Result};
+use crate::report::ScoreResult;
 use crate::tiling::{TileGrid, TileId, tiles_in_aoi};
 
 /// The class of each tile as far as the product knows it, for class-balanced selection:
@@ -18,18 +19,73 @@ pub(super) fn known_classes(
     (grid, tiles, scene_wkt): (&TileGrid, &[TileId], &str),
     class_names: &[String],
 ) -> Vec<usize> {
-    let mut known = predicted.to_vec();
     let mut ignored = Vec::new();
-    if let Some(Ok(classes)) =
-        labelled.map(|l| tile_classes(l, grid, tiles, scene_wkt, class_names, &mut ignored))
-    {
+    let classes = labelled
+        .and_then(|l| tile_classes(l, grid, tiles, scene_wkt, class_names, &mut ignored).ok());
+    overlay_classes(predicted, classes.as_deref())
+}
+
+/// `predicted` with each labelled tile's class in place of the prediction.
+pub(super) fn overlay_classes(predicted: &[usize], labels: Option<&[Option<usize>]>) -> Vec<usize> {
+    let mut known = predicted.to_vec();
+    if let Some(classes) = labels {
         for (k, c) in known.iter_mut().zip(classes) {
             if let Some(c) = c {
-                *k = c;
+                *k = *c;
             }
         }
     }
     known
+}
+
+/// A project's labels mapped onto a scored scene's tiles once, for the select stage to
+/// reuse while the labels do not change: the daemon keeps it beside a warm scene, by
+/// label revision, so `POST suggestions` neither reads nor reprojects every label.
+#[derive(Debug, Clone)]
+pub struct LabelTiles {
+    /// Per scored tile: whether a label touches it (never suggested).
+    pub mask: Vec<bool>,
+    /// Per scored tile: the class its labels give it, for class-balanced selection
+    /// (`None` overall when a label's class is not one of the head's).
+    pub classes: Option<Vec<Option<usize>>>,
+    /// Labels whose class is not the reserved `unusable` one (what `auto` counts).
+    pub usable_labels: usize,
+}
+
+/// Maps `labelled` onto the scored tiles of `result`. In: labels and a scored scene.
+/// Out: [`LabelTiles`], as the select stage would compute them.
+///
+/// # Errors
+///
+/// Reprojecting the labels into the scene's CRS or mapping them onto its grid.
+pub fn label_tiles(labelled: &Labelled, result: &ScoreResult) -> Result<LabelTiles> {
+    let (grid, tiles, wkt) = (&result.grid, &result.tiles[..], &result.scene.crs_wkt[..]);
+    let mut ignored = Vec::new();
+    Ok(LabelTiles {
+        mask: labelled_tiles(labelled, grid, tiles, wkt)?,
+        classes: tile_classes(
+            labelled,
+            grid,
+            tiles,
+            wkt,
+            &result.class_names,
+            &mut ignored,
+        )
+        .ok(),
+        usable_labels: usable_labels(labelled, &result.class_names),
+    })
+}
+
+/// Labels whose class is not the reserved `unusable` one: they say something about
+/// classes (what `auto` counts as labels so far).
+pub(super) fn usable_labels(labelled: &Labelled, class_names: &[String]) -> usize {
+    let usable = |c: &Option<String>| !is_unusable(c.as_deref(), class_names);
+    labelled
+        .polygon_classes
+        .iter()
+        .filter(|c| usable(c))
+        .count()
+        + labelled.point_classes.iter().filter(|c| usable(c)).count()
 }
 
 /// Whether a label's class is the reserved [`UNUSABLE_CLASS`](crate::aoi::UNUSABLE_CLASS)

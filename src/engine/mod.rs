@@ -43,6 +43,7 @@ pub use crate::report::{
 };
 pub use embed::embed_workers;
 pub use input::{CHECK_MAX_CLIPPED, CHECK_MAX_SIGMA, CHECK_TILES};
+pub use labels::{LabelTiles, label_tiles};
 pub use outputs::{OutputPaths, summary_json, write_outputs};
 pub use request::{
     DEFAULT_BATCH_SIZE, DEFAULT_BUDGET, DEFAULT_MAX_TILES, DEFAULT_MC_PASSES, DEFAULT_MIN_VALID,
@@ -50,7 +51,7 @@ pub use request::{
     default_metric, too_many_tiles,
 };
 pub use resample::RESAMPLE_FACTOR;
-pub use select::reselect;
+pub use select::{reselect, reselect_with};
 
 /// Score a scene: prepare → embed → predict → score → select, gathered into a
 /// [`ScoreResult`] (write it with [`write_outputs`]). `progress` is called from this
@@ -111,6 +112,7 @@ pub fn score(
             predicted: &predicted_classes,
             model_switch,
         },
+        None,
     )?;
     let select_s = t3.elapsed().as_secs_f64();
     let timings = Timings {

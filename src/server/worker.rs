@@ -134,6 +134,8 @@ pub struct WorkerContext {
     pub stopping: Arc<AtomicBool>,
     /// Scored scenes kept in memory so suggestions run only the select stage.
     pub warm: std::sync::Mutex<super::warm::WarmScenes>,
+    /// Projects' labels as last read, by label revision.
+    pub labels: std::sync::Mutex<super::warm::LabelCache>,
 }
 
 impl WorkerContext {
@@ -141,6 +143,13 @@ impl WorkerContext {
     /// the set is still consistent: every change to it is one call).
     fn warm(&self) -> std::sync::MutexGuard<'_, super::warm::WarmScenes> {
         self.warm
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The label cache (a poisoned lock: as for [`warm`](Self::warm)).
+    fn labels(&self) -> std::sync::MutexGuard<'_, super::warm::LabelCache> {
+        self.labels
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -326,6 +335,18 @@ fn base_request(
     project: &Project,
     scene: &SceneRow,
 ) -> Result<ScoreRequest, ApiError> {
+    let mut req = unlabelled_request(ctx, db, project, scene)?;
+    req.labelled = cached_labels(ctx, db, project)?.1;
+    Ok(req)
+}
+
+/// [`base_request`] without the labels (`labelled` is `None`).
+fn unlabelled_request(
+    ctx: &WorkerContext,
+    db: &Db,
+    project: &Project,
+    scene: &SceneRow,
+) -> Result<ScoreRequest, ApiError> {
     let confined = |p: &str| {
         super::paths::check_model_path(p, &ctx.model_roots)
             .map_err(|e| ApiError::new(axum::http::StatusCode::FORBIDDEN, e.to_string()))
@@ -345,13 +366,34 @@ fn base_request(
                 .map_err(|e| ApiError::bad_request(e.to_string()))?,
         );
     }
-    req.labelled = project_labels(db, project.id)?;
     req.trained_head = db
         .rounds(project.id)?
         .last()
         .and_then(|r| r.head_path.clone())
         .map(PathBuf::from);
     Ok(req)
+}
+
+/// The key of a project's labels now: its id, creation time and label revision.
+fn label_key(db: &Db, project: &Project) -> Result<super::warm::LabelKey, ApiError> {
+    let revision = db.label_revision(project.id)?.unwrap_or(0);
+    Ok((project.id, project.created.clone(), revision))
+}
+
+/// A project's labels ([`project_labels`]) and their key, read from the database only
+/// when they changed since they were last read.
+fn cached_labels(
+    ctx: &WorkerContext,
+    db: &Db,
+    project: &Project,
+) -> Result<(super::warm::LabelKey, Option<Labelled>), ApiError> {
+    let key = label_key(db, project)?;
+    if let Some(labelled) = ctx.labels().get(&key) {
+        return Ok((key, labelled.clone()));
+    }
+    let labelled = project_labels(db, project.id)?;
+    ctx.labels().put(key.clone(), labelled.clone());
+    Ok((key, labelled))
 }
 
 /// All labels of a project as a [`Labelled`] (EPSG:4326), or `None` when there are none.
@@ -379,6 +421,12 @@ fn select_request(
     p: &SelectParams,
 ) -> Result<ScoreRequest, ApiError> {
     let mut req = base_request(ctx, db, project, scene)?;
+    with_selection(&mut req, p)?;
+    Ok(req)
+}
+
+/// Sets a request's selection parameters (and AOI, when given) from `p`.
+fn with_selection(req: &mut ScoreRequest, p: &SelectParams) -> Result<(), ApiError> {
     req.strategy = p.strategy;
     req.metric = p.metric;
     req.budget = p.budget;
@@ -391,7 +439,7 @@ fn select_request(
                 .map_err(|e| ApiError::bad_request(e.to_string()))?,
         );
     }
-    Ok(req)
+    Ok(())
 }
 
 fn score_scene(
@@ -426,6 +474,9 @@ fn latest_suggestions(ctx: &WorkerContext, scene: i64, result: &engine::ScoreRes
     serde_json::to_value(&collection).map_err(ApiError::internal)
 }
 
+/// Suggestions for a scene: on a warm scene only the select stage runs, with the
+/// project's labels mapped onto its tiles once per label revision; otherwise the scene
+/// is scored (from the embedding cache) and kept warm.
 fn suggest(
     ctx: &WorkerContext,
     db: &Db,
@@ -434,15 +485,28 @@ fn suggest(
     params: &SelectParams,
     cancel: &AtomicBool,
 ) -> Outcome {
-    let req = select_request(ctx, db, project, scene, params)?;
+    let mut req = unlabelled_request(ctx, db, project, scene)?;
+    with_selection(&mut req, params)?;
     let key = super::warm::fingerprint(&req);
+    let label_key = label_key(db, project)?;
     {
         let mut warm = ctx.warm();
-        if let Some(result) = warm.get_mut(scene.id, &key) {
-            engine::reselect(result, &req)?;
+        if let Some((result, labels)) = warm.entry_mut(scene.id, &key) {
+            let fresh = labels.as_ref().is_some_and(|(k, _)| *k == label_key);
+            if !fresh {
+                let (k, labelled) = cached_labels(ctx, db, project)?;
+                let tiles = match &labelled {
+                    Some(l) => Some(engine::label_tiles(l, result)?),
+                    None => None,
+                };
+                *labels = Some((k, tiles));
+            }
+            let tiles = labels.as_ref().and_then(|(_, t)| t.as_ref());
+            engine::reselect_with(result, &req, tiles)?;
             return latest_suggestions(ctx, scene.id, result);
         }
     }
+    req.labelled = cached_labels(ctx, db, project)?.1;
     let result = engine::score(&req, &|_| {}, cancel)?;
     let answer = latest_suggestions(ctx, scene.id, &result)?;
     ctx.warm().put(scene.id, key, result);

@@ -88,7 +88,16 @@ UPDATE scenes SET status = CASE
     ELSE 'interrupted'
 END;
 "#,
+    r#"
+-- 4: a project's label revision, one more at every change to its labels (added,
+-- corrected, deleted), so the daemon can keep the labels it read until they change
+ALTER TABLE projects ADD COLUMN label_revision INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
+
+/// Counts one more change to a project's labels (`?1`: the project id).
+const BUMP_LABEL_REVISION: &str =
+    "UPDATE projects SET label_revision = label_revision + 1 WHERE id = ?1";
 
 /// Where a scene's scoring stands; suggestions and the heatmap need `scored`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -613,6 +622,10 @@ impl Db {
                 ids.push(tx.last_insert_rowid());
             }
         }
+        if !labels.is_empty() {
+            tx.execute(BUMP_LABEL_REVISION, [project_id])
+                .map_err(|e| err("bump label revision", e))?;
+        }
         tx.commit().map_err(|e| err("commit labels", e))?;
         Ok(ids)
     }
@@ -705,27 +718,54 @@ impl Db {
         class: Option<&str>,
         geometry: Option<&serde_json::Value>,
     ) -> Result<bool, DbError> {
-        self.conn
+        let changed = self
+            .conn
             .execute(
                 "UPDATE labels SET class = COALESCE(?3, class), geometry = COALESCE(?4, geometry),
                  updated = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
                  WHERE id = ?2 AND project_id = ?1 AND deleted IS NULL",
                 params![project_id, id, class, geometry.map(|g| g.to_string())],
             )
-            .map(|n| n > 0)
-            .map_err(|e| self.err("update label", e))
+            .map_err(|e| self.err("update label", e))?;
+        self.bump_label_revision(project_id, changed)
     }
 
     /// Marks a label deleted (the row is kept); false when there is no such label.
     pub fn delete_label(&self, project_id: i64, id: i64) -> Result<bool, DbError> {
-        self.conn
+        let changed = self
+            .conn
             .execute(
                 "UPDATE labels SET deleted = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
                  WHERE id = ?2 AND project_id = ?1 AND deleted IS NULL",
                 params![project_id, id],
             )
-            .map(|n| n > 0)
-            .map_err(|e| self.err("delete label", e))
+            .map_err(|e| self.err("delete label", e))?;
+        self.bump_label_revision(project_id, changed)
+    }
+
+    /// After a change of `changed` labels of a project: one more revision when any
+    /// changed; whether any did.
+    fn bump_label_revision(&self, project_id: i64, changed: usize) -> Result<bool, DbError> {
+        if changed > 0 {
+            self.conn
+                .execute(BUMP_LABEL_REVISION, [project_id])
+                .map_err(|e| self.err("bump label revision", e))?;
+        }
+        Ok(changed > 0)
+    }
+
+    /// A project's label revision: one more at every change to its labels (0 before
+    /// any), so what was read at one revision holds until it changes; `None` when there
+    /// is no such project.
+    pub fn label_revision(&self, project_id: i64) -> Result<Option<i64>, DbError> {
+        self.conn
+            .query_row(
+                "SELECT label_revision FROM projects WHERE id = ?1",
+                [project_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err("read label revision", e))
     }
 
     /// Records a round; its number is one more than the project's last.
@@ -864,6 +904,40 @@ mod tests {
             author: Some("ana".into()),
             source: Some("test".into()),
         }
+    }
+
+    /// Every change to a project's labels (added, corrected, deleted) counts one more
+    /// label revision; a change that finds no label, and other projects' changes, do not.
+    #[test]
+    fn label_revisions_count_every_change_to_a_projects_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::open(&dir.path().join("state.sqlite")).unwrap();
+        let classes = vec!["Forest".to_string(), "River".to_string()];
+        let p = db
+            .create_project("p", "e.onnx", "h.onnx", &classes, false)
+            .unwrap()
+            .unwrap();
+        let q = db
+            .create_project("q", "e.onnx", "h.onnx", &classes, false)
+            .unwrap()
+            .unwrap();
+        let rev = |db: &Db| db.label_revision(p.id).unwrap().unwrap();
+        assert_eq!(rev(&db), 0);
+        let ids = db
+            .add_labels(p.id, &[label("Forest", 1.0), label("Forest", 2.0)])
+            .unwrap();
+        assert_eq!(rev(&db), 1, "one batch, one revision");
+        db.add_labels(q.id, &[label("Forest", 3.0)]).unwrap();
+        assert_eq!(rev(&db), 1, "another project's labels");
+        assert!(db.update_label(p.id, ids[0], Some("River"), None).unwrap());
+        assert_eq!(rev(&db), 2);
+        assert!(db.delete_label(p.id, ids[1]).unwrap());
+        assert_eq!(rev(&db), 3);
+        assert!(!db.delete_label(p.id, ids[1]).unwrap(), "already deleted");
+        assert!(!db.update_label(p.id, 999, Some("River"), None).unwrap());
+        db.add_labels(p.id, &[]).unwrap();
+        assert_eq!(rev(&db), 3, "no change, no revision");
+        assert_eq!(db.label_revision(999).unwrap(), None);
     }
 
     /// A real `SQLITE_FULL` (the database capped with `max_page_count`, as a full disk

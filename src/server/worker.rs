@@ -15,14 +15,14 @@ use super::error::ApiError;
 use crate::aoi::{Aoi, Labelled};
 use crate::engine::{self, Progress, Retrain, ScoreRequest};
 use crate::sampling::Strategy;
-use crate::store::{Db, Project, SceneRow, SceneStatus};
+use crate::store::{Db, JobStatus, Project, SceneRow, SceneStatus};
 use crate::uncertainty::Metric;
 
 /// Live state of a job, for polling.
 #[derive(Debug, Clone, Serialize)]
 pub struct JobLive {
-    /// queued, running, done, failed, cancelled.
-    pub status: String,
+    /// Queued or running (serialised as `queued`, `running`).
+    pub status: JobStatus,
     /// Engine stage (`embedding`, `head`, `selecting`, ...).
     pub stage: String,
     /// Tiles done.
@@ -232,12 +232,12 @@ fn run_job(
             return Err(ApiError::internal("job vanished"));
         };
         if live.cancel.load(Ordering::SeqCst) {
-            return Err(ApiError::new(axum::http::StatusCode::CONFLICT, "cancelled"));
+            return Err(crate::Error::Cancelled.into());
         }
-        live.status = "running".into();
+        live.status = JobStatus::Running;
         live.cancel.clone()
     };
-    let _ = db.set_job(job, "running", None, None);
+    let _ = db.set_job(job, JobStatus::Running, None, None);
     let jobs = ctx.jobs.clone();
     let progress = move |p: Progress| {
         if let Ok(mut t) = jobs.lock()
@@ -297,26 +297,19 @@ fn survive_panics(work: impl FnOnce() -> Outcome) -> Outcome {
 }
 
 /// Records how job `job` ended and drops it from the live table; returns the status
-/// recorded (`done`, `failed`, `cancelled` or `interrupted`).
-fn finish(ctx: &WorkerContext, db: &Db, job: i64, outcome: Outcome) -> &'static str {
+/// recorded (done, failed, cancelled or interrupted).
+fn finish(ctx: &WorkerContext, db: &Db, job: i64, outcome: Outcome) -> JobStatus {
     let (status, message, result) = match &outcome {
-        Ok(v) => ("done", None, Some(v)),
-        Err(e)
-            if e.status == axum::http::StatusCode::CONFLICT
-                && ctx.stopping.load(Ordering::SeqCst) =>
-        {
-            (
-                "interrupted",
-                Some(
-                    "the daemon was stopped (SIGINT/SIGTERM) before the job finished; start it again",
-                ),
-                None,
-            )
+        Ok(v) => (JobStatus::Done, None, Some(v)),
+        Err(e) if e.kind == crate::ErrorKind::Cancelled && ctx.stopping.load(Ordering::SeqCst) => (
+            JobStatus::Interrupted,
+            Some("the daemon was stopped (SIGINT/SIGTERM) before the job finished; start it again"),
+            None,
+        ),
+        Err(e) if e.kind == crate::ErrorKind::Cancelled => {
+            (JobStatus::Cancelled, Some(e.message.as_str()), None)
         }
-        Err(e) if e.status == axum::http::StatusCode::CONFLICT => {
-            ("cancelled", Some(e.message.as_str()), None)
-        }
-        Err(e) => ("failed", Some(e.message.as_str()), None),
+        Err(e) => (JobStatus::Failed, Some(e.message.as_str()), None),
     };
     if let Err(e) = db.set_job(job, status, message, result) {
         tracing::error!("job {job}: {e}");

@@ -99,6 +99,39 @@ ALTER TABLE projects ADD COLUMN label_revision INTEGER NOT NULL DEFAULT 0;
 const BUMP_LABEL_REVISION: &str =
     "UPDATE projects SET label_revision = label_revision + 1 WHERE id = ?1";
 
+/// Where a job stands, stored and served as these lowercase names (the QGIS plugin
+/// matches them): `queued`, `running`, `done`, `failed`, `cancelled`, `interrupted`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    /// Waiting in the engine's queue.
+    Queued,
+    /// On the engine thread.
+    Running,
+    /// Finished; its result is stored.
+    Done,
+    /// Stopped by an error (its message says which).
+    Failed,
+    /// Stopped by `DELETE /jobs/{id}`.
+    Cancelled,
+    /// Stopped because the daemon stopped.
+    Interrupted,
+}
+
+impl JobStatus {
+    /// The stored (and served) name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Interrupted => "interrupted",
+        }
+    }
+}
+
 /// Where a scene's scoring stands; suggestions and the heatmap need `scored`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -128,12 +161,12 @@ impl SceneStatus {
     /// The status a scene's scoring job leaves it in: `done` → scored, `failed` →
     /// failed, `queued`/`running` → scoring, anything else (cancelled, interrupted) →
     /// interrupted.
-    pub fn after_job(job_status: &str) -> Self {
+    pub fn after_job(job_status: JobStatus) -> Self {
         match job_status {
-            "done" => Self::Scored,
-            "failed" => Self::Failed,
-            "queued" | "running" => Self::Scoring,
-            _ => Self::Interrupted,
+            JobStatus::Done => Self::Scored,
+            JobStatus::Failed => Self::Failed,
+            JobStatus::Queued | JobStatus::Running => Self::Scoring,
+            JobStatus::Cancelled | JobStatus::Interrupted => Self::Interrupted,
         }
     }
 
@@ -833,7 +866,7 @@ impl Db {
     pub fn set_job(
         &self,
         id: i64,
-        status: &str,
+        status: JobStatus,
         message: Option<&str>,
         result: Option<&serde_json::Value>,
     ) -> Result<(), DbError> {
@@ -841,7 +874,7 @@ impl Db {
             .execute(
                 "UPDATE jobs SET status = ?2, message = ?3, result = COALESCE(?4, result),
                  updated = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
-                params![id, status, message, result.map(|r| r.to_string())],
+                params![id, status.name(), message, result.map(|r| r.to_string())],
             )
             .map(|_| ())
             .map_err(|e| self.err("update job", e))
@@ -1035,7 +1068,7 @@ mod tests {
             .unwrap();
         assert_eq!((r1.number, r2.number), (1, 2));
         let job = db.create_job(Some(p.id), "score").unwrap();
-        db.set_job(job, "running", None, None).unwrap();
+        db.set_job(job, JobStatus::Running, None, None).unwrap();
         drop(db);
         // Reopen: nothing lost; the running job is marked interrupted.
         let db = Db::open(&path).unwrap();
@@ -1106,8 +1139,8 @@ mod tests {
         assert!(!db.set_scene_status(s.id, 3, Scored).unwrap());
         assert!(db.set_scene_status(s.id, 4, Failed).unwrap());
         assert_eq!(db.scene(s.id).unwrap().unwrap().status, Failed);
-        assert_eq!(SceneStatus::after_job("cancelled"), Interrupted);
-        assert_eq!(SceneStatus::after_job("done"), Scored);
+        assert_eq!(SceneStatus::after_job(JobStatus::Cancelled), Interrupted);
+        assert_eq!(SceneStatus::after_job(JobStatus::Done), Scored);
     }
 
     /// Pages hold at most `limit` labels, say whether more remain, and together hold

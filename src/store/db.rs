@@ -130,6 +130,26 @@ impl JobStatus {
             Self::Interrupted => "interrupted",
         }
     }
+
+    /// The status of a stored name (`None` for a name no build writes).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            Self::Queued,
+            Self::Running,
+            Self::Done,
+            Self::Failed,
+            Self::Cancelled,
+            Self::Interrupted,
+        ]
+        .into_iter()
+        .find(|s| s.name() == name)
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Where a scene's scoring stands; suggestions and the heatmap need `scored`.
@@ -347,8 +367,8 @@ pub struct JobRow {
     pub project_id: Option<i64>,
     /// `score` or `round`.
     pub kind: String,
-    /// queued, running, done, failed, cancelled, interrupted.
-    pub status: String,
+    /// Queued, running, done, failed, cancelled or interrupted.
+    pub status: JobStatus,
     /// Error or note.
     pub message: Option<String>,
     /// Result (JSON) when done.
@@ -887,11 +907,19 @@ impl Db {
                 "SELECT id, project_id, kind, status, message, result, created, updated FROM jobs WHERE id = ?1",
                 [id],
                 |r| {
+                    let name: String = r.get(3)?;
+                    let status = JobStatus::from_name(&name).ok_or_else(|| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            3,
+                            rusqlite::types::Type::Text,
+                            format!("unknown job status {name:?}").into(),
+                        )
+                    })?;
                     Ok(JobRow {
                         id: r.get(0)?,
                         project_id: r.get(1)?,
                         kind: r.get(2)?,
-                        status: r.get(3)?,
+                        status,
                         message: r.get(4)?,
                         result: json_or_null(r.get(5)?),
                         created: r.get(6)?,
@@ -1074,7 +1102,11 @@ mod tests {
         let db = Db::open(&path).unwrap();
         assert_eq!(db.labels(p.id).unwrap().len(), 1);
         assert_eq!(db.interrupt_stale_jobs().unwrap(), 1);
-        assert_eq!(db.job(job).unwrap().unwrap().status, "interrupted");
+        assert_eq!(db.job(job).unwrap().unwrap().status, JobStatus::Interrupted);
+        for s in [JobStatus::Queued, JobStatus::Done, JobStatus::Cancelled] {
+            assert_eq!(JobStatus::from_name(s.name()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.name());
+        }
         assert!(db.delete_project(p.id).unwrap());
         assert!(db.projects().unwrap().is_empty());
         assert!(db.labels(p.id).unwrap().is_empty());

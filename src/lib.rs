@@ -29,4 +29,4 @@ pub mod store;
 pub mod tiling;
 pub mod uncertainty;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};

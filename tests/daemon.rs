@@ -2136,6 +2136,11 @@ fn suggestions_on_a_warm_scene_run_only_the_selection() {
     let on_disk: Value = serde_json::from_slice(&std::fs::read(&latest).unwrap()).unwrap();
     assert_eq!(tile_ids(&on_disk), first_ids);
 
+    // top_k before any label, to compare with once the labels are deleted.
+    let topk = json!({"budget": 8, "strategy": "top_k"});
+    let (code, unlabelled_topk) = d.post(&url, &topk);
+    assert_eq!(code, 200, "{unlabelled_topk}");
+
     // New labels on two suggested tiles: excluded, still without the cache.
     let labelled: Vec<Value> = first["features"].as_array().unwrap()[..2]
         .iter()
@@ -2147,7 +2152,7 @@ fn suggestions_on_a_warm_scene_run_only_the_selection() {
         .collect();
     let (code, v) = d.post(
         &format!("/projects/{pid}/labels"),
-        &json!({"type": "FeatureCollection", "features": labelled}),
+        &json!({"type": "FeatureCollection", "features": labelled.clone()}),
     );
     assert_eq!(code, 201, "{v}");
     let (code, second) = d.post(&url, &json!({"budget": 8, "strategy": "top_k"}));
@@ -2165,6 +2170,27 @@ fn suggestions_on_a_warm_scene_run_only_the_selection() {
             .all(|f| f["properties"]["strategy"] == "top_k"),
         "{second}"
     );
+    assert_eq!(files_under(&cache), 0, "a warm suggestion read the cache");
+
+    // The daemon keeps the labels it mapped onto the warm scene until they change:
+    // deleting them gives back the suggestions of before any label; labelling again
+    // excludes the tiles again.
+    let ids = v["ids"].as_array().unwrap().clone();
+    for id in &ids {
+        let (code, body) = d.delete(&format!("/projects/{pid}/labels/{id}"));
+        assert_eq!(code, 204, "{body}");
+    }
+    let (code, unlabelled) = d.post(&url, &topk);
+    assert_eq!(code, 200, "{unlabelled}");
+    assert_eq!(tile_ids(&unlabelled), tile_ids(&unlabelled_topk));
+    let (code, v) = d.post(
+        &format!("/projects/{pid}/labels"),
+        &json!({"type": "FeatureCollection", "features": labelled}),
+    );
+    assert_eq!(code, 201, "{v}");
+    let (code, relabelled) = d.post(&url, &topk);
+    assert_eq!(code, 200, "{relabelled}");
+    assert_eq!(tile_ids(&relabelled), second_ids);
     assert_eq!(files_under(&cache), 0, "a warm suggestion read the cache");
 
     // A round retrains on the labels and keeps its result warm for the head it saved.

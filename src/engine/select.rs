@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use ndarray::ArrayView2;
 
-use super::{ScoreRequest, is_unusable, known_classes, labelled_tiles};
+use super::ScoreRequest;
+use super::labels::{LabelTiles, known_classes, labelled_tiles, overlay_classes, usable_labels};
 use crate::crs::LocalMetric;
 use crate::error::{Error, Result};
 use crate::report::ScoreResult;
@@ -50,35 +51,41 @@ pub(super) struct Selected {
 
 /// Selects `req.budget` tiles of a scored scene with `req`'s strategy, metric, seed,
 /// spacing and labels.
-pub(super) fn select_stage(req: &ScoreRequest, s: &Scored<'_>) -> Result<Selected> {
+pub(super) fn select_stage(
+    req: &ScoreRequest,
+    s: &Scored<'_>,
+    cached: Option<&LabelTiles>,
+) -> Result<Selected> {
     let score_vec = s.uncertainties.get(req.metric);
-    let labelled_mask = match &req.labelled {
-        Some(l) => Some(labelled_tiles(l, s.grid, s.tiles, s.crs_wkt)?),
-        None => None,
+    let (labelled_mask, known_labels) = match (cached, &req.labelled) {
+        (Some(c), _) => (Some(c.mask.clone()), c.usable_labels),
+        // auto and ProbCover need the head's classes; auto counts every label given so
+        // far (all of the project's, in the daemon), not only this scene's. Labels of
+        // the reserved `unusable` class say nothing about classes: not counted.
+        (None, Some(l)) => (
+            Some(labelled_tiles(l, s.grid, s.tiles, s.crs_wkt)?),
+            usable_labels(l, s.class_names),
+        ),
+        (None, None) => (None, 0),
     };
     let labelled_count = labelled_mask
         .as_ref()
         .map_or(0, |m| m.iter().filter(|b| **b).count());
-    // auto and ProbCover need the head's classes; auto counts every label given so
-    // far (all of the project's, in the daemon), not only this scene's.
-    // Labels of the reserved `unusable` class say nothing about classes: not counted.
-    let known_labels = req.labelled.as_ref().map_or(0, |l| {
-        let usable = |c: &Option<String>| !is_unusable(c.as_deref(), s.class_names);
-        l.polygon_classes.iter().filter(|c| usable(c)).count()
-            + l.point_classes.iter().filter(|c| usable(c)).count()
-    });
     let strategy = req.strategy.with_run_facts(
         s.class_names.len(),
         known_labels.max(labelled_count),
         s.model_switch,
     );
     let known = match &strategy {
-        Strategy::Auto(a) if a.balance && !s.uncertainties.multi_label => Some(known_classes(
-            s.predicted,
-            req.labelled.as_ref(),
-            (s.grid, s.tiles, s.crs_wkt),
-            s.class_names,
-        )),
+        Strategy::Auto(a) if a.balance && !s.uncertainties.multi_label => Some(match cached {
+            Some(c) => overlay_classes(s.predicted, c.classes.as_deref()),
+            None => known_classes(
+                s.predicted,
+                req.labelled.as_ref(),
+                (s.grid, s.tiles, s.crs_wkt),
+                s.class_names,
+            ),
+        }),
         _ => None,
     };
     let input = SelectionInput {
@@ -130,6 +137,21 @@ pub(super) fn select_stage(req: &ScoreRequest, s: &Scored<'_>) -> Result<Selecte
 /// [`Error::Invalid`] for a metric the result does not have (e.g. `predicted_loss`
 /// without a loss head), and those of the selection.
 pub fn reselect(result: &mut ScoreResult, req: &ScoreRequest) -> Result<()> {
+    reselect_with(result, req, None)
+}
+
+/// [`reselect`] with `req.labelled` already mapped onto the result's tiles
+/// ([`label_tiles`](super::label_tiles)); `None` maps them here. The caller makes sure
+/// `labels` were mapped from `req.labelled` onto this result.
+///
+/// # Errors
+///
+/// Those of [`reselect`].
+pub fn reselect_with(
+    result: &mut ScoreResult,
+    req: &ScoreRequest,
+    labels: Option<&LabelTiles>,
+) -> Result<()> {
     let t = Instant::now();
     if req.metric == crate::uncertainty::Metric::PredictedLoss
         && result.uncertainties.predicted_loss.is_none()
@@ -151,6 +173,7 @@ pub fn reselect(result: &mut ScoreResult, req: &ScoreRequest) -> Result<()> {
             predicted: &result.predicted,
             model_switch: result.auto_switch_per_class,
         },
+        labels,
     )?;
     result.picks = selected.picks;
     result.strategy_params =

@@ -292,18 +292,7 @@ fn train(
     let n = x.nrows();
     let xs = head.standardise(x);
     let xs = Tensor::from_vec(xs.iter().copied().collect::<Vec<f32>>(), xs.dim(), &dev)?;
-    let all_targets = match targets {
-        Targets::Single(v) => BatchTargets::Single(Tensor::from_vec(
-            v.iter().map(|&c| c as u32).collect::<Vec<_>>(),
-            n,
-            &dev,
-        )?),
-        Targets::Multi(a) => BatchTargets::Multi(Tensor::from_vec(
-            a.iter().copied().collect::<Vec<f32>>(),
-            a.dim(),
-            &dev,
-        )?),
-    };
+    let all_targets = target_tensor(targets, n, &dev)?;
     let w = &head.weights;
     let (w1, b1, w2, b2) = (
         var2(&dev, &w.w1)?,
@@ -385,38 +374,13 @@ fn train(
                 } else {
                     h.detach()
                 };
-                let pred = input
-                    .matmul(&lw1.as_tensor().t()?)?
-                    .broadcast_add(lb1.as_tensor())?
-                    .relu()?
-                    .matmul(&lw2.as_tensor().t()?)?
-                    .broadcast_add(lb2.as_tensor())?
-                    .squeeze(1)?;
-                let true_loss = per_sample.detach().to_vec1::<f32>()?;
-                let first: Vec<u32> = (0..half as u32).collect();
-                let second: Vec<u32> = (0..half).map(|i| (batch - 1 - i) as u32).collect();
-                let sign: Vec<f32> = first
-                    .iter()
-                    .zip(&second)
-                    .map(|(&i, &k)| {
-                        let d = true_loss[i as usize] - true_loss[k as usize];
-                        if d > 0.0 {
-                            1.0
-                        } else if d < 0.0 {
-                            -1.0
-                        } else {
-                            0.0
-                        }
-                    })
-                    .collect();
-                let first = Tensor::from_vec(first, half, &dev)?;
-                let second = Tensor::from_vec(second, half, &dev)?;
-                let sign = Tensor::from_vec(sign, half, &dev)?;
-                let diff = (pred.index_select(&first, 0)? - pred.index_select(&second, 0)?)?;
-                // Eq. 2: max(0, −sign(l_i − l_k)·(l̂_i − l̂_k) + ξ).
-                let ranking = ((sign * diff)?.neg()? + cfg.loss_margin)?
-                    .relu()?
-                    .mean_all()?;
+                let ranking = ranking_loss(
+                    &input,
+                    &per_sample,
+                    (lw1, lb1, lw2, lb2),
+                    (batch, cfg.loss_margin),
+                    &dev,
+                )?;
                 ranking_value = Some(ranking.to_scalar::<f32>()?);
                 total = (total + (ranking * cfg.loss_weight)?)?;
             }
@@ -447,4 +411,67 @@ fn train(
         final_loss,
         final_ranking,
     ))
+}
+
+/// The loss-prediction module's ranking loss on one batch (Yoo & Kweon 2019, Eq. 2): its
+/// predicted loss per sample from the hidden features `input`, compared in pairs (the
+/// first half of the batch against the second half reversed) with the true per-sample
+/// losses. In: features, true losses, the module's variables, `(batch, margin)`.
+/// Out: the mean hinge over the pairs, a scalar tensor.
+fn ranking_loss(
+    input: &Tensor,
+    per_sample: &Tensor,
+    (lw1, lb1, lw2, lb2): (&Var, &Var, &Var, &Var),
+    (batch, margin): (usize, f64),
+    dev: &Device,
+) -> Result<Tensor, HeadError> {
+    let half = batch / 2;
+    let pred = input
+        .matmul(&lw1.as_tensor().t()?)?
+        .broadcast_add(lb1.as_tensor())?
+        .relu()?
+        .matmul(&lw2.as_tensor().t()?)?
+        .broadcast_add(lb2.as_tensor())?
+        .squeeze(1)?;
+    let true_loss = per_sample.detach().to_vec1::<f32>()?;
+    let first: Vec<u32> = (0..half as u32).collect();
+    let second: Vec<u32> = (0..half).map(|i| (batch - 1 - i) as u32).collect();
+    let sign: Vec<f32> = first
+        .iter()
+        .zip(&second)
+        .map(|(&i, &k)| {
+            let d = true_loss[i as usize] - true_loss[k as usize];
+            if d > 0.0 {
+                1.0
+            } else if d < 0.0 {
+                -1.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let first = Tensor::from_vec(first, half, dev)?;
+    let second = Tensor::from_vec(second, half, dev)?;
+    let sign = Tensor::from_vec(sign, half, dev)?;
+    let diff = (pred.index_select(&first, 0)? - pred.index_select(&second, 0)?)?;
+    // Eq. 2: max(0, −sign(l_i − l_k)·(l̂_i − l̂_k) + ξ).
+    let ranking = ((sign * diff)?.neg()? + margin)?.relu()?.mean_all()?;
+    Ok(ranking)
+}
+
+/// The training targets as one tensor: class indices (`u32`, N) or multi-label 0/1
+/// rows (N × C).
+fn target_tensor(targets: Targets<'_>, n: usize, dev: &Device) -> Result<BatchTargets, HeadError> {
+    Ok(match targets {
+        Targets::Single(v) => BatchTargets::Single(Tensor::from_vec(
+            v.iter().map(|&c| c as u32).collect::<Vec<_>>(),
+            n,
+            dev,
+        )?),
+        Targets::Multi(a) => BatchTargets::Multi(Tensor::from_vec(
+            a.iter().copied().collect::<Vec<f32>>(),
+            a.dim(),
+            dev,
+        )?),
+    })
 }

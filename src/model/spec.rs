@@ -137,26 +137,7 @@ impl ModelSpec {
     ) -> Result<Self, ModelError> {
         let m = &metadata;
         let file = path.display().to_string();
-        let role = match m.get("nexttile_role").map(String::as_str) {
-            Some("encoder") => ModelRole::Encoder,
-            Some("head") => ModelRole::Head,
-            Some(other) => {
-                return Err(ModelError::Contract {
-                    path: file,
-                    problem: format!("nexttile_role is '{other}'; it must be 'encoder' or 'head'"),
-                });
-            }
-            None => match inputs.first().map(|i| i.shape.len()) {
-                Some(4) => ModelRole::Encoder,
-                Some(2) => ModelRole::Head,
-                _ => {
-                    return Err(ModelError::Contract {
-                        path: file,
-                        problem: "metadata has no nexttile_role and the first input is neither N×C×H×W (encoder) nor N×D (head)".into(),
-                    });
-                }
-            },
-        };
+        let role = role_of(m, &inputs, &file)?;
         let name = m.get("model_name").cloned().unwrap_or_else(|| {
             path.file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
@@ -191,174 +172,133 @@ impl ModelSpec {
             batch_size: None,
             metadata: BTreeMap::new(),
         };
-        let mut missing = Vec::new();
         spec.resolution_m = parse_opt::<f64>(m, "resolution", &file)?.map(|cm| cm / 100.0);
         spec.tile_size = parse_opt::<usize>(m, "tiles_size", &file)?;
         match role {
-            ModelRole::Encoder => {
-                spec.input_name =
-                    pick_io(&spec.inputs, m.get("input_name"), "input_name", &file, 4)?;
-                spec.output_name = pick_io(
-                    &spec.outputs,
-                    m.get("embedding_output"),
-                    "embedding_output",
-                    &file,
-                    2,
-                )?;
-                let bands: Option<Vec<String>> = parse_json_opt(m, "input_bands", &file)?;
-                let Some(bands) = bands else {
-                    missing.push(
-                        "input_bands (JSON list of band names, e.g. [\"B04\",\"B03\",\"B02\"])",
-                    );
-                    return Err(missing_err(file, &missing));
-                };
-                if bands.is_empty() {
-                    return Err(ModelError::Contract {
-                        path: file,
-                        problem: "input_bands is empty".into(),
-                    });
-                }
-                let n = bands.len();
-                let mean: Vec<f32> = parse_json_opt(m, "standardization_mean", &file)?
-                    .unwrap_or_else(|| vec![0.0; n]);
-                let std: Vec<f32> = parse_json_opt(m, "standardization_std", &file)?
-                    .unwrap_or_else(|| vec![1.0; n]);
-                if mean.len() != n || std.len() != n || std.iter().any(|s| *s <= 0.0) {
-                    return Err(ModelError::Contract {
-                        path: file,
-                        problem: format!(
-                            "standardization_mean/std must each list {n} values (one per input band), std > 0; got {} and {}",
-                            mean.len(),
-                            std.len()
-                        ),
-                    });
-                }
-                let clip: Option<Vec<f32>> = parse_json_opt(m, "input_clip", &file)?;
-                let clip = match clip.as_deref() {
-                    None => None,
-                    Some([lo, hi]) if lo < hi => Some((*lo, *hi)),
-                    Some(_) => {
-                        return Err(ModelError::Contract {
-                            path: file,
-                            problem: "input_clip must be [low, high] with low < high".into(),
-                        });
-                    }
-                };
-                spec.preprocess = Some(Preprocess {
-                    bands,
-                    scale: parse_opt::<f32>(m, "input_scale", &file)?.unwrap_or(1.0),
-                    offset: parse_opt::<f32>(m, "input_offset", &file)?.unwrap_or(0.0),
-                    clip,
-                    mean,
-                    std,
-                });
-                spec.per_band = parse_opt::<bool>(m, "per_band", &file)?.unwrap_or(false);
-                spec.band_fusion = match m.get("band_fusion").map(|v| v.trim().trim_matches('"')) {
-                    None | Some("mean") => BandFusion::Mean,
-                    Some("concat") => BandFusion::Concat,
-                    Some(other) => {
-                        return Err(ModelError::Contract {
-                            path: file,
-                            problem: format!(
-                                "band_fusion is '{other}'; it must be 'mean' or 'concat'"
-                            ),
-                        });
-                    }
-                };
-                let bands = &spec
-                    .preprocess
-                    .as_ref()
-                    .map(|p| p.bands.clone())
-                    .unwrap_or_default();
-                let defaults: Option<Vec<String>> = parse_json_opt(m, "default_bands", &file)?;
-                if let Some(d) = defaults {
-                    if let Some(bad) = d.iter().find(|b| !bands.contains(b)) {
-                        return Err(ModelError::Contract {
-                            path: file,
-                            problem: format!(
-                                "default_bands names {bad}, which input_bands does not list"
-                            ),
-                        });
-                    }
-                    spec.default_bands = d;
-                }
-                spec.modalities = parse_modalities(m, bands, &file)?;
-                let shape = spec
-                    .inputs
-                    .iter()
-                    .find(|i| i.name == spec.input_name)
-                    .map(|i| i.shape.clone())
-                    .unwrap_or_default();
-                let channels = if spec.per_band { 1 } else { n };
-                if let [_, c, h, w] = shape[..] {
-                    if spec.per_band && c > 0 && c != 1 {
-                        return Err(ModelError::Contract {
-                            path: file,
-                            problem: format!(
-                                "per_band is true but the input '{}' takes {c} channels; a per-band encoder takes one",
-                                spec.input_name
-                            ),
-                        });
-                    }
-                    if c > 0 && c as usize != channels {
-                        return Err(ModelError::Contract {
-                            path: file,
-                            problem: format!(
-                                "input_bands lists {n} bands but the input '{}' takes {c} channels",
-                                spec.input_name
-                            ),
-                        });
-                    }
-                    if h > 0 && h == w {
-                        spec.fixed_input_size = Some(h as usize);
-                    }
-                }
-                spec.input_stride = parse_opt::<usize>(m, "input_stride", &file)?;
-                spec.batch_size =
-                    parse_opt::<usize>(m, "nexttile_batch_size", &file)?.filter(|n| *n > 0);
-                spec.embedding_dim = parse_opt::<usize>(m, "embedding_dim", &file)?.or_else(|| {
-                    spec.outputs
-                        .iter()
-                        .find(|o| o.name == spec.output_name)
-                        .and_then(|o| o.shape.get(1).copied())
-                        .filter(|d| *d > 0)
-                        .map(|d| d as usize)
-                });
-            }
-            ModelRole::Head => {
-                spec.input_name = pick_io(
-                    &spec.inputs,
-                    m.get("embedding_input"),
-                    "embedding_input",
-                    &file,
-                    2,
-                )?;
-                spec.output_name = pick_io(
-                    &spec.outputs,
-                    m.get("probabilities_output"),
-                    "probabilities_output",
-                    &file,
-                    2,
-                )?;
-                match m.get("class_names") {
-                    None => {
-                        missing.push("class_names (JSON {\"0\": \"name\", …} or [\"name\", …])")
-                    }
-                    Some(raw) => spec.class_names = parse_class_names(raw, &file)?,
-                }
-                if !missing.is_empty() {
-                    return Err(missing_err(file, &missing));
-                }
-                spec.multi_label = parse_opt::<bool>(m, "multi_label", &file)?.unwrap_or(false);
-                spec.mc_dropout_input =
-                    named_io(m, "mc_dropout_input", &spec.inputs, "an input", &file)?;
-                spec.loss_output = named_io(m, "loss_output", &spec.outputs, "an output", &file)?;
-            }
+            ModelRole::Encoder => spec.read_encoder_contract(m, &file)?,
+            ModelRole::Head => spec.read_head_contract(m, &file)?,
         }
         spec.auto_switch_per_class =
             parse_opt::<usize>(m, "nexttile_auto_switch_per_class", &file)?;
         spec.metadata = metadata;
         Ok(spec)
+    }
+
+    /// Fills an encoder's contract from its metadata: input and embedding names, the
+    /// preprocessing, per-band use and fusion, default bands, modalities, the fixed
+    /// input size, stride, batch size and embedding width.
+    fn read_encoder_contract(
+        &mut self,
+        m: &BTreeMap<String, String>,
+        file: &str,
+    ) -> Result<(), ModelError> {
+        let contract = |problem: String| ModelError::Contract {
+            path: file.to_string(),
+            problem,
+        };
+        self.input_name = pick_io(&self.inputs, m.get("input_name"), "input_name", file, 4)?;
+        self.output_name = pick_io(
+            &self.outputs,
+            m.get("embedding_output"),
+            "embedding_output",
+            file,
+            2,
+        )?;
+        let pre = parse_preprocess(m, file)?;
+        let n = pre.bands.len();
+        let bands = pre.bands.clone();
+        self.preprocess = Some(pre);
+        self.per_band = parse_opt::<bool>(m, "per_band", file)?.unwrap_or(false);
+        self.band_fusion = match m.get("band_fusion").map(|v| v.trim().trim_matches('"')) {
+            None | Some("mean") => BandFusion::Mean,
+            Some("concat") => BandFusion::Concat,
+            Some(other) => {
+                return Err(contract(format!(
+                    "band_fusion is '{other}'; it must be 'mean' or 'concat'"
+                )));
+            }
+        };
+        let defaults: Option<Vec<String>> = parse_json_opt(m, "default_bands", file)?;
+        if let Some(d) = defaults {
+            if let Some(bad) = d.iter().find(|b| !bands.contains(b)) {
+                return Err(contract(format!(
+                    "default_bands names {bad}, which input_bands does not list"
+                )));
+            }
+            self.default_bands = d;
+        }
+        self.modalities = parse_modalities(m, &bands, file)?;
+        let shape = self
+            .inputs
+            .iter()
+            .find(|i| i.name == self.input_name)
+            .map(|i| i.shape.clone())
+            .unwrap_or_default();
+        let channels = if self.per_band { 1 } else { n };
+        if let [_, c, h, w] = shape[..] {
+            if self.per_band && c > 0 && c != 1 {
+                return Err(contract(format!(
+                    "per_band is true but the input '{}' takes {c} channels; a per-band encoder takes one",
+                    self.input_name
+                )));
+            }
+            if c > 0 && c as usize != channels {
+                return Err(contract(format!(
+                    "input_bands lists {n} bands but the input '{}' takes {c} channels",
+                    self.input_name
+                )));
+            }
+            if h > 0 && h == w {
+                self.fixed_input_size = Some(h as usize);
+            }
+        }
+        self.input_stride = parse_opt::<usize>(m, "input_stride", file)?;
+        self.batch_size = parse_opt::<usize>(m, "nexttile_batch_size", file)?.filter(|n| *n > 0);
+        self.embedding_dim = parse_opt::<usize>(m, "embedding_dim", file)?.or_else(|| {
+            self.outputs
+                .iter()
+                .find(|o| o.name == self.output_name)
+                .and_then(|o| o.shape.get(1).copied())
+                .filter(|d| *d > 0)
+                .map(|d| d as usize)
+        });
+        Ok(())
+    }
+
+    /// Fills a head's contract from its metadata: embedding input and probabilities
+    /// output, class names, multi-label, the MC-dropout input and the loss output.
+    fn read_head_contract(
+        &mut self,
+        m: &BTreeMap<String, String>,
+        file: &str,
+    ) -> Result<(), ModelError> {
+        self.input_name = pick_io(
+            &self.inputs,
+            m.get("embedding_input"),
+            "embedding_input",
+            file,
+            2,
+        )?;
+        self.output_name = pick_io(
+            &self.outputs,
+            m.get("probabilities_output"),
+            "probabilities_output",
+            file,
+            2,
+        )?;
+        match m.get("class_names") {
+            None => {
+                return Err(missing_err(
+                    file.to_string(),
+                    &["class_names (JSON {\"0\": \"name\", …} or [\"name\", …])"],
+                ));
+            }
+            Some(raw) => self.class_names = parse_class_names(raw, file)?,
+        }
+        self.multi_label = parse_opt::<bool>(m, "multi_label", file)?.unwrap_or(false);
+        self.mc_dropout_input = named_io(m, "mc_dropout_input", &self.inputs, "an input", file)?;
+        self.loss_output = named_io(m, "loss_output", &self.outputs, "an output", file)?;
+        Ok(())
     }
 
     /// Check that a tile edge of `tile` pixels can be fed to this encoder.
@@ -385,6 +325,81 @@ impl ModelSpec {
         }
         Ok(())
     }
+}
+
+/// A model's role: `nexttile_role` in its metadata, else guessed from its first input
+/// (N×C×H×W: encoder; N×D: head).
+fn role_of(
+    m: &BTreeMap<String, String>,
+    inputs: &[IoInfo],
+    file: &str,
+) -> Result<ModelRole, ModelError> {
+    match m.get("nexttile_role").map(String::as_str) {
+        Some("encoder") => Ok(ModelRole::Encoder),
+        Some("head") => Ok(ModelRole::Head),
+        Some(other) => Err(ModelError::Contract {
+            path: file.to_string(),
+            problem: format!("nexttile_role is '{other}'; it must be 'encoder' or 'head'"),
+        }),
+        None => match inputs.first().map(|i| i.shape.len()) {
+            Some(4) => Ok(ModelRole::Encoder),
+            Some(2) => Ok(ModelRole::Head),
+            _ => Err(ModelError::Contract {
+                path: file.to_string(),
+                problem: "metadata has no nexttile_role and the first input is neither N×C×H×W (encoder) nor N×D (head)".into(),
+            }),
+        },
+    }
+}
+
+/// An encoder's preprocessing from its metadata: `input_bands` (required), the
+/// standardisation (default mean 0, std 1), `input_clip`, `input_scale` and
+/// `input_offset`.
+fn parse_preprocess(m: &BTreeMap<String, String>, file: &str) -> Result<Preprocess, ModelError> {
+    let contract = |problem: String| ModelError::Contract {
+        path: file.to_string(),
+        problem,
+    };
+    let bands: Option<Vec<String>> = parse_json_opt(m, "input_bands", file)?;
+    let Some(bands) = bands else {
+        return Err(missing_err(
+            file.to_string(),
+            &["input_bands (JSON list of band names, e.g. [\"B04\",\"B03\",\"B02\"])"],
+        ));
+    };
+    if bands.is_empty() {
+        return Err(contract("input_bands is empty".into()));
+    }
+    let n = bands.len();
+    let mean: Vec<f32> =
+        parse_json_opt(m, "standardization_mean", file)?.unwrap_or_else(|| vec![0.0; n]);
+    let std: Vec<f32> =
+        parse_json_opt(m, "standardization_std", file)?.unwrap_or_else(|| vec![1.0; n]);
+    if mean.len() != n || std.len() != n || std.iter().any(|s| *s <= 0.0) {
+        return Err(contract(format!(
+            "standardization_mean/std must each list {n} values (one per input band), std > 0; got {} and {}",
+            mean.len(),
+            std.len()
+        )));
+    }
+    let clip: Option<Vec<f32>> = parse_json_opt(m, "input_clip", file)?;
+    let clip = match clip.as_deref() {
+        None => None,
+        Some([lo, hi]) if lo < hi => Some((*lo, *hi)),
+        Some(_) => {
+            return Err(contract(
+                "input_clip must be [low, high] with low < high".into(),
+            ));
+        }
+    };
+    Ok(Preprocess {
+        bands,
+        scale: parse_opt::<f32>(m, "input_scale", file)?.unwrap_or(1.0),
+        offset: parse_opt::<f32>(m, "input_offset", file)?.unwrap_or(0.0),
+        clip,
+        mean,
+        std,
+    })
 }
 
 /// The graph input/output that metadata `key` names, if it names one; an

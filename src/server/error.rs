@@ -5,6 +5,38 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use crate::ErrorKind;
+
+/// The HTTP status of each [`ErrorKind`], the one table of them: what an engine error
+/// of that kind is answered with, and the status of [`ApiError::of_kind`]. (Routes may
+/// answer a finer status of the same kind, e.g. 403 or 413 for bad input: see
+/// [`kind_of`].)
+pub fn status_for(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::BadInput => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict | ErrorKind::Cancelled => StatusCode::CONFLICT,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::RuntimeMissing | ErrorKind::CannotWrite | ErrorKind::Internal => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+/// The kind of an error answered with `status` by a route: client errors are bad
+/// input (404 not found, 409 conflict), 429 and 503 unavailable, 507 (full disk)
+/// cannot write, the rest internal.
+pub fn kind_of(status: StatusCode) -> ErrorKind {
+    match status {
+        StatusCode::NOT_FOUND => ErrorKind::NotFound,
+        StatusCode::INSUFFICIENT_STORAGE => ErrorKind::CannotWrite,
+        StatusCode::CONFLICT => ErrorKind::Conflict,
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => ErrorKind::Unavailable,
+        s if s.is_client_error() => ErrorKind::BadInput,
+        _ => ErrorKind::Internal,
+    }
+}
+
 /// The JSON body of every error answer.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
@@ -15,6 +47,9 @@ pub struct ErrorBody {
 /// An error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
+    /// What kind of failure it is (a job that ends with [`ErrorKind::Cancelled`] is
+    /// recorded `cancelled`).
+    pub kind: ErrorKind,
     /// HTTP status.
     pub status: StatusCode,
     /// Human-readable message.
@@ -22,10 +57,20 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// An error with `status` and `message`.
+    /// An error with `status` and `message`, of the kind that status says ([`kind_of`]).
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
+            kind: kind_of(status),
             status,
+            message: message.into(),
+        }
+    }
+
+    /// An error of `kind`, answered with that kind's status ([`status_for`]).
+    pub fn of_kind(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            status: status_for(kind),
             message: message.into(),
         }
     }
@@ -132,22 +177,42 @@ impl From<crate::store::DbError> for ApiError {
 
 impl From<crate::Error> for ApiError {
     fn from(e: crate::Error) -> Self {
-        let status = match e.exit_code() {
-            3 => StatusCode::UNPROCESSABLE_ENTITY,
-            130 => StatusCode::CONFLICT,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let kind = e.kind();
         // Only failures of the daemon's own writes: a 422's message may quote the client.
-        if status == StatusCode::INTERNAL_SERVER_ERROR && is_storage_full(&e) {
+        if status_for(kind) == StatusCode::INTERNAL_SERVER_ERROR && is_storage_full(&e) {
             return ApiError::storage_full(e);
         }
-        ApiError::new(status, e.to_string())
+        ApiError::of_kind(kind, e.to_string())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Engine errors keep the statuses they had when they were mapped from exit codes
+    /// (3 -> 422, 130 -> 409, others 500), and their kind.
+    #[test]
+    fn engine_errors_answer_their_kinds_status() {
+        let cases = [
+            (crate::Error::Invalid("x".into()), 422, ErrorKind::BadInput),
+            (crate::Error::Cancelled, 409, ErrorKind::Cancelled),
+            (crate::Error::Internal("x".into()), 500, ErrorKind::Internal),
+        ];
+        for (e, status, kind) in cases {
+            let a = ApiError::from(e);
+            assert_eq!((a.status.as_u16(), a.kind), (status, kind), "{a:?}");
+        }
+        assert_eq!(
+            ApiError::new(StatusCode::FORBIDDEN, "x").kind,
+            ErrorKind::BadInput
+        );
+        assert_eq!(ApiError::not_found("x").kind, ErrorKind::NotFound);
+        assert_eq!(
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "x").kind,
+            ErrorKind::Unavailable
+        );
+    }
 
     /// A full disk is a 507 with advice however it arrives: SQLite's `SQLITE_FULL`, an
     /// I/O error (ENOSPC, EDQUOT) inside an engine error, or the text of one; other
@@ -171,6 +236,7 @@ mod tests {
         ];
         for e in cases {
             assert_eq!(e.status, StatusCode::INSUFFICIENT_STORAGE, "{e:?}");
+            assert_eq!(e.kind, ErrorKind::CannotWrite, "{e:?}");
             assert!(
                 e.message.contains("is full") && e.message.contains("free space on that disk"),
                 "{e:?}"

@@ -480,6 +480,7 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
             model_roots: config.model_roots.clone(),
             stopping: stopping.clone(),
             warm: std::sync::Mutex::new(warm::WarmScenes::new(config.warm_scene_bytes)),
+            labels: std::sync::Mutex::new(warm::LabelCache::default()),
         },
         config.queue_capacity,
     )

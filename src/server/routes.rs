@@ -19,7 +19,7 @@ use super::worker::{JobLive, SelectParams, Task};
 use crate::engine::{DEFAULT_BUDGET, DEFAULT_MC_PASSES, DEFAULT_TILE_SIZE};
 use crate::model::ModelRole;
 use crate::sampling::Strategy;
-use crate::store::{Db, JobRow, LabelRow, Project, RoundRow, SceneRow, SceneStatus};
+use crate::store::{Db, JobRow, JobStatus, LabelRow, Project, RoundRow, SceneRow, SceneStatus};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -297,7 +297,7 @@ fn new_job(state: &AppState, db: &Db, project: i64, kind: &str) -> ApiResult<i64
         jobs.insert(
             id,
             JobLive {
-                status: "queued".into(),
+                status: JobStatus::Queued,
                 stage: "queued".into(),
                 done: 0,
                 total: 0,
@@ -319,7 +319,7 @@ async fn submit_job(state: &Arc<AppState>, job: i64, task: Task) -> ApiResult<()
     }
     let why = e.message.clone();
     with_db(state, move |db| {
-        Ok(db.set_job(job, "failed", Some(&why), None)?)
+        Ok(db.set_job(job, JobStatus::Failed, Some(&why), None)?)
     })
     .await?;
     Err(e)
@@ -569,7 +569,7 @@ pub async fn get_job(
     .await?;
     let mut v = serde_json::to_value(&row).unwrap_or_default();
     if let Some(live) = live {
-        v["status"] = live.status.into();
+        v["status"] = live.status.name().into();
         v["stage"] = live.stage.into();
         v["done"] = live.done.into();
         v["total"] = live.total.into();

@@ -7,10 +7,38 @@
 //!
 //! [`engine::reselect`]: crate::engine::reselect
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
-use crate::engine::{ScoreRequest, ScoreResult};
+use crate::aoi::Labelled;
+use crate::engine::{LabelTiles, ScoreRequest, ScoreResult};
 use crate::paths::file_identity;
+
+/// What identifies a project's labels at one moment: the project's id, its creation
+/// time (a new project that reuses a deleted one's id is another) and its label
+/// revision (one more at every change to its labels).
+pub type LabelKey = (i64, String, i64);
+
+/// Projects' labels as last read from the database, each kept until its label revision
+/// changes, so a request reads and parses them once per change rather than every time.
+#[derive(Default)]
+pub struct LabelCache {
+    entries: HashMap<i64, (LabelKey, Option<Labelled>)>,
+}
+
+impl LabelCache {
+    /// The labels read at `key` (`Some(None)`: the project had none), if kept.
+    pub fn get(&self, key: &LabelKey) -> Option<&Option<Labelled>> {
+        self.entries
+            .get(&key.0)
+            .filter(|(k, _)| k == key)
+            .map(|(_, l)| l)
+    }
+
+    /// Keeps `labelled` as the project's labels at `key`, replacing older ones.
+    pub fn put(&mut self, key: LabelKey, labelled: Option<Labelled>) {
+        self.entries.insert(key.0, (key, labelled));
+    }
+}
 
 /// Bytes a result holds in memory (its per-tile arrays), as counted against the budget.
 pub fn result_bytes(r: &ScoreResult) -> u64 {
@@ -55,7 +83,15 @@ struct Entry {
     fingerprint: String,
     bytes: u64,
     result: ScoreResult,
+    labels: Option<(LabelKey, Option<LabelTiles>)>,
 }
+
+/// A warm result and its project's labels as mapped onto its tiles, at the labels' key
+/// (`None` until mapped; `Some((key, None))`: the project had no labels then).
+pub type WarmEntry<'a> = (
+    &'a mut ScoreResult,
+    &'a mut Option<(LabelKey, Option<LabelTiles>)>,
+);
 
 impl WarmScenes {
     /// An empty set that keeps at most `capacity` bytes of results.
@@ -78,6 +114,14 @@ impl WarmScenes {
         self.entries.back_mut().map(|e| &mut e.result)
     }
 
+    /// [`get_mut`](Self::get_mut) with the labels last mapped onto the result's tiles.
+    pub fn entry_mut(&mut self, scene: i64, fingerprint: &str) -> Option<WarmEntry<'_>> {
+        self.get_mut(scene, fingerprint)?;
+        self.entries
+            .back_mut()
+            .map(|e| (&mut e.result, &mut e.labels))
+    }
+
     /// Keeps `result` as `scene`'s warm result (replacing any older one of the scene),
     /// dropping the least recently used until it fits; a result larger than the whole
     /// budget is not kept.
@@ -97,6 +141,7 @@ impl WarmScenes {
             fingerprint,
             bytes,
             result,
+            labels: None,
         });
     }
 

@@ -15,14 +15,14 @@ use super::error::ApiError;
 use crate::aoi::{Aoi, Labelled};
 use crate::engine::{self, Progress, Retrain, ScoreRequest};
 use crate::sampling::Strategy;
-use crate::store::{Db, Project, SceneRow, SceneStatus};
+use crate::store::{Db, JobStatus, Project, SceneRow, SceneStatus};
 use crate::uncertainty::Metric;
 
 /// Live state of a job, for polling.
 #[derive(Debug, Clone, Serialize)]
 pub struct JobLive {
-    /// queued, running, done, failed, cancelled.
-    pub status: String,
+    /// Queued or running (serialised as `queued`, `running`).
+    pub status: JobStatus,
     /// Engine stage (`embedding`, `head`, `selecting`, ...).
     pub stage: String,
     /// Tiles done.
@@ -134,6 +134,8 @@ pub struct WorkerContext {
     pub stopping: Arc<AtomicBool>,
     /// Scored scenes kept in memory so suggestions run only the select stage.
     pub warm: std::sync::Mutex<super::warm::WarmScenes>,
+    /// Projects' labels as last read, by label revision.
+    pub labels: std::sync::Mutex<super::warm::LabelCache>,
 }
 
 impl WorkerContext {
@@ -141,6 +143,13 @@ impl WorkerContext {
     /// the set is still consistent: every change to it is one call).
     fn warm(&self) -> std::sync::MutexGuard<'_, super::warm::WarmScenes> {
         self.warm
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The label cache (a poisoned lock: as for [`warm`](Self::warm)).
+    fn labels(&self) -> std::sync::MutexGuard<'_, super::warm::LabelCache> {
+        self.labels
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -223,12 +232,12 @@ fn run_job(
             return Err(ApiError::internal("job vanished"));
         };
         if live.cancel.load(Ordering::SeqCst) {
-            return Err(ApiError::new(axum::http::StatusCode::CONFLICT, "cancelled"));
+            return Err(crate::Error::Cancelled.into());
         }
-        live.status = "running".into();
+        live.status = JobStatus::Running;
         live.cancel.clone()
     };
-    let _ = db.set_job(job, "running", None, None);
+    let _ = db.set_job(job, JobStatus::Running, None, None);
     let jobs = ctx.jobs.clone();
     let progress = move |p: Progress| {
         if let Ok(mut t) = jobs.lock()
@@ -288,26 +297,19 @@ fn survive_panics(work: impl FnOnce() -> Outcome) -> Outcome {
 }
 
 /// Records how job `job` ended and drops it from the live table; returns the status
-/// recorded (`done`, `failed`, `cancelled` or `interrupted`).
-fn finish(ctx: &WorkerContext, db: &Db, job: i64, outcome: Outcome) -> &'static str {
+/// recorded (done, failed, cancelled or interrupted).
+fn finish(ctx: &WorkerContext, db: &Db, job: i64, outcome: Outcome) -> JobStatus {
     let (status, message, result) = match &outcome {
-        Ok(v) => ("done", None, Some(v)),
-        Err(e)
-            if e.status == axum::http::StatusCode::CONFLICT
-                && ctx.stopping.load(Ordering::SeqCst) =>
-        {
-            (
-                "interrupted",
-                Some(
-                    "the daemon was stopped (SIGINT/SIGTERM) before the job finished; start it again",
-                ),
-                None,
-            )
+        Ok(v) => (JobStatus::Done, None, Some(v)),
+        Err(e) if e.kind == crate::ErrorKind::Cancelled && ctx.stopping.load(Ordering::SeqCst) => (
+            JobStatus::Interrupted,
+            Some("the daemon was stopped (SIGINT/SIGTERM) before the job finished; start it again"),
+            None,
+        ),
+        Err(e) if e.kind == crate::ErrorKind::Cancelled => {
+            (JobStatus::Cancelled, Some(e.message.as_str()), None)
         }
-        Err(e) if e.status == axum::http::StatusCode::CONFLICT => {
-            ("cancelled", Some(e.message.as_str()), None)
-        }
-        Err(e) => ("failed", Some(e.message.as_str()), None),
+        Err(e) => (JobStatus::Failed, Some(e.message.as_str()), None),
     };
     if let Err(e) = db.set_job(job, status, message, result) {
         tracing::error!("job {job}: {e}");
@@ -321,6 +323,18 @@ fn finish(ctx: &WorkerContext, db: &Db, job: i64, outcome: Outcome) -> &'static 
 /// The request every task starts from: the project's models, the scene, its AOI, all
 /// of the project's labels, the embedding cache, and the last round's head.
 fn base_request(
+    ctx: &WorkerContext,
+    db: &Db,
+    project: &Project,
+    scene: &SceneRow,
+) -> Result<ScoreRequest, ApiError> {
+    let mut req = unlabelled_request(ctx, db, project, scene)?;
+    req.labelled = cached_labels(ctx, db, project)?.1;
+    Ok(req)
+}
+
+/// [`base_request`] without the labels (`labelled` is `None`).
+fn unlabelled_request(
     ctx: &WorkerContext,
     db: &Db,
     project: &Project,
@@ -345,13 +359,34 @@ fn base_request(
                 .map_err(|e| ApiError::bad_request(e.to_string()))?,
         );
     }
-    req.labelled = project_labels(db, project.id)?;
     req.trained_head = db
         .rounds(project.id)?
         .last()
         .and_then(|r| r.head_path.clone())
         .map(PathBuf::from);
     Ok(req)
+}
+
+/// The key of a project's labels now: its id, creation time and label revision.
+fn label_key(db: &Db, project: &Project) -> Result<super::warm::LabelKey, ApiError> {
+    let revision = db.label_revision(project.id)?.unwrap_or(0);
+    Ok((project.id, project.created.clone(), revision))
+}
+
+/// A project's labels ([`project_labels`]) and their key, read from the database only
+/// when they changed since they were last read.
+fn cached_labels(
+    ctx: &WorkerContext,
+    db: &Db,
+    project: &Project,
+) -> Result<(super::warm::LabelKey, Option<Labelled>), ApiError> {
+    let key = label_key(db, project)?;
+    if let Some(labelled) = ctx.labels().get(&key) {
+        return Ok((key, labelled.clone()));
+    }
+    let labelled = project_labels(db, project.id)?;
+    ctx.labels().put(key.clone(), labelled.clone());
+    Ok((key, labelled))
 }
 
 /// All labels of a project as a [`Labelled`] (EPSG:4326), or `None` when there are none.
@@ -379,6 +414,12 @@ fn select_request(
     p: &SelectParams,
 ) -> Result<ScoreRequest, ApiError> {
     let mut req = base_request(ctx, db, project, scene)?;
+    with_selection(&mut req, p)?;
+    Ok(req)
+}
+
+/// Sets a request's selection parameters (and AOI, when given) from `p`.
+fn with_selection(req: &mut ScoreRequest, p: &SelectParams) -> Result<(), ApiError> {
     req.strategy = p.strategy;
     req.metric = p.metric;
     req.budget = p.budget;
@@ -391,7 +432,7 @@ fn select_request(
                 .map_err(|e| ApiError::bad_request(e.to_string()))?,
         );
     }
-    Ok(req)
+    Ok(())
 }
 
 fn score_scene(
@@ -426,6 +467,9 @@ fn latest_suggestions(ctx: &WorkerContext, scene: i64, result: &engine::ScoreRes
     serde_json::to_value(&collection).map_err(ApiError::internal)
 }
 
+/// Suggestions for a scene: on a warm scene only the select stage runs, with the
+/// project's labels mapped onto its tiles once per label revision; otherwise the scene
+/// is scored (from the embedding cache) and kept warm.
 fn suggest(
     ctx: &WorkerContext,
     db: &Db,
@@ -434,15 +478,28 @@ fn suggest(
     params: &SelectParams,
     cancel: &AtomicBool,
 ) -> Outcome {
-    let req = select_request(ctx, db, project, scene, params)?;
+    let mut req = unlabelled_request(ctx, db, project, scene)?;
+    with_selection(&mut req, params)?;
     let key = super::warm::fingerprint(&req);
+    let label_key = label_key(db, project)?;
     {
         let mut warm = ctx.warm();
-        if let Some(result) = warm.get_mut(scene.id, &key) {
-            engine::reselect(result, &req)?;
+        if let Some((result, labels)) = warm.entry_mut(scene.id, &key) {
+            let fresh = labels.as_ref().is_some_and(|(k, _)| *k == label_key);
+            if !fresh {
+                let (k, labelled) = cached_labels(ctx, db, project)?;
+                let tiles = match &labelled {
+                    Some(l) => Some(engine::label_tiles(l, result)?),
+                    None => None,
+                };
+                *labels = Some((k, tiles));
+            }
+            let tiles = labels.as_ref().and_then(|(_, t)| t.as_ref());
+            engine::reselect_with(result, &req, tiles)?;
             return latest_suggestions(ctx, scene.id, result);
         }
     }
+    req.labelled = cached_labels(ctx, db, project)?.1;
     let result = engine::score(&req, &|_| {}, cancel)?;
     let answer = latest_suggestions(ctx, scene.id, &result)?;
     ctx.warm().put(scene.id, key, result);

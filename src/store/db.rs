@@ -88,7 +88,69 @@ UPDATE scenes SET status = CASE
     ELSE 'interrupted'
 END;
 "#,
+    r#"
+-- 4: a project's label revision, one more at every change to its labels (added,
+-- corrected, deleted), so the daemon can keep the labels it read until they change
+ALTER TABLE projects ADD COLUMN label_revision INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
+
+/// Counts one more change to a project's labels (`?1`: the project id).
+const BUMP_LABEL_REVISION: &str =
+    "UPDATE projects SET label_revision = label_revision + 1 WHERE id = ?1";
+
+/// Where a job stands, stored and served as these lowercase names (the QGIS plugin
+/// matches them): `queued`, `running`, `done`, `failed`, `cancelled`, `interrupted`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    /// Waiting in the engine's queue.
+    Queued,
+    /// On the engine thread.
+    Running,
+    /// Finished; its result is stored.
+    Done,
+    /// Stopped by an error (its message says which).
+    Failed,
+    /// Stopped by `DELETE /jobs/{id}`.
+    Cancelled,
+    /// Stopped because the daemon stopped.
+    Interrupted,
+}
+
+impl JobStatus {
+    /// The stored (and served) name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Interrupted => "interrupted",
+        }
+    }
+
+    /// The status of a stored name (`None` for a name no build writes).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            Self::Queued,
+            Self::Running,
+            Self::Done,
+            Self::Failed,
+            Self::Cancelled,
+            Self::Interrupted,
+        ]
+        .into_iter()
+        .find(|s| s.name() == name)
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Where a scene's scoring stands; suggestions and the heatmap need `scored`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -119,12 +181,12 @@ impl SceneStatus {
     /// The status a scene's scoring job leaves it in: `done` → scored, `failed` →
     /// failed, `queued`/`running` → scoring, anything else (cancelled, interrupted) →
     /// interrupted.
-    pub fn after_job(job_status: &str) -> Self {
+    pub fn after_job(job_status: JobStatus) -> Self {
         match job_status {
-            "done" => Self::Scored,
-            "failed" => Self::Failed,
-            "queued" | "running" => Self::Scoring,
-            _ => Self::Interrupted,
+            JobStatus::Done => Self::Scored,
+            JobStatus::Failed => Self::Failed,
+            JobStatus::Queued | JobStatus::Running => Self::Scoring,
+            JobStatus::Cancelled | JobStatus::Interrupted => Self::Interrupted,
         }
     }
 
@@ -305,8 +367,8 @@ pub struct JobRow {
     pub project_id: Option<i64>,
     /// `score` or `round`.
     pub kind: String,
-    /// queued, running, done, failed, cancelled, interrupted.
-    pub status: String,
+    /// Queued, running, done, failed, cancelled or interrupted.
+    pub status: JobStatus,
     /// Error or note.
     pub message: Option<String>,
     /// Result (JSON) when done.
@@ -613,6 +675,10 @@ impl Db {
                 ids.push(tx.last_insert_rowid());
             }
         }
+        if !labels.is_empty() {
+            tx.execute(BUMP_LABEL_REVISION, [project_id])
+                .map_err(|e| err("bump label revision", e))?;
+        }
         tx.commit().map_err(|e| err("commit labels", e))?;
         Ok(ids)
     }
@@ -705,27 +771,54 @@ impl Db {
         class: Option<&str>,
         geometry: Option<&serde_json::Value>,
     ) -> Result<bool, DbError> {
-        self.conn
+        let changed = self
+            .conn
             .execute(
                 "UPDATE labels SET class = COALESCE(?3, class), geometry = COALESCE(?4, geometry),
                  updated = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
                  WHERE id = ?2 AND project_id = ?1 AND deleted IS NULL",
                 params![project_id, id, class, geometry.map(|g| g.to_string())],
             )
-            .map(|n| n > 0)
-            .map_err(|e| self.err("update label", e))
+            .map_err(|e| self.err("update label", e))?;
+        self.bump_label_revision(project_id, changed)
     }
 
     /// Marks a label deleted (the row is kept); false when there is no such label.
     pub fn delete_label(&self, project_id: i64, id: i64) -> Result<bool, DbError> {
-        self.conn
+        let changed = self
+            .conn
             .execute(
                 "UPDATE labels SET deleted = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
                  WHERE id = ?2 AND project_id = ?1 AND deleted IS NULL",
                 params![project_id, id],
             )
-            .map(|n| n > 0)
-            .map_err(|e| self.err("delete label", e))
+            .map_err(|e| self.err("delete label", e))?;
+        self.bump_label_revision(project_id, changed)
+    }
+
+    /// After a change of `changed` labels of a project: one more revision when any
+    /// changed; whether any did.
+    fn bump_label_revision(&self, project_id: i64, changed: usize) -> Result<bool, DbError> {
+        if changed > 0 {
+            self.conn
+                .execute(BUMP_LABEL_REVISION, [project_id])
+                .map_err(|e| self.err("bump label revision", e))?;
+        }
+        Ok(changed > 0)
+    }
+
+    /// A project's label revision: one more at every change to its labels (0 before
+    /// any), so what was read at one revision holds until it changes; `None` when there
+    /// is no such project.
+    pub fn label_revision(&self, project_id: i64) -> Result<Option<i64>, DbError> {
+        self.conn
+            .query_row(
+                "SELECT label_revision FROM projects WHERE id = ?1",
+                [project_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err("read label revision", e))
     }
 
     /// Records a round; its number is one more than the project's last.
@@ -793,7 +886,7 @@ impl Db {
     pub fn set_job(
         &self,
         id: i64,
-        status: &str,
+        status: JobStatus,
         message: Option<&str>,
         result: Option<&serde_json::Value>,
     ) -> Result<(), DbError> {
@@ -801,7 +894,7 @@ impl Db {
             .execute(
                 "UPDATE jobs SET status = ?2, message = ?3, result = COALESCE(?4, result),
                  updated = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
-                params![id, status, message, result.map(|r| r.to_string())],
+                params![id, status.name(), message, result.map(|r| r.to_string())],
             )
             .map(|_| ())
             .map_err(|e| self.err("update job", e))
@@ -814,11 +907,19 @@ impl Db {
                 "SELECT id, project_id, kind, status, message, result, created, updated FROM jobs WHERE id = ?1",
                 [id],
                 |r| {
+                    let name: String = r.get(3)?;
+                    let status = JobStatus::from_name(&name).ok_or_else(|| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            3,
+                            rusqlite::types::Type::Text,
+                            format!("unknown job status {name:?}").into(),
+                        )
+                    })?;
                     Ok(JobRow {
                         id: r.get(0)?,
                         project_id: r.get(1)?,
                         kind: r.get(2)?,
-                        status: r.get(3)?,
+                        status,
                         message: r.get(4)?,
                         result: json_or_null(r.get(5)?),
                         created: r.get(6)?,
@@ -864,6 +965,40 @@ mod tests {
             author: Some("ana".into()),
             source: Some("test".into()),
         }
+    }
+
+    /// Every change to a project's labels (added, corrected, deleted) counts one more
+    /// label revision; a change that finds no label, and other projects' changes, do not.
+    #[test]
+    fn label_revisions_count_every_change_to_a_projects_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::open(&dir.path().join("state.sqlite")).unwrap();
+        let classes = vec!["Forest".to_string(), "River".to_string()];
+        let p = db
+            .create_project("p", "e.onnx", "h.onnx", &classes, false)
+            .unwrap()
+            .unwrap();
+        let q = db
+            .create_project("q", "e.onnx", "h.onnx", &classes, false)
+            .unwrap()
+            .unwrap();
+        let rev = |db: &Db| db.label_revision(p.id).unwrap().unwrap();
+        assert_eq!(rev(&db), 0);
+        let ids = db
+            .add_labels(p.id, &[label("Forest", 1.0), label("Forest", 2.0)])
+            .unwrap();
+        assert_eq!(rev(&db), 1, "one batch, one revision");
+        db.add_labels(q.id, &[label("Forest", 3.0)]).unwrap();
+        assert_eq!(rev(&db), 1, "another project's labels");
+        assert!(db.update_label(p.id, ids[0], Some("River"), None).unwrap());
+        assert_eq!(rev(&db), 2);
+        assert!(db.delete_label(p.id, ids[1]).unwrap());
+        assert_eq!(rev(&db), 3);
+        assert!(!db.delete_label(p.id, ids[1]).unwrap(), "already deleted");
+        assert!(!db.update_label(p.id, 999, Some("River"), None).unwrap());
+        db.add_labels(p.id, &[]).unwrap();
+        assert_eq!(rev(&db), 3, "no change, no revision");
+        assert_eq!(db.label_revision(999).unwrap(), None);
     }
 
     /// A real `SQLITE_FULL` (the database capped with `max_page_count`, as a full disk
@@ -961,13 +1096,17 @@ mod tests {
             .unwrap();
         assert_eq!((r1.number, r2.number), (1, 2));
         let job = db.create_job(Some(p.id), "score").unwrap();
-        db.set_job(job, "running", None, None).unwrap();
+        db.set_job(job, JobStatus::Running, None, None).unwrap();
         drop(db);
         // Reopen: nothing lost; the running job is marked interrupted.
         let db = Db::open(&path).unwrap();
         assert_eq!(db.labels(p.id).unwrap().len(), 1);
         assert_eq!(db.interrupt_stale_jobs().unwrap(), 1);
-        assert_eq!(db.job(job).unwrap().unwrap().status, "interrupted");
+        assert_eq!(db.job(job).unwrap().unwrap().status, JobStatus::Interrupted);
+        for s in [JobStatus::Queued, JobStatus::Done, JobStatus::Cancelled] {
+            assert_eq!(JobStatus::from_name(s.name()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.name());
+        }
         assert!(db.delete_project(p.id).unwrap());
         assert!(db.projects().unwrap().is_empty());
         assert!(db.labels(p.id).unwrap().is_empty());
@@ -1032,8 +1171,8 @@ mod tests {
         assert!(!db.set_scene_status(s.id, 3, Scored).unwrap());
         assert!(db.set_scene_status(s.id, 4, Failed).unwrap());
         assert_eq!(db.scene(s.id).unwrap().unwrap().status, Failed);
-        assert_eq!(SceneStatus::after_job("cancelled"), Interrupted);
-        assert_eq!(SceneStatus::after_job("done"), Scored);
+        assert_eq!(SceneStatus::after_job(JobStatus::Cancelled), Interrupted);
+        assert_eq!(SceneStatus::after_job(JobStatus::Done), Scored);
     }
 
     /// Pages hold at most `limit` labels, say whether more remain, and together hold

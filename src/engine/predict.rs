@@ -1,0 +1,203 @@
+//! The predict stage: [`Embedded`](super::embed::Embedded) embeddings → class
+//! probabilities, T MC passes × tiles × classes, from the ONNX head, a head saved by an
+//! earlier round, or a head retrained here on the analysts' labels.
+
+use ndarray::{Array2, Array3, Axis};
+
+use crate::aoi::Labelled;
+use crate::error::{Error, Result};
+use crate::head::{HeadConfig, HeadSpec, Targets, TrainableHead};
+use crate::model::Head;
+use crate::report::RetrainSummary;
+use crate::tiling::{TileGrid, TileId};
+
+use super::labels::tile_classes;
+use super::request::{Retrain, ScoreRequest};
+
+/// What the predict stage gives.
+pub(super) struct Predicted {
+    /// Probabilities, passes × tiles × classes.
+    pub probs: Array3<f32>,
+    /// The ONNX head's predicted loss per tile, when it has a loss output.
+    pub predicted_loss: Option<ndarray::Array1<f32>>,
+    /// What retraining did, when the head was retrained.
+    pub retrained: Option<RetrainSummary>,
+}
+
+/// Where the scored tiles lie, for mapping labels onto them.
+pub(super) struct TilePlaces<'a> {
+    /// The tile grid.
+    pub grid: &'a TileGrid,
+    /// Scored tiles, in the order of the embedding rows.
+    pub tiles: &'a [TileId],
+    /// The scene CRS.
+    pub crs_wkt: &'a str,
+}
+
+/// The predict stage. In: the ONNX head (its classes), the embeddings (one row per
+/// scored tile) and where those tiles lie. Out: [`Predicted`]: `req.mc_passes` passes
+/// of the head the request asks for (retrained on `req.labelled` when `req.retrain` is
+/// set, else the saved `req.trained_head`, else the ONNX head); warnings join
+/// `warnings`.
+pub(super) fn predict(
+    req: &ScoreRequest,
+    head: &mut Head,
+    embeddings: &Array2<f32>,
+    places: &TilePlaces<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<Predicted> {
+    if req.mc_passes > 1 && !head.has_mc_dropout() {
+        warnings.push(format!(
+            "head {} has no mc_dropout_input: its {} passes are identical unless its graph keeps dropout on",
+            head.spec.name, req.mc_passes
+        ));
+    }
+    if let Some(r) = &req.retrain {
+        let labelled = req.labelled.as_ref().ok_or_else(|| {
+            Error::Invalid(
+                "retraining needs labels: pass --labelled with features that have a `class` property".into(),
+            )
+        })?;
+        return predict_retrained(
+            req,
+            r,
+            labelled,
+            &head.spec.class_names,
+            embeddings,
+            places,
+            warnings,
+        );
+    }
+    let probs = match &req.trained_head {
+        None => {
+            let (probs, predicted_loss) =
+                head.predict_mc_with_loss(embeddings.view(), req.mc_passes)?;
+            return Ok(Predicted {
+                probs,
+                predicted_loss,
+                retrained: None,
+            });
+        }
+        Some(path) => {
+            let trained = TrainableHead::load(path)?;
+            if trained.spec().input_dim != embeddings.ncols()
+                || trained.spec().classes != head.spec.class_names
+            {
+                return Err(Error::Invalid(format!(
+                    "{} was trained for other classes or another encoder than this run's",
+                    path.display()
+                )));
+            }
+            trained
+                .predict_mc(embeddings.view(), req.mc_passes.max(1), req.seed)?
+                .probs
+        }
+    };
+    Ok(Predicted {
+        probs,
+        predicted_loss: None,
+        retrained: None,
+    })
+}
+
+/// Retrains a head on the labelled tiles' classes, then runs its MC passes.
+fn predict_retrained(
+    req: &ScoreRequest,
+    r: &Retrain,
+    labelled: &Labelled,
+    class_names: &[String],
+    embeddings: &Array2<f32>,
+    places: &TilePlaces<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<Predicted> {
+    let classes = tile_classes(
+        labelled,
+        places.grid,
+        places.tiles,
+        places.crs_wkt,
+        class_names,
+        warnings,
+    )?;
+    let (trained, summary) = retrain_head(r, embeddings, &classes, class_names, req.seed)?;
+    let probs = trained
+        .predict_mc(embeddings.view(), req.mc_passes.max(1), req.seed)?
+        .probs;
+    Ok(Predicted {
+        probs,
+        predicted_loss: None,
+        retrained: Some(summary),
+    })
+}
+
+/// Trains (or continues) a head on the labelled tiles' embeddings and saves it if asked.
+fn retrain_head(
+    r: &Retrain,
+    embeddings: &Array2<f32>,
+    classes: &[Option<usize>],
+    class_names: &[String],
+    seed: u64,
+) -> Result<(TrainableHead, RetrainSummary)> {
+    let rows: Vec<usize> = (0..classes.len())
+        .filter(|&i| classes[i].is_some())
+        .collect();
+    let ys: Vec<usize> = rows.iter().filter_map(|&i| classes[i]).collect();
+    if rows.is_empty() {
+        return Err(Error::Invalid(
+            "no scored tile has a class label: give the --labelled features a `class` property naming one of the head's classes, inside the scene".into(),
+        ));
+    }
+    let mut head = match &r.warm_from {
+        Some(path) => {
+            let h = TrainableHead::load(path)?;
+            if h.spec().classes != class_names || h.spec().input_dim != embeddings.ncols() {
+                return Err(Error::Invalid(format!(
+                    "{} was trained for {} classes on {}-d embeddings, but this run has {} classes and {}-d embeddings; drop --warm-from to start a new head",
+                    path.display(),
+                    h.spec().classes.len(),
+                    h.spec().input_dim,
+                    class_names.len(),
+                    embeddings.ncols()
+                )));
+            }
+            h
+        }
+        None => TrainableHead::new(
+            HeadSpec {
+                input_dim: embeddings.ncols(),
+                classes: class_names.to_vec(),
+                multi_label: false,
+                loss_prediction: false,
+            },
+            HeadConfig {
+                seed,
+                ..r.config.clone()
+            },
+            embeddings.view(),
+        )?,
+    };
+    let x = embeddings.select(Axis(0), &rows);
+    let report = head.fit(x.view(), Targets::Single(&ys), r.warm_from.is_some())?;
+    let mut per_class: Vec<(String, usize)> = class_names
+        .iter()
+        .enumerate()
+        .map(|(c, name)| (name.clone(), ys.iter().filter(|&&y| y == c).count()))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    per_class.sort_by_key(|c| std::cmp::Reverse(c.1));
+    let saved_to = match &r.save_to {
+        Some(path) => {
+            head.save(path)?;
+            Some(path.display().to_string())
+        }
+        None => None,
+    };
+    Ok((
+        head,
+        RetrainSummary {
+            labelled_tiles: rows.len(),
+            per_class,
+            report,
+            saved_to,
+        },
+    ))
+}

@@ -1230,7 +1230,7 @@ fn check_pair(
         )));
     }
     if let Some(want) = &head.encoder_sha256
-        && want != &encoder.sha256
+        && !encoder.is_or_derives_from(want)
     {
         warnings.push(format!(
             "head {} was trained on encoder {}…, not on {} ({}…); its predictions may be meaningless",

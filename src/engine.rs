@@ -30,7 +30,7 @@ pub use crate::report::{
     SceneSummary, ScoreResult, SensorUse, Timings,
 };
 pub use input::{CHECK_MAX_CLIPPED, CHECK_MAX_SIGMA, CHECK_TILES};
-pub use resample::RESAMPLE_FACTOR;
+pub use resample::{RESAMPLE_FACTOR, scene_to_tile};
 pub use select::reselect;
 use select::{Scored, Selected, select_stage};
 
@@ -276,20 +276,15 @@ pub fn check_tile_count(tiles: usize, tile_size: usize, max_tiles: usize) -> Res
 }
 
 /// Open the request's scene: a raster (confined to the daemon's roots when
-/// set), or a STAC item stacked into an in-memory VRT (the stack is returned
+/// set), or a STAC item (its assets likewise) stacked into an in-memory VRT (the stack is returned
 /// too: keep it alive while the scene is read), its bands named by the item
 /// (`matched_by` = `stac_asset:<key>`).
 fn open_scene(req: &ScoreRequest) -> Result<(Scene, Option<crate::raster::StacStack>)> {
     let Some(doc) = crate::raster::read_stac_item(&req.scene)? else {
         return Ok((Scene::open_with(&req.scene, req.confine.as_ref())?, None));
     };
-    if req.confine.is_some() {
-        return Err(Error::Invalid(format!(
-            "{} is a STAC item; the daemon does not read STAC items yet: stack its assets into one raster under a raster root (gdalbuildvrt -separate) or score it with the CLI",
-            req.scene.display()
-        )));
-    }
-    let stack = crate::raster::stack_stac_item(&req.scene, &doc)?;
+    // Under the daemon's roots, every asset file is checked before GDAL opens it.
+    let stack = crate::raster::stack_stac_item_with(&req.scene, &doc, req.confine.as_ref())?;
     let mut scene = Scene::open(stack.vrt.path())?;
     for (b, s) in scene.bands.iter_mut().zip(&stack.bands) {
         b.named_by = format!("stac_asset:{}", s.asset);

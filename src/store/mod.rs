@@ -4,6 +4,8 @@
 mod db;
 mod embedding_cache;
 
-pub use db::{Db, DbError, JobRow, LabelRow, NewLabel, Project, RoundRow, SceneRow, SceneStatus};
+pub use db::{
+    Db, DbError, JobRow, LabelRow, NewLabel, Project, RoundRow, SceneInput, SceneRow, SceneStatus,
+};
 
 pub use embedding_cache::{CacheError, CacheKey, CachedEmbeddings, EmbeddingCache, file_identity};

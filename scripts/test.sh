@@ -11,5 +11,7 @@ cargo clippy --all-targets --quiet -- -D warnings
 cargo test --quiet 2>&1 | tee "${TMPDIR:-/tmp}/nexttile-test.log"
 # schemathesis against the real daemon's /openapi.json (a venv it makes; bounded to 300 s).
 scripts/test_fuzz.sh
+# Every shipped encoder exported for Deepness and read back as Deepness and GeoDeep read it.
+scripts/test_deepness.sh
 # The QGIS plugin in real QGIS against the real daemon (installs python3-qgis when missing).
 scripts/test_plugin.sh

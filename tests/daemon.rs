@@ -2239,30 +2239,3 @@ fn suggestions_on_a_warm_scene_run_only_the_selection() {
         "with no warm scenes the cache is read"
     );
 }
-
-#[test]
-fn stac_items_are_refused_by_the_daemon_with_what_to_do() {
-    let tmp = common::tempdir();
-    let rasters = tmp.path().join("rasters");
-    std::fs::create_dir_all(&rasters).unwrap();
-    let item = rasters.join("item.json");
-    let doc = json!({"type": "Feature", "stac_version": "1.0.0", "id": "x", "geometry": null,
-        "properties": {}, "links": [],
-        "assets": {"red": {"href": "b04.tif", "eo:bands": [{"common_name": "red"}]}}});
-    std::fs::write(&item, doc.to_string()).unwrap();
-    let data = tmp.path().join("data");
-    let d = Daemon::start(&data, &["--root", rasters.to_str().unwrap()], None);
-    let (_, project) = d.post("/projects", &json!({"name": "p"}));
-    let pid = project["id"].as_i64().unwrap();
-    let (code, v) = d.post(
-        &format!("/projects/{pid}/scenes"),
-        &json!({"path": item.to_str().unwrap()}),
-    );
-    assert_eq!(code, 422, "{v}");
-    let msg = v["error"].as_str().unwrap();
-    assert!(
-        msg.contains("is a STAC item; the daemon does not read STAC items yet")
-            && msg.contains("gdalbuildvrt -separate"),
-        "{v}"
-    );
-}

@@ -686,5 +686,16 @@ fn inspect(file: &Path, json: bool) -> Result<()> {
     if let Some(e) = &spec.encoder_sha256 {
         println!("encoder:     trained on encoder sha256 {e}");
     }
+    if spec.role == model::ModelRole::Encoder {
+        let problems = spec.deepness_problems();
+        if problems.is_empty() {
+            println!(
+                "deepness:    ready (Deepness and GeoDeep read it and feed it NextTile's input)"
+            );
+        }
+        for p in problems {
+            println!("deepness:    {p}");
+        }
+    }
     Ok(())
 }

@@ -50,7 +50,7 @@ pub use request::{
     DEFAULT_TILE_SIZE, MAX_AUTO_WORKERS, MAX_MC_PASSES, Retrain, ScoreRequest, check_tile_count,
     default_metric, too_many_tiles,
 };
-pub use resample::RESAMPLE_FACTOR;
+pub use resample::{RESAMPLE_FACTOR, scene_to_tile};
 pub use select::{reselect, reselect_with};
 
 /// Score a scene: prepare → embed → predict → score → select, gathered into a

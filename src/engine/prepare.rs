@@ -245,20 +245,15 @@ fn tile_grid(
 }
 
 /// Open the request's scene: a raster (confined to the daemon's roots when
-/// set), or a STAC item stacked into an in-memory VRT (the stack is returned
+/// set), or a STAC item (its assets likewise) stacked into an in-memory VRT (the stack is returned
 /// too: keep it alive while the scene is read), its bands named by the item
 /// (`matched_by` = `stac_asset:<key>`).
 fn open_scene(req: &ScoreRequest) -> Result<(Scene, Option<StacStack>)> {
     let Some(doc) = crate::raster::read_stac_item(&req.scene)? else {
         return Ok((Scene::open_with(&req.scene, req.confine.as_ref())?, None));
     };
-    if req.confine.is_some() {
-        return Err(Error::Invalid(format!(
-            "{} is a STAC item; the daemon does not read STAC items yet: stack its assets into one raster under a raster root (gdalbuildvrt -separate) or score it with the CLI",
-            req.scene.display()
-        )));
-    }
-    let stack = crate::raster::stack_stac_item(&req.scene, &doc)?;
+    // Under the daemon's roots, every asset file is checked before GDAL opens it.
+    let stack = crate::raster::stack_stac_item_with(&req.scene, &doc, req.confine.as_ref())?;
     let mut scene = Scene::open(stack.vrt.path())?;
     for (b, s) in scene.bands.iter_mut().zip(&stack.bands) {
         b.named_by = format!("stac_asset:{}", s.asset);
@@ -301,7 +296,7 @@ fn check_pair(
         )));
     }
     if let Some(want) = &head.encoder_sha256
-        && want != &encoder.sha256
+        && !encoder.is_or_derives_from(want)
     {
         warnings.push(format!(
             "head {} was trained on encoder {}…, not on {} ({}…); its predictions may be meaningless",

@@ -106,6 +106,22 @@ pub(super) fn resample_for(
     }
 }
 
+/// The scene a job will tile after resampling as `mode` says for an encoder of
+/// resolution `model_m` (the warped one, with the in-memory VRT to keep alive, or
+/// `scene` itself): for counting tiles before a job is queued.
+///
+/// # Errors
+///
+/// GDAL failures while building the warped VRT.
+pub fn scene_to_tile(
+    scene: Scene,
+    mode: Option<Resample>,
+    model_m: Option<f64>,
+) -> Result<(Scene, Option<MemVrt>)> {
+    let (scene, vrt, _) = resample_for(scene, mode, model_m, &mut Vec::new())?;
+    Ok((scene, vrt))
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Resample, target};

@@ -1,6 +1,7 @@
 //! ONNX models through onnxruntime: the contract read from metadata, the
 //! runtime library, and encoder / head sessions.
 
+pub mod deepness;
 mod files;
 pub mod runtime;
 mod session;

@@ -2,9 +2,10 @@
 //!
 //! Keys follow Deepness where Deepness has them (`model_type`, `class_names`,
 //! `resolution` in cm/px, `tiles_size`, `tiles_overlap`,
-//! `standardization_mean`, `standardization_std`) so one file works in
-//! NextTile, Deepness and GeoDeep. NextTile adds what active learning needs;
-//! the README's "Model contract" section lists every key.
+//! `standardization_mean`, `standardization_std`), read in Deepness's JSON form
+//! and in the bare form alike (see [`super::deepness`]; an encoder goes to
+//! Deepness through `set_metadata.py --deepness`). NextTile adds what active
+//! learning needs; the README's "Model contract" section lists every key.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -12,6 +13,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::ModelError;
+use super::deepness;
 
 /// The part a model plays in the pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -135,7 +137,10 @@ impl ModelSpec {
         inputs: Vec<IoInfo>,
         outputs: Vec<IoInfo>,
     ) -> Result<Self, ModelError> {
-        let m = &metadata;
+        // Deepness writes string values with json.dumps: read `"Recognition"` and
+        // `Recognition` alike (the stored metadata keeps what the file says).
+        let decoded = deepness::decode_json_strings(&metadata);
+        let m = &decoded;
         let file = path.display().to_string();
         let role = role_of(m, &inputs, &file)?;
         let name = m.get("model_name").cloned().unwrap_or_else(|| {
@@ -173,7 +178,11 @@ impl ModelSpec {
             metadata: BTreeMap::new(),
         };
         spec.resolution_m = parse_opt::<f64>(m, "resolution", &file)?.map(|cm| cm / 100.0);
-        spec.tile_size = parse_opt::<usize>(m, "tiles_size", &file)?;
+        // Deepness documents `tiles_size`; its dialog reads `tile_size`.
+        spec.tile_size = match parse_opt::<usize>(m, "tiles_size", &file)? {
+            Some(t) => Some(t),
+            None => parse_opt::<usize>(m, "tile_size", &file)?,
+        };
         match role {
             ModelRole::Encoder => spec.read_encoder_contract(m, &file)?,
             ModelRole::Head => spec.read_head_contract(m, &file)?,
@@ -204,7 +213,16 @@ impl ModelSpec {
             file,
             2,
         )?;
-        let pre = parse_preprocess(m, file)?;
+        // A Deepness file (its model_type, none of NextTile's scaling keys) is fed
+        // the layer's RGB channels divided by 255, as Deepness runs it.
+        let deepness_channels = deepness::uses_deepness_scaling(m).then(|| {
+            self.inputs
+                .iter()
+                .find(|i| i.name == self.input_name)
+                .and_then(|i| i.shape.get(1).copied())
+                .unwrap_or(-1)
+        });
+        let pre = parse_preprocess(m, file, deepness_channels)?;
         let n = pre.bands.len();
         let bands = pre.bands.clone();
         self.preprocess = Some(pre);
@@ -301,6 +319,23 @@ impl ModelSpec {
         Ok(())
     }
 
+    /// What Deepness or GeoDeep would trip over in this file (empty: it loads there
+    /// and gets the input NextTile gives it); see [`deepness::problems`].
+    pub fn deepness_problems(&self) -> Vec<String> {
+        deepness::problems(&self.metadata, &self.inputs, &self.outputs)
+    }
+
+    /// Whether this file is `sha256` or was exported from it
+    /// (`nexttile_source_sha256`, written by `set_metadata.py --deepness`): a head
+    /// trained on the source serves the export.
+    pub fn is_or_derives_from(&self, sha256: &str) -> bool {
+        self.sha256 == sha256
+            || self
+                .metadata
+                .get("nexttile_source_sha256")
+                .is_some_and(|s| s.trim().trim_matches('"') == sha256)
+    }
+
     /// Check that a tile edge of `tile` pixels can be fed to this encoder.
     pub fn check_tile_size(&self, tile: usize) -> Result<(), ModelError> {
         let bad = |why: String| ModelError::TileSize {
@@ -355,12 +390,21 @@ fn role_of(
 /// An encoder's preprocessing from its metadata: `input_bands` (required), the
 /// standardisation (default mean 0, std 1), `input_clip`, `input_scale` and
 /// `input_offset`.
-fn parse_preprocess(m: &BTreeMap<String, String>, file: &str) -> Result<Preprocess, ModelError> {
+fn parse_preprocess(
+    m: &BTreeMap<String, String>,
+    file: &str,
+    deepness_channels: Option<i64>,
+) -> Result<Preprocess, ModelError> {
     let contract = |problem: String| ModelError::Contract {
         path: file.to_string(),
         problem,
     };
-    let bands: Option<Vec<String>> = parse_json_opt(m, "input_bands", file)?;
+    let mut bands: Option<Vec<String>> = parse_json_opt(m, "input_bands", file)?;
+    if bands.is_none()
+        && let Some(channels) = deepness_channels
+    {
+        bands = deepness::default_bands(channels);
+    }
     let Some(bands) = bands else {
         return Err(missing_err(
             file.to_string(),
@@ -394,7 +438,11 @@ fn parse_preprocess(m: &BTreeMap<String, String>, file: &str) -> Result<Preproce
     };
     Ok(Preprocess {
         bands,
-        scale: parse_opt::<f32>(m, "input_scale", file)?.unwrap_or(1.0),
+        scale: match parse_opt::<f32>(m, "input_scale", file)? {
+            Some(s) => s,
+            None if deepness_channels.is_some() => deepness::DEEPNESS_SCALE,
+            None => 1.0,
+        },
         offset: parse_opt::<f32>(m, "input_offset", file)?.unwrap_or(0.0),
         clip,
         mean,
@@ -545,8 +593,13 @@ fn parse_class_names(raw: &str, file: &str) -> Result<Vec<String>, ModelError> {
         path: file.to_string(),
         problem: format!("class_names {why}: {raw}"),
     };
-    let v: serde_json::Value =
-        serde_json::from_str(raw).map_err(|e| bad(format!("is not JSON ({e})")))?;
+    // Deepness falls back to Python's ast.literal_eval (`{0: 'a', 1: 'b'}`).
+    let v: serde_json::Value = match serde_json::from_str(raw) {
+        Ok(v) => v,
+        Err(e) => deepness::python_literal_to_json(raw)
+            .and_then(|j| serde_json::from_str(&j).ok())
+            .ok_or_else(|| bad(format!("is neither JSON nor a Python literal ({e})")))?,
+    };
     let names: Vec<String> = match v {
         serde_json::Value::Array(a) => a
             .into_iter()
@@ -682,6 +735,39 @@ mod tests {
         with.push(("nexttile_batch_size", "-3"));
         let err = encoder(&with).unwrap_err().to_string();
         assert!(err.contains("nexttile_batch_size"), "{err}");
+    }
+
+    #[test]
+    fn deepness_style_metadata_reads_as_deepness_runs_it() {
+        // json.dumps values, no NextTile keys: raw / 255, red/green/blue, tile_size.
+        let s = encoder(&[
+            ("model_type", "\"Recognition\""),
+            ("tile_size", "64"),
+            ("standardization_mean", "[0.4, 0.4, 0.4]"),
+            ("standardization_std", "[0.2, 0.2, 0.2]"),
+        ])
+        .unwrap();
+        let p = s.preprocess.as_ref().unwrap();
+        assert_eq!(p.bands, ["B04", "B03", "B02"]);
+        assert!((p.scale - 1.0 / 255.0).abs() < 1e-9);
+        assert_eq!(s.tile_size, Some(64));
+        // A NextTile file keeps its own scaling whatever its model_type looks like.
+        let s = encoder(&[
+            ("model_type", "\"Recognition\""),
+            ("nexttile_contract", "1"),
+            ("input_bands", r#"["B04","B03","B02"]"#),
+        ])
+        .unwrap();
+        assert_eq!(s.preprocess.as_ref().unwrap().scale, 1.0);
+        // A JSON-encoded role reads as the bare one.
+        let s = encoder(&[
+            ("nexttile_role", "\"encoder\""),
+            ("input_bands", r#"["B04","B03","B02"]"#),
+            ("nexttile_source_sha256", "\"feed\""),
+        ])
+        .unwrap();
+        assert!(s.is_or_derives_from("abc") && s.is_or_derives_from("feed"));
+        assert!(!s.is_or_derives_from("other"));
     }
 
     #[test]

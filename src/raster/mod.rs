@@ -24,7 +24,7 @@ pub use sensor::{
     COMMON_NAMES, DetectedSensor, Radiometry, SENSOR_PRESETS, SensorPreset, common_name_to_s2,
     detect_sensor, l2a_without_baseline, model_scaling, sensor_names, sensor_preset,
 };
-pub use stac::{StacBand, StacStack, read_stac_item, stack_stac_item};
+pub use stac::{StacBand, StacStack, read_stac_item, stack_stac_item, stack_stac_item_with};
 pub use stack::stack_pair;
 pub use stats::{BandStats, InputScaling, sample_input_stats, spread_sample};
 

@@ -223,6 +223,21 @@ fn xml_escape(s: &str) -> String {
 /// [`RasterError::Stac`] for remote or missing asset files, assets in
 /// different CRSs, an item that names no band, or GDAL failures.
 pub fn stack_stac_item(item: &Path, doc: &Value) -> Result<StacStack, RasterError> {
+    stack_stac_item_with(item, doc, None)
+}
+
+/// [`stack_stac_item`], with every asset file checked against `confine` (the
+/// daemon's raster roots) before GDAL opens it.
+///
+/// # Errors
+///
+/// As [`stack_stac_item`], and [`RasterError::Confined`] for an asset outside the
+/// roots or virtual.
+pub fn stack_stac_item_with(
+    item: &Path,
+    doc: &Value,
+    confine: Option<&super::Confinement>,
+) -> Result<StacStack, RasterError> {
     let assets = doc
         .get("assets")
         .and_then(Value::as_object)
@@ -250,6 +265,9 @@ pub fn stack_stac_item(item: &Path, doc: &Value) -> Result<StacStack, RasterErro
             continue;
         }
         let path = local_file(item, key, href)?;
+        if let Some(c) = confine {
+            c.check(&path.canonicalize().unwrap_or_else(|_| path.clone()))?;
+        }
         let file = open_asset(item, key, &path)?;
         if let Some(first) = files.first()
             && first.srs != file.srs

@@ -19,7 +19,9 @@ use super::worker::{JobLive, SelectParams, Task};
 use crate::engine::{DEFAULT_BUDGET, DEFAULT_MC_PASSES, DEFAULT_TILE_SIZE};
 use crate::model::ModelRole;
 use crate::sampling::Strategy;
-use crate::store::{Db, JobRow, JobStatus, LabelRow, Project, RoundRow, SceneRow, SceneStatus};
+use crate::store::{
+    Db, JobRow, JobStatus, LabelRow, Project, RoundRow, SceneInput, SceneRow, SceneStatus,
+};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -266,6 +268,54 @@ pub struct NewScene {
     /// Sentinel-1 raster beside a Sentinel-2 scene), under the same roots:
     /// warped onto the scene's grid and stacked after its bands.
     pub pair: Option<String>,
+    /// Sensor preset (the CLI's `--sensor`): `s2-l1c`, `s2-l2a`, `landsat8`,
+    /// `landsat9`, `landsat7`, `reflectance` or `rgb`.
+    pub sensor: Option<String>,
+    /// `auto` (default), `off` or a pixel size in metres such as `"30"` (the CLI's
+    /// `--resample`).
+    pub resample: Option<String>,
+    /// Replaces the encoder's (or the preset's) `input_scale` (`--input-scale`).
+    pub input_scale: Option<f32>,
+    /// Replaces the encoder's (or the preset's) `input_offset` (`--input-offset`).
+    pub input_offset: Option<f32>,
+}
+
+impl NewScene {
+    /// How the raster is read, checked: 422 naming the field and what it takes.
+    fn input(&self) -> ApiResult<SceneInput> {
+        if let Some(s) = &self.sensor
+            && crate::raster::sensor_preset(s).is_none()
+        {
+            return Err(unprocessable(format!(
+                "sensor '{s}' is not a preset; use one of {}",
+                crate::raster::sensor_names()
+            )));
+        }
+        if let Some(r) = &self.resample {
+            r.parse::<crate::engine::Resample>()
+                .map_err(|e| unprocessable(e.to_string().replace("--resample", "resample")))?;
+        }
+        if let Some(x) = self.input_scale
+            && (!x.is_finite() || x == 0.0)
+        {
+            return Err(unprocessable(format!(
+                "input_scale must be a finite, non-zero number, got {x}"
+            )));
+        }
+        if let Some(x) = self.input_offset
+            && !x.is_finite()
+        {
+            return Err(unprocessable(format!(
+                "input_offset must be a finite number, got {x}"
+            )));
+        }
+        Ok(SceneInput {
+            sensor: self.sensor.clone(),
+            resample: self.resample.clone(),
+            input_scale: self.input_scale,
+            input_offset: self.input_offset,
+        })
+    }
 }
 
 /// 422 with `e`'s message.
@@ -326,10 +376,13 @@ async fn submit_job(state: &Arc<AppState>, job: i64, task: Task) -> ApiResult<()
 }
 
 /// The tile size a project's scoring jobs use: its encoder's (`tiles_size` metadata),
-/// else the default. Its models are checked against the model roots first (403 when a
+/// else the default; and the encoder's resolution (metres), which `resample` goes to. Its models are checked against the model roots first (403 when a
 /// stored path is no longer under them, 422 when gone), and the encoder's contract comes
 /// from the model cache.
-async fn project_tile_size(state: &Arc<AppState>, project: &Project) -> ApiResult<usize> {
+async fn project_tile_size(
+    state: &Arc<AppState>,
+    project: &Project,
+) -> ApiResult<(usize, Option<f64>)> {
     let roots = &state.config.model_roots;
     let refused = |e: PathError| {
         let status = match e {
@@ -345,11 +398,15 @@ async fn project_tile_size(state: &Arc<AppState>, project: &Project) -> ApiResul
         .await
         .map_err(ApiError::internal)?
         .map_err(|e| unprocessable(format!("the project's encoder: {e}")))?;
-    Ok(spec.tile_size.unwrap_or(DEFAULT_TILE_SIZE))
+    Ok((
+        spec.tile_size.unwrap_or(DEFAULT_TILE_SIZE),
+        spec.resolution_m,
+    ))
 }
 
-/// `POST /projects/{id}/scenes`: checks the path and size, then queues a scoring job.
-#[utoipa::path(post, path = "/projects/{id}/scenes", tag = "scenes", params(("id" = i64, Path)), request_body = NewScene, responses((status = 202, description = "Scene added; a scoring job started", body = Object), (status = 400, description = "`..` in the path", body = ErrorBody), (status = 403, description = "Outside the raster roots, a /vsi path, or a raster (VRT) whose sources or side files are outside the roots or virtual; or the project's models are no longer under the model roots", body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, description = "Too many tiles at the encoder's tile size", body = ErrorBody), (status = 422, description = "Not a readable raster with a CRS, or a bad AOI", body = ErrorBody), (status = 429, description = "Job queue full; the scene is not kept", body = ErrorBody)))]
+/// `POST /projects/{id}/scenes`: checks the path (a raster or a STAC item), the input
+/// options and the size (on the grid the job tiles), then queues a scoring job.
+#[utoipa::path(post, path = "/projects/{id}/scenes", tag = "scenes", params(("id" = i64, Path)), request_body = NewScene, responses((status = 202, description = "Scene added; a scoring job started", body = Object), (status = 400, description = "`..` in the path", body = ErrorBody), (status = 403, description = "Outside the raster roots, a /vsi path, or a raster (VRT) whose sources or side files, or a STAC item whose assets, are outside the roots or virtual; or the project's models are no longer under the model roots", body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, description = "Too many tiles at the encoder's tile size (on the resampled grid when `resample` resamples)", body = ErrorBody), (status = 422, description = "Not a readable raster or STAC item with a CRS, a bad AOI, or a bad sensor, resample, input_scale or input_offset", body = ErrorBody), (status = 429, description = "Job queue full; the scene is not kept", body = ErrorBody)))]
 pub async fn add_scene(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
@@ -377,31 +434,39 @@ pub async fn add_scene(
     };
     // Tiles are counted at the size the job will use: the encoder's.
     let project = with_db(&state, move |db| project_or_404(db, id)).await?;
-    let tile_size = project_tile_size(&state, &project).await?;
+    let (tile_size, model_m) = project_tile_size(&state, &project).await?;
+    let input = body.input()?;
+    let resample = match &input.resample {
+        Some(r) => Some(r.parse().map_err(unprocessable)?),
+        None => None,
+    };
     // Open the raster (GDAL, blocking) to refuse unreadable or oversized scenes now.
     let max_tiles = state.config.max_tiles;
     let probe = path.clone();
     let probe_pair = pair.clone();
     let confine = state.config.confinement();
     tokio::task::spawn_blocking(move || -> ApiResult<()> {
-        // A STAC item is stacked by the CLI only (for now): say so, not "not a raster".
-        if crate::raster::read_stac_item(&probe)
-            .map_err(raster_error)?
-            .is_some()
-        {
-            return Err(unprocessable(format!(
-                "{} is a STAC item; the daemon does not read STAC items yet: stack its assets into one raster under a raster root (gdalbuildvrt -separate) or score it with the CLI (nexttile score ITEM.json)",
-                probe.display()
-            )));
-        }
-        // Every file the raster makes GDAL read (VRT sources, side files) is checked
-        // against the roots before GDAL opens it.
-        let scene =
-            crate::raster::Scene::open_with(&probe, Some(&confine)).map_err(raster_error)?;
+        // Every file the raster makes GDAL read (VRT sources, side files; a STAC
+        // item's assets) is checked against the roots before GDAL opens it.
+        let (scene, _stac) = match crate::raster::read_stac_item(&probe).map_err(raster_error)? {
+            Some(doc) => {
+                let stack = crate::raster::stack_stac_item_with(&probe, &doc, Some(&confine))
+                    .map_err(raster_error)?;
+                let scene = crate::raster::Scene::open(stack.vrt.path()).map_err(raster_error)?;
+                (scene, Some(stack))
+            }
+            None => (
+                crate::raster::Scene::open_with(&probe, Some(&confine)).map_err(raster_error)?,
+                None,
+            ),
+        };
         if let Some(second) = &probe_pair {
             // Refuse a pair that does not open or overlap now, not in the job.
             crate::raster::stack_pair(&scene, second, Some(&confine)).map_err(raster_error)?;
         }
+        // Counted on the grid the job tiles: the resampled one when it resamples.
+        let (scene, _warped) =
+            crate::engine::scene_to_tile(scene, resample, model_m).map_err(unprocessable)?;
         // The CLI's rule: whole tiles, inside the AOI when there is one. A scene
         // smaller than one tile is left to the job, which says why.
         let tiles = match crate::tiling::TileGrid::new(
@@ -444,6 +509,8 @@ pub async fn add_scene(
             pair.as_ref().map(|p| p.display().to_string()).as_deref(),
             Some(job),
         )?;
+        db.set_scene_input(scene.id, &input)?;
+        let scene = SceneRow { input, ..scene };
         Ok((project, scene, job))
     })
     .await?;

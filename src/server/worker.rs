@@ -353,6 +353,17 @@ fn unlabelled_request(
     // Checked again at open time (the file may have changed since the POST).
     req.confine = Some(ctx.confine.clone());
     req.pair = scene.pair.as_ref().map(PathBuf::from);
+    // How the raster is read, as the scene was added (checked then).
+    req.sensor = scene.input.sensor.clone();
+    req.resample = match &scene.input.resample {
+        Some(r) => Some(
+            r.parse()
+                .map_err(|e: crate::Error| ApiError::bad_request(e.to_string()))?,
+        ),
+        None => None,
+    };
+    req.input_scale = scene.input.input_scale;
+    req.input_offset = scene.input.input_offset;
     if let Some(aoi) = &scene.aoi {
         req.aoi = Some(
             Aoi::from_geojson(aoi, scene.aoi_crs.as_deref())

@@ -93,6 +93,11 @@ END;
 -- corrected, deleted), so the daemon can keep the labels it read until they change
 ALTER TABLE projects ADD COLUMN label_revision INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+-- 5: how a scene's raster is read (sensor preset, resampling, input scale/offset),
+-- JSON as the POST gave it; NULL: the encoder's defaults
+ALTER TABLE scenes ADD COLUMN input TEXT;
+"#,
 ];
 
 /// Counts one more change to a project's labels (`?1`: the project id).
@@ -149,6 +154,32 @@ impl JobStatus {
 impl std::fmt::Display for JobStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// How a scene's raster is read, as `POST /projects/{id}/scenes` gave it (the CLI's
+/// `--sensor`, `--resample`, `--input-scale`, `--input-offset`); kept for rescoring.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct SceneInput {
+    /// Sensor preset (`s2-l1c`, `s2-l2a`, `landsat8`, `landsat9`, `landsat7`,
+    /// `reflectance`, `rgb`): band order and reflectance scaling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensor: Option<String>,
+    /// `auto` (default), `off` or a pixel size in metres (e.g. `"30"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resample: Option<String>,
+    /// Replaces the encoder's (or the preset's) `input_scale`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_scale: Option<f32>,
+    /// Replaces the encoder's (or the preset's) `input_offset`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_offset: Option<f32>,
+}
+
+impl SceneInput {
+    /// Whether it sets nothing (the encoder's defaults).
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
     }
 }
 
@@ -295,6 +326,8 @@ pub struct SceneRow {
     pub status: SceneStatus,
     /// Its latest scoring job (`GET /jobs/{id}`), if known.
     pub job: Option<i64>,
+    /// How its raster is read (sensor, resampling, scale/offset); empty: the defaults.
+    pub input: SceneInput,
 }
 
 /// A stored label.
@@ -563,14 +596,34 @@ impl Db {
             pair: r.get(8)?,
             status: SceneStatus::from_name(&r.get::<_, String>(9)?),
             job: r.get(10)?,
+            input: r
+                .get::<_, Option<String>>(11)?
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default(),
         })
+    }
+
+    /// Stores how a scene's raster is read (nothing stored when `input` is empty).
+    pub fn set_scene_input(&self, id: i64, input: &SceneInput) -> Result<(), DbError> {
+        let text = if input.is_empty() {
+            None
+        } else {
+            serde_json::to_string(input).ok()
+        };
+        self.conn
+            .execute(
+                "UPDATE scenes SET input = ?1 WHERE id = ?2",
+                params![text, id],
+            )
+            .map_err(|e| self.err("set scene input", e))?;
+        Ok(())
     }
 
     /// One scene.
     pub fn scene(&self, id: i64) -> Result<Option<SceneRow>, DbError> {
         self.conn
             .query_row(
-                "SELECT id, project_id, path, aoi, aoi_crs, summary, out_dir, created, pair, status, job_id FROM scenes WHERE id = ?1",
+                "SELECT id, project_id, path, aoi, aoi_crs, summary, out_dir, created, pair, status, job_id, input FROM scenes WHERE id = ?1",
                 [id],
                 Self::scene_from_row,
             )
@@ -582,7 +635,7 @@ impl Db {
     pub fn scenes(&self, project_id: i64) -> Result<Vec<SceneRow>, DbError> {
         let mut st = self
             .conn
-            .prepare("SELECT id, project_id, path, aoi, aoi_crs, summary, out_dir, created, pair, status, job_id FROM scenes WHERE project_id = ?1 ORDER BY id")
+            .prepare("SELECT id, project_id, path, aoi, aoi_crs, summary, out_dir, created, pair, status, job_id, input FROM scenes WHERE project_id = ?1 ORDER BY id")
             .map_err(|e| self.err("list scenes", e))?;
         st.query_map([project_id], Self::scene_from_row)
             .and_then(|rows| rows.collect())

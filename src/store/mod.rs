@@ -5,7 +5,8 @@ mod db;
 mod embedding_cache;
 
 pub use db::{
-    Db, DbError, JobRow, JobStatus, LabelRow, NewLabel, Project, RoundRow, SceneRow, SceneStatus,
+    Db, DbError, JobRow, JobStatus, LabelRow, NewLabel, Project, RoundRow, SceneInput, SceneRow,
+    SceneStatus,
 };
 
 pub use embedding_cache::{CacheError, CacheKey, CachedEmbeddings, EmbeddingCache, file_identity};

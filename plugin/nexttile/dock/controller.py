@@ -39,8 +39,10 @@ AOI_CHOICES = ["Whole scene", "Map extent", "Selected polygons of the active lay
 
 #: What the dock's form holds when a button is pressed: url, token and binary (text),
 #: project (name), raster and pair (layers or None), aoi (an AOI_* index), strategy
-#: (name), budget, passes (int), spacing (metres).
-DockForm = namedtuple("DockForm", "url token binary project raster pair aoi strategy budget passes spacing")
+#: (name), budget, passes (int), spacing (metres), sensor (an index of the score
+#: algorithm's SENSOR choices: 0 = from the raster) and resample (auto, off or metres).
+DockForm = namedtuple("DockForm", "url token binary project raster pair aoi strategy budget passes spacing sensor resample",
+                      defaults=(0, "auto"))
 
 
 class _HealthTask(QgsTask):
@@ -91,6 +93,22 @@ class DockController(QObject):
 
     def info(self, message):
         self._push(message, Qgis.Info, 5)
+
+    def warn(self, message):
+        """A warning that stays in the message bar until it is closed."""
+        self._push(message, Qgis.Warning, 0)
+
+    def show_input_warnings(self, results):
+        """The scoring job's input warnings (the score algorithm's WARNINGS, a JSON
+        list), each in the message bar: an 8-bit image fed with a reflectance scale,
+        bands far from the encoder's training data, pixels resampled, …"""
+        try:
+            warnings = json.loads(results.get("WARNINGS") or "[]")
+        except ValueError:
+            warnings = []
+        for w in warnings:
+            self.warn(tr("input: {warning}").format(warning=w))
+        return warnings
 
     def _add_task(self, task, *keep):
         self.tasks.append((task,) + keep)
@@ -243,6 +261,7 @@ class DockController(QObject):
                 QgsProject.instance().addMapLayer(class_layer(results["HEATMAP"], self.classes))
                 QgsProject.instance().addMapLayer(heatmap_layer(results["HEATMAP"]))
                 self.info(tr("scene {scene} scored").format(scene=results["SCENE"]))
+                self.show_input_warnings(results)
 
             try:
                 extra = self.aoi_params()
@@ -251,7 +270,8 @@ class DockController(QObject):
                 return
             if form.pair is not None and form.pair.id() != layer.id():
                 extra["PAIR"] = form.pair
-            params = {"PROJECT": self.project_id, "RASTER": layer, "HEATMAP": "TEMPORARY_OUTPUT", **extra}
+            params = {"PROJECT": self.project_id, "RASTER": layer, "HEATMAP": "TEMPORARY_OUTPUT",
+                      "SENSOR": form.sensor, "RESAMPLE": form.resample or "auto", **extra}
             self.run_alg("nexttile:score", params, done)
 
         self.ensure_project(go)

@@ -1,5 +1,5 @@
 """The main dock's widgets: connection (URL, token, local daemon binary, status),
-project, raster, second raster, *Limit to*, strategy, budget, MC passes and spacing,
+project, raster, second raster, sensor preset, resampling, *Limit to*, strategy, budget, MC passes and spacing,
 and the Connect / Score / Suggest / Send labels / Retrain / Review buttons. The logic
 is in controller.py; this module only shows it, hands it the form and opens the
 review panel's dock (review/) when it asks."""
@@ -23,6 +23,7 @@ from qgis.PyQt.QtWidgets import (
 from ..client import SETTINGS_BINARY, settings_token, settings_url
 from ..settings import daemon_lists
 from ..translation import tr
+from ..processing.score import SENSORS
 from .controller import AOI_CHOICES, DockController, DockForm
 
 
@@ -59,6 +60,15 @@ class NextTileDock(QDockWidget):
         self.pair.setLayer(None)
         self.pair.setToolTip(tr("Multi-modal encoders only: the second sensor's raster (e.g. Sentinel-1), warped onto the first raster's grid"))
         form.addRow(tr("Second raster"), self.pair)
+        self.sensor = QComboBox()
+        self.sensor.addItems([tr("From the raster")] + SENSORS)
+        self.sensor.setToolTip(tr("Band order and scaling of rasters that are not Sentinel-2 L1C stacks: e.g. rgb for an 8-bit orthophoto, landsat8 for a Landsat 8 surface-reflectance stack"))
+        form.addRow(tr("Sensor"), self.sensor)
+        self.resample = QComboBox()
+        self.resample.setEditable(True)
+        self.resample.addItems(["auto", "off"])
+        self.resample.setToolTip(tr("auto: warp to the encoder's resolution when the pixels differ by more than 1.5x; off; or type a pixel size in metres"))
+        form.addRow(tr("Resample"), self.resample)
         self.aoi = QComboBox()
         self.aoi.addItems([tr(c) for c in AOI_CHOICES])
         form.addRow(tr("Limit to"), self.aoi)
@@ -111,6 +121,7 @@ class NextTileDock(QDockWidget):
             project=self.project.text(), raster=self.raster.currentLayer(), pair=self.pair.currentLayer(),
             aoi=self.aoi.currentIndex(), strategy=self.strategy.currentText(),
             budget=self.budget.value(), passes=self.passes.value(), spacing=self.spacing.value(),
+            sensor=self.sensor.currentIndex(), resample=self.resample.currentText().strip() or "auto",
         )
 
     def set_strategies(self, names, default=None):

@@ -12,7 +12,7 @@ use crate::model::ModelSpec;
 use crate::raster::{BandMatch, BandStats, Resampled, StacBand};
 use crate::sampling::{Pick, Strategy};
 use crate::tiling::{TileGrid, TileId};
-use crate::uncertainty::{Metric, Uncertainties};
+use crate::uncertainty::{Metric, TrainingDistance, Uncertainties};
 
 /// What the outputs say about the scene.
 #[derive(Debug, Clone, Serialize)]
@@ -100,6 +100,9 @@ pub struct ScoreResult {
     pub embeddings: Array2<f32>,
     /// Mean probabilities and every uncertainty metric.
     pub uncertainties: Uncertainties,
+    /// Each tile's distance to the training data, and the reference it was measured
+    /// against (the heatmap's last band, `distance_to_training`).
+    pub training_distance: TrainingDistance,
     /// Argmax class per scored tile.
     pub predicted: Vec<usize>,
     /// Class names in head output order.

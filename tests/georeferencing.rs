@@ -42,7 +42,8 @@ fn footprints_and_heatmap_are_georeferenced() {
             "margin",
             "least_confidence",
             "variation_ratio",
-            "predicted_class"
+            "predicted_class",
+            "distance_to_training"
         ]
     );
     assert!(paths.heatmap_style.is_file());

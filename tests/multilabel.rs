@@ -93,13 +93,18 @@ fn multi_label_head_scores_with_sigmoids_and_ranks_by_predicted_loss() {
         "top_k on predicted_loss picks the 5 highest predicted losses"
     );
 
-    // the heatmap gains a predicted_loss band after predicted_class
+    // the heatmap gains a predicted_loss band after predicted_class; the distance to
+    // the training data stays last
     let ds = gdal::Dataset::open(dir.join("heatmap.tif")).unwrap();
-    assert_eq!(ds.raster_count(), 7);
+    assert_eq!(ds.raster_count(), 8);
     use gdal::Metadata;
     assert_eq!(
         ds.rasterband(7).unwrap().description().unwrap(),
         "predicted_loss"
+    );
+    assert_eq!(
+        ds.rasterband(8).unwrap().description().unwrap(),
+        "distance_to_training"
     );
 }
 

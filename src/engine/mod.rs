@@ -94,6 +94,15 @@ pub fn score(
     let multi_label = p.head.spec.multi_label;
     let (uncertainties, predicted_classes) =
         scores::score_tiles(&predicted.probs, multi_label, predicted.predicted_loss)?;
+    let training_distance = scores::training_distance(
+        &scores::DistanceInputs {
+            embeddings: e.embeddings.view(),
+            head: &p.head.spec,
+            encoder: &p.encoder.spec,
+            training_rows: predicted.training_rows.as_deref(),
+        },
+        &mut p.warnings,
+    )?;
     let model_switch = p
         .head
         .spec
@@ -132,6 +141,7 @@ pub fn score(
             embedded,
             retrained: predicted.retrained,
             uncertainties,
+            training_distance,
             predicted: predicted_classes,
             model_switch,
             selected,

@@ -97,6 +97,7 @@ pub fn summary_json(result: &ScoreResult, paths: Option<&OutputPaths>) -> serde_
         "seed": result.seed,
         "suggestions": picks,
         "runtime": result.runtime,
+        "distance_to_training": result.training_distance,
         "warnings": result.warnings,
         "input": result.input,
         "timings": result.timings,

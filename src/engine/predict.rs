@@ -22,6 +22,9 @@ pub(super) struct Predicted {
     pub predicted_loss: Option<ndarray::Array1<f32>>,
     /// What retraining did, when the head was retrained.
     pub retrained: Option<RetrainSummary>,
+    /// Retrained: which scored tiles the head learnt from (the score stage's
+    /// distance-to-training reference).
+    pub training_rows: Option<Vec<bool>>,
 }
 
 /// Where the scored tiles lie, for mapping labels onto them.
@@ -76,6 +79,7 @@ pub(super) fn predict(
                 probs,
                 predicted_loss,
                 retrained: None,
+                training_rows: None,
             });
         }
         Some(path) => {
@@ -97,6 +101,7 @@ pub(super) fn predict(
         probs,
         predicted_loss: None,
         retrained: None,
+        training_rows: None,
     })
 }
 
@@ -126,6 +131,7 @@ fn predict_retrained(
         probs,
         predicted_loss: None,
         retrained: Some(summary),
+        training_rows: Some(classes.iter().map(Option::is_some).collect()),
     })
 }
 

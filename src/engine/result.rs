@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 use crate::report::{InputReport, RetrainSummary, SceneSummary, ScoreResult, Timings};
-use crate::uncertainty::Uncertainties;
+use crate::uncertainty::{TrainingDistance, Uncertainties};
 
 use super::embed::Embedded;
 use super::prepare::Prepared;
@@ -20,6 +20,8 @@ pub(super) struct Stages {
     pub retrained: Option<RetrainSummary>,
     /// The score stage's uncertainties.
     pub uncertainties: Uncertainties,
+    /// The score stage's distance of each tile to the training data.
+    pub training_distance: TrainingDistance,
     /// The predicted class per scored tile.
     pub predicted: Vec<usize>,
     /// The models' declared `auto` switch (the head's, else the encoder's).
@@ -72,6 +74,7 @@ pub(super) fn assemble(req: &ScoreRequest, p: Prepared, s: Stages) -> Result<Sco
         valid_fraction,
         embeddings,
         uncertainties: s.uncertainties,
+        training_distance: s.training_distance,
         predicted: s.predicted,
         class_names: p.head.spec.class_names.clone(),
         auto_switch_per_class: s.model_switch,

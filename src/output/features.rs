@@ -96,6 +96,10 @@ fn tile_properties(
     );
     p.insert("uncertainty".into(), serde_json::Value::Object(unc));
     p.insert(
+        "distance_to_training".into(),
+        json!(round6(result.training_distance.values[i])),
+    );
+    p.insert(
         "valid_fraction".into(),
         json!(round6(result.valid_fraction[i])),
     );
@@ -203,7 +207,7 @@ pub fn write_collection(fc: &FeatureCollection, path: &Path) -> Result<(), Outpu
 }
 
 /// Write `tiles.csv`: one row per scored tile with centre lon/lat, class,
-/// metrics and per-class probabilities.
+/// metrics, per-class probabilities and, last, the distance to the training data.
 pub fn write_tiles_csv(result: &ScoreResult, path: &Path) -> Result<(), OutputError> {
     let io = |e: std::io::Error| OutputError::Io {
         path: path.display().to_string(),
@@ -226,6 +230,8 @@ pub fn write_tiles_csv(result: &ScoreResult, path: &Path) -> Result<(), OutputEr
     let metrics = result.uncertainties.metrics();
     header.extend(metrics.iter().map(|m| m.name().to_string()));
     header.extend(result.class_names.iter().map(|c| format!("p_{c}")));
+    // Last, so that the earlier columns keep their positions.
+    header.push(super::DISTANCE_BAND.to_string());
     writeln!(w, "{}", header.join(",")).map_err(io)?;
     for (i, id) in result.tiles.iter().enumerate() {
         let (cx, cy) = result.grid.centre(*id);
@@ -256,6 +262,7 @@ pub fn write_tiles_csv(result: &ScoreResult, path: &Path) -> Result<(), OutputEr
                 .iter()
                 .map(|p| format!("{p:.6}")),
         );
+        row.push(format!("{:.6}", result.training_distance.values[i]));
         writeln!(w, "{}", row.join(",")).map_err(io)?;
     }
     w.flush().map_err(io)

@@ -14,29 +14,47 @@ use crate::uncertainty::Metric;
 /// mostly nodata, or a partial edge).
 pub const HEATMAP_NODATA: f64 = -1.0;
 
+/// Description of the heatmap's last band: each tile's distance to the training data
+/// (see [`TrainingDistance`](crate::uncertainty::TrainingDistance)).
+pub const DISTANCE_BAND: &str = "distance_to_training";
+
 /// Band layout of the heatmap: one band per metric in [`Metric::ALL`] order,
-/// then the predicted class index; heads with a loss-prediction output add a
-/// last band, `predicted_loss`.
+/// then the predicted class index; heads with a loss-prediction output add
+/// `predicted_loss`; the last band is always [`DISTANCE_BAND`] (appended last, so that
+/// the earlier bands keep their numbers).
 pub fn heatmap_band_names() -> Vec<String> {
     let mut v: Vec<String> = Metric::ALL.iter().map(|m| m.name().to_string()).collect();
     v.push("predicted_class".into());
+    v.push(DISTANCE_BAND.into());
     v
 }
 
-/// The bands of this result's heatmap: [`heatmap_band_names`], plus
-/// `predicted_loss` when the head has a loss output.
-fn bands_of(result: &ScoreResult) -> Vec<(String, Option<Metric>)> {
-    let mut v: Vec<(String, Option<Metric>)> = Metric::ALL
+/// What a heatmap band holds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Band {
+    /// An uncertainty metric.
+    Metric(Metric),
+    /// The predicted class index.
+    Class,
+    /// The distance to the training data.
+    Distance,
+}
+
+/// The bands of this result's heatmap: the metrics, `predicted_class`,
+/// `predicted_loss` when the head has a loss output, then [`DISTANCE_BAND`].
+fn bands_of(result: &ScoreResult) -> Vec<(String, Band)> {
+    let mut v: Vec<(String, Band)> = Metric::ALL
         .iter()
-        .map(|m| (m.name().to_string(), Some(*m)))
+        .map(|m| (m.name().to_string(), Band::Metric(*m)))
         .collect();
-    v.push(("predicted_class".into(), None));
+    v.push(("predicted_class".into(), Band::Class));
     if result.uncertainties.predicted_loss.is_some() {
         v.push((
             Metric::PredictedLoss.name().into(),
-            Some(Metric::PredictedLoss),
+            Band::Metric(Metric::PredictedLoss),
         ));
     }
+    v.push((DISTANCE_BAND.into(), Band::Distance));
     v
 }
 
@@ -68,7 +86,7 @@ pub fn write_heatmap(
         let px = id.row as usize * w + id.col as usize;
         for (b, (_, m)) in layout.iter().enumerate() {
             planes[b][px] = match m {
-                Some(m) => {
+                Band::Metric(m) => {
                     let v = result.uncertainties.get(*m)[i];
                     // The predicted loss has no fixed sign; keep a real −1
                     // from reading as "not scored".
@@ -78,7 +96,8 @@ pub fn write_heatmap(
                         v
                     }
                 }
-                None => result.predicted[i] as f32,
+                Band::Class => result.predicted[i] as f32,
+                Band::Distance => result.training_distance.values[i],
             };
         }
     }
@@ -104,6 +123,10 @@ pub fn write_heatmap(
         ("NEXTTILE_ENCODER_SHA256", &result.encoder.sha256),
         ("NEXTTILE_HEAD_SHA256", &result.head.sha256),
         ("NEXTTILE_CLASSES", &classes),
+        (
+            "NEXTTILE_DISTANCE_REFERENCE",
+            result.training_distance.reference.name(),
+        ),
     ] {
         ds.set_metadata_item(k, v, "").map_err(gerr)?;
     }
@@ -120,7 +143,7 @@ pub fn write_heatmap(
 
     let band = layout
         .iter()
-        .position(|(_, m)| *m == Some(style_metric))
+        .position(|(_, m)| *m == Band::Metric(style_metric))
         .unwrap_or(0)
         + 1;
     let values = result.uncertainties.get(style_metric);

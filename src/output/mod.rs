@@ -9,7 +9,9 @@ pub use features::{
     COORD_DECIMALS, FOOTPRINT_POINTS_PER_EDGE, suggestions_collection, tiles_collection,
     write_collection, write_tiles_csv,
 };
-pub use heatmap::{HEATMAP_NODATA, heatmap_band_names, pseudocolor_qml, write_heatmap};
+pub use heatmap::{
+    DISTANCE_BAND, HEATMAP_NODATA, heatmap_band_names, pseudocolor_qml, write_heatmap,
+};
 pub use survey::{
     SurveyPoint, path_length_m, survey_points, visit_order, write_geopackage, write_gpx,
     write_survey_csv,

@@ -36,6 +36,13 @@
 //!
 //! They take `[N, C]` outputs (average MC-dropout passes with [`mean_sigmoid_probs`]) and
 //! are meant for [`Strategy::Clustering`](crate::sampling::Strategy::Clustering).
+//!
+//! ## Distance to the training data
+//!
+//! [`TrainingDistance`] is not a metric of the head's probabilities but of the embedding:
+//! how far each tile is from the data the model learnt from (diagonal Mahalanobis, Lee et
+//! al. 2018; nearest labelled tile, Sun et al. 2022), so that out-of-distribution tiles
+//! are visible as such.
 
 mod bald;
 mod entropy;
@@ -48,6 +55,7 @@ mod multilabel;
 mod multilabel_metric;
 mod multilabel_uncertainties;
 mod predicted_class;
+mod training_distance;
 mod uncertainties;
 mod validate;
 mod variation_ratio;
@@ -63,5 +71,10 @@ pub use crate::uncertainty::multilabel::{mean_sigmoid_probs, mge, predicted_loss
 pub use crate::uncertainty::multilabel_metric::MultiLabelMetric;
 pub use crate::uncertainty::multilabel_uncertainties::compute_all_multilabel;
 pub use crate::uncertainty::predicted_class::predicted_class;
+pub use crate::uncertainty::training_distance::{
+    DistanceQuantiles, FAR_DISTANCE, FAR_SHARE_WARNING, FeatureStats, METADATA_MEAN, METADATA_STD,
+    ReferenceKind, TrainingDistance, mahalanobis_diag, nearest_labelled, reference_from_metadata,
+    scene_stats,
+};
 pub use crate::uncertainty::uncertainties::{Uncertainties, compute_all};
 pub use crate::uncertainty::variation_ratio::variation_ratio;

@@ -59,16 +59,19 @@ fn derive(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
 }
 
 /// Scores `scene` (T = 1, no cache) into `out` with `extra` arguments; returns
-/// summary.json and stderr.
+/// summary.json and stderr + the text report.
 fn score(scene: &Path, out: &Path, extra: &[&str]) -> (Value, String) {
     let mut args: Vec<&str> = vec!["score", scene.to_str().unwrap()];
     args.extend(["--out", out.to_str().unwrap(), "--mc-passes", "1"]);
     args.extend(["--no-cache", "--quiet"]);
     args.extend(extra);
-    let (code, _, stderr) = common::run_nexttile(&args);
+    let (code, stdout, stderr) = common::run_nexttile(&args);
     assert_eq!(code, 0, "score {args:?}: {stderr}");
     let s = std::fs::read_to_string(out.join("summary.json")).unwrap();
-    (serde_json::from_str(&s).unwrap(), stderr)
+    (
+        serde_json::from_str(&s).unwrap(),
+        format!("{stderr}\n{stdout}"),
+    )
 }
 
 /// The heatmap's last band: its description and its values on scored tiles.
@@ -97,7 +100,11 @@ fn the_sample_gets_a_distance_band_column_and_summary_against_the_scene() {
     let d = common::tempdir();
     let scene = derive(d.path(), "window", &[]);
     let out = d.path().join("out");
-    let (s, _) = score(&scene, &out, &[]);
+    let (s, text) = score(&scene, &out, &[]);
+    assert!(
+        text.contains("distance:    to the training data (reference scene): median "),
+        "{text}"
+    );
     let (desc, values) = distance_band(&out);
     assert_eq!(desc, "distance_to_training");
     assert_eq!(values.len(), s["scored_tiles"].as_u64().unwrap() as usize);

@@ -561,6 +561,19 @@ fn print_summary(result: &engine::ScoreResult, paths: &engine::OutputPaths) {
         );
     }
     print_input(result);
+    let td = &result.training_distance;
+    if let Some(q) = &td.quantiles {
+        println!(
+            "distance:    to the training data (reference {}): median {:.2}, p99 {:.2}, max {:.2}; {} of {} tiles > {} (heatmap band distance_to_training)",
+            td.reference.name(),
+            q.p50,
+            q.p99,
+            q.max,
+            td.far_tiles,
+            td.values.len(),
+            td.far_threshold
+        );
+    }
     println!(
         "onnxruntime: {} provider ({})",
         result.runtime.provider, result.runtime.provider_reason

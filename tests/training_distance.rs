@@ -197,3 +197,31 @@ fn an_8_bit_copy_fed_as_reflectance_is_far_from_the_declared_training_statistics
     assert!(mf < m8 / 2.0, "fixed {mf}, as reflectance {m8}");
     assert!(!errf.contains("far from the training data"), "{errf}");
 }
+
+#[test]
+fn half_a_declared_reference_is_refused_with_the_key_named() {
+    let d = common::tempdir();
+    let head = d.path().join("head.onnx");
+    with_metadata(
+        &common::root().join("onnx/rcf_chroma/head.onnx"),
+        &head,
+        &[("nexttile_embedding_mean", "0")],
+    );
+    let scene = derive(d.path(), "window", &["-srcwin", "0", "0", "128", "128"]);
+    let out = d.path().join("out");
+    let (code, _, stderr) = common::run_nexttile(&[
+        "score",
+        scene.to_str().unwrap(),
+        "--head",
+        head.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--no-cache",
+        "--quiet",
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("only one of nexttile_embedding_mean and nexttile_embedding_std"),
+        "{stderr}"
+    );
+}

@@ -1,13 +1,12 @@
 //! The distance-to-training band (issue 14): the heatmap's last band,
 //! `distance_to_training`, a `tiles.csv` column, a `tiles.geojson` property and a
-//! `summary.json` entry naming the reference. On the real sample with the default pair
-//! (no reference statistics in its metadata: the scene's own), and with a copy of the
-//! default head that declares the training embeddings' statistics — the `rcf_chroma`
+//! `summary.json` entry naming the reference. On the real sample with the SimSiam pair
+//! (no reference statistics in its metadata: the scene's own), and with the default
+//! pair, whose head declares the training embeddings' statistics — the `rcf_chroma`
 //! encoder standardises its embedding to the EuroSAT pool's mean 0 / variance 1 inside
-//! the graph (onnx/rcf_chroma/README.md), so `nexttile_embedding_mean = 0`,
-//! `nexttile_embedding_std = 1` is what its training embeddings are — on which an 8-bit
-//! display copy of the sample fed with the reflectance scale must score clearly farther
-//! than the sample.
+//! the graph (onnx/rcf_chroma/README.md), so its head ships `nexttile_embedding_mean = 0`,
+//! `nexttile_embedding_std = 1` — on which an 8-bit display copy of the sample fed with
+//! the reflectance scale must score clearly farther than the sample.
 
 mod common;
 
@@ -100,7 +99,15 @@ fn the_sample_gets_a_distance_band_column_and_summary_against_the_scene() {
     let d = common::tempdir();
     let scene = derive(d.path(), "window", &[]);
     let out = d.path().join("out");
-    let (s, text) = score(&scene, &out, &[]);
+    let simsiam = common::root().join("onnx/eurosat_simsiam");
+    let (enc, head) = (simsiam.join("encoder.onnx"), simsiam.join("head.onnx"));
+    let pair = [
+        "--encoder",
+        enc.to_str().unwrap(),
+        "--head",
+        head.to_str().unwrap(),
+    ];
+    let (s, text) = score(&scene, &out, &pair);
     assert!(
         text.contains("distance:    to the training data (reference scene): median "),
         "{text}"
@@ -109,7 +116,7 @@ fn the_sample_gets_a_distance_band_column_and_summary_against_the_scene() {
     assert_eq!(desc, "distance_to_training");
     assert_eq!(values.len(), s["scored_tiles"].as_u64().unwrap() as usize);
     assert!(values.iter().all(|v| v.is_finite() && *v >= 0.0));
-    // Neither shipped model declares training-embedding statistics: the reference is
+    // The SimSiam pair declares no training-embedding statistics: the reference is
     // the scene's own, said so, and no far-share warning is given for it.
     let t = &s["distance_to_training"];
     assert_eq!(t["reference"], "scene", "{t}");
@@ -143,16 +150,8 @@ fn the_sample_gets_a_distance_band_column_and_summary_against_the_scene() {
 #[test]
 fn an_8_bit_copy_fed_as_reflectance_is_far_from_the_declared_training_statistics() {
     let d = common::tempdir();
-    let head = d.path().join("head.onnx");
-    with_metadata(
-        &common::root().join("onnx/rcf_chroma/head.onnx"),
-        &head,
-        &[
-            ("nexttile_embedding_mean", "0"),
-            ("nexttile_embedding_std", "1"),
-        ],
-    );
-    let head_arg = ["--head", head.to_str().unwrap()];
+    // The default pair: its head declares the training embeddings' statistics.
+    let head_arg: [&str; 0] = [];
     let scene = derive(d.path(), "window", &[]);
     let mut args8: Vec<&str> = common::TRUE_COLOUR_BANDS.to_vec();
     args8.extend(common::TO_8_BIT);
@@ -203,15 +202,18 @@ fn half_a_declared_reference_is_refused_with_the_key_named() {
     let d = common::tempdir();
     let head = d.path().join("head.onnx");
     with_metadata(
-        &common::root().join("onnx/rcf_chroma/head.onnx"),
+        &common::root().join("onnx/eurosat_simsiam/head.onnx"),
         &head,
         &[("nexttile_embedding_mean", "0")],
     );
     let scene = derive(d.path(), "window", &["-srcwin", "0", "0", "128", "128"]);
     let out = d.path().join("out");
+    let encoder = common::root().join("onnx/eurosat_simsiam/encoder.onnx");
     let (code, _, stderr) = common::run_nexttile(&[
         "score",
         scene.to_str().unwrap(),
+        "--encoder",
+        encoder.to_str().unwrap(),
         "--head",
         head.to_str().unwrap(),
         "--out",

@@ -12,7 +12,9 @@ uncompressed 12-bit reflectance. A pair whose head reads the scene like the JPEG
    and the classes the pair gives the 4:2:0 copy;
 3. water: the scene's own physics as a reference: per tile, the share of pixels with
    NDWI = (B03 - B08) / (B03 + B08) > 0 (McFeeters 1996, doi:10.1080/01431169608948714);
-   tiles over 90 % water should be SeaLake or River, tiles under 5 % should not.
+   tiles over 90 % water should be SeaLake or River, tiles under 5 % should not;
+4. vegetation: the classes given to dry tiles where over half the pixels have
+   NDVI = (B08 - B04) / (B08 + B04) > 0.5 (vegetated land: no Highway, River or SeaLake).
 
     /tmp/rcfvenv/bin/python onnx/check_scene.py onnx/eurosat_simsiam onnx/rcf_fast [--scene samples/chincoteague_s2.tif]
 
@@ -40,7 +42,7 @@ def meta(sess) -> dict:
 
 
 def scene_tiles(path: Path, scale: float, mean, std):
-    """Standardised B04/B03/B02 tiles (N x 3 x 64 x 64) and each tile's NDWI water share."""
+    """Standardised B04/B03/B02 tiles (N x 3 x 64 x 64), each tile's NDWI water share and NDVI > 0.5 share."""
     import tifffile
 
     a = tifffile.imread(str(path))
@@ -50,18 +52,20 @@ def scene_tiles(path: Path, scale: float, mean, std):
     rgb = a[[3, 2, 1]]
     green, nir = a[2], a[7]
     ndwi = (green - nir) / np.maximum(green + nir, 1.0)
+    ndvi = (nir - a[3]) / np.maximum(nir + a[3], 1.0)
     m = np.asarray(mean, dtype=np.float32).reshape(3, 1, 1)
     sd = np.asarray(std, dtype=np.float32).reshape(3, 1, 1)
     x = (np.clip(rgb * np.float32(scale), 0, 1) - m) / sd
     valid = (a > 0).all(0)
-    tiles, water = [], []
+    tiles, water, veg = [], [], []
     for ty in range(x.shape[1] // TILE):
         for tx in range(x.shape[2] // TILE):
             sl = (slice(ty * TILE, (ty + 1) * TILE), slice(tx * TILE, (tx + 1) * TILE))
             if valid[sl].all():
                 tiles.append(x[:, sl[0], sl[1]])
                 water.append(float((ndwi[sl] > 0).mean()))
-    return np.stack(tiles).astype(np.float32), np.array(water)
+                veg.append(float((ndvi[sl] > 0.5).mean()))
+    return np.stack(tiles).astype(np.float32), np.array(water), np.array(veg)
 
 
 def eurosat_jpeg(t: np.ndarray, mean, std, subsampling: int | None = 2) -> np.ndarray:
@@ -102,13 +106,14 @@ def check(folder: Path, scene: Path) -> dict:
     mean, std = json.loads(em["standardization_mean"]), json.loads(em["standardization_std"])
     classes = json.loads(hm["class_names"])
     classes = [classes[str(i)] for i in range(len(classes))]
-    t, water = scene_tiles(scene, float(em["input_scale"]), mean, std)
+    t, water, veg = scene_tiles(scene, float(em["input_scale"]), mean, std)
     p = predict(enc, head, t).argmax(1)
     pj = predict(enc, head, eurosat_jpeg(t, mean, std)).argmax(1)
     p8 = predict(enc, head, eurosat_jpeg(t, mean, std, None)).argmax(1)
     p444 = predict(enc, head, eurosat_jpeg(t, mean, std, 0)).argmax(1)
     names = np.array(classes)[p]
     wet, dry = water > 0.9, water < 0.05
+    green = dry & (veg > 0.5)
     counts = collections.Counter(names.tolist())
     return {
         "model": str(folder),
@@ -124,6 +129,8 @@ def check(folder: Path, scene: Path) -> dict:
         "water_tiles_called_water": round(float(np.isin(names[wet], WATER).mean()), 3) if wet.any() else None,
         "dry_tiles": int(dry.sum()),
         "dry_tiles_called_water": round(float(np.isin(names[dry], WATER).mean()), 3) if dry.any() else None,
+        "vegetated_dry_tiles": int(green.sum()),
+        "vegetated_dry_tiles_classes": dict(collections.Counter(names[green].tolist()).most_common()),
     }
 
 

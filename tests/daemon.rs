@@ -263,10 +263,8 @@ fn centre(feature: &Value) -> (f64, f64) {
     (x / n, y / n)
 }
 
-#[test]
-fn full_round_trip_on_the_sample() {
-    let tmp = common::tempdir();
-    let d = Daemon::start(tmp.path(), &[], None);
+/// `/openapi.json` lists every route, and `/health` names the provider.
+fn check_openapi_and_health(d: &Daemon) {
     let (code, doc) = d.get("/openapi.json");
     assert_eq!(code, 200);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
@@ -289,6 +287,140 @@ fn full_round_trip_on_the_sample() {
     let (code, health) = d.get("/health");
     assert_eq!(code, 200);
     assert!(health["provider"].as_str().is_some(), "{health}");
+}
+
+/// Corrects one stored label's class, deletes another (kept in the database, gone from
+/// the API), then puts it back: six labels again.
+fn correct_delete_and_restore(
+    d: &Daemon,
+    pid: i64,
+    stored: &Value,
+    classes: &[String],
+    labelled: &[Value],
+) {
+    // Correct one label's class, delete another (kept in the database, gone from the API),
+    // then put it back.
+    let ids: Vec<i64> = stored["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    let url = |id: i64| format!("{}/projects/{pid}/labels/{id}", d.base);
+    let r = d
+        .agent
+        .patch(&url(ids[0]))
+        .send_json(json!({"class": classes[9]}))
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let mut r = d
+        .agent
+        .patch(&url(ids[0]))
+        .send_json(json!({"class": "Glacier"}))
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    let v: Value = r.body_mut().read_json().unwrap();
+    assert!(v["error"].as_str().unwrap().contains("SeaLake"), "{v}");
+    let r = d.agent.delete(&url(ids[5])).call().unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let r = d.agent.delete(&url(ids[5])).call().unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let (_, all) = d.get(&format!("/projects/{pid}/labels"));
+    let feats = all["features"].as_array().unwrap();
+    assert_eq!(feats.len(), 5);
+    assert_eq!(feats[0]["properties"]["class"], classes[9].as_str());
+    let (code, _) = d.post(
+        &format!("/projects/{pid}/labels"),
+        &json!({"type": "FeatureCollection", "features": [labelled[5].clone()]}),
+    );
+    assert_eq!(code, 201);
+}
+
+/// Exports for the survey team: GeoPackage (suggestions + labels), GPX, CSV; shp refused.
+fn check_survey_exports(d: &Daemon, tmp: &Path, pid: i64) {
+    // Exports for the survey team: GeoPackage (suggestions + labels), GPX, CSV.
+    let fetch = |format: &str| -> Vec<u8> {
+        let mut r = d
+            .agent
+            .get(&format!("{}/projects/{pid}/export?format={format}", d.base))
+            .call()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{format}");
+        r.body_mut()
+            .with_config()
+            .limit(100 << 20)
+            .read_to_vec()
+            .unwrap()
+    };
+    use gdal::vector::LayerAccess;
+    let gpkg = tmp.join("survey.gpkg");
+    std::fs::write(&gpkg, fetch("gpkg")).unwrap();
+    let ds = gdal::Dataset::open(&gpkg).unwrap();
+    let mut sugg = ds.layer_by_name("suggestions").unwrap();
+    assert_eq!(sugg.feature_count(), 10);
+    let mut visits: Vec<i64> = sugg
+        .features()
+        .map(|f| {
+            f.field_as_integer64(f.field_index("visit").unwrap())
+                .unwrap()
+                .unwrap()
+        })
+        .collect();
+    visits.sort_unstable();
+    assert_eq!(visits, (1..=10).collect::<Vec<_>>());
+    assert_eq!(ds.layer_by_name("labels").unwrap().feature_count(), 6);
+    let gpx = tmp.join("survey.gpx");
+    std::fs::write(&gpx, fetch("gpx")).unwrap();
+    let ds = gdal::Dataset::open(&gpx).unwrap();
+    assert_eq!(ds.layer_by_name("waypoints").unwrap().feature_count(), 10);
+    let csv = String::from_utf8(fetch("csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "visit,rank,tile_id,lon,lat,score,predicted_class");
+    assert_eq!(lines.len(), 11);
+    assert!(
+        lines[1].starts_with("1,1,"),
+        "the route starts at rank 1: {}",
+        lines[1]
+    );
+    let (code, v) = d.get(&format!("/projects/{pid}/export?format=shp"));
+    assert_eq!(code, 400, "{v}");
+}
+
+/// The heatmap is a GeoTIFF that GDAL opens with the scene's CRS.
+fn check_heatmap_crs(d: &Daemon, tmp: &Path, pid: i64, scene_id: i64) {
+    let mut r = d
+        .agent
+        .get(&format!(
+            "{}/projects/{pid}/scenes/{scene_id}/heatmap",
+            d.base
+        ))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let bytes = r
+        .body_mut()
+        .with_config()
+        .limit(100 << 20)
+        .read_to_vec()
+        .unwrap();
+    let path = tmp.join("heatmap.tif");
+    std::fs::write(&path, bytes).unwrap();
+    let ds = gdal::Dataset::open(&path).unwrap();
+    assert!(
+        ds.spatial_ref()
+            .unwrap()
+            .to_wkt()
+            .unwrap()
+            .contains("32618")
+            || ds.spatial_ref().unwrap().auth_code().ok() == Some(32618)
+    );
+}
+
+#[test]
+fn full_round_trip_on_the_sample() {
+    let tmp = common::tempdir();
+    let d = Daemon::start(tmp.path(), &[], None);
+    check_openapi_and_health(&d);
 
     let (code, project) = d.post("/projects", &json!({"name": "chincoteague"}));
     assert_eq!(code, 201, "{project}");
@@ -346,42 +478,7 @@ fn full_round_trip_on_the_sample() {
     assert_eq!(stored["ids"].as_array().unwrap().len(), 6);
     let (_, all) = d.get(&format!("/projects/{pid}/labels"));
     assert_eq!(all["features"].as_array().unwrap().len(), 6);
-    // Correct one label's class, delete another (kept in the database, gone from the API),
-    // then put it back.
-    let ids: Vec<i64> = stored["ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_i64().unwrap())
-        .collect();
-    let url = |id: i64| format!("{}/projects/{pid}/labels/{id}", d.base);
-    let r = d
-        .agent
-        .patch(&url(ids[0]))
-        .send_json(json!({"class": classes[9]}))
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 204);
-    let mut r = d
-        .agent
-        .patch(&url(ids[0]))
-        .send_json(json!({"class": "Glacier"}))
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 422);
-    let v: Value = r.body_mut().read_json().unwrap();
-    assert!(v["error"].as_str().unwrap().contains("SeaLake"), "{v}");
-    let r = d.agent.delete(&url(ids[5])).call().unwrap();
-    assert_eq!(r.status().as_u16(), 204);
-    let r = d.agent.delete(&url(ids[5])).call().unwrap();
-    assert_eq!(r.status().as_u16(), 404);
-    let (_, all) = d.get(&format!("/projects/{pid}/labels"));
-    let feats = all["features"].as_array().unwrap();
-    assert_eq!(feats.len(), 5);
-    assert_eq!(feats[0]["properties"]["class"], classes[9].as_str());
-    let (code, _) = d.post(
-        &format!("/projects/{pid}/labels"),
-        &json!({"type": "FeatureCollection", "features": [labelled[5].clone()]}),
-    );
-    assert_eq!(code, 201);
+    correct_delete_and_restore(&d, pid, &stored, &classes, &labelled);
 
     let (code, started) = d.post(&format!("/projects/{pid}/rounds"), &ask);
     assert_eq!(code, 202, "{started}");
@@ -401,81 +498,10 @@ fn full_round_trip_on_the_sample() {
         );
     }
 
-    // Exports for the survey team: GeoPackage (suggestions + labels), GPX, CSV.
-    let fetch = |format: &str| -> Vec<u8> {
-        let mut r = d
-            .agent
-            .get(&format!("{}/projects/{pid}/export?format={format}", d.base))
-            .call()
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200, "{format}");
-        r.body_mut()
-            .with_config()
-            .limit(100 << 20)
-            .read_to_vec()
-            .unwrap()
-    };
-    use gdal::vector::LayerAccess;
-    let gpkg = tmp.path().join("survey.gpkg");
-    std::fs::write(&gpkg, fetch("gpkg")).unwrap();
-    let ds = gdal::Dataset::open(&gpkg).unwrap();
-    let mut sugg = ds.layer_by_name("suggestions").unwrap();
-    assert_eq!(sugg.feature_count(), 10);
-    let mut visits: Vec<i64> = sugg
-        .features()
-        .map(|f| {
-            f.field_as_integer64(f.field_index("visit").unwrap())
-                .unwrap()
-                .unwrap()
-        })
-        .collect();
-    visits.sort_unstable();
-    assert_eq!(visits, (1..=10).collect::<Vec<_>>());
-    assert_eq!(ds.layer_by_name("labels").unwrap().feature_count(), 6);
-    let gpx = tmp.path().join("survey.gpx");
-    std::fs::write(&gpx, fetch("gpx")).unwrap();
-    let ds = gdal::Dataset::open(&gpx).unwrap();
-    assert_eq!(ds.layer_by_name("waypoints").unwrap().feature_count(), 10);
-    let csv = String::from_utf8(fetch("csv")).unwrap();
-    let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "visit,rank,tile_id,lon,lat,score,predicted_class");
-    assert_eq!(lines.len(), 11);
-    assert!(
-        lines[1].starts_with("1,1,"),
-        "the route starts at rank 1: {}",
-        lines[1]
-    );
-    let (code, v) = d.get(&format!("/projects/{pid}/export?format=shp"));
-    assert_eq!(code, 400, "{v}");
+    check_survey_exports(&d, tmp.path(), pid);
 
-    // The heatmap is a GeoTIFF that GDAL opens with the scene's CRS.
     let scene_id = added["scene"]["id"].as_i64().unwrap();
-    let mut r = d
-        .agent
-        .get(&format!(
-            "{}/projects/{pid}/scenes/{scene_id}/heatmap",
-            d.base
-        ))
-        .call()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    let bytes = r
-        .body_mut()
-        .with_config()
-        .limit(100 << 20)
-        .read_to_vec()
-        .unwrap();
-    let path = tmp.path().join("heatmap.tif");
-    std::fs::write(&path, bytes).unwrap();
-    let ds = gdal::Dataset::open(&path).unwrap();
-    assert!(
-        ds.spatial_ref()
-            .unwrap()
-            .to_wkt()
-            .unwrap()
-            .contains("32618")
-            || ds.spatial_ref().unwrap().auth_code().ok() == Some(32618)
-    );
+    check_heatmap_crs(&d, tmp.path(), pid, scene_id);
 }
 
 /// The reserved class `unusable` (a cloud, nodata): accepted by POST labels, keeps its

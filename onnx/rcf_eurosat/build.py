@@ -697,22 +697,12 @@ def scene_tiles(path: Path):
 
 
 def eurosat_jpeg(t: np.ndarray) -> np.ndarray:
-    """Standardised tiles -> 8-bit -> JPEG quality 100, 4:2:0 (how EuroSAT-RGB's files are stored) -> standardised."""
-    import io
+    """Standardised tiles -> 8-bit -> JPEG quality 100, 4:2:0 (how EuroSAT-RGB's files are stored) -> standardised:
+    onnx/check_scene.py's eurosat_jpeg with this contract's channel statistics."""
+    sys.path.insert(0, str(HERE.parent))
+    from check_scene import eurosat_jpeg as stored_like_eurosat
 
-    from PIL import Image
-
-    m = np.array(CHANNEL_MEAN, dtype=np.float32).reshape(1, 3, 1, 1)
-    sd = np.array(CHANNEL_STD, dtype=np.float32).reshape(1, 3, 1, 1)
-    u8 = np.clip(np.round((t * sd + m) * 255), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
-    out = np.empty_like(u8)
-    for i in range(len(u8)):
-        buf = io.BytesIO()
-        Image.fromarray(u8[i]).save(buf, "JPEG", quality=100, subsampling=2)
-        buf.seek(0)
-        with Image.open(buf) as im:
-            out[i] = np.asarray(im.convert("RGB"))
-    return standardise(out)
+    return stored_like_eurosat(t, CHANNEL_MEAN, CHANNEL_STD)
 
 
 def floats(s: str):

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::EvalError;
 use crate::model::Encoder;
+use crate::preprocess::Preprocess;
 use crate::store::{CacheKey, CachedEmbeddings, EmbeddingCache};
 use crate::tiling::TileId;
 
@@ -85,7 +86,17 @@ where
             Err(e) => tracing::warn!("embedding cache: {e}; recomputing"),
         }
     }
-    let pre = encoder.spec.preprocess.clone();
+    // The encoder's own formula with the set's scale (one implementation for scenes
+    // and evaluation images: `Preprocess::band`).
+    // A model without preprocessing gets the identity (mean 0, std 1 for any band).
+    let pre = Preprocess {
+        scale: scaling.scale,
+        ..encoder
+            .spec
+            .preprocess
+            .clone()
+            .unwrap_or_else(|| Preprocess::identity(0))
+    };
     let mut out: Option<Array2<f32>> = None;
     let mut start = 0;
     while start < count {
@@ -106,25 +117,9 @@ where
             }
             let mut dst = b.index_axis_mut(Axis(0), i - start);
             for k in 0..c {
-                let (mean, std) = pre
-                    .as_ref()
-                    .map(|p| {
-                        (
-                            p.mean.get(k).copied().unwrap_or(0.0),
-                            p.std.get(k).copied().unwrap_or(1.0),
-                        )
-                    })
-                    .unwrap_or((0.0, 1.0));
-                let clip = pre.as_ref().and_then(|p| p.clip);
-                let offset = pre.as_ref().map(|p| p.offset).unwrap_or(0.0);
+                let input = pre.band(k);
                 dst.slice_mut(s![k, .., ..])
-                    .zip_mut_with(&img.slice(s![k, .., ..]), |d, &v| {
-                        let mut x = v * scaling.scale + offset;
-                        if let Some((lo, hi)) = clip {
-                            x = x.clamp(lo, hi);
-                        }
-                        *d = (x - mean) / std;
-                    });
+                    .zip_mut_with(&img.slice(s![k, .., ..]), |d, &v| *d = input.apply(v));
             }
         }
         let Some(batch) = batch else { break };

@@ -245,21 +245,13 @@ pub fn read_tiles(
             }
             let slot = batch_ids.len();
             for (k, band_strip) in strip.iter().enumerate() {
-                let (mean, std) = (p.mean[k], p.std[k]);
+                let input = p.band(k);
                 let mut dst = batch.slice_mut(s![slot, k, .., ..]);
                 for r in 0..t {
                     let src = &band_strip[r * w + dx..r * w + dx + t];
                     let ok = &valid_px[r * w + dx..r * w + dx + t];
                     for (c, d) in dst.row_mut(r).iter_mut().enumerate() {
-                        *d = if ok[c] {
-                            let mut x = src[c] * p.scale + p.offset;
-                            if let Some((lo, hi)) = p.clip {
-                                x = x.clamp(lo, hi);
-                            }
-                            (x - mean) / std
-                        } else {
-                            0.0
-                        };
+                        *d = if ok[c] { input.apply(src[c]) } else { 0.0 };
                     }
                 }
             }

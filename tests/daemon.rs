@@ -2161,6 +2161,30 @@ fn suggestions_on_a_warm_scene_run_only_the_selection() {
         .join(format!("suggestions/{scene}/suggestions.geojson"));
     let on_disk: Value = serde_json::from_slice(&std::fs::read(&latest).unwrap()).unwrap();
     assert_eq!(tile_ids(&on_disk), first_ids);
+    // The file is written once per change, not per request: the same request again
+    // leaves it alone (its modification time, set far back here, stays), another
+    // budget rewrites it.
+    let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(946_684_800);
+    let mtime = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&latest)
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
+    let (code, again) = d.post(&url, &json!({"budget": 8}));
+    assert_eq!(code, 200, "{again}");
+    assert_eq!(tile_ids(&again), first_ids);
+    assert_eq!(
+        mtime(&latest),
+        long_ago,
+        "the same suggestions were written again"
+    );
+    let (code, nine) = d.post(&url, &json!({"budget": 9}));
+    assert_eq!(code, 200, "{nine}");
+    assert_ne!(mtime(&latest), long_ago, "new suggestions were not written");
+    let on_disk: Value = serde_json::from_slice(&std::fs::read(&latest).unwrap()).unwrap();
+    assert_eq!(tile_ids(&on_disk), tile_ids(&nine));
 
     // top_k before any label, to compare with once the labels are deleted.
     let topk = json!({"budget": 8, "strategy": "top_k"});

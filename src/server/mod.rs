@@ -481,6 +481,7 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
             stopping: stopping.clone(),
             warm: std::sync::Mutex::new(warm::WarmScenes::new(config.warm_scene_bytes)),
             labels: std::sync::Mutex::new(warm::LabelCache::default()),
+            latest: std::sync::Mutex::new(std::collections::HashMap::new()),
         },
         config.queue_capacity,
     )

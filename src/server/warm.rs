@@ -160,3 +160,51 @@ impl WarmScenes {
         self.entries.iter().map(|e| e.scene).collect()
     }
 }
+
+/// A scene's latest suggestions as last written to its file: a digest of the
+/// FeatureCollection (to write the file only when it changes) and each suggested
+/// tile's footprint and predicted class (what the next round's agreement compares the
+/// analyst's labels with).
+pub struct LatestSuggestions {
+    /// SHA-256 of the collection's JSON.
+    pub digest: [u8; 32],
+    /// (footprint, predicted class) of each suggested tile.
+    pub tiles: Vec<(geo::Geometry<f64>, String)>,
+}
+
+impl LatestSuggestions {
+    /// What `collection` holds.
+    pub fn of(collection: &geojson::FeatureCollection) -> Self {
+        use sha2::{Digest, Sha256};
+        let json = serde_json::to_vec(collection).unwrap_or_default();
+        LatestSuggestions {
+            digest: Sha256::digest(&json).into(),
+            tiles: footprints(&collection.features),
+        }
+    }
+
+    /// The tiles of a suggestions file written earlier (by a previous run of the
+    /// daemon); none when it is missing or unreadable.
+    pub fn read(path: &std::path::Path) -> Vec<(geo::Geometry<f64>, String)> {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.parse::<geojson::GeoJson>().ok())
+            .map(|g| match g {
+                geojson::GeoJson::FeatureCollection(fc) => footprints(&fc.features),
+                _ => Vec::new(),
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// (footprint, predicted class) of each feature that has both.
+fn footprints(features: &[geojson::Feature]) -> Vec<(geo::Geometry<f64>, String)> {
+    features
+        .iter()
+        .filter_map(|f| {
+            let class = f.property("predicted_class")?.as_str()?.to_string();
+            let geom = geo::Geometry::<f64>::try_from(f.geometry.as_ref()?.value.clone()).ok()?;
+            Some((geom, class))
+        })
+        .collect()
+}

@@ -3,7 +3,7 @@
 //! by a bounded queue; a full queue is answered with HTTP 429 instead of growing.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -136,6 +136,10 @@ pub struct WorkerContext {
     pub warm: std::sync::Mutex<super::warm::WarmScenes>,
     /// Projects' labels as last read, by label revision.
     pub labels: std::sync::Mutex<super::warm::LabelCache>,
+    /// Each scene's latest suggestions as last written (what the file holds), so the
+    /// file is written once per change, not per request, and a round's agreement is
+    /// computed from memory.
+    pub latest: std::sync::Mutex<HashMap<i64, super::warm::LatestSuggestions>>,
 }
 
 impl WorkerContext {
@@ -467,14 +471,34 @@ fn score_scene(
     Ok(summary)
 }
 
-/// Writes a result's suggestions as the scene's latest (what exports and the next
-/// round's agreement read) and answers them from memory.
+/// The file holding a scene's latest suggestions (what exports read).
+fn latest_path(ctx: &WorkerContext, scene: i64) -> PathBuf {
+    ctx.data_dir
+        .join("suggestions")
+        .join(scene.to_string())
+        .join("suggestions.geojson")
+}
+
+/// Makes a result's suggestions the scene's latest (what exports and the next round's
+/// agreement read) and answers them from memory. The file is written only when they
+/// differ from what it was last given (or it has gone): a repeated request writes
+/// nothing.
 fn latest_suggestions(ctx: &WorkerContext, scene: i64, result: &engine::ScoreResult) -> Outcome {
     let collection = crate::output::suggestions_collection(result).map_err(crate::Error::from)?;
-    let dir = ctx.data_dir.join("suggestions").join(scene.to_string());
-    std::fs::create_dir_all(&dir).map_err(ApiError::internal)?;
-    crate::output::write_collection(&collection, &dir.join("suggestions.geojson"))
-        .map_err(crate::Error::from)?;
+    let latest = super::warm::LatestSuggestions::of(&collection);
+    let path = latest_path(ctx, scene);
+    let mut kept = ctx
+        .latest
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let unchanged = kept.get(&scene).is_some_and(|k| k.digest == latest.digest) && path.is_file();
+    if !unchanged {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(ApiError::internal)?;
+        }
+        crate::output::write_collection(&collection, &path).map_err(crate::Error::from)?;
+        kept.insert(scene, latest);
+    }
     serde_json::to_value(&collection).map_err(ApiError::internal)
 }
 
@@ -552,15 +576,16 @@ fn round(
     let rounds = db.rounds(project.id)?;
     let number = rounds.len() + 1;
     // Before the round replaces them: the scene's latest suggestions hold what the
-    // previous head predicted on the tiles the analyst has labelled since.
-    let agreement = round_agreement(
-        &labels,
-        rounds.last(),
-        &ctx.data_dir
-            .join("suggestions")
-            .join(scene.id.to_string())
-            .join("suggestions.geojson"),
-    );
+    // previous head predicted on the tiles the analyst has labelled since (from
+    // memory; from the file only when this daemon has not written them yet).
+    let previous = ctx
+        .latest
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&scene.id)
+        .map(|l| l.tiles.clone())
+        .unwrap_or_else(|| super::warm::LatestSuggestions::read(&latest_path(ctx, scene.id)));
+    let agreement = round_agreement(&labels, rounds.last(), &previous);
     let heads = ctx.data_dir.join("heads");
     std::fs::create_dir_all(&heads).map_err(ApiError::internal)?;
     let head_path = heads.join(format!("project-{}-round-{number}.safetensors", project.id));
@@ -607,14 +632,16 @@ fn round(
 /// class, `unusable` included), and on those of them that fall in a tile of the
 /// scene's latest suggestions (made by the previous round's head, or the project's
 /// ONNX head before the first round) how often that head's `predicted_class` was the
-/// class the analyst chose. `unusable` labels are not compared. No ground truth is
+/// class the analyst chose (`tiles`: each suggested tile's footprint and predicted
+/// class, as [`LatestSuggestions`](super::warm::LatestSuggestions) keeps them).
+/// `unusable` labels are not compared. No ground truth is
 /// needed: it is the model's agreement with the analyst on the tiles it asked about.
 /// `labels_through` (the highest label id counted) lets the next round find its own
 /// new labels; a previous round without it (older daemons) is placed by its time.
 pub fn round_agreement(
     labels: &[crate::store::LabelRow],
     previous: Option<&crate::store::RoundRow>,
-    suggestions: &Path,
+    tiles: &[(geo::Geometry<f64>, String)],
 ) -> serde_json::Value {
     use geo::{Contains, InteriorPoint};
 
@@ -641,23 +668,6 @@ pub fn round_agreement(
             .unwrap_or(0);
         added.insert(l.class.clone(), serde_json::json!(n + 1));
     }
-    // (footprint, predicted class) of each suggested tile; none when the file is
-    // missing or unreadable (nothing to compare with, which the counts say).
-    let tiles: Vec<(geo::Geometry<f64>, String)> = std::fs::read_to_string(suggestions)
-        .ok()
-        .and_then(|t| t.parse::<geojson::GeoJson>().ok())
-        .and_then(|g| match g {
-            geojson::GeoJson::FeatureCollection(fc) => Some(fc.features),
-            _ => None,
-        })
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|f| {
-            let class = f.property("predicted_class")?.as_str()?.to_string();
-            let geom = geo::Geometry::<f64>::try_from(f.geometry?.value).ok()?;
-            Some((geom, class))
-        })
-        .collect();
     let (mut compared, mut agreed) = (0u64, 0u64);
     for l in new.iter().filter(|l| l.class != crate::aoi::UNUSABLE_CLASS) {
         let Ok(value) = serde_json::from_value::<geojson::Geometry>(l.geometry.clone()) else {

@@ -2,9 +2,8 @@
 //! probabilities, T MC passes × tiles × classes, from the ONNX head, a head saved by an
 //! earlier round, or a head retrained here on the analysts' labels.
 
-use ndarray::{Array2, Array3, Axis};
+use ndarray::{Array1, Array2, Array3, ArrayView2, Axis};
 
-use crate::aoi::Labelled;
 use crate::error::{Error, Result};
 use crate::head::{HeadConfig, HeadSpec, Targets, TrainableHead};
 use crate::model::Head;
@@ -37,6 +36,56 @@ pub(super) struct TilePlaces<'a> {
     pub crs_wkt: &'a str,
 }
 
+/// A classification head as the predict stage runs it: the model pair's ONNX head or
+/// a head NextTile trained (on the analysts' labels, now or in an earlier round),
+/// behind one interface, so the stage has one path for T MC passes whichever it is.
+pub(crate) trait PredictHead {
+    /// The classes of the probability columns, in order.
+    fn classes(&self) -> &[String];
+
+    /// `passes` MC-dropout passes (at least one) over `[N, D]` embeddings:
+    /// probabilities `[T, N, C]`, and the predicted loss per tile when the head has a
+    /// loss output. `seed` fixes the masks where the head draws them itself.
+    fn mc_passes(
+        &mut self,
+        embeddings: ArrayView2<'_, f32>,
+        passes: usize,
+        seed: u64,
+    ) -> Result<(Array3<f32>, Option<Array1<f32>>)>;
+}
+
+impl PredictHead for Head {
+    fn classes(&self) -> &[String] {
+        &self.spec.class_names
+    }
+
+    /// onnxruntime draws the masks inside the graph: `seed` is not used.
+    fn mc_passes(
+        &mut self,
+        embeddings: ArrayView2<'_, f32>,
+        passes: usize,
+        _seed: u64,
+    ) -> Result<(Array3<f32>, Option<Array1<f32>>)> {
+        Ok(self.predict_mc_with_loss(embeddings, passes)?)
+    }
+}
+
+impl PredictHead for TrainableHead {
+    fn classes(&self) -> &[String] {
+        &self.spec().classes
+    }
+
+    fn mc_passes(
+        &mut self,
+        embeddings: ArrayView2<'_, f32>,
+        passes: usize,
+        seed: u64,
+    ) -> Result<(Array3<f32>, Option<Array1<f32>>)> {
+        let out = self.predict_mc(embeddings, passes.max(1), seed)?;
+        Ok((out.probs, out.predicted_loss))
+    }
+}
+
 /// The predict stage. In: the ONNX head (its classes), the embeddings (one row per
 /// scored tile) and where those tiles lie. Out: [`Predicted`]: `req.mc_passes` passes
 /// of the head the request asks for (retrained on `req.labelled` when `req.retrain` is
@@ -55,83 +104,49 @@ pub(super) fn predict(
             head.spec.name, req.mc_passes
         ));
     }
-    if let Some(r) = &req.retrain {
-        let labelled = req.labelled.as_ref().ok_or_else(|| {
-            Error::Invalid(
-                "retraining needs labels: pass --labelled with features that have a `class` property".into(),
-            )
-        })?;
-        return predict_retrained(
-            req,
-            r,
-            labelled,
-            &head.spec.class_names,
-            embeddings,
-            places,
-            warnings,
-        );
-    }
-    let probs = match &req.trained_head {
-        None => {
-            let (probs, predicted_loss) =
-                head.predict_mc_with_loss(embeddings.view(), req.mc_passes)?;
-            return Ok(Predicted {
-                probs,
-                predicted_loss,
-                retrained: None,
-                training_rows: None,
-            });
+    let (mut trained, retrained, training_rows) = match (&req.retrain, &req.trained_head) {
+        (Some(r), _) => {
+            let labelled = req.labelled.as_ref().ok_or_else(|| {
+                Error::Invalid(
+                    "retraining needs labels: pass --labelled with features that have a `class` property".into(),
+                )
+            })?;
+            let classes = tile_classes(
+                labelled,
+                places.grid,
+                places.tiles,
+                places.crs_wkt,
+                &head.spec.class_names,
+                warnings,
+            )?;
+            let (trained, summary) =
+                retrain_head(r, embeddings, &classes, &head.spec.class_names, req.seed)?;
+            let rows = classes.iter().map(Option::is_some).collect();
+            (Some(trained), Some(summary), Some(rows))
         }
-        Some(path) => {
+        (None, Some(path)) => {
             let trained = TrainableHead::load(path)?;
-            if trained.spec().input_dim != embeddings.ncols()
-                || trained.spec().classes != head.spec.class_names
+            if trained.spec().input_dim != embeddings.ncols() || trained.classes() != head.classes()
             {
                 return Err(Error::Invalid(format!(
                     "{} was trained for other classes or another encoder than this run's",
                     path.display()
                 )));
             }
-            trained
-                .predict_mc(embeddings.view(), req.mc_passes.max(1), req.seed)?
-                .probs
+            (Some(trained), None, None)
         }
+        (None, None) => (None, None, None),
     };
+    let chosen: &mut dyn PredictHead = match trained.as_mut() {
+        Some(t) => t,
+        None => head,
+    };
+    let (probs, predicted_loss) = chosen.mc_passes(embeddings.view(), req.mc_passes, req.seed)?;
     Ok(Predicted {
         probs,
-        predicted_loss: None,
-        retrained: None,
-        training_rows: None,
-    })
-}
-
-/// Retrains a head on the labelled tiles' classes, then runs its MC passes.
-fn predict_retrained(
-    req: &ScoreRequest,
-    r: &Retrain,
-    labelled: &Labelled,
-    class_names: &[String],
-    embeddings: &Array2<f32>,
-    places: &TilePlaces<'_>,
-    warnings: &mut Vec<String>,
-) -> Result<Predicted> {
-    let classes = tile_classes(
-        labelled,
-        places.grid,
-        places.tiles,
-        places.crs_wkt,
-        class_names,
-        warnings,
-    )?;
-    let (trained, summary) = retrain_head(r, embeddings, &classes, class_names, req.seed)?;
-    let probs = trained
-        .predict_mc(embeddings.view(), req.mc_passes.max(1), req.seed)?
-        .probs;
-    Ok(Predicted {
-        probs,
-        predicted_loss: None,
-        retrained: Some(summary),
-        training_rows: Some(classes.iter().map(Option::is_some).collect()),
+        predicted_loss,
+        retrained,
+        training_rows,
     })
 }
 

@@ -287,6 +287,44 @@ fn check_openapi_and_health(d: &Daemon) {
     let (code, health) = d.get("/health");
     assert_eq!(code, 200);
     assert!(health["provider"].as_str().is_some(), "{health}");
+    // One set of defaults: what /health reports (and the plugin shows) is what the CLI's
+    // flags and the daemon's request bodies use.
+    let defaults = &health["defaults"];
+    assert_eq!(
+        defaults["budget"],
+        nexttile::engine::DEFAULT_BUDGET,
+        "{health}"
+    );
+    assert_eq!(defaults["mc_passes"], nexttile::engine::DEFAULT_MC_PASSES);
+    assert_eq!(defaults["max_budget"], nexttile::engine::MAX_BUDGET);
+    assert_eq!(defaults["strategy"], health["default_strategy"]);
+    assert_eq!(defaults["metric"], "margin");
+    let help = std::process::Command::new(common::bin())
+        .args(["score", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for (flag, key) in [
+        ("--budget", "budget"),
+        ("--mc-passes", "mc_passes"),
+        ("--seed", "seed"),
+    ] {
+        // The flag's entry: from its name to the next option's.
+        let at = help
+            .find(&format!("{flag} <"))
+            .unwrap_or_else(|| panic!("{flag} not in --help"));
+        let line = help[at..]
+            .lines()
+            .enumerate()
+            .take_while(|(i, l)| *i == 0 || !l.trim_start().starts_with('-'))
+            .map(|(_, l)| l)
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            line.contains(&format!("[default: {}]", defaults[key])),
+            "{flag}: {line}"
+        );
+    }
 }
 
 /// Corrects one stored label's class, deletes another (kept in the database, gone from

@@ -22,6 +22,10 @@ DEFAULT_ACTION_KEYS = {SKIP: "S", UNUSABLE: "U", UNDO: "Backspace", RETRAIN: "R"
 # Built-in lists for when no daemon has answered yet (GET /health has the real ones).
 FALLBACK_STRATEGIES = ["auto", "top_k", "random", "coreset", "clustering", "mcfps", "typiclust", "probcover"]
 FALLBACK_METRICS = ["entropy", "bald", "margin", "least_confidence", "variation_ratio", "predicted_loss"]
+# The selection defaults for when no daemon has answered yet: GET /health's `defaults`
+# (the same constants the CLI's flags and the daemon's request bodies use) replace them.
+FALLBACK_DEFAULTS = {"strategy": "auto", "budget": 20, "max_budget": 10000, "mc_passes": 20,
+                     "max_mc_passes": 1000, "min_spacing_m": 0.0, "seed": 0}
 
 
 def normalize_key(text):
@@ -83,7 +87,8 @@ def queue_file():
 
 def remember_health(health):
     """Keeps the daemon's strategy and metric lists for the next start (no network then)."""
-    keep = {k: health.get(k) for k in ("strategies", "default_strategy", "metrics", "unusable_class") if health.get(k)}
+    keep = {k: health.get(k) for k in ("strategies", "default_strategy", "metrics", "unusable_class", "defaults")
+            if health.get(k)}
     QgsSettings().setValue(HEALTH_CACHE, json.dumps(keep))
 
 
@@ -97,3 +102,24 @@ def daemon_lists():
     strategies = cached.get("strategies") or FALLBACK_STRATEGIES
     metrics = cached.get("metrics") or FALLBACK_METRICS
     return list(strategies), list(metrics), cached.get("default_strategy") or "auto"
+
+
+def daemon_defaults(health=None):
+    """The selection defaults (budget, MC passes, spacing and their limits) of `health`
+    (a GET /health answer), else as the daemon last reported them, else the built-in
+    ones; a missing or malformed entry falls back to the built-in value."""
+    if health is None:
+        try:
+            health = json.loads(QgsSettings().value(HEALTH_CACHE, "", type=str) or "{}")
+        except ValueError:
+            health = {}
+    given = health.get("defaults") if isinstance(health, dict) else None
+    given = given if isinstance(given, dict) else {}
+    out = dict(FALLBACK_DEFAULTS)
+    for key, fallback in FALLBACK_DEFAULTS.items():
+        value = given.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not isinstance(fallback, str):
+            out[key] = type(fallback)(value)
+        elif isinstance(value, str) and isinstance(fallback, str):
+            out[key] = value
+    return out

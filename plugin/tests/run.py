@@ -8,7 +8,10 @@ import os
 import sys
 import unittest
 
-suite = unittest.defaultTestLoader.discover(os.path.dirname(os.path.abspath(__file__)))
+# NEXTTILE_PLUGIN_TESTS=test_plugin.py runs one module while developing; the test
+# command runs them all.
+pattern = os.environ.get("NEXTTILE_PLUGIN_TESTS", "test*.py")
+suite = unittest.defaultTestLoader.discover(os.path.dirname(os.path.abspath(__file__)), pattern=pattern)
 result = unittest.TextTestRunner(verbosity=2).run(suite)
 sys.stdout.flush()
 sys.stderr.flush()

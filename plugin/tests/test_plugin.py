@@ -254,6 +254,16 @@ class PluginTest(unittest.TestCase):
             self.assertEqual(offered, health["strategies"])
             self.assertIn("typiclust", offered)
             self.assertEqual(dock.strategy.currentText(), "auto")
+            # The numbers start from the daemon's defaults (the CLI's own constants);
+            # a value the user changed is kept when the daemon reports new ones.
+            defaults = health["defaults"]
+            self.assertEqual(defaults["budget"], 20)
+            dock.set_defaults(dict(defaults, budget=33, mc_passes=7, max_budget=50))
+            self.assertEqual((dock.budget.value(), dock.passes.value(), dock.budget.maximum()), (33, 7, 50))
+            dock.passes.setValue(9)
+            dock.set_defaults(defaults)
+            self.assertEqual((dock.budget.value(), dock.passes.value()), (defaults["budget"], 9))
+            self.assertEqual(dock.budget.maximum(), defaults["max_budget"])
         finally:
             dock.controller.stop_local_daemon()
             use(self.daemon.url)

@@ -120,7 +120,7 @@ struct ScoreArgs {
     mc_passes: usize,
     /// Selection strategy: auto (TypiClust while labels are few, then margin +
     /// clustering), mcfps, top_k, random, coreset, clustering, typiclust, probcover.
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value_t = crate::sampling::Strategy::product_default().name().to_string())]
     strategy: String,
     /// Uncertainty metric for ranking: least_confidence, entropy, bald, margin,
     /// variation_ratio, or predicted_loss (heads with a loss output; alias ll)
@@ -148,10 +148,10 @@ struct ScoreArgs {
     #[arg(long)]
     cluster_factor: Option<usize>,
     /// Minimum ground distance between suggested tiles' centres, metres (field surveys).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = engine::DEFAULT_MIN_SPACING_M)]
     min_spacing: f64,
     /// Seed for every random choice.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = engine::DEFAULT_SEED)]
     seed: u64,
     /// Raster band indices (1-based, comma-separated) in the model's band order, overriding name matching.
     #[arg(long, value_delimiter = ',')]

@@ -46,9 +46,10 @@ pub use input::{CHECK_MAX_CLIPPED, CHECK_MAX_SIGMA, CHECK_TILES};
 pub use labels::{LabelTiles, label_tiles};
 pub use outputs::{OutputPaths, summary_json, write_outputs};
 pub use request::{
-    DEFAULT_BATCH_SIZE, DEFAULT_BUDGET, DEFAULT_MAX_TILES, DEFAULT_MC_PASSES, DEFAULT_MIN_VALID,
-    DEFAULT_TILE_SIZE, MAX_AUTO_WORKERS, MAX_MC_PASSES, Retrain, ScoreRequest, check_tile_count,
-    default_metric, too_many_tiles,
+    DEFAULT_BATCH_SIZE, DEFAULT_BUDGET, DEFAULT_MAX_TILES, DEFAULT_MC_PASSES,
+    DEFAULT_MIN_SPACING_M, DEFAULT_MIN_VALID, DEFAULT_SEED, DEFAULT_TILE_SIZE, MAX_AUTO_WORKERS,
+    MAX_BUDGET, MAX_MC_PASSES, Retrain, ScoreRequest, check_tile_count, default_metric,
+    defaults_json, too_many_tiles,
 };
 pub use resample::{RESAMPLE_FACTOR, scene_to_tile};
 pub use select::{reselect, reselect_with};

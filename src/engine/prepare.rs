@@ -61,8 +61,12 @@ pub(super) struct Prepared {
 /// The prepare stage: opens, loads and checks everything a run needs before reading
 /// tiles. In: the request. Out: [`Prepared`], or the first refusal.
 pub(super) fn prepare(req: &ScoreRequest) -> Result<Prepared> {
-    if req.budget == 0 {
-        return Err(Error::Invalid("--budget must be at least 1".into()));
+    if req.budget == 0 || req.budget > super::request::MAX_BUDGET {
+        return Err(Error::Invalid(format!(
+            "--budget must be between 1 and {}, got {}",
+            super::request::MAX_BUDGET,
+            req.budget
+        )));
     }
     if !(0.0..=1.0).contains(&req.min_valid_fraction) {
         return Err(Error::Invalid("--min-valid must be between 0 and 1".into()));

@@ -18,6 +18,12 @@ pub const DEFAULT_MC_PASSES: usize = 20;
 pub const MAX_MC_PASSES: usize = 1000;
 /// Default number of suggestions.
 pub const DEFAULT_BUDGET: usize = 20;
+/// Most suggestions one request may ask for (the CLI and the daemon).
+pub const MAX_BUDGET: usize = 10_000;
+/// Default minimum ground distance between suggested tiles' centres, metres (none).
+pub const DEFAULT_MIN_SPACING_M: f64 = 0.0;
+/// Default seed of every random choice.
+pub const DEFAULT_SEED: u64 = 0;
 /// Default tile edge when the encoder does not recommend one.
 pub const DEFAULT_TILE_SIZE: usize = 64;
 /// Tiles per encoder batch: the request's, else the encoder's recommendation, else
@@ -40,6 +46,25 @@ pub const MAX_AUTO_WORKERS: usize = 8;
 /// Default cap on the candidate tiles of one scoring run, for the CLI and the daemon
 /// (a full Sentinel-2 granule at 64 px is about 29,000 tiles).
 pub const DEFAULT_MAX_TILES: usize = 100_000;
+
+/// The selection defaults every shell applies and shows, as one JSON object: the CLI's
+/// flags take their defaults from the same constants, the daemon fills missing body
+/// fields from them and reports this object in `GET /health` (`defaults`), and the
+/// QGIS plugin's dock starts from what the daemon reports.
+pub fn defaults_json() -> serde_json::Value {
+    let strategy = Strategy::product_default();
+    serde_json::json!({
+        "strategy": strategy.name(),
+        "metric": default_metric(&strategy).name(),
+        "budget": DEFAULT_BUDGET,
+        "max_budget": MAX_BUDGET,
+        "mc_passes": DEFAULT_MC_PASSES,
+        "max_mc_passes": MAX_MC_PASSES,
+        "min_spacing_m": DEFAULT_MIN_SPACING_M,
+        "seed": DEFAULT_SEED,
+        "min_valid_fraction": DEFAULT_MIN_VALID,
+    })
+}
 
 /// Everything one scoring run needs.
 #[derive(Debug, Clone)]
@@ -163,10 +188,10 @@ impl ScoreRequest {
             overlap: 0,
             mc_passes: DEFAULT_MC_PASSES,
             strategy: Strategy::product_default(),
-            metric: Metric::Margin,
+            metric: default_metric(&Strategy::product_default()),
             budget: DEFAULT_BUDGET,
-            seed: 0,
-            min_spacing_m: 0.0,
+            seed: DEFAULT_SEED,
+            min_spacing_m: DEFAULT_MIN_SPACING_M,
             bands: None,
             sensor: None,
             resample: None,

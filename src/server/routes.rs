@@ -64,6 +64,9 @@ pub async fn health(State(state): State<Arc<AppState>>) -> ApiResult<Json<serde_
         "token_required": state.config.token.is_some(),
         "strategies": crate::sampling::Strategy::NAMES,
         "default_strategy": crate::sampling::Strategy::product_default().name(),
+        // The selection defaults the CLI and the daemon apply (the plugin's dock starts
+        // from them).
+        "defaults": crate::engine::defaults_json(),
         // Every ranking metric a request may name (predicted_loss: heads with a loss output).
         "metrics": crate::uncertainty::Metric::ALL
             .iter()
@@ -740,8 +743,11 @@ fn select_params(b: &SelectBody) -> ApiResult<SelectParams> {
             .map_err(|e: crate::uncertainty::UncertaintyError| bad(e.to_string()))?,
     };
     let budget = b.budget.unwrap_or(DEFAULT_BUDGET);
-    if budget == 0 || budget > 10_000 {
-        return Err(bad("budget must be between 1 and 10000".into()));
+    if budget == 0 || budget > crate::engine::MAX_BUDGET {
+        return Err(bad(format!(
+            "budget must be between 1 and {}, got {budget}",
+            crate::engine::MAX_BUDGET
+        )));
     }
     let mc_passes = b.mc_passes.unwrap_or(DEFAULT_MC_PASSES);
     if !(1..=crate::engine::MAX_MC_PASSES).contains(&mc_passes) {
@@ -750,7 +756,9 @@ fn select_params(b: &SelectBody) -> ApiResult<SelectParams> {
             crate::engine::MAX_MC_PASSES
         )));
     }
-    let min_spacing_m = b.min_spacing_m.unwrap_or(0.0);
+    let min_spacing_m = b
+        .min_spacing_m
+        .unwrap_or(crate::engine::DEFAULT_MIN_SPACING_M);
     if !min_spacing_m.is_finite() || min_spacing_m < 0.0 {
         return Err(bad("min_spacing_m must be a distance in metres >= 0".into()));
     }
@@ -768,7 +776,7 @@ fn select_params(b: &SelectBody) -> ApiResult<SelectParams> {
         budget,
         mc_passes,
         min_spacing_m,
-        seed: b.seed.unwrap_or(0),
+        seed: b.seed.unwrap_or(crate::engine::DEFAULT_SEED),
         aoi: b.aoi.as_ref().map(|a| (a.to_string(), b.aoi_crs.clone())),
     })
 }

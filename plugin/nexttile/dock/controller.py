@@ -28,7 +28,7 @@ from qgis.PyQt.QtCore import QObject, pyqtSignal
 
 from ..client import SETTINGS_BINARY, DaemonClient, DaemonError, LocalDaemon, save_settings
 from ..layers import class_layer, heatmap_layer, labels_layer, style_suggestions, write_feature_collection
-from ..settings import remember_health
+from ..settings import daemon_defaults, remember_health
 from ..translation import tr
 
 LABELS_LAYER = "NextTile labels"
@@ -63,11 +63,14 @@ class _HealthTask(QgsTask):
 
 class DockController(QObject):
     """Signals: `status_changed(text)` (the connection line), `strategies_changed(names,
-    default)` (the daemon's list at Connect), `review_requested(layer)` (the project is
-    known: the view opens the review panel on `layer`)."""
+    default)` (the daemon's list at Connect), `defaults_changed(defaults)` (the daemon's
+    selection defaults at Connect, as `settings.daemon_defaults` reads them),
+    `review_requested(layer)` (the project is known: the view opens the review panel on
+    `layer`)."""
 
     status_changed = pyqtSignal(str)
     strategies_changed = pyqtSignal(list, object)
+    defaults_changed = pyqtSignal(dict)
     review_requested = pyqtSignal(object)
 
     def __init__(self, iface, form, sender=None, parent=None):
@@ -189,6 +192,7 @@ class DockController(QObject):
         self.status_changed.emit(tr("nexttile {version} on {provider} ({reason})").format(
             version=h.get("version"), provider=h.get("provider"), reason=h.get("provider_reason")))
         self.strategies_changed.emit(list(h.get("strategies") or []), h.get("default_strategy"))
+        self.defaults_changed.emit(daemon_defaults(h))
         remember_health(h)
         # The Processing enums follow the daemon's lists from now on.
         provider = QgsApplication.processingRegistry().providerById("nexttile")

@@ -21,7 +21,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..client import SETTINGS_BINARY, settings_token, settings_url
-from ..settings import daemon_lists
+from ..settings import daemon_defaults, daemon_lists
 from ..translation import tr
 from ..processing.score import SENSORS
 from .controller import AOI_CHOICES, DockController, DockForm
@@ -77,17 +77,15 @@ class NextTileDock(QDockWidget):
         self.set_strategies(strategies, default)
         form.addRow(tr("Strategy"), self.strategy)
         self.budget = QSpinBox()
-        self.budget.setRange(1, 10000)
-        self.budget.setValue(20)
         form.addRow(tr("Budget"), self.budget)
         self.passes = QSpinBox()
-        self.passes.setRange(1, 1000)
-        self.passes.setValue(20)
         form.addRow(tr("MC passes"), self.passes)
         self.spacing = QSpinBox()
         self.spacing.setRange(0, 1_000_000)
         self.spacing.setSuffix(tr(" m"))
         form.addRow(tr("Min spacing"), self.spacing)
+        self.defaults = {}
+        self.set_defaults(daemon_defaults())
         layout.addLayout(form)
         row = QHBoxLayout()
         self.buttons = {}
@@ -112,6 +110,7 @@ class NextTileDock(QDockWidget):
         self.buttons["Review"].clicked.connect(self.controller.open_review)
         self.controller.status_changed.connect(self.status.setText)
         self.controller.strategies_changed.connect(self.set_strategies)
+        self.controller.defaults_changed.connect(self.set_defaults)
         self.controller.review_requested.connect(self.show_review)
 
     def form(self):
@@ -123,6 +122,18 @@ class NextTileDock(QDockWidget):
             budget=self.budget.value(), passes=self.passes.value(), spacing=self.spacing.value(),
             sensor=self.sensor.currentIndex(), resample=self.resample.currentText().strip() or "auto",
         )
+
+    def set_defaults(self, defaults):
+        """Takes the daemon's selection defaults and limits (GET /health `defaults`, the
+        constants the CLI and the daemon apply): a field the user has not changed from
+        the previous default shows the new one."""
+        old = self.defaults
+        self.budget.setRange(1, int(defaults["max_budget"]))
+        self.passes.setRange(1, int(defaults["max_mc_passes"]))
+        for box, key in ((self.budget, "budget"), (self.passes, "mc_passes"), (self.spacing, "min_spacing_m")):
+            if key not in old or box.value() == int(old[key]):
+                box.setValue(int(defaults[key]))
+        self.defaults = dict(defaults)
 
     def set_strategies(self, names, default=None):
         """Shows the strategies the daemon offers (its /health list), keeping the

@@ -18,7 +18,7 @@ from qgis.core import (
 
 from ..client import DaemonClient, DaemonError
 from ..layers import aoi_feature_collection
-from ..settings import daemon_lists
+from ..settings import daemon_defaults, daemon_lists
 from ..translation import tr
 
 EXPORT_FORMATS = ["gpkg", "gpx", "csv"]
@@ -149,7 +149,12 @@ class NextTileAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterString(
             "STRATEGY_NAME", tr("Strategy by name (overrides the list; any the daemon offers)"), optional=True))
         self.addParameter(QgsProcessingParameterEnum("METRIC", tr("Uncertainty metric"), self._metrics, defaultValue=0))
-        self.addParameter(QgsProcessingParameterNumber("BUDGET", tr("Tiles to suggest"), integer, 20, minValue=1))
-        self.addParameter(QgsProcessingParameterNumber("MC_PASSES", tr("MC-dropout passes"), integer, 20, minValue=1))
-        self.addParameter(QgsProcessingParameterNumber("MIN_SPACING", tr("Minimum ground spacing (m)"), double, 0.0, minValue=0.0))
+        # The defaults and limits the daemon reported (the CLI's and the daemon's own).
+        d = daemon_defaults()
+        self.addParameter(QgsProcessingParameterNumber(
+            "BUDGET", tr("Tiles to suggest"), integer, d["budget"], minValue=1, maxValue=d["max_budget"]))
+        self.addParameter(QgsProcessingParameterNumber(
+            "MC_PASSES", tr("MC-dropout passes"), integer, d["mc_passes"], minValue=1, maxValue=d["max_mc_passes"]))
+        self.addParameter(QgsProcessingParameterNumber(
+            "MIN_SPACING", tr("Minimum ground spacing (m)"), double, d["min_spacing_m"], minValue=0.0))
         self.add_aoi_params()

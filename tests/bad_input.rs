@@ -472,3 +472,23 @@ fn sensor_for_a_sar_encoder_and_bad_input_scale() {
         &["--input-offset must be a finite number, got NaN"],
     );
 }
+
+/// Issue 17: a head whose `encoder_sha256` metadata is not a SHA-256 (here non-ASCII
+/// text, which once panicked on a byte slice) is refused with the key, the value and
+/// the fix named — before any tile is read.
+#[test]
+fn head_with_a_non_ascii_encoder_sha256() {
+    let tmp = common::tempdir();
+    let head = tmp.path().join("head.onnx");
+    let odd = "é".repeat(40);
+    common::with_metadata(&common::head(), &head, &[("encoder_sha256", odd.as_str())]);
+    assert_bad(
+        score_with(&common::sample_scene(), &common::encoder(), &head, &[]),
+        &[
+            "encoder_sha256",
+            &"é".repeat(24),
+            "64 hexadecimal digits",
+            "set_metadata.py",
+        ],
+    );
+}

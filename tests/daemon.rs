@@ -1994,10 +1994,34 @@ fn labels_come_in_bounded_pages() {
 /// the engine thread keeps serving: the next job is done. The panic is injected through
 /// the debug-build-only NEXTTILE_TEST_PANIC_ONCE, since no input panics on purpose any
 /// more (the non-ASCII `encoder_sha256` that did is a unit test of engine::short_hash).
+///
+/// Before that, a project whose head declares a non-ASCII `encoder_sha256` is refused
+/// with the key named (the value once panicked the engine thread), and the daemon
+/// goes on to serve the next project.
 #[test]
 fn a_panic_in_a_job_fails_that_job_and_the_daemon_keeps_serving() {
     let tmp = common::tempdir();
-    let d = Daemon::start_env(tmp.path(), &[], None, &[("NEXTTILE_TEST_PANIC_ONCE", "1")]);
+    let models = tmp.path().join("models");
+    std::fs::create_dir(&models).unwrap();
+    let odd_head = models.join("odd_head.onnx");
+    let odd = "é".repeat(40);
+    common::with_metadata(
+        &common::head(),
+        &odd_head,
+        &[("encoder_sha256", odd.as_str())],
+    );
+    let data = tmp.path().join("data");
+    let extra = ["--model-root", models.to_str().unwrap()];
+    let d = Daemon::start_env(&data, &extra, None, &[("NEXTTILE_TEST_PANIC_ONCE", "1")]);
+    let (code, v) = d.post(
+        "/projects",
+        &json!({"name": "odd", "encoder": common::encoder(), "head": odd_head}),
+    );
+    assert_eq!(code, 422, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("encoder_sha256"),
+        "{v}"
+    );
     let (_, project) = d.post("/projects", &json!({"name": "p"}));
     let pid = project["id"].as_i64().unwrap();
     let scene = json!({"path": "chincoteague_s2.tif"});

@@ -18,32 +18,6 @@ use serde_json::Value;
 /// The part of the sample used: 15 × 15 tiles of 64 px.
 const WINDOW: [&str; 5] = ["-srcwin", "0", "0", "960", "960"];
 
-/// A copy of `src` with `pairs` appended to its ONNX metadata: protobuf fields may be
-/// appended to a message, and `ModelProto.metadata_props` is field 14 (repeated
-/// `StringStringEntryProto { key = 1; value = 2 }`), so the graph is untouched.
-fn with_metadata(src: &Path, dst: &Path, pairs: &[(&str, &str)]) {
-    fn varint(mut n: usize, out: &mut Vec<u8>) {
-        while n >= 0x80 {
-            out.push((n as u8 & 0x7f) | 0x80);
-            n >>= 7;
-        }
-        out.push(n as u8);
-    }
-    fn field(tag: u8, bytes: &[u8], out: &mut Vec<u8>) {
-        out.push(tag);
-        varint(bytes.len(), out);
-        out.extend_from_slice(bytes);
-    }
-    let mut bytes = std::fs::read(src).unwrap();
-    for (k, v) in pairs {
-        let mut entry = Vec::new();
-        field(0x0a, k.as_bytes(), &mut entry);
-        field(0x12, v.as_bytes(), &mut entry);
-        field(0x72, &entry, &mut bytes);
-    }
-    std::fs::write(dst, bytes).unwrap();
-}
-
 /// `gdal_translate` the sample's window with `args` into `dir/name.tif`.
 fn derive(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
     let out = dir.join(format!("{name}.tif"));
@@ -201,7 +175,7 @@ fn an_8_bit_copy_fed_as_reflectance_is_far_from_the_declared_training_statistics
 fn half_a_declared_reference_is_refused_with_the_key_named() {
     let d = common::tempdir();
     let head = d.path().join("head.onnx");
-    with_metadata(
+    common::with_metadata(
         &common::root().join("onnx/eurosat_simsiam/head.onnx"),
         &head,
         &[("nexttile_embedding_mean", "0")],

@@ -172,7 +172,7 @@ impl ModelSpec {
             multi_label: false,
             mc_dropout_input: None,
             loss_output: None,
-            encoder_sha256: m.get("encoder_sha256").cloned(),
+            encoder_sha256: encoder_sha256(m, &file)?,
             auto_switch_per_class: None,
             batch_size: None,
             metadata: BTreeMap::new(),
@@ -385,6 +385,26 @@ fn role_of(
             }),
         },
     }
+}
+
+/// A head's `encoder_sha256` (the SHA-256 of the encoder file it was trained on), in
+/// lower case; refused unless it is 64 hexadecimal digits, since a head's metadata may
+/// hold any text and this one is compared with files' digests and quoted in messages.
+fn encoder_sha256(m: &BTreeMap<String, String>, file: &str) -> Result<Option<String>, ModelError> {
+    let Some(v) = m.get("encoder_sha256") else {
+        return Ok(None);
+    };
+    if v.len() == 64 && v.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Ok(Some(v.to_ascii_lowercase()));
+    }
+    let shown: String = v.chars().take(24).collect();
+    let more = if v.chars().count() > 24 { "…" } else { "" };
+    Err(ModelError::Contract {
+        path: file.to_string(),
+        problem: format!(
+            "encoder_sha256 is '{shown}{more}', which is not a SHA-256: it must be the 64 hexadecimal digits of the encoder file the head was trained on (`sha256sum encoder.onnx`); set it with `python onnx/set_metadata.py HEAD.onnx encoder_sha256=<digits>` or remove it with `--delete encoder_sha256`"
+        ),
+    })
 }
 
 /// An encoder's preprocessing from its metadata: `input_bands` (required), the

@@ -218,3 +218,29 @@ pub fn run_nexttile(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
 }
+
+/// A copy of `src` with `pairs` appended to its ONNX metadata: protobuf fields may be
+/// appended to a message, and `ModelProto.metadata_props` is field 14 (repeated
+/// `StringStringEntryProto { key = 1; value = 2 }`), so the graph is untouched.
+pub fn with_metadata(src: &Path, dst: &Path, pairs: &[(&str, &str)]) {
+    fn varint(mut n: usize, out: &mut Vec<u8>) {
+        while n >= 0x80 {
+            out.push((n as u8 & 0x7f) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+    }
+    fn field(tag: u8, bytes: &[u8], out: &mut Vec<u8>) {
+        out.push(tag);
+        varint(bytes.len(), out);
+        out.extend_from_slice(bytes);
+    }
+    let mut bytes = std::fs::read(src).unwrap();
+    for (k, v) in pairs {
+        let mut entry = Vec::new();
+        field(0x0a, k.as_bytes(), &mut entry);
+        field(0x12, v.as_bytes(), &mut entry);
+        field(0x72, &entry, &mut bytes);
+    }
+    std::fs::write(dst, bytes).unwrap();
+}

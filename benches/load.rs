@@ -20,73 +20,21 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+mod common;
+use common::{agent, peak_rss_mib, post_json, quantile, start_daemon};
+
 /// What one client saw: latencies (seconds) by route, and status counts.
 #[derive(Default)]
 struct Tally {
     latencies: BTreeMap<&'static str, Vec<f64>>,
     statuses: BTreeMap<String, usize>,
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
-
-fn start_daemon(data: &std::path::Path) -> (Child, String) {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nexttile"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--root"])
-        .arg(root.join("samples"))
-        .arg("--data-dir")
-        .arg(data)
-        .env_remove("NEXTTILE_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("daemon starts");
-    let mut line = String::new();
-    let stdout = child.stdout.take().expect("stdout");
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("first line");
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    (child, base)
-}
-
-fn peak_rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kib| kib / 1024.0)
-}
-
-/// `POST base+path` with a JSON body; the JSON answer (`null` when there is none).
-fn post_json(a: &ureq::Agent, base: &str, path: &str, body: &Value) -> Value {
-    let mut r = a
-        .post(&format!("{base}{path}"))
-        .send_json(body)
-        .expect("POST");
-    r.body_mut().read_json().unwrap_or(Value::Null)
 }
 
 /// Creates project 1 and scores the sample (waits for the job); the labels come later
@@ -210,13 +158,6 @@ fn next_link(body: &str) -> Option<String> {
     Some(rest.get(..rest.find('"')?)?.to_string())
 }
 
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
-}
-
 /// Runs `roles` (one per client) for `seconds`; returns the scenario's report.
 fn scenario(base: &str, pid: u32, roles: Vec<&'static str>, seconds: u64) -> Value {
     let stop = Arc::new(AtomicBool::new(false));
@@ -270,7 +211,11 @@ fn main() {
         get("--labels", 100_000),
     );
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (mut child, base) = start_daemon(tmp.path());
+    let (mut child, base) = start_daemon(
+        tmp.path(),
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples"),
+        &[],
+    );
     let pid = child.id();
     let t = Instant::now();
     prepare(&base);

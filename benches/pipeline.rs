@@ -34,6 +34,9 @@ use nexttile::sampling::{
 };
 use nexttile::tiling::TileGrid;
 
+mod common;
+use common::{granule_tif, root, sample};
+
 const MC: usize = 20;
 
 struct Opts {
@@ -42,14 +45,6 @@ struct Opts {
     threads: usize,
     /// Reader–encoder workers of ours (0 = automatic).
     workers: usize,
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn sample() -> PathBuf {
-    root().join("samples/chincoteague_s2.tif")
 }
 
 fn model(f: &str) -> PathBuf {
@@ -292,100 +287,6 @@ fn mc(o: &Opts, report: &mut serde_json::Map<String, serde_json::Value>) {
         "mc".into(),
         serde_json::json!({"t1_s": m1, "t20_s": m20, "ratio": m20 / m1}),
     );
-}
-
-/// A VRT that mosaics the sample `reps × reps` times and crops to `size` px.
-fn mosaic_vrt(path: &Path, size: usize) {
-    let ds = gdal::Dataset::open(sample()).expect("sample");
-    let (w, h) = ds.raster_size();
-    let gt = ds.geo_transform().expect("gt");
-    let wkt = ds.projection();
-    let src = sample();
-    let mut bands = String::new();
-    use gdal::Metadata;
-    for b in 1..=ds.raster_count() {
-        let desc = ds
-            .rasterband(b)
-            .expect("band")
-            .description()
-            .unwrap_or_default();
-        bands.push_str(&format!(
-            "  <VRTRasterBand dataType=\"UInt16\" band=\"{b}\">\n    <Description>{desc}</Description>\n    <NoDataValue>0</NoDataValue>\n"
-        ));
-        let mut y = 0;
-        while y < size {
-            let mut x = 0;
-            while x < size {
-                let (cw, ch) = (w.min(size - x), h.min(size - y));
-                bands.push_str(&format!(
-                    "    <SimpleSource><SourceFilename relativeToVRT=\"0\">{}</SourceFilename><SourceBand>{b}</SourceBand>\
-<SrcRect xOff=\"0\" yOff=\"0\" xSize=\"{cw}\" ySize=\"{ch}\"/><DstRect xOff=\"{x}\" yOff=\"{y}\" xSize=\"{cw}\" ySize=\"{ch}\"/></SimpleSource>\n",
-                    src.display()
-                ));
-                x += w;
-            }
-            y += h;
-        }
-        bands.push_str("  </VRTRasterBand>\n");
-    }
-    let xml = format!(
-        "<VRTDataset rasterXSize=\"{size}\" rasterYSize=\"{size}\">\n  <SRS>{}</SRS>\n  <GeoTransform>{}, {}, {}, {}, {}, {}</GeoTransform>\n{bands}</VRTDataset>\n",
-        wkt.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('"', "&quot;"),
-        gt[0],
-        gt[1],
-        gt[2],
-        gt[3],
-        gt[4],
-        gt[5]
-    );
-    std::fs::write(path, xml).expect("write vrt");
-}
-
-/// A real GeoTIFF of the granule footprint, laid out like the sample
-/// (13-band pixel-interleaved, 256-px tiles, DEFLATE + predictor 2), written
-/// once from the mosaic VRT into `target/bench-granule/` (git-ignored; about
-/// 1.5 GB for the full granule). Reading the VRT itself would decompress each
-/// of the sample's blocks once and then serve every mosaic copy from GDAL's
-/// block cache, which a real granule never allows.
-fn granule_tif(size: usize) -> PathBuf {
-    let dir = root().join("target/bench-granule");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    let tif = dir.join(format!("granule_{size}.tif"));
-    if tif.exists() {
-        return tif;
-    }
-    let vrt = dir.join(format!("granule_{size}.vrt"));
-    mosaic_vrt(&vrt, size);
-    let tmp = dir.join(format!("granule_{size}.tmp.tif"));
-    println!("writing {} once (a few minutes)…", tif.display());
-    let status = Command::new("gdal_translate")
-        .args([
-            "-q",
-            "-of",
-            "GTiff",
-            "-co",
-            "COMPRESS=DEFLATE",
-            "-co",
-            "PREDICTOR=2",
-        ])
-        .args([
-            "-co",
-            "TILED=YES",
-            "-co",
-            "INTERLEAVE=PIXEL",
-            "-co",
-            "NUM_THREADS=ALL_CPUS",
-        ])
-        .args(["-co", "BIGTIFF=IF_SAFER"])
-        .arg(&vrt)
-        .arg(&tmp)
-        .status()
-        .expect("gdal_translate (Debian gdal-bin)");
-    assert!(status.success(), "gdal_translate failed");
-    std::fs::rename(&tmp, &tif).expect("rename");
-    tif
 }
 
 fn granule(o: &Opts, report: &mut serde_json::Map<String, serde_json::Value>) {

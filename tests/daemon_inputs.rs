@@ -402,6 +402,23 @@ fn an_item_collection_or_a_folder_of_items_adds_each_item_as_a_scene() {
             .contains("folder without .json files"),
         "{v}"
     );
+    // More items than one request adds: refused before any is read.
+    let many = rasters.join("many");
+    std::fs::create_dir(&many).unwrap();
+    for n in 0..101 {
+        let item = doc(&format!("i{n:03}"), "../", "b04.tif");
+        std::fs::write(many.join(format!("i{n:03}.json")), item.to_string()).unwrap();
+    }
+    let (code, v) = d.post(
+        &format!("/projects/{pid}/scenes"),
+        &json!({"path": many.to_str().unwrap()}),
+    );
+    assert_eq!(code, 413, "{v}");
+    let msg = v["error"].as_str().unwrap();
+    assert!(
+        msg.contains("holds 101 STAC items, more than the 100"),
+        "{v}"
+    );
     let (_, scenes) = d.get(&format!("/projects/{pid}/scenes"));
     assert_eq!(scenes.as_array().map(Vec::len), Some(4), "{scenes}");
 }

@@ -87,7 +87,7 @@ fn squash(s: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// A text property (as written) and its key.
+/// The text property `key` of the item, as written.
 fn text(doc: &Value, key: &str) -> Option<String> {
     doc.get("properties")?
         .get(key)?

@@ -60,6 +60,22 @@ pub enum Error {
     /// A bug: please report it.
     #[error("internal error: {0}")]
     Internal(String),
+    /// Some items of a STAC ItemCollection or folder were not scored (the others were).
+    #[error(
+        "{failed} of {total} STAC items were not scored; the first: {first}. Every item's status and message is in {index}: fix those items (or the flags), then score again"
+    )]
+    Items {
+        /// Items not scored.
+        failed: usize,
+        /// Items listed.
+        total: usize,
+        /// The first failure, `item 'id': message`.
+        first: String,
+        /// The index file that lists every item.
+        index: String,
+        /// The first failure's kind (the exit code).
+        kind: ErrorKind,
+    },
 }
 
 /// What kind of failure an error is, whoever reports it: the CLI turns a kind into an
@@ -122,6 +138,7 @@ impl Error {
                 ErrorKind::BadInput
             }
             Error::Internal(_) | Error::Uncertainty(_) => ErrorKind::Internal,
+            Error::Items { kind, .. } => *kind,
             _ => ErrorKind::BadInput,
         }
     }

@@ -40,6 +40,9 @@ pub struct SceneSummary {
     pub pair: Option<String>,
     /// For a STAC item: each band of the stack, its asset and file.
     pub stac: Option<Vec<StacBand>>,
+    /// For a STAC item: its `id` (left out for a raster).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stac_item: Option<String>,
     /// Whether the scene was warped to another pixel size before tiling
     /// (`--resample`); size and pixel size above are the tiled grid's.
     pub resampling: ResampleReport,

@@ -1,6 +1,7 @@
 //! Issue 14 through the daemon: `POST /projects/{id}/scenes` takes `sensor`,
 //! `resample`, `input_scale`/`input_offset` and STAC items (their assets
-//! confined to the raster roots), counts tiles on the resampled grid, and the
+//! confined to the raster roots; an ItemCollection or a folder of items adds each
+//! item as a scene), counts tiles on the resampled grid, and the
 //! job result carries the input warnings. The real daemon binary on a free
 //! loopback port, over rasters cut from the real sample scene.
 
@@ -90,7 +91,11 @@ impl Daemon {
     fn score(&self, pid: i64, scene: &Value) -> Value {
         let (code, added) = self.post(&format!("/projects/{pid}/scenes"), scene);
         assert_eq!(code, 202, "{added}");
-        let job = added["job"].as_i64().unwrap();
+        self.wait(added["job"].as_i64().unwrap())
+    }
+
+    /// Waits for job `job` to end well; its result.
+    fn wait(&self, job: i64) -> Value {
         let start = Instant::now();
         loop {
             let (_, v) = self.get(&format!("/jobs/{job}"));
@@ -277,4 +282,143 @@ fn max_tiles_counts_the_resampled_grid() {
     // Not resampled, its own grid fits.
     let result = d.score(pid, &json!({"path": path, "resample": "off"}));
     assert_eq!(result["scored_tiles"].as_u64(), Some(9), "{result}");
+}
+
+#[test]
+fn an_item_collection_or_a_folder_of_items_adds_each_item_as_a_scene() {
+    let tmp = common::tempdir();
+    let rasters = tmp.path().join("rasters");
+    let items = rasters.join("items");
+    std::fs::create_dir_all(&items).unwrap();
+    for (name, band) in [("b04.tif", "4"), ("b03.tif", "3"), ("b02.tif", "2")] {
+        cut(&rasters, name, &["-b", band]);
+    }
+    let asset =
+        |href: &str, common: &str| json!({"href": href, "eo:bands": [{"common_name": common}]});
+    let doc = |id: &str, dir: &str, red: &str| {
+        let mut d = stac_item(json!({"red": asset(&format!("{dir}{red}"), "red"),
+            "green": asset(&format!("{dir}b03.tif"), "green"),
+            "blue": asset(&format!("{dir}b02.tif"), "blue")}));
+        d["id"] = json!(id);
+        d
+    };
+    let collection = rasters.join("collection.json");
+    let features = json!([doc("first", "", "b04.tif"), doc("second", "", "b04.tif")]);
+    std::fs::write(
+        &collection,
+        json!({"type": "FeatureCollection", "features": features}).to_string(),
+    )
+    .unwrap();
+    std::fs::write(items.join("a.json"), doc("a", "../", "b04.tif").to_string()).unwrap();
+    std::fs::write(items.join("b.json"), doc("b", "../", "b04.tif").to_string()).unwrap();
+    std::fs::write(items.join("readme.json"), "{}").unwrap();
+    let d = Daemon::start(&tmp.path().join("data"), &rasters, None);
+    let pid = d.project();
+
+    for (path, ids) in [
+        (collection.to_str().unwrap(), ["first", "second"]),
+        (items.to_str().unwrap(), ["a", "b"]),
+    ] {
+        let (code, added) = d.post(&format!("/projects/{pid}/scenes"), &json!({"path": path}));
+        assert_eq!(code, 202, "{added}");
+        let jobs: Vec<i64> = added["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j.as_i64().unwrap())
+            .collect();
+        assert_eq!(jobs.len(), 2, "{added}");
+        for (job, id) in jobs.iter().zip(ids) {
+            let result = d.wait(*job);
+            assert_eq!(result["scene"]["stac_item"], id, "{result}");
+            assert_eq!(result["scored_tiles"].as_u64(), Some(100), "{result}");
+        }
+    }
+    let (_, scenes) = d.get(&format!("/projects/{pid}/scenes"));
+    let listed: Vec<(String, Value)> = scenes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["status"].as_str().unwrap().to_string(),
+                s["input"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("scored".to_string(), json!({"item": "first"})),
+            ("scored".into(), json!({"item": "second"})),
+            ("scored".into(), json!({})),
+            ("scored".into(), json!({})),
+        ],
+        "{scenes}"
+    );
+    // An item of a collection is rescored as it was added: its own item.
+    let second = scenes[1]["id"].as_i64().unwrap();
+    let (code, v) = d.post(
+        &format!("/projects/{pid}/scenes/{second}/rescore"),
+        &json!({}),
+    );
+    assert_eq!(code, 202, "{v}");
+    let result = d.wait(v["job"].as_i64().unwrap());
+    assert_eq!(result["scene"]["stac_item"], "second", "{result}");
+    assert_eq!(result["embeddings_from_cache"], true, "{result}");
+
+    // One broken item: 422 naming it, and nothing of the collection is added.
+    let broken = rasters.join("broken.json");
+    let features = json!([doc("fine", "", "b04.tif"), doc("lost", "", "missing.tif")]);
+    std::fs::write(
+        &broken,
+        json!({"type": "FeatureCollection", "features": features}).to_string(),
+    )
+    .unwrap();
+    let (code, v) = d.post(
+        &format!("/projects/{pid}/scenes"),
+        &json!({"path": broken.to_str().unwrap()}),
+    );
+    assert_eq!(code, 422, "{v}");
+    let msg = v["error"].as_str().unwrap();
+    assert!(
+        msg.contains("item 'lost'")
+            && msg.contains("does not exist")
+            && msg.contains("no scene was added"),
+        "{v}"
+    );
+    // A folder without item files.
+    let empty = rasters.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let (code, v) = d.post(
+        &format!("/projects/{pid}/scenes"),
+        &json!({"path": empty.to_str().unwrap()}),
+    );
+    assert_eq!(code, 422, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("folder without .json files"),
+        "{v}"
+    );
+    // More items than one request adds: refused before any is read.
+    let many = rasters.join("many");
+    std::fs::create_dir(&many).unwrap();
+    for n in 0..101 {
+        let item = doc(&format!("i{n:03}"), "../", "b04.tif");
+        std::fs::write(many.join(format!("i{n:03}.json")), item.to_string()).unwrap();
+    }
+    let (code, v) = d.post(
+        &format!("/projects/{pid}/scenes"),
+        &json!({"path": many.to_str().unwrap()}),
+    );
+    assert_eq!(code, 413, "{v}");
+    let msg = v["error"].as_str().unwrap();
+    assert!(
+        msg.contains("holds 101 STAC items, more than the 100"),
+        "{v}"
+    );
+    let (_, scenes) = d.get(&format!("/projects/{pid}/scenes"));
+    assert_eq!(scenes.as_array().map(Vec::len), Some(4), "{scenes}");
 }

@@ -278,8 +278,8 @@ fn items_that_cannot_be_read_locally_are_refused() {
         (
             json!({"type": "FeatureCollection", "stac_version": "1.0.0", "features": []}),
             &[
-                "STAC ItemCollection, which is not supported yet",
-                "one by one",
+                "this STAC ItemCollection holds no items",
+                "nothing to score",
             ],
         ),
         (

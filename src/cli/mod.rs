@@ -1,6 +1,7 @@
 //! The command line: each command is a thin call into the library.
 
 mod eval;
+mod items;
 mod serve;
 
 use std::io::IsTerminal;
@@ -69,7 +70,9 @@ enum ModelsCommand {
 
 #[derive(Args, Debug)]
 struct ScoreArgs {
-    /// The scene (GeoTIFF or any GDAL raster with a CRS); its grid is the tile grid.
+    /// The scene (GeoTIFF or any GDAL raster with a CRS; its grid is the tile grid), a
+    /// STAC Item JSON, or a STAC ItemCollection JSON or folder of item JSON files (each
+    /// item scored as its own scene into OUT/<item id>/, listed in OUT/items.json).
     scene: PathBuf,
     /// A second raster of the same place for multi-modal encoders (e.g. the
     /// Sentinel-1 VV/VH raster beside a Sentinel-2 scene): warped onto the
@@ -80,7 +83,8 @@ struct ScoreArgs {
     /// VV,VH,B04,B08; default: the model's default_bands).
     #[arg(long, value_delimiter = ',')]
     band_names: Option<Vec<String>>,
-    /// Output folder for heatmap.tif, suggestions.geojson, tiles.*, summary.json.
+    /// Output folder for heatmap.tif, suggestions.geojson, tiles.*, summary.json (for a
+    /// collection or folder of STAC items: one subfolder per item and items.json).
     #[arg(long, short)]
     out: PathBuf,
     /// Encoder ONNX (default: onnx/rcf_chroma/, random convolutional features).
@@ -388,7 +392,24 @@ fn parse_geojson_arg<T>(
 }
 
 fn score(a: ScoreArgs) -> Result<()> {
-    let strategy = parse_strategy(&a)?;
+    let req = build_request(&a)?;
+    // A STAC ItemCollection or a folder of items: each item is a scene of its own.
+    if let Some(items) = crate::raster::list_stac_items(&a.scene)? {
+        return items::score_items(&a, req, &items);
+    }
+    let (result, paths) = score_one(&a, &req, &a.out)?;
+    if a.json {
+        let s = engine::summary_json(&result, Some(&paths));
+        println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+    } else {
+        print_summary(&result, &paths);
+    }
+    Ok(())
+}
+
+/// The request the flags describe (every flag checked), for the scene argument.
+fn build_request(a: &ScoreArgs) -> Result<ScoreRequest> {
+    let strategy = parse_strategy(a)?;
     let metric: Metric = match &a.metric {
         Some(m) => m.parse()?,
         None => engine::default_metric(&strategy),
@@ -462,7 +483,16 @@ fn score(a: ScoreArgs) -> Result<()> {
         )));
     }
     req.max_tiles = a.max_tiles;
+    Ok(req)
+}
 
+/// Scores one scene with a progress bar (unless `--quiet`), prints its warnings and
+/// writes its outputs into `out`.
+fn score_one(
+    a: &ScoreArgs,
+    req: &ScoreRequest,
+    out: &Path,
+) -> Result<(engine::ScoreResult, engine::OutputPaths)> {
     let bar = (!a.quiet && std::io::stderr().is_terminal()).then(|| {
         let b = ProgressBar::new(0);
         b.set_style(
@@ -498,7 +528,7 @@ fn score(a: ScoreArgs) -> Result<()> {
         }
     };
     let cancel = AtomicBool::new(false);
-    let result = engine::score(&req, &on_progress, &cancel);
+    let result = engine::score(req, &on_progress, &cancel);
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
@@ -506,14 +536,8 @@ fn score(a: ScoreArgs) -> Result<()> {
     for w in &result.warnings {
         eprintln!("warning: {w}");
     }
-    let paths = engine::write_outputs(&result, &a.out)?;
-    if a.json {
-        let s = engine::summary_json(&result, Some(&paths));
-        println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
-    } else {
-        print_summary(&result, &paths);
-    }
-    Ok(())
+    let paths = engine::write_outputs(&result, out)?;
+    Ok((result, paths))
 }
 
 /// The human-readable report of one `score` run: counts, the first ten suggestions and

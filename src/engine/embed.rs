@@ -124,6 +124,7 @@ fn cache_key(req: &ScoreRequest, p: &Prepared) -> Option<CacheKey> {
         &p.encoder.spec.sha256,
     )?
     .with_scaling(p.scaling.scale, p.scaling.offset, p.model_scaling)
+    .with_item(req.stac_item.clone())
     .with_resampling(
         p.resampling
             .applied

@@ -8,9 +8,9 @@ use super::ScoreRequest;
 use crate::error::{Error, Result};
 use crate::model::Preprocess;
 use crate::raster::{
-    BandMatch, InputScaling, RasterError, S2_L1C_BANDS, Scene, SensorPreset, canonical_band_name,
-    l2a_without_baseline, model_scaling, sample_input_stats, sensor_names, sensor_preset,
-    spread_sample,
+    BandMatch, InputScaling, RasterError, S2_L1C_BANDS, Scene, SensorPreset, StacRadiometry,
+    canonical_band_name, l2a_without_baseline, model_scaling, sample_input_stats, sensor_names,
+    sensor_preset, spread_sample,
 };
 use crate::report::{BandCheck, ScalingReport, SensorUse};
 use crate::tiling::{TileGrid, TileId};
@@ -32,17 +32,31 @@ fn all_optical(bands: &[String]) -> bool {
         .all(|b| S2_L1C_BANDS.contains(&canonical_band_name(b).as_str()))
 }
 
+/// The sensor preset a run uses and why.
+pub(super) struct ChosenSensor {
+    /// The preset (a copy: a STAC item's may carry the item's own radiometry).
+    pub preset: SensorPreset,
+    /// What the report says of it.
+    pub usage: SensorUse,
+    /// Whether the preset's band order may place unnamed bands (`--sensor` and raster
+    /// metadata; a STAC item names its bands itself).
+    pub places_bands: bool,
+}
+
 /// The preset to use: `--sensor`'s (refused when unknown, or for an encoder
-/// that takes non-optical bands), else one recognised from the scene's
-/// metadata; unnamed bands are then named by the preset's order.
+/// that takes non-optical bands), else the one a STAC item's properties and assets
+/// say (unless `--input-scale`/`--input-offset` are given), else one recognised from
+/// the scene's metadata; unnamed bands are then named by the preset's order.
 pub(super) fn choose_sensor(
     req: &ScoreRequest,
     scene: &mut Scene,
+    stac: Option<&StacRadiometry>,
     model_bands: &[String],
     warnings: &mut Vec<String>,
-) -> Result<Option<(&'static SensorPreset, SensorUse)>> {
-    let chosen = match &req.sensor {
-        Some(name) => {
+) -> Result<Option<ChosenSensor>> {
+    let user_scaling = req.input_scale.is_some() || req.input_offset.is_some();
+    let chosen = match (&req.sensor, stac) {
+        (Some(name), _) => {
             let preset = sensor_preset(name).ok_or_else(|| {
                 Error::Invalid(format!(
                     "unknown --sensor '{name}'; give one of: {}",
@@ -56,11 +70,18 @@ pub(super) fn choose_sensor(
                     model_bands.join(", ")
                 )));
             }
-            Some((preset, "--sensor".to_string()))
+            Some((*preset, "--sensor".to_string(), true))
         }
-        None => scene.detected_sensor.as_ref().and_then(|d| {
+        (None, Some(item)) if !user_scaling => {
+            warnings.extend(item.warnings.iter().cloned());
+            item.sensor.as_ref().and_then(|s| {
+                all_optical(model_bands)
+                    .then(|| (s.preset, format!("STAC properties: {}", s.evidence), false))
+            })
+        }
+        _ => scene.detected_sensor.as_ref().and_then(|d| {
             let preset = sensor_preset(d.preset)?;
-            all_optical(model_bands).then(|| (preset, format!("metadata {}", d.evidence)))
+            all_optical(model_bands).then(|| (*preset, format!("metadata {}", d.evidence), true))
         }),
     };
     if chosen.is_none()
@@ -71,16 +92,19 @@ pub(super) fn choose_sensor(
             scene.path.display()
         ));
     }
-    Ok(chosen.map(|(preset, source)| {
-        scene.name_bands_by_preset(preset);
-        (
-            preset,
-            SensorUse {
+    Ok(chosen.map(|(preset, source, places_bands)| {
+        if places_bands {
+            scene.name_bands_by_preset(&preset);
+        }
+        ChosenSensor {
+            usage: SensorUse {
                 name: preset.name.into(),
                 title: preset.title.into(),
                 source,
             },
-        )
+            preset,
+            places_bands,
+        }
     }))
 }
 

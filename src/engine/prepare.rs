@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::{BandFusion, Encoder, Head, ModelSpec, Preprocess, SessionConfig};
-use crate::raster::{BandMatch, MemVrt, RasterError, Scene, SensorPreset, StacStack, stack_pair};
+use crate::raster::{BandMatch, MemVrt, RasterError, Scene, StacRadiometry, StacStack, stack_pair};
 use crate::report::{BandCheck, ResampleReport, ScalingReport, SensorUse};
 use crate::tiling::{TileGrid, TileId, tiles_in_aoi};
 use crate::uncertainty::Metric;
@@ -75,7 +75,8 @@ pub(super) fn prepare(req: &ScoreRequest) -> Result<Prepared> {
     let (workers, encoder_session, encoder, head) = loaded;
     let mut warnings = Vec::new();
     check_head_use(req, &head.spec)?;
-    let (first, sensor) = sensor_of(req, first, &encoder.spec, &mut warnings)?;
+    let radiometry = stac.as_ref().map(|s| &s.radiometry);
+    let (first, sensor) = sensor_of(req, first, radiometry, &encoder.spec, &mut warnings)?;
     // Resampled to the encoder's resolution (an in-memory warped VRT, kept alive by
     // `_warped` while readers open it), then a second raster is warped onto that grid
     // and stacked after its bands; the readers then open the stack.
@@ -95,8 +96,13 @@ pub(super) fn prepare(req: &ScoreRequest) -> Result<Prepared> {
     };
     let mut pre = model_preprocess(req, &encoder.spec, &scene)?;
     check_modalities(&encoder.spec, &scene, req)?;
-    let preset = sensor.as_ref().map(|(p, _)| *p);
-    let matches = input::match_bands(req, &scene, &pre.bands, preset)?;
+    let preset = sensor.as_ref().map(|c| &c.preset);
+    // Only a preset that places bands by position explains a band it cannot find.
+    let placing = sensor
+        .as_ref()
+        .filter(|c| c.places_bands)
+        .map(|c| &c.preset);
+    let matches = input::match_bands(req, &scene, &pre.bands, placing)?;
     let bands: Vec<usize> = matches.iter().map(|m| m.raster_band).collect();
     let model_scaling = (pre.scale, pre.offset);
     let scaling = input::apply_scaling(req, preset, &mut pre)?;
@@ -130,7 +136,7 @@ pub(super) fn prepare(req: &ScoreRequest) -> Result<Prepared> {
         bands,
         model_scaling,
         scaling,
-        sensor_use: sensor.map(|(_, u)| u),
+        sensor_use: sensor.map(|c| c.usage),
         resampling,
         grid,
         candidates,
@@ -163,20 +169,21 @@ fn open_and_load(req: &ScoreRequest) -> Result<(Scene, Option<StacStack>, Loaded
     Ok((first, stac, models?))
 }
 
-/// The sensor preset of the scene (given or recognised; it may name the scene's bands)
-/// and a warning when the band names were assumed.
+/// The sensor preset of the scene (given, said by its STAC item, or recognised; it may
+/// name the scene's bands) and a warning when the band names were assumed.
 fn sensor_of(
     req: &ScoreRequest,
     mut first: Scene,
+    stac: Option<&StacRadiometry>,
     encoder: &ModelSpec,
     warnings: &mut Vec<String>,
-) -> Result<(Scene, Option<(&'static SensorPreset, SensorUse)>)> {
+) -> Result<(Scene, Option<input::ChosenSensor>)> {
     let model_bands = encoder
         .preprocess
         .as_ref()
         .map(|p| p.bands.clone())
         .unwrap_or_default();
-    let sensor = input::choose_sensor(req, &mut first, &model_bands, warnings)?;
+    let sensor = input::choose_sensor(req, &mut first, stac, &model_bands, warnings)?;
     if first.names_assumed {
         warnings.push(format!(
             "{} has no band descriptions; assumed the standard Sentinel-2 band order",
@@ -251,13 +258,19 @@ fn tile_grid(
 /// Open the request's scene: a raster (confined to the daemon's roots when
 /// set), or a STAC item (its assets likewise) stacked into an in-memory VRT (the stack is returned
 /// too: keep it alive while the scene is read), its bands named by the item
-/// (`matched_by` = `stac_asset:<key>`).
+/// (`matched_by` = `stac_asset:<key>`); an item of an ItemCollection when the request
+/// names one.
 fn open_scene(req: &ScoreRequest) -> Result<(Scene, Option<StacStack>)> {
-    let Some(doc) = crate::raster::read_stac_item(&req.scene)? else {
-        return Ok((Scene::open_with(&req.scene, req.confine.as_ref())?, None));
-    };
     // Under the daemon's roots, every asset file is checked before GDAL opens it.
-    let stack = crate::raster::stack_stac_item_with(&req.scene, &doc, req.confine.as_ref())?;
+    let stack = match &req.stac_item {
+        Some(id) => crate::raster::stack_collection_item(&req.scene, id, req.confine.as_ref())?.1,
+        None => {
+            let Some(doc) = crate::raster::read_stac_item(&req.scene)? else {
+                return Ok((Scene::open_with(&req.scene, req.confine.as_ref())?, None));
+            };
+            crate::raster::stack_stac_item_with(&req.scene, &doc, req.confine.as_ref())?
+        }
+    };
     let mut scene = Scene::open(stack.vrt.path())?;
     for (b, s) in scene.bands.iter_mut().zip(&stack.bands) {
         b.named_by = format!("stac_asset:{}", s.asset);

@@ -69,8 +69,13 @@ pub fn defaults_json() -> serde_json::Value {
 /// Everything one scoring run needs.
 #[derive(Debug, Clone)]
 pub struct ScoreRequest {
-    /// The scene raster; its grid (CRS, extent, pixel size) is the tile grid.
+    /// The scene raster; its grid (CRS, extent, pixel size) is the tile grid. A STAC
+    /// Item file is stacked from its assets; a STAC ItemCollection file needs
+    /// [`stac_item`](Self::stac_item).
     pub scene: PathBuf,
+    /// When [`scene`](Self::scene) is a STAC ItemCollection: the id of the item to score
+    /// (see [`list_stac_items`](crate::raster::list_stac_items)).
+    pub stac_item: Option<String>,
     /// A second raster of the same place (e.g. Sentinel-1 beside Sentinel-2)
     /// for multi-modal encoders: warped onto the scene's grid and stacked
     /// after its bands (see [`stack_pair`](crate::raster::stack_pair)).
@@ -178,6 +183,7 @@ impl ScoreRequest {
     ) -> Self {
         ScoreRequest {
             scene: scene.into(),
+            stac_item: None,
             pair: None,
             band_names: None,
             encoder: encoder.into(),

@@ -67,6 +67,7 @@ pub(super) fn assemble(req: &ScoreRequest, p: Prepared, s: Stages) -> Result<Sco
             band_matching: p.matches,
             pair: req.pair.as_ref().map(|p| p.display().to_string()),
             resampling: p.resampling,
+            stac_item: p.stac.as_ref().and_then(|s| s.id.clone()),
             stac: p.stac.map(|s| s.bands),
         },
         grid: p.grid,

@@ -72,6 +72,7 @@ where
         scaling: None,
         resampled: None,
         assets: Vec::new(),
+        item: None,
     };
     if let Some(cache) = cache {
         match cache.get(&key) {

@@ -8,6 +8,8 @@ mod resample;
 mod scene;
 mod sensor;
 mod stac;
+mod stac_items;
+mod stac_sensor;
 mod stack;
 mod stats;
 
@@ -25,6 +27,11 @@ pub use sensor::{
     detect_sensor, l2a_without_baseline, model_scaling, sensor_names, sensor_preset,
 };
 pub use stac::{StacBand, StacStack, read_stac_item, stack_stac_item, stack_stac_item_with};
+pub use stac_items::{
+    ListedItem, SkippedFile, StacItems, StacItemsSource, item_label, list_stac_items,
+    read_collection_item, stack_collection_item,
+};
+pub use stac_sensor::{STAC_PRESET, StacRadiometry, StacSensor, stac_radiometry};
 pub use stack::stack_pair;
 pub use stats::{BandStats, InputScaling, sample_input_stats, spread_sample};
 

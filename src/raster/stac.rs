@@ -26,9 +26,10 @@ use super::bands::canonical_band_name;
 use super::resample::MemVrt;
 use super::scene::name_from_label;
 use super::sensor::common_name_to_s2;
+use super::stac_sensor::{StacRadiometry, stac_radiometry};
 
 /// Largest STAC item file read (an item is a few kilobytes).
-const MAX_ITEM_BYTES: u64 = 16 << 20;
+pub(super) const MAX_ITEM_BYTES: u64 = 16 << 20;
 
 /// One band of the stack and where it came from.
 #[derive(Debug, Clone, Serialize)]
@@ -50,13 +51,92 @@ pub struct StacStack {
     pub vrt: MemVrt,
     /// Its bands, in order.
     pub bands: Vec<StacBand>,
+    /// The sensor and scaling its properties and assets say, and what they leave open.
+    pub radiometry: StacRadiometry,
+    /// The item's `id`.
+    pub id: Option<String>,
 }
 
-fn stac_err(item: &Path, message: impl Into<String>) -> RasterError {
+pub(super) fn stac_err(item: &Path, message: impl Into<String>) -> RasterError {
     RasterError::Stac {
         item: item.display().to_string(),
         message: message.into(),
     }
+}
+
+/// What a JSON file is, as far as STAC goes.
+pub(super) enum StacDoc {
+    /// A STAC Item (`type: Feature` with `stac_version`).
+    Item(Value),
+    /// A STAC ItemCollection (`type: FeatureCollection` whose features, or itself, carry
+    /// `stac_version`).
+    Collection(Value),
+    /// Another STAC document (a Collection, a Catalog): its `type`.
+    Other(String),
+    /// Not STAC: not a `.json`/`.geojson` file, not JSON, no `stac_version`, or larger
+    /// than `max` bytes.
+    NotStac(&'static str),
+}
+
+/// Reads `path` (at most `max` bytes) and says what STAC document it is.
+///
+/// # Errors
+///
+/// [`RasterError::Stac`] when a file that is there cannot be read.
+pub(super) fn read_stac_doc(path: &Path, max: u64) -> Result<StacDoc, RasterError> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    if !matches!(ext.as_deref(), Some("json" | "geojson")) || !path.is_file() {
+        return Ok(StacDoc::NotStac("not a .json file"));
+    }
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if size > max {
+        return Ok(StacDoc::NotStac("too large for a STAC item"));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| stac_err(path, format!("cannot read it: {e}")))?;
+    let Ok(doc) = serde_json::from_str::<Value>(&text) else {
+        return Ok(StacDoc::NotStac("not JSON"));
+    };
+    let stac = |v: &Value| v.get("stac_version").is_some();
+    let kind = doc.get("type").and_then(Value::as_str).unwrap_or("");
+    if kind == "FeatureCollection" {
+        let features = doc.get("features").and_then(Value::as_array);
+        return Ok(
+            if stac(&doc) || features.is_some_and(|f| f.iter().any(stac)) {
+                StacDoc::Collection(doc)
+            } else {
+                StacDoc::NotStac("a GeoJSON FeatureCollection without STAC items")
+            },
+        );
+    }
+    if !stac(&doc) {
+        return Ok(StacDoc::NotStac("no stac_version: not a STAC document"));
+    }
+    Ok(match kind {
+        "Feature" => StacDoc::Item(doc),
+        other => StacDoc::Other(other.to_string()),
+    })
+}
+
+/// Refuses a STAC item that is not a Feature or lists no assets (STAC Item spec: `type`
+/// is `Feature`, `assets` an object).
+pub(super) fn check_item(item: &Path, doc: &Value) -> Result<(), RasterError> {
+    if doc.get("type").and_then(Value::as_str) != Some("Feature") {
+        return Err(stac_err(
+            item,
+            "this is not a STAC Item (type Feature); give an item's JSON",
+        ));
+    }
+    if !doc.get("assets").is_some_and(Value::is_object) {
+        return Err(stac_err(
+            item,
+            "this STAC item has no assets; give an item that lists its band files",
+        ));
+    }
+    Ok(())
 }
 
 /// The STAC Item at `path` when it is one (a `.json`/`.geojson` file with
@@ -64,50 +144,27 @@ fn stac_err(item: &Path, message: impl Into<String>) -> RasterError {
 ///
 /// # Errors
 ///
-/// [`RasterError::Stac`] for a STAC ItemCollection (not supported yet), an
-/// item without assets, or an unreadable file.
+/// [`RasterError::Stac`] for a STAC ItemCollection (one item at a time here: the CLI
+/// and the daemon list its items with [`list_stac_items`](super::list_stac_items)),
+/// another STAC document, an item without assets, or an unreadable file.
 pub fn read_stac_item(path: &Path) -> Result<Option<Value>, RasterError> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    if !matches!(ext.as_deref(), Some("json" | "geojson")) || !path.is_file() {
-        return Ok(None);
-    }
-    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    if size > MAX_ITEM_BYTES {
-        return Ok(None);
-    }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| stac_err(path, format!("cannot read it: {e}")))?;
-    let Ok(doc) = serde_json::from_str::<Value>(&text) else {
-        return Ok(None);
-    };
-    if doc.get("stac_version").is_none() {
-        return Ok(None);
-    }
-    match doc.get("type").and_then(Value::as_str) {
-        Some("Feature") => {}
-        Some("FeatureCollection") => {
-            return Err(stac_err(
-                path,
-                "this is a STAC ItemCollection, which is not supported yet; score its items one by one (one JSON file per item)",
-            ));
+    match read_stac_doc(path, MAX_ITEM_BYTES)? {
+        StacDoc::Item(doc) => {
+            check_item(path, &doc)?;
+            Ok(Some(doc))
         }
-        _ => {
-            return Err(stac_err(
-                path,
-                "this has stac_version but is not a STAC Item (type Feature); give an item's JSON file",
-            ));
-        }
-    }
-    if !doc.get("assets").is_some_and(Value::is_object) {
-        return Err(stac_err(
+        StacDoc::NotStac(_) => Ok(None),
+        StacDoc::Collection(_) => Err(stac_err(
             path,
-            "this STAC item has no assets; give an item that lists its band files",
-        ));
+            "this is a STAC ItemCollection, and one scoring run takes one item: `nexttile score COLLECTION.json -o OUT/` scores each of its items as its own scene, and the daemon adds each as a scene",
+        )),
+        StacDoc::Other(kind) => Err(stac_err(
+            path,
+            format!(
+                "this has stac_version but is a STAC {kind}, not an Item (type Feature); give an item's JSON file, an ItemCollection or a folder of items"
+            ),
+        )),
     }
-    Ok(Some(doc))
 }
 
 /// The names an asset's band metadata gives its bands, in file order (empty
@@ -161,7 +218,7 @@ fn local_file(item: &Path, key: &str, href: &str) -> Result<PathBuf, RasterError
         return Err(stac_err(
             item,
             format!(
-                "asset '{key}' points at {}, which does not exist; check the href (relative hrefs are read from the item's folder)",
+                "asset '{key}' points at {}, which does not exist; check the href (relative hrefs are read from the folder of the item's JSON file)",
                 path.display()
             ),
         ));
@@ -318,9 +375,12 @@ pub fn stack_stac_item_with(
     let vrt = MemVrt::new("stac");
     gdal::vsi::create_mem_file(vrt.path(), xml.into_bytes())
         .map_err(|e| stac_err(item, format!("cannot write its VRT: {e}")))?;
+    let bands: Vec<StacBand> = bands.into_iter().map(|(b, _)| b).collect();
     Ok(StacStack {
         vrt,
-        bands: bands.into_iter().map(|(b, _)| b).collect(),
+        radiometry: stac_radiometry(doc, &bands),
+        id: doc.get("id").and_then(Value::as_str).map(str::to_string),
+        bands,
     })
 }
 

@@ -128,6 +128,17 @@ pub fn check_model_path(raw: &str, roots: &[PathBuf]) -> Result<PathBuf, PathErr
     check_path(raw, roots, false, PathKind::Model)
 }
 
+/// Checks a folder of STAC item files `raw` against the raster roots by the rules of
+/// [`check_raster_path`] (no `..`, no link out of the roots, never `/vsi…`) and returns
+/// the canonical folder; every item file in it is checked again when it is read.
+///
+/// # Errors
+///
+/// A [`PathError`] saying what is wrong and how to fix it.
+pub fn check_raster_folder(raw: &str, roots: &[PathBuf]) -> Result<PathBuf, PathError> {
+    check_path_as(raw, roots, false, PathKind::Raster, Path::is_dir)
+}
+
 /// The roots, comma-separated, for messages.
 pub fn roots_text(roots: &[PathBuf]) -> String {
     roots
@@ -138,12 +149,28 @@ pub fn roots_text(roots: &[PathBuf]) -> String {
 }
 
 /// The one policy behind [`check_raster_path`] and [`check_model_path`]; `roots` must be
-/// canonical (the configuration canonicalises them).
+/// canonical (the configuration canonicalises them). Rasters must be regular files; the
+/// model loader says what else a model path is.
 fn check_path(
     raw: &str,
     roots: &[PathBuf],
     allow_vsi: bool,
     kind: PathKind,
+) -> Result<PathBuf, PathError> {
+    let usable = match kind {
+        PathKind::Raster => Path::is_file,
+        PathKind::Model => |p: &Path| !p.is_dir(),
+    };
+    check_path_as(raw, roots, allow_vsi, kind, usable)
+}
+
+/// [`check_path`] with `usable` saying what the canonical path must be.
+fn check_path_as(
+    raw: &str,
+    roots: &[PathBuf],
+    allow_vsi: bool,
+    kind: PathKind,
+    usable: fn(&Path) -> bool,
 ) -> Result<PathBuf, PathError> {
     let trimmed = raw.trim();
     if trimmed.starts_with("/vsi") || trimmed.contains("/vsi") {
@@ -191,14 +218,9 @@ fn check_path(
         }
     };
     // Symlinks are resolved by canonicalize: a link inside a root pointing outside is
-    // refused. Rasters must be regular files; the model loader says what else a model
-    // path is.
+    // refused.
     let inside = roots.iter().any(|r| canonical.starts_with(r));
-    let usable = match kind {
-        PathKind::Raster => canonical.is_file(),
-        PathKind::Model => !canonical.is_dir(),
-    };
-    if inside && usable {
+    if inside && usable(&canonical) {
         Ok(canonical)
     } else {
         Err(outside())
@@ -237,6 +259,13 @@ mod tests {
             Err(PathError::Virtual { .. })
         ));
         assert!(check_raster_path("/vsicurl/http://example.com/x.tif", &roots, true).is_ok());
+        // A folder (of STAC items) only through check_raster_folder, by the same rules.
+        std::fs::create_dir(root.join("items")).unwrap();
+        assert!(check_raster_path("items", &roots, false).is_err());
+        assert!(check_raster_folder("items", &roots).is_ok());
+        assert!(check_raster_folder("a.tif", &roots).is_err());
+        assert!(check_raster_folder(dir.path().to_str().unwrap(), &roots).is_err());
+        assert!(check_raster_folder("/vsicurl/http://example.com/", &roots).is_err());
         assert!(matches!(
             check_raster_path("nope.tif", &roots, false),
             Err(PathError::Missing { .. })

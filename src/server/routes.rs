@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::labels::parse_labels;
-use super::paths::{PathError, check_model_path, check_raster_path};
+use super::paths::{PathError, check_model_path, check_raster_folder, check_raster_path};
 use super::worker::{JobLive, SelectParams, Task};
 use crate::engine::{DEFAULT_BUDGET, DEFAULT_MC_PASSES, DEFAULT_TILE_SIZE};
 use crate::model::ModelRole;
@@ -260,7 +260,9 @@ pub async fn delete_project(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewScene {
-    /// Raster path, absolute or relative to the first raster root.
+    /// Raster path, absolute or relative to the first raster root: a raster, a STAC
+    /// item, or a STAC ItemCollection or folder of item files (each item added as a
+    /// scene of its own).
     pub path: String,
     /// Optional AOI: a GeoJSON object (FeatureCollection, Feature or geometry).
     #[schema(value_type = Option<Object>)]
@@ -317,6 +319,7 @@ impl NewScene {
             resample: self.resample.clone(),
             input_scale: self.input_scale,
             input_offset: self.input_offset,
+            item: None,
         })
     }
 }
@@ -364,15 +367,27 @@ fn new_job(state: &AppState, db: &Db, project: i64, kind: &str) -> ApiResult<i64
 /// Queues `task` for job `job`; when the queue refuses it, the job is dropped from the
 /// live table and recorded as failed, and the refusal (e.g. 429) is returned.
 async fn submit_job(state: &Arc<AppState>, job: i64, task: Task) -> ApiResult<()> {
+    submit_jobs(state, &[job], task).await
+}
+
+/// [`submit_job`] for a task that runs several jobs: all of them are failed when the
+/// queue refuses it.
+async fn submit_jobs(state: &Arc<AppState>, jobs: &[i64], task: Task) -> ApiResult<()> {
     let Err(e) = state.queue.submit(task) else {
         return Ok(());
     };
-    if let Ok(mut jobs) = state.jobs.lock() {
-        jobs.remove(&job);
+    if let Ok(mut live) = state.jobs.lock() {
+        for job in jobs {
+            live.remove(job);
+        }
     }
     let why = e.message.clone();
+    let jobs = jobs.to_vec();
     with_db(state, move |db| {
-        Ok(db.set_job(job, JobStatus::Failed, Some(&why), None)?)
+        for job in jobs {
+            db.set_job(job, JobStatus::Failed, Some(&why), None)?;
+        }
+        Ok(())
     })
     .await?;
     Err(e)
@@ -407,16 +422,165 @@ async fn project_tile_size(
     ))
 }
 
-/// `POST /projects/{id}/scenes`: checks the path (a raster or a STAC item), the input
-/// options and the size (on the grid the job tiles), then queues a scoring job.
-#[utoipa::path(post, path = "/projects/{id}/scenes", tag = "scenes", params(("id" = i64, Path)), request_body = NewScene, responses((status = 202, description = "Scene added; a scoring job started", body = Object), (status = 400, description = "`..` in the path", body = ErrorBody), (status = 403, description = "Outside the raster roots, a /vsi path, or a raster (VRT) whose sources or side files, or a STAC item whose assets, are outside the roots or virtual; or the project's models are no longer under the model roots", body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, description = "Too many tiles at the encoder's tile size (on the resampled grid when `resample` resamples)", body = ErrorBody), (status = 422, description = "Not a readable raster or STAC item with a CRS, a bad AOI, or a bad sensor, resample, input_scale or input_offset", body = ErrorBody), (status = 429, description = "Job queue full; the scene is not kept", body = ErrorBody)))]
+/// Most STAC items one `POST /projects/{id}/scenes` adds (an ItemCollection or a folder
+/// of items; each is a scene with its own job).
+pub const MAX_ITEMS_PER_POST: usize = 100;
+
+/// What is checked of a scene before it is kept (GDAL, blocking): the raster, STAC item
+/// or item of a collection opens, with every file it makes GDAL read under the roots;
+/// its pair opens and overlaps; its tiles on the grid the job tiles fit `max_tiles`.
+struct Probe {
+    pair: Option<std::path::PathBuf>,
+    aoi: Option<crate::aoi::Aoi>,
+    resample: Option<crate::engine::Resample>,
+    model_m: Option<f64>,
+    tile_size: usize,
+    max_tiles: usize,
+    confine: crate::raster::Confinement,
+}
+
+impl Probe {
+    /// Checks the scene at `path` (the item `item` of it, for a collection).
+    fn check(&self, path: &std::path::Path, item: Option<&str>) -> ApiResult<()> {
+        let confine = Some(&self.confine);
+        // Every file the raster makes GDAL read (VRT sources, side files; a STAC
+        // item's assets) is checked against the roots before GDAL opens it.
+        let stack = match item {
+            Some(id) => Some(
+                crate::raster::stack_collection_item(path, id, confine)
+                    .map_err(raster_error)?
+                    .1,
+            ),
+            None => match crate::raster::read_stac_item(path).map_err(raster_error)? {
+                Some(doc) => Some(
+                    crate::raster::stack_stac_item_with(path, &doc, confine)
+                        .map_err(raster_error)?,
+                ),
+                None => None,
+            },
+        };
+        let scene = match &stack {
+            Some(s) => crate::raster::Scene::open(s.vrt.path()),
+            None => crate::raster::Scene::open_with(path, confine),
+        }
+        .map_err(raster_error)?;
+        if let Some(second) = &self.pair {
+            // Refuse a pair that does not open or overlap now, not in the job.
+            crate::raster::stack_pair(&scene, second, confine).map_err(raster_error)?;
+        }
+        // Counted on the grid the job tiles: the resampled one when it resamples.
+        let (scene, _warped) = crate::engine::scene_to_tile(scene, self.resample, self.model_m)
+            .map_err(unprocessable)?;
+        // The CLI's rule: whole tiles, inside the AOI when there is one. A scene
+        // smaller than one tile is left to the job, which says why.
+        let tiles = match crate::tiling::TileGrid::new(
+            scene.width,
+            scene.height,
+            self.tile_size,
+            0,
+            scene.geo_transform,
+        ) {
+            Ok(grid) => match &self.aoi {
+                Some(aoi) => {
+                    let shape = aoi.to_scene_crs(&scene.crs_wkt).map_err(unprocessable)?;
+                    crate::tiling::tiles_in_aoi(&grid, &shape)
+                        .map_err(unprocessable)?
+                        .len()
+                }
+                None => grid.len(),
+            },
+            Err(_) => 0,
+        };
+        if tiles > self.max_tiles {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                crate::engine::too_many_tiles(tiles, self.tile_size, self.max_tiles),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A scene to add: its file and, for an item of a STAC ItemCollection, the item's id.
+type NewSceneFile = (std::path::PathBuf, Option<String>);
+
+/// The scenes a posted path adds, each checked by `probe`: the raster or STAC item
+/// itself (`false`), or every item of a STAC ItemCollection or folder of items
+/// (`true`); all or none.
+fn scenes_to_add(
+    path: &std::path::Path,
+    config: &super::config::ServerConfig,
+    probe: &Probe,
+) -> ApiResult<(bool, Vec<NewSceneFile>)> {
+    let Some(listed) = crate::raster::list_stac_items(path).map_err(raster_error)? else {
+        if path.is_dir() {
+            return Err(unprocessable(format!(
+                "{} is a folder without .json files; give a raster file, a STAC item, a STAC ItemCollection, or a folder of STAC item files",
+                path.display()
+            )));
+        }
+        probe.check(path, None)?;
+        return Ok((false, vec![(path.to_path_buf(), None)]));
+    };
+    if listed.items.len() > MAX_ITEMS_PER_POST {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{} holds {} STAC items, more than the {MAX_ITEMS_PER_POST} one request adds; split it into smaller collections or folders, or post the items one by one",
+                path.display(),
+                listed.items.len()
+            ),
+        ));
+    }
+    let mut scenes = Vec::with_capacity(listed.items.len());
+    for item in &listed.items {
+        let prefix = |e: ApiError| {
+            let message = format!(
+                "item '{}' of {}: {}; no scene was added",
+                item.id,
+                path.display(),
+                e.message
+            );
+            ApiError { message, ..e }
+        };
+        if let Some(problem) = &item.problem {
+            return Err(prefix(unprocessable(problem)));
+        }
+        // A folder's item file is checked like a posted path (a link out of the roots).
+        let file = match item.in_collection {
+            true => item.file.clone(),
+            false => check_raster_path(
+                &item.file.display().to_string(),
+                &config.roots,
+                config.allow_vsi,
+            )
+            .map_err(|e| prefix(path_error(e)))?,
+        };
+        let id = item.in_collection.then(|| item.id.clone());
+        probe.check(&file, id.as_deref()).map_err(prefix)?;
+        scenes.push((file, id));
+    }
+    Ok((true, scenes))
+}
+
+/// `POST /projects/{id}/scenes`: checks the path (a raster, a STAC item, or a STAC
+/// ItemCollection or folder of items: each item a scene), the input options and the
+/// size (on the grid the job tiles), then queues the scoring.
+#[utoipa::path(post, path = "/projects/{id}/scenes", tag = "scenes", params(("id" = i64, Path)), request_body = NewScene, responses((status = 202, description = "Scene added; a scoring job started (`{scene, job, poll}`). For a STAC ItemCollection or a folder of items, every item added as a scene with its own job: `{scenes, jobs, poll}`", body = Object), (status = 400, description = "`..` in the path", body = ErrorBody), (status = 403, description = "Outside the raster roots, a /vsi path, or a raster (VRT) whose sources or side files, or a STAC item whose assets, are outside the roots or virtual; or the project's models are no longer under the model roots", body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, description = "Too many tiles at the encoder's tile size (on the resampled grid when `resample` resamples), or more than 100 STAC items in one request", body = ErrorBody), (status = 422, description = "Not a readable raster or STAC item with a CRS (for a collection or folder: any of its items, named; nothing is added), a bad AOI, or a bad sensor, resample, input_scale or input_offset", body = ErrorBody), (status = 429, description = "Job queue full; the scene is not kept", body = ErrorBody)))]
 pub async fn add_scene(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
     Json(body): Json<NewScene>,
 ) -> ApiResult<Response> {
-    let path = check_raster_path(&body.path, &state.config.roots, state.config.allow_vsi)
-        .map_err(path_error)?;
+    let roots = &state.config.roots;
+    let path = match check_raster_path(&body.path, roots, state.config.allow_vsi) {
+        Ok(p) => p,
+        // A folder of STAC items under the roots (each item file is checked again).
+        Err(e @ PathError::OutsideRoots { .. }) => {
+            check_raster_folder(&body.path, roots).map_err(|_| path_error(e))?
+        }
+        Err(e) => return Err(path_error(e)),
+    };
     let pair = match &body.pair {
         Some(p) => Some(
             check_raster_path(p, &state.config.roots, state.config.allow_vsi)
@@ -429,7 +593,7 @@ pub async fn add_scene(
         crate::crs::parse_srs(crs).map_err(|e| unprocessable(format!("aoi_crs: {e}")))?;
     }
     let aoi_text = body.aoi.as_ref().map(|a| a.to_string());
-    let probe_aoi = match &aoi_text {
+    let aoi = match &aoi_text {
         Some(text) => Some(
             crate::aoi::Aoi::from_geojson(text, body.aoi_crs.as_deref()).map_err(unprocessable)?,
         ),
@@ -443,102 +607,92 @@ pub async fn add_scene(
         Some(r) => Some(r.parse().map_err(unprocessable)?),
         None => None,
     };
-    // Open the raster (GDAL, blocking) to refuse unreadable or oversized scenes now.
-    let max_tiles = state.config.max_tiles;
-    let probe = path.clone();
-    let probe_pair = pair.clone();
-    let confine = state.config.confinement();
-    tokio::task::spawn_blocking(move || -> ApiResult<()> {
-        // Every file the raster makes GDAL read (VRT sources, side files; a STAC
-        // item's assets) is checked against the roots before GDAL opens it.
-        let (scene, _stac) = match crate::raster::read_stac_item(&probe).map_err(raster_error)? {
-            Some(doc) => {
-                let stack = crate::raster::stack_stac_item_with(&probe, &doc, Some(&confine))
-                    .map_err(raster_error)?;
-                let scene = crate::raster::Scene::open(stack.vrt.path()).map_err(raster_error)?;
-                (scene, Some(stack))
-            }
-            None => (
-                crate::raster::Scene::open_with(&probe, Some(&confine)).map_err(raster_error)?,
-                None,
-            ),
-        };
-        if let Some(second) = &probe_pair {
-            // Refuse a pair that does not open or overlap now, not in the job.
-            crate::raster::stack_pair(&scene, second, Some(&confine)).map_err(raster_error)?;
-        }
-        // Counted on the grid the job tiles: the resampled one when it resamples.
-        let (scene, _warped) =
-            crate::engine::scene_to_tile(scene, resample, model_m).map_err(unprocessable)?;
-        // The CLI's rule: whole tiles, inside the AOI when there is one. A scene
-        // smaller than one tile is left to the job, which says why.
-        let tiles = match crate::tiling::TileGrid::new(
-            scene.width,
-            scene.height,
-            tile_size,
-            0,
-            scene.geo_transform,
-        ) {
-            Ok(grid) => match &probe_aoi {
-                Some(aoi) => {
-                    let shape = aoi.to_scene_crs(&scene.crs_wkt).map_err(unprocessable)?;
-                    crate::tiling::tiles_in_aoi(&grid, &shape)
-                        .map_err(unprocessable)?
-                        .len()
-                }
-                None => grid.len(),
-            },
-            Err(_) => 0,
-        };
-        if tiles > max_tiles {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                crate::engine::too_many_tiles(tiles, tile_size, max_tiles),
-            ));
-        }
-        Ok(())
-    })
-    .await
-    .map_err(ApiError::internal)??;
+    let probe = Probe {
+        pair: pair.clone(),
+        aoi,
+        resample,
+        model_m,
+        tile_size,
+        max_tiles: state.config.max_tiles,
+        confine: state.config.confinement(),
+    };
+    // Open the raster(s) (GDAL, blocking) to refuse unreadable or oversized scenes now.
+    let (st, probed) = (state.clone(), path.clone());
+    let (many, scenes) =
+        tokio::task::spawn_blocking(move || scenes_to_add(&probed, &st.config, &probe))
+            .await
+            .map_err(ApiError::internal)??;
     let st = state.clone();
-    let (project, scene, job) = with_db(&state, move |db| {
+    let (project, added) = with_db(&state, move |db| {
         let project = project_or_404(db, id)?;
-        let job = new_job(&st, db, id, "score")?;
-        let scene = db.add_scene(
-            id,
-            &path.display().to_string(),
-            aoi_text.as_deref(),
-            body.aoi_crs.as_deref(),
-            pair.as_ref().map(|p| p.display().to_string()).as_deref(),
-            Some(job),
-        )?;
-        db.set_scene_input(scene.id, &input)?;
-        let scene = SceneRow { input, ..scene };
-        Ok((project, scene, job))
+        let mut added = Vec::with_capacity(scenes.len());
+        for (file, item) in scenes {
+            let job = new_job(&st, db, id, "score")?;
+            let scene = db.add_scene(
+                id,
+                &file.display().to_string(),
+                aoi_text.as_deref(),
+                body.aoi_crs.as_deref(),
+                pair.as_ref().map(|p| p.display().to_string()).as_deref(),
+                Some(job),
+            )?;
+            let input = SceneInput {
+                item,
+                ..input.clone()
+            };
+            db.set_scene_input(scene.id, &input)?;
+            added.push((job, SceneRow { input, ..scene }));
+        }
+        Ok((project, added))
     })
     .await?;
-    let scene_id = scene.id;
-    let queued = submit_job(
-        &state,
-        job,
-        Task::Score {
-            job,
+    queue_added(&state, project, &added).await?;
+    let poll = |job: &i64| format!("/jobs/{job}");
+    let answer = match added.as_slice() {
+        [(job, scene)] if !many => {
+            serde_json::json!({"scene": scene, "job": job, "poll": poll(job)})
+        }
+        _ => serde_json::json!({
+            "scenes": added.iter().map(|(_, s)| s).collect::<Vec<_>>(),
+            "jobs": added.iter().map(|(j, _)| j).collect::<Vec<_>>(),
+            "poll": added.iter().map(|(j, _)| poll(j)).collect::<Vec<_>>(),
+        }),
+    };
+    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+}
+
+/// Queues the scoring of newly added scenes (one task, one place in the queue); when the
+/// queue refuses it, every job is recorded failed and no scene is kept: it would never
+/// be scored, and suggestions would answer 409 "still being scored" for it.
+async fn queue_added(
+    state: &Arc<AppState>,
+    project: Project,
+    added: &[(i64, SceneRow)],
+) -> ApiResult<()> {
+    let task = match added {
+        [(job, scene)] => Task::Score {
+            job: *job,
             project,
             scene: scene.clone(),
         },
-    )
-    .await;
-    if let Err(refused) = queued {
-        // A refused (429) scene is not kept: it would never be scored, and suggestions
-        // would answer 409 "still being scored" for it.
-        with_db(&state, move |db| Ok(db.delete_scene(scene_id)?)).await?;
-        return Err(refused);
-    }
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({"scene": scene, "job": job, "poll": format!("/jobs/{job}")})),
-    )
-        .into_response())
+        _ => Task::ScoreMany {
+            project,
+            scenes: added.to_vec(),
+        },
+    };
+    let jobs: Vec<i64> = added.iter().map(|(j, _)| *j).collect();
+    let Err(refused) = submit_jobs(state, &jobs, task).await else {
+        return Ok(());
+    };
+    let ids: Vec<i64> = added.iter().map(|(_, s)| s.id).collect();
+    with_db(state, move |db| {
+        for id in ids {
+            db.delete_scene(id)?;
+        }
+        Ok(())
+    })
+    .await?;
+    Err(refused)
 }
 
 /// Body of `POST /projects/{id}/scenes/{scene}/rescore`: no fields (send `{}`); the

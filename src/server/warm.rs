@@ -60,6 +60,7 @@ pub fn fingerprint(req: &ScoreRequest) -> String {
         "{:?}",
         (
             id(&req.scene),
+            &req.stac_item,
             req.pair.as_deref().map(id),
             &req.aoi,
             id(&req.encoder),

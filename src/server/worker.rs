@@ -68,6 +68,15 @@ pub enum Task {
         /// The scene.
         scene: SceneRow,
     },
+    /// Score several newly added scenes one after the other (the items of a STAC
+    /// ItemCollection or folder posted at once): each is a [`Task::Score`] with its own
+    /// job, taking one place in the queue for all of them.
+    ScoreMany {
+        /// The project.
+        project: Project,
+        /// Each scene and its job.
+        scenes: Vec<(i64, SceneRow)>,
+    },
     /// Retrain on all labels and rescore: a new round.
     Round {
         /// Job id.
@@ -185,14 +194,10 @@ fn run(ctx: WorkerContext, rx: Receiver<Task>) {
                 job,
                 project,
                 scene,
-            } => {
-                let outcome = run_job(&ctx, &db, job, |cancel, progress| {
-                    score_scene(&ctx, &db, &project, &scene, cancel, progress)
-                });
-                let status = finish(&ctx, &db, job, outcome);
-                // The scene follows its job: scored, failed or interrupted.
-                if let Err(e) = db.set_scene_status(scene.id, job, SceneStatus::after_job(status)) {
-                    tracing::error!("scene {}: {e}", scene.id);
+            } => score_job(&ctx, &db, job, &project, &scene),
+            Task::ScoreMany { project, scenes } => {
+                for (job, scene) in &scenes {
+                    score_job(&ctx, &db, *job, &project, scene);
                 }
             }
             Task::Round {
@@ -221,6 +226,18 @@ fn run(ctx: WorkerContext, rx: Receiver<Task>) {
 }
 
 type Outcome = Result<serde_json::Value, ApiError>;
+
+/// Runs the scoring job `job` of `scene` and records how it ended; the scene follows
+/// its job: scored, failed or interrupted.
+fn score_job(ctx: &WorkerContext, db: &Db, job: i64, project: &Project, scene: &SceneRow) {
+    let outcome = run_job(ctx, db, job, |cancel, progress| {
+        score_scene(ctx, db, project, scene, cancel, progress)
+    });
+    let status = finish(ctx, db, job, outcome);
+    if let Err(e) = db.set_scene_status(scene.id, job, SceneStatus::after_job(status)) {
+        tracing::error!("scene {}: {e}", scene.id);
+    }
+}
 
 fn run_job(
     ctx: &WorkerContext,
@@ -368,6 +385,7 @@ fn unlabelled_request(
     };
     req.input_scale = scene.input.input_scale;
     req.input_offset = scene.input.input_offset;
+    req.stac_item = scene.input.item.clone();
     if let Some(aoi) = &scene.aoi {
         req.aoi = Some(
             Aoi::from_geojson(aoi, scene.aoi_crs.as_deref())

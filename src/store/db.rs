@@ -174,6 +174,10 @@ pub struct SceneInput {
     /// Replaces the encoder's (or the preset's) `input_offset`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_offset: Option<f32>,
+    /// When the scene's `path` is a STAC ItemCollection: the id of its item this scene
+    /// is (each item of a collection posted to `POST /projects/{id}/scenes` is a scene).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<String>,
 }
 
 impl SceneInput {

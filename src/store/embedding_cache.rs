@@ -76,6 +76,10 @@ pub struct CacheKey {
     /// changed asset is not served from the cache; empty for a raster.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub assets: Vec<(String, u64, u128)>,
+    /// The id of the item scored when the scene file is a STAC ItemCollection (its
+    /// items share the file); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<String>,
 }
 
 pub use crate::paths::file_identity;
@@ -113,7 +117,15 @@ impl CacheKey {
             scaling: None,
             resampled: None,
             assets: Vec::new(),
+            item: None,
         })
+    }
+
+    /// The same key for the item `id` of an ItemCollection file (`None`: the scene file
+    /// is one raster or item).
+    pub fn with_item(mut self, id: Option<String>) -> CacheKey {
+        self.item = id;
+        self
     }
 
     /// The same key for a STAC item whose assets are `files`; `None` when

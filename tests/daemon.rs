@@ -2248,6 +2248,16 @@ fn suggestions_on_a_warm_scene_run_only_the_selection() {
     let on_disk: Value = serde_json::from_slice(&std::fs::read(&latest).unwrap()).unwrap();
     assert_eq!(tile_ids(&on_disk), tile_ids(&nine));
 
+    // Another seed changes the selection only (the ONNX head draws its own dropout
+    // masks): still warm.
+    let (code, seeded) = d.post(&url, &json!({"budget": 8, "strategy": "random", "seed": 7}));
+    assert_eq!(code, 200, "{seeded}");
+    assert_eq!(
+        files_under(&cache),
+        0,
+        "a suggestion with another seed read the cache"
+    );
+
     // top_k before any label, to compare with once the labels are deleted.
     let topk = json!({"budget": 8, "strategy": "top_k"});
     let (code, unlabelled_topk) = d.post(&url, &topk);

@@ -52,10 +52,13 @@ pub fn result_bytes(r: &ScoreResult) -> u64 {
 
 /// What a request scores, as opposed to what it selects: the scene, its pair and AOI,
 /// the models (by file version), the trained head, the grid, bands, scaling, MC passes
-/// and seed. Two requests with the same fingerprint give the same embeddings and
+/// and, for a head NextTile trained, the seed (its dropout masks are drawn from it; the
+/// ONNX head draws its own inside the graph, so there the seed only steers the
+/// selection). Two requests with the same fingerprint give the same embeddings and
 /// predictions, so one's result can answer the other's selection.
 pub fn fingerprint(req: &ScoreRequest) -> String {
     let id = |p: &std::path::Path| (p.display().to_string(), file_identity(p));
+    let mask_seed = (req.trained_head.is_some() || req.retrain.is_some()).then_some(req.seed);
     format!(
         "{:?}",
         (
@@ -66,7 +69,7 @@ pub fn fingerprint(req: &ScoreRequest) -> String {
             id(&req.encoder),
             id(&req.head),
             req.trained_head.as_deref().map(id),
-            (req.tile_size, req.overlap, req.mc_passes, req.seed),
+            (req.tile_size, req.overlap, req.mc_passes, mask_seed),
             (&req.bands, &req.band_names, &req.sensor),
             (req.input_scale, req.input_offset, req.min_valid_fraction),
         )

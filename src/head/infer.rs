@@ -10,7 +10,7 @@ use super::{HeadError, TrainableHead};
 
 /// Rows per inference block: bounds the hidden activations held at once (16,384 × 256
 /// `f32` = 16 MiB) and fixes the ChaCha8 stream of each block's dropout masks.
-const BLOCK_ROWS: usize = 16_384;
+pub(super) const BLOCK_ROWS: usize = 16_384;
 
 /// The outputs of [`TrainableHead::predict_mc`] for `N` tiles.
 #[derive(Debug, Clone)]
@@ -26,6 +26,18 @@ pub struct McOutput {
     /// `[N]` output of the loss-prediction branch (dropout off), for
     /// [`predicted_loss`](crate::uncertainty::predicted_loss); `None` without the branch.
     pub predicted_loss: Option<Array1<f32>>,
+}
+
+/// What [`TrainableHead::block_mc`] gives for one block of rows.
+pub(super) struct BlockOutput {
+    /// `[T, rows, C]` probabilities of the masked passes.
+    pub(super) probs: Array3<f32>,
+    /// `[rows, C]` of the deterministic pass.
+    pub(super) deterministic: Array2<f32>,
+    /// `[rows]` hidden-feature norms.
+    pub(super) hidden_norm: Array1<f32>,
+    /// `[rows]` of the loss-prediction branch, when there is one.
+    pub(super) predicted_loss: Option<Array1<f32>>,
 }
 
 impl TrainableHead {
@@ -64,46 +76,36 @@ impl TrainableHead {
         let mut deterministic = Array2::<f32>::zeros((n, classes));
         let mut hidden_norm = Array1::<f32>::zeros(n);
         let mut predicted_loss = w.loss.as_ref().map(|_| Array1::<f32>::zeros(n));
-        for (block, start) in (0..n).step_by(BLOCK_ROWS).enumerate() {
+        // Blocks are independent (each draws its masks from its own ChaCha8 stream), so
+        // they run side by side on the selection pool with the same numbers as one
+        // after another: a full granule's 29,241 rows are two blocks.
+        let starts: Vec<usize> = (0..n).step_by(BLOCK_ROWS).collect();
+        let run = |(block, &start): (usize, &usize)| {
             let end = (start + BLOCK_ROWS).min(n);
-            let xs = self.standardise(x.slice(s![start..end, ..]));
-            let mut h = xs.dot(&w.w1.t());
-            h += &w.b1;
-            h.mapv_inplace(|v| v.max(0.0));
-            for (row, out) in h.outer_iter().zip(hidden_norm.slice_mut(s![start..end])) {
-                *out = row.dot(&row).sqrt();
+            self.block_mc(
+                x.slice(s![start..end, ..]),
+                block,
+                passes,
+                seed,
+                (keep, scale),
+            )
+        };
+        let blocks: Vec<BlockOutput> = if starts.len() > 1 {
+            use rayon::prelude::*;
+            crate::sampling::on_selection_pool(|| starts.par_iter().enumerate().map(run).collect())
+        } else {
+            starts.iter().enumerate().map(run).collect()
+        };
+        for (b, &start) in blocks.into_iter().zip(&starts) {
+            let end = (start + BLOCK_ROWS).min(n);
+            hidden_norm.slice_mut(s![start..end]).assign(&b.hidden_norm);
+            if let (Some(pl), Some(l)) = (predicted_loss.as_mut(), &b.predicted_loss) {
+                pl.slice_mut(s![start..end]).assign(l);
             }
-            if let (Some((lw1, lb1, lw2, lb2)), Some(pl)) = (&w.loss, predicted_loss.as_mut()) {
-                let mut g = h.dot(&lw1.t());
-                g += lb1;
-                g.mapv_inplace(|v| v.max(0.0));
-                let mut l = g.dot(&lw2.t());
-                l += lb2;
-                pl.slice_mut(s![start..end]).assign(&l.column(0));
-            }
-            let mut logits = h.dot(&w.w2.t());
-            logits += &w.b2;
-            self.activate(&mut logits);
-            deterministic.slice_mut(s![start..end, ..]).assign(&logits);
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            rng.set_stream(block as u64);
-            let mut masked = h.clone();
-            for t in 0..passes {
-                masked.zip_mut_with(&h, |m, &v| {
-                    *m = if rng.random::<f32>() < keep {
-                        v * scale
-                    } else {
-                        0.0
-                    };
-                });
-                let mut logits = masked.dot(&w.w2.t());
-                logits += &w.b2;
-                self.activate(&mut logits);
-                probs
-                    .index_axis_mut(Axis(0), t)
-                    .slice_mut(s![start..end, ..])
-                    .assign(&logits);
-            }
+            deterministic
+                .slice_mut(s![start..end, ..])
+                .assign(&b.deterministic);
+            probs.slice_mut(s![.., start..end, ..]).assign(&b.probs);
         }
         Ok(McOutput {
             probs,
@@ -111,6 +113,60 @@ impl TrainableHead {
             hidden_norm,
             predicted_loss,
         })
+    }
+
+    /// One block of rows of [`predict_mc`](Self::predict_mc): the first layer once, the
+    /// deterministic pass, then `passes` masked passes with masks from the ChaCha8
+    /// stream `block` of `seed`.
+    pub(super) fn block_mc(
+        &self,
+        x: ArrayView2<'_, f32>,
+        block: usize,
+        passes: usize,
+        seed: u64,
+        (keep, scale): (f32, f32),
+    ) -> BlockOutput {
+        let w = &self.weights;
+        let rows = x.nrows();
+        let xs = self.standardise(x);
+        let mut h = xs.dot(&w.w1.t());
+        h += &w.b1;
+        h.mapv_inplace(|v| v.max(0.0));
+        let hidden_norm: Array1<f32> = h.outer_iter().map(|row| row.dot(&row).sqrt()).collect();
+        let predicted_loss = w.loss.as_ref().map(|(lw1, lb1, lw2, lb2)| {
+            let mut g = h.dot(&lw1.t());
+            g += lb1;
+            g.mapv_inplace(|v| v.max(0.0));
+            let mut l = g.dot(&lw2.t());
+            l += lb2;
+            l.column(0).to_owned()
+        });
+        let mut deterministic = h.dot(&w.w2.t());
+        deterministic += &w.b2;
+        self.activate(&mut deterministic);
+        let mut probs = Array3::<f32>::zeros((passes, rows, self.spec.classes.len()));
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(block as u64);
+        let mut masked = h.clone();
+        for t in 0..passes {
+            masked.zip_mut_with(&h, |m, &v| {
+                *m = if rng.random::<f32>() < keep {
+                    v * scale
+                } else {
+                    0.0
+                };
+            });
+            let mut logits = masked.dot(&w.w2.t());
+            logits += &w.b2;
+            self.activate(&mut logits);
+            probs.index_axis_mut(Axis(0), t).assign(&logits);
+        }
+        BlockOutput {
+            probs,
+            deterministic,
+            hidden_norm,
+            predicted_loss,
+        }
     }
 
     /// Turns logits into probabilities in place: sigmoid per class (multi-label) or a

@@ -1,7 +1,7 @@
 //! Tests of the trainable head on small synthetic problems.
 
 use candle_core::{Device, Tensor, Var};
-use ndarray::{Array1, Array2, Axis, array};
+use ndarray::{Array1, Array2, Axis, array, s};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -347,4 +347,36 @@ fn bad_input_is_an_error_not_a_panic() {
     };
     assert!(TrainableHead::new(spec(false, false), bad, x.view()).is_err());
     let _ = Array1::<f32>::zeros(1);
+}
+
+/// More rows than one inference block: the blocks run side by side on the selection
+/// pool, and each block's passes are exactly what that block gives alone (its own
+/// ChaCha8 stream), assembled in row order.
+#[test]
+fn blocks_run_side_by_side_with_the_numbers_of_one_at_a_time() {
+    let (x, y) = blobs(20, 3);
+    let mut h = TrainableHead::new(spec(false, true), small_config(1), x.view()).unwrap();
+    h.fit(x.view(), Targets::Single(&y), false).unwrap();
+    let rows = super::infer::BLOCK_ROWS + 37;
+    let big = Array2::from_shape_fn((rows, 8), |(i, d)| x[[i % 60, d]] + (i / 60) as f32 * 1e-3);
+    let out = h.predict_mc(big.view(), 3, 11).unwrap();
+    let keep = 1.0 - h.config.dropout;
+    for (block, start) in [(0usize, 0usize), (1, super::infer::BLOCK_ROWS)] {
+        let end = (start + super::infer::BLOCK_ROWS).min(rows);
+        let alone = h.block_mc(
+            big.slice(s![start..end, ..]),
+            block,
+            3,
+            11,
+            (keep, 1.0 / keep),
+        );
+        assert_eq!(out.probs.slice(s![.., start..end, ..]), alone.probs);
+        assert_eq!(
+            out.deterministic.slice(s![start..end, ..]),
+            alone.deterministic
+        );
+        assert_eq!(out.hidden_norm.slice(s![start..end]), alone.hidden_norm);
+        let pl = out.predicted_loss.as_ref().unwrap();
+        assert_eq!(pl.slice(s![start..end]), alone.predicted_loss.unwrap());
+    }
 }

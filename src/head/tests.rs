@@ -380,3 +380,39 @@ fn blocks_run_side_by_side_with_the_numbers_of_one_at_a_time() {
         assert_eq!(pl.slice(s![start..end]), alone.predicted_loss.unwrap());
     }
 }
+
+/// The fused AdamW gives the very bits candle-nn's `AdamW` gives, step after step (it
+/// exists for speed only; the label-savings results were measured with candle-nn's).
+#[test]
+fn fused_adamw_matches_candle_nn_bit_for_bit() {
+    use candle_nn::Optimizer;
+    let dev = Device::Cpu;
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut values =
+        |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
+    let (w0, x, y) = (values(6 * 4), values(10 * 4), values(10 * 6));
+    let x = Tensor::from_vec(x, (10, 4), &dev).unwrap();
+    let y = Tensor::from_vec(y, (10, 6), &dev).unwrap();
+    let loss = |w: &Var| {
+        let d = (x.matmul(&w.as_tensor().t().unwrap()).unwrap() - &y).unwrap();
+        d.sqr().unwrap().mean_all().unwrap()
+    };
+    let ours = Var::from_tensor(&Tensor::from_vec(w0.clone(), (6, 4), &dev).unwrap()).unwrap();
+    let theirs = Var::from_tensor(&Tensor::from_vec(w0, (6, 4), &dev).unwrap()).unwrap();
+    let (lr, wd) = (3e-3, 1e-2);
+    let mut fused = super::train::FusedAdamW::new(vec![ours.clone()], lr, wd).unwrap();
+    let params = candle_nn::ParamsAdamW {
+        lr,
+        weight_decay: wd,
+        ..candle_nn::ParamsAdamW::default()
+    };
+    let mut reference = candle_nn::AdamW::new(vec![theirs.clone()], params).unwrap();
+    for step in 0..50 {
+        fused.backward_step(&loss(&ours)).unwrap();
+        reference.backward_step(&loss(&theirs)).unwrap();
+        let a: Vec<f32> = ours.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+        let b: Vec<f32> = theirs.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+        let same = a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits());
+        assert!(same, "step {step}: {a:?} vs {b:?}");
+    }
+}

@@ -3,7 +3,6 @@
 use std::time::Instant;
 
 use candle_core::{D, Device, Tensor, Var};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -278,6 +277,82 @@ enum BatchTargets {
     Multi(Tensor),
 }
 
+/// AdamW (Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019,
+/// arXiv:1711.05101) with candle-nn's defaults (β₁ 0.9, β₂ 0.999, ε 1e-8), as candle-nn
+/// 0.11's `AdamW::step` computes it, operation for operation in f32 (so a training gives
+/// the same bits), but in one pass over each parameter's values instead of about a dozen
+/// tensor operations that each allocate a new tensor: those passes, not the matrix
+/// products, were most of a head training on 1024-d embeddings.
+pub(super) struct FusedAdamW {
+    /// Each variable with its state.
+    vars: Vec<AdamState>,
+    lr: f64,
+    weight_decay: f64,
+    step_t: i32,
+}
+
+/// A variable, a copy of its values (what the optimiser writes back), and its first
+/// and second moments.
+type AdamState = (Var, Vec<f32>, Vec<f32>, Vec<f32>);
+
+impl FusedAdamW {
+    const BETA1: f64 = 0.9;
+    const BETA2: f64 = 0.999;
+    const EPS: f64 = 1e-8;
+
+    pub(super) fn new(vars: Vec<Var>, lr: f64, weight_decay: f64) -> Result<Self, HeadError> {
+        let vars = vars
+            .into_iter()
+            .map(|v| {
+                let theta: Vec<f32> = v.as_tensor().flatten_all()?.to_vec1()?;
+                let n = theta.len();
+                Ok((v, theta, vec![0.0; n], vec![0.0; n]))
+            })
+            .collect::<Result<Vec<_>, candle_core::Error>>()?;
+        Ok(Self {
+            vars,
+            lr,
+            weight_decay,
+            step_t: 0,
+        })
+    }
+
+    /// Backpropagates `loss` and updates every variable that has a gradient.
+    pub(super) fn backward_step(&mut self, loss: &Tensor) -> Result<(), HeadError> {
+        let grads = loss.backward()?;
+        self.step_t += 1;
+        // The constants as candle-nn forms them: in f64, then each taken to f32 by the
+        // tensor operation it feeds (`x * c` is `x * c + 0`, `x + c` is `x * 1 + c`).
+        let (b1, b2) = (Self::BETA1, Self::BETA2);
+        let scale_m = (1f64 / (1f64 - b1.powi(self.step_t))) as f32;
+        let scale_v = (1f64 / (1f64 - b2.powi(self.step_t))) as f32;
+        let decay = (1f64 - self.lr * self.weight_decay) as f32;
+        let (lr, eps) = (self.lr as f32, Self::EPS as f32);
+        let (b1f, one_b1) = (b1 as f32, (1.0 - b1) as f32);
+        let (b2f, one_b2) = (b2 as f32, (1.0 - b2) as f32);
+        for (var, theta, m, v) in &mut self.vars {
+            let Some(g) = grads.get(var.as_tensor()) else {
+                continue;
+            };
+            let g: Vec<f32> = g.flatten_all()?.to_vec1()?;
+            let moments = m.iter_mut().zip(v.iter_mut());
+            for ((t, (m, v)), &g) in theta.iter_mut().zip(moments).zip(&g) {
+                let next_m = (*m * b1f + 0.0) + (g * one_b1 + 0.0);
+                let next_v = (*v * b2f + 0.0) + ((g * g) * one_b2 + 0.0);
+                let m_hat = next_m * scale_m + 0.0;
+                let v_hat = next_v * scale_v + 0.0;
+                let decayed = *t * decay + 0.0;
+                let adjusted = m_hat / (v_hat.sqrt() * 1.0 + eps);
+                *t = decayed - (adjusted * lr + 0.0);
+                *m = next_m;
+                *v = next_v;
+            }
+            var.set(&Tensor::from_slice(theta, var.shape(), var.device())?)?;
+        }
+        Ok(())
+    }
+}
+
 /// The training loop: AdamW over shuffled minibatches, inverted dropout with masks from
 /// ChaCha8, and the LL ranking loss on pairs (first half of the batch against the
 /// second half reversed, as Yoo & Kweon 2019).
@@ -313,14 +388,7 @@ fn train(
     if let Some((a, b, c, d)) = &loss_vars {
         vars.extend([a.clone(), b.clone(), c.clone(), d.clone()]);
     }
-    let mut opt = AdamW::new(
-        vars,
-        ParamsAdamW {
-            lr: cfg.learning_rate,
-            weight_decay: cfg.weight_decay,
-            ..ParamsAdamW::default()
-        },
-    )?;
+    let mut opt = FusedAdamW::new(vars, cfg.learning_rate, cfg.weight_decay)?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let batch = cfg.batch_size.min(n);
     let keep = 1.0 - cfg.dropout;

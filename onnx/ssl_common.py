@@ -508,7 +508,7 @@ def encoder_meta_tail(stats: dict) -> dict:
 
 def head_meta(enc_path: Path, model_name: str, description: str, extra: dict | None = None) -> dict:
     meta = {
-        "model_type": "Classifier",
+        "model_type": json.dumps("Classifier"),  # Deepness reads it with json.loads
         "model_name": model_name,
         "nexttile_role": "head",
         "class_names": CLASSES,

@@ -37,7 +37,10 @@ n=0
 for enc in onnx/*/encoder.onnx; do
   name=$(basename "$(dirname "$enc")")
   out=$tmp/$name.onnx
-  if "$py" onnx/set_metadata.py "$enc" | grep -qx 'per_band = true'; then
+  # Read the whole listing first: `grep -q` stops reading at its match, and the
+  # writer's broken pipe would fail the pipeline under pipefail.
+  meta=$("$py" onnx/set_metadata.py "$enc")
+  if grep -qx 'per_band = true' <<<"$meta"; then
     if "$py" onnx/set_metadata.py "$enc" --deepness "$out" 2>"$tmp/err"; then
       echo "[deepness] $enc is per-band but was exported" >&2; exit 1
     fi

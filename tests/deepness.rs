@@ -21,9 +21,10 @@
 //! `json.loads`, `resolution` and `tiles_overlap` with `float()`, and tiles at
 //! the input's last dimension.
 //!
-//! The shipped files stay as they are (their sha256 is the model hash in every
-//! output, in heads' `encoder_sha256` and in `docs/results`); an encoder goes to
-//! Deepness through `python onnx/set_metadata.py ENCODER --deepness OUT`, whose
+//! The shipped files carry JSON-encoded metadata (every `model_type` a JSON
+//! string, asserted below); their dynamic height/width and NextTile's scaling
+//! still keep them out of Deepness as they are, so an encoder goes to Deepness
+//! through `python onnx/set_metadata.py ENCODER --deepness OUT`, whose
 //! output `scripts/check_deepness.py` reads the way Deepness and GeoDeep do for
 //! every shipped encoder (run by `scripts/test.sh`), and whose output for the
 //! fixture below is checked here.
@@ -114,11 +115,10 @@ fn every_shipped_model_against_deepness_key_formats() {
             if fits(v, kind) {
                 continue;
             }
-            // Known and fixed by the export: the bare model_type every shipped file
-            // carries; heads' class-name lists (heads take N × D embeddings and a
-            // dropout switch, two inputs: Deepness loads none of them).
-            let known = (key == "model_type" && !v.starts_with('"'))
-                || (key == "class_names" && spec.role == ModelRole::Head);
+            // Known: heads' class-name lists (heads take N × D embeddings and a
+            // dropout switch, two inputs: Deepness loads none of them). Every
+            // model_type is a JSON string since 2026-12-07.
+            let known = key == "class_names" && spec.role == ModelRole::Head;
             assert!(
                 known,
                 "{}: {key} = {v} is not a Deepness {kind:?}",
@@ -133,8 +133,7 @@ fn every_shipped_model_against_deepness_key_formats() {
                 // (or, for the per-band encoder, why it cannot go to Deepness).
                 for p in spec.deepness_problems() {
                     assert!(
-                        p.contains("bare text")
-                            || p.contains("dynamic height/width")
+                        p.contains("dynamic height/width")
                             || p.contains("raw / 255")
                             || p.contains("one band at a time"),
                         "{}: {p}",

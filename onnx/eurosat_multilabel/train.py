@@ -413,7 +413,7 @@ def head_metadata(args, state: dict) -> dict:
     meta = {k: enc_meta[k] for k in keep if k in enc_meta}
     meta.update(
         {
-            "model_type": "Classifier",
+            "model_type": json.dumps("Classifier"),  # Deepness reads it with json.loads
             "model_name": "nexttile-eurosat-rgb-multilabel-ll-head",
             "nexttile_role": "head",
             "class_names": {str(i): c for i, c in enumerate(CLASSES)},

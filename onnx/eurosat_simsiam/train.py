@@ -468,7 +468,7 @@ def cmd_export(args) -> None:
         m,
         {
             **common,
-            "model_type": "Recognition",
+            "model_type": json.dumps("Recognition"),  # Deepness reads it with json.loads
             "nexttile_role": "encoder",
             "input_name": "image",
             "embedding_output": "embedding",
@@ -490,7 +490,7 @@ def cmd_export(args) -> None:
         hm,
         {
             **common,
-            "model_type": "Classifier",
+            "model_type": json.dumps("Classifier"),  # Deepness reads it with json.loads
             "model_name": "nexttile-eurosat-rgb-mc-head",
             "nexttile_role": "head",
             "class_names": {str(i): c for i, c in enumerate(CLASSES)},

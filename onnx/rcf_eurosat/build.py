@@ -601,7 +601,7 @@ def encoder_meta(k: int, b: float, eps_rel: float, n_pool: int, stride: int = 1,
         "standardization_mean": CHANNEL_MEAN,
         "standardization_std": CHANNEL_STD,
         "nexttile_contract": "1",
-        "model_type": "Recognition",
+        "model_type": json.dumps("Recognition"),  # Deepness reads it with json.loads
         "nexttile_role": "encoder",
         "input_name": "image",
         "embedding_output": "embedding",
@@ -631,7 +631,7 @@ def head_meta(enc_path: Path, k: int, name: str = "nexttile-eurosat-rgb-rcf", ex
         "standardization_mean": CHANNEL_MEAN,
         "standardization_std": CHANNEL_STD,
         "nexttile_contract": "1",
-        "model_type": "Classifier",
+        "model_type": json.dumps("Classifier"),  # Deepness reads it with json.loads
         "nexttile_role": "head",
         "class_names": {str(i): c for i, c in enumerate(CLASSES)},
         "multi_label": "false",

@@ -112,7 +112,7 @@ def cmd_pretrain(args) -> None:
 
 def encoder_meta(stats, description, steps, elapsed) -> dict:
     return {
-        "model_type": "Recognition",
+        "model_type": json.dumps("Recognition"),  # Deepness reads it with json.loads
         "model_name": "nexttile-s1s2-perband-simsiam",
         "nexttile_role": "encoder",
         "description": description,

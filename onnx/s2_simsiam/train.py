@@ -91,7 +91,7 @@ def load_encoder(args):
 
 def encoder_meta(stats, description, steps, elapsed) -> dict:
     return {
-        "model_type": "Recognition",
+        "model_type": json.dumps("Recognition"),  # Deepness reads it with json.loads
         "model_name": "nexttile-s2-13band-simsiam",
         "nexttile_role": "encoder",
         "description": description,

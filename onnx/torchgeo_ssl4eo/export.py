@@ -60,7 +60,7 @@ def metadata(clip: bool, random_weights: bool, tile: int) -> dict[str, str]:
     m = {
         "nexttile_role": "encoder",
         "nexttile_contract": "1",
-        "model_type": "Recognition",
+        "model_type": json.dumps("Recognition"),  # Deepness reads it with json.loads
         "model_name": "ssl4eo-s12-resnet50-s2-all-moco" + ("-RANDOM-WEIGHTS" if random_weights else ""),
         "description": (
             "ResNet-50 (timm layout, 13-band stem) pre-trained with MoCo-v2 on SSL4EO-S12 Sentinel-2 L1C, "

@@ -17,7 +17,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 out="$here/encoder.onnx"
-EXPECTED_SHA256=04ad54421353f3fa2729499a30f90fe08540c180cee28d9b1812ac0c1b9ed33e
+EXPECTED_SHA256=04c9809b515b42ce5553381a9dc0379f5fe638c2b7a612c41a056d4314bc2f35
 WHEEL_SHA256=898d6efe59b3908ec92aabad3f61a56394ff81d997a2ebe5675732503a18d1f1
 WHEEL=ukis_csmask-1.0.0-py3-none-any.whl
 log() { printf '\033[1m[ukis_csmask]\033[0m %s\n' "$*" >&2; }

@@ -233,7 +233,7 @@ def derive(src: Path, stats_json: dict, compute: str, embedding: str = "multisca
     mean = [float(x) for x in st["img"][0]]
     std = [float(x) for x in st["img"][1]]
     meta = {
-        "model_type": "Recognition",
+        "model_type": json.dumps("Recognition"),  # Deepness reads it with json.loads
         "nexttile_role": "encoder",
         "nexttile_contract": "1",
         # (the bottleneck variant keeps the plain name: it is byte-identical to the file shipped before)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -167,7 +168,7 @@ def main(argv: list[str]) -> None:
         {
             **common,
             "nexttile_contract": "1",
-            "model_type": "Classifier",
+            "model_type": json.dumps("Classifier"),  # Deepness reads it with json.loads
             "model_name": "ukis-csmask-encoder-sen1floods11-water-head",
             "nexttile_role": "head",
             "class_names": CLASSES,

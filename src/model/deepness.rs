@@ -39,7 +39,7 @@ pub const DEEPNESS_SCALE: f32 = 1.0 / 255.0;
 
 /// The metadata with every value that is a JSON string literal (`"Recognition"`)
 /// replaced by its text: Deepness writes strings with `json.dumps`, older files
-/// (and NextTile's own shipped models) hold the bare text; both read the same.
+/// (and NextTile's shipped models until 2026-12-07) hold the bare text; both read the same.
 pub(super) fn decode_json_strings(m: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     m.iter()
         .map(|(k, v)| {

@@ -248,6 +248,35 @@ fn shards_fill_the_store_once_and_select_picks_across_scenes() {
 
     read_back_with_pyarrow(&victim, &scenes, &cache);
     select_over_the_store(&store, dir.path());
+
+    // One scene embedded again with another encoder (the default pair's): its file is
+    // rewritten, and one selection over two encoders is refused.
+    let other = ok(&nexttile(
+        &[
+            "embed",
+            scenes[1].to_str().unwrap(),
+            "--out",
+            store.to_str().unwrap(),
+            "--no-cache",
+        ],
+        &[],
+    ));
+    assert!(other.contains("wrote"), "{other}");
+    let out = dir.path().join("mixed");
+    let refused = nexttile(
+        &[
+            "select",
+            store.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--mc-passes",
+            "1",
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(3), "{err}");
+    assert!(err.contains("the store mixes encoders"), "{err}");
 }
 
 /// The file as pyarrow reads it: GeoParquet metadata, WKB polygons, f16 embeddings equal

@@ -1,6 +1,6 @@
 //! The crate error: one variant per module error, plus request validation.
 
-use crate::{aoi, crs, eval, head, model, output, raster, sampling, tiling, uncertainty};
+use crate::{aoi, crs, eval, head, model, output, raster, sampling, store, tiling, uncertainty};
 
 /// Result with the crate [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -38,6 +38,9 @@ pub enum Error {
     /// The trainable head.
     #[error(transparent)]
     Head(#[from] head::HeadError),
+    /// The GeoParquet embedding store.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
     /// File system.
     #[error("cannot write {path}: {source}")]
     Io {
@@ -127,6 +130,7 @@ impl Error {
             Error::Model(model::ModelError::RuntimeMissing(_)) => ErrorKind::RuntimeMissing,
             Error::Model(model::ModelError::Inference { .. }) => ErrorKind::Internal,
             Error::Output(_) | Error::Io { .. } => ErrorKind::CannotWrite,
+            Error::Store(store::StoreError::Write { .. }) => ErrorKind::CannotWrite,
             Error::Unavailable(_) => ErrorKind::Unavailable,
             Error::Cancelled => ErrorKind::Cancelled,
             Error::Eval(eval::EvalError::Output { .. }) => ErrorKind::CannotWrite,

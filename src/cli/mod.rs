@@ -2,6 +2,7 @@
 
 mod eval;
 mod items;
+mod region;
 mod serve;
 
 use std::io::IsTerminal;
@@ -41,6 +42,10 @@ enum Command {
     Score(Box<ScoreArgs>),
     /// Measure label savings: simulate the labelling loop on a labelled image folder.
     Eval(Box<eval::EvalArgs>),
+    /// Embed scenes into a GeoParquet embedding store (one file per scene; a shard of the list).
+    Embed(Box<region::EmbedArgs>),
+    /// One selection over every scene of an embedding store: OUT/suggestions.geojson.
+    Select(Box<region::SelectArgs>),
     /// Run the HTTP daemon (projects, scenes, jobs, suggestions, labels, rounds).
     Serve(Box<serve::ServeArgs>),
     /// Inspect ONNX models.
@@ -240,6 +245,8 @@ fn run(cmd: Command) -> Result<()> {
     match cmd {
         Command::Score(a) => score(*a),
         Command::Eval(a) => eval::run(*a),
+        Command::Embed(a) => region::embed(*a),
+        Command::Select(a) => region::select(*a),
         Command::Serve(a) => serve::run(*a),
         Command::Models {
             command: ModelsCommand::Inspect { file, json },

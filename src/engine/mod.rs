@@ -31,6 +31,7 @@ mod labels;
 mod outputs;
 mod predict;
 mod prepare;
+mod region;
 mod request;
 mod resample;
 mod result;
@@ -45,6 +46,10 @@ pub use embed::embed_workers;
 pub use input::{CHECK_MAX_CLIPPED, CHECK_MAX_SIGMA, CHECK_TILES};
 pub use labels::{LabelTiles, label_tiles};
 pub use outputs::{OutputPaths, summary_json, write_outputs};
+pub use region::{
+    EmbedOutcome, StorePick, StoreSelect, StoreSelection, embed_to_store, scene_id, select_store,
+    store_file, write_store_suggestions,
+};
 pub use request::{
     DEFAULT_BATCH_SIZE, DEFAULT_BUDGET, DEFAULT_MAX_TILES, DEFAULT_MC_PASSES,
     DEFAULT_MIN_SPACING_M, DEFAULT_MIN_VALID, DEFAULT_SEED, DEFAULT_TILE_SIZE, MAX_AUTO_WORKERS,

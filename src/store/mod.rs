@@ -1,8 +1,10 @@
-//! Durable state: the on-disk embedding cache and the daemon's SQLite database of
-//! projects, scenes, labels, rounds and jobs.
+//! Durable state: the on-disk embedding cache, the GeoParquet embedding store of
+//! `nexttile embed`, and the daemon's SQLite database of projects, scenes, labels,
+//! rounds and jobs.
 
 mod db;
 mod embedding_cache;
+mod geoparquet;
 
 pub use db::{
     Db, DbError, JobRow, JobStatus, LabelRow, NewLabel, Project, RoundRow, SceneInput, SceneRow,
@@ -10,3 +12,9 @@ pub use db::{
 };
 
 pub use embedding_cache::{CacheError, CacheKey, CachedEmbeddings, EmbeddingCache, file_identity};
+
+pub use geoparquet::{
+    ENCODER_KEY, GRID_KEY, META_KEY, STORE_EXTENSION, StoreBatch, StoreError, StoreMeta, StoreRows,
+    TMP_SUFFIX, list_store, polygon_wkb, read_meta, read_rows, tmp_path, wkb_polygon,
+    write_scene_file,
+};

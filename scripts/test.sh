@@ -13,5 +13,6 @@ cargo test --quiet 2>&1 | tee "${TMPDIR:-/tmp}/nexttile-test.log"
 scripts/test_fuzz.sh
 # Every shipped encoder exported for Deepness and read back as Deepness and GeoDeep read it.
 scripts/test_deepness.sh
+scripts/test_deploy.sh
 # The QGIS plugin in real QGIS against the real daemon (installs python3-qgis when missing).
 scripts/test_plugin.sh

@@ -2189,6 +2189,33 @@ fn files_under(dir: &Path) -> usize {
         .sum()
 }
 
+/// A scene's latest suggestions file is written once per change, not per request: the
+/// same request again leaves it alone (its modification time, set far back here,
+/// stays), another budget rewrites it with what was answered.
+fn latest_written_once_per_change(d: &Daemon, url: &str, latest: &Path, first_ids: &[String]) {
+    let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(946_684_800);
+    let mtime = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(latest)
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
+    let (code, again) = d.post(url, &json!({"budget": 8}));
+    assert_eq!(code, 200, "{again}");
+    assert_eq!(tile_ids(&again), first_ids);
+    assert_eq!(
+        mtime(latest),
+        long_ago,
+        "the same suggestions were written again"
+    );
+    let (code, nine) = d.post(url, &json!({"budget": 9}));
+    assert_eq!(code, 200, "{nine}");
+    assert_ne!(mtime(latest), long_ago, "new suggestions were not written");
+    let on_disk: Value = serde_json::from_slice(&std::fs::read(latest).unwrap()).unwrap();
+    assert_eq!(tile_ids(&on_disk), tile_ids(&nine));
+}
+
 /// A scored scene stays warm on the engine thread (issue 17): suggestions, with new
 /// labels, another strategy or budget, run only the selection — the embedding cache,
 /// emptied after scoring, is not touched again — and answer from memory what the
@@ -2223,30 +2250,7 @@ fn suggestions_on_a_warm_scene_run_only_the_selection() {
         .join(format!("suggestions/{scene}/suggestions.geojson"));
     let on_disk: Value = serde_json::from_slice(&std::fs::read(&latest).unwrap()).unwrap();
     assert_eq!(tile_ids(&on_disk), first_ids);
-    // The file is written once per change, not per request: the same request again
-    // leaves it alone (its modification time, set far back here, stays), another
-    // budget rewrites it.
-    let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(946_684_800);
-    let mtime = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&latest)
-        .unwrap()
-        .set_modified(long_ago)
-        .unwrap();
-    let (code, again) = d.post(&url, &json!({"budget": 8}));
-    assert_eq!(code, 200, "{again}");
-    assert_eq!(tile_ids(&again), first_ids);
-    assert_eq!(
-        mtime(&latest),
-        long_ago,
-        "the same suggestions were written again"
-    );
-    let (code, nine) = d.post(&url, &json!({"budget": 9}));
-    assert_eq!(code, 200, "{nine}");
-    assert_ne!(mtime(&latest), long_ago, "new suggestions were not written");
-    let on_disk: Value = serde_json::from_slice(&std::fs::read(&latest).unwrap()).unwrap();
-    assert_eq!(tile_ids(&on_disk), tile_ids(&nine));
+    latest_written_once_per_change(&d, &url, &latest, &first_ids);
 
     // Another seed changes the selection only (the ONNX head draws its own dropout
     // masks): still warm.
@@ -2338,8 +2342,12 @@ fn suggestions_on_a_warm_scene_run_only_the_selection() {
         "a new MC-pass count must score again"
     );
     drop(d);
+    nothing_kept_warm_reads_the_cache();
+}
 
-    // Nothing kept warm: every suggestion scores from the embedding cache.
+/// With `--warm-scene-bytes 0` nothing is kept warm: every suggestion scores from the
+/// embedding cache.
+fn nothing_kept_warm_reads_the_cache() {
     let tmp = common::tempdir();
     let d = Daemon::start(tmp.path(), &["--warm-scene-bytes", "0"], None);
     let (_, project) = d.post("/projects", &json!({"name": "cold"}));

@@ -7,115 +7,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use common::daemon::Daemon;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-
-/// A running `nexttile serve` with the sample's folder and `rasters` as raster
-/// roots, killed on drop.
-struct Daemon {
-    child: Child,
-    base: String,
-    agent: ureq::Agent,
-}
-
-impl Daemon {
-    fn start(data: &Path, rasters: &Path, config: Option<&str>) -> Daemon {
-        let mut cmd = Command::new(common::bin());
-        cmd.args(["serve", "--bind", "127.0.0.1:0", "--root"])
-            .arg(common::root().join("samples"))
-            .arg("--root")
-            .arg(rasters)
-            .arg("--data-dir")
-            .arg(data)
-            .env_remove("NEXTTILE_TOKEN")
-            .env_remove("NEXTTILE_ROOTS")
-            .env_remove("NEXTTILE_MODEL_ROOTS")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        if let Some(text) = config {
-            let file = data.join("nexttile.toml");
-            std::fs::create_dir_all(data).unwrap();
-            std::fs::write(&file, text).unwrap();
-            cmd.arg("--config").arg(file);
-        }
-        let mut child = cmd.spawn().expect("daemon starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("first line");
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(300)))
-            .build()
-            .into();
-        Daemon { child, base, agent }
-    }
-
-    fn get(&self, path: &str) -> (u16, Value) {
-        let mut r = self
-            .agent
-            .get(&format!("{}{path}", self.base))
-            .call()
-            .expect("GET");
-        let code = r.status().as_u16();
-        (code, r.body_mut().read_json().unwrap_or(Value::Null))
-    }
-
-    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let mut r = self
-            .agent
-            .post(&format!("{}{path}", self.base))
-            .send_json(body)
-            .expect("POST");
-        let code = r.status().as_u16();
-        (code, r.body_mut().read_json().unwrap_or(Value::Null))
-    }
-
-    /// A project with the demo models; its id.
-    fn project(&self) -> i64 {
-        let (code, p) = self.post("/projects", &json!({"name": "p"}));
-        assert_eq!(code, 201, "{p}");
-        p["id"].as_i64().unwrap()
-    }
-
-    /// Adds `scene` to project `pid` and waits for its scoring job to end well.
-    fn score(&self, pid: i64, scene: &Value) -> Value {
-        let (code, added) = self.post(&format!("/projects/{pid}/scenes"), scene);
-        assert_eq!(code, 202, "{added}");
-        self.wait(added["job"].as_i64().unwrap())
-    }
-
-    /// Waits for job `job` to end well; its result.
-    fn wait(&self, job: i64) -> Value {
-        let start = Instant::now();
-        loop {
-            let (_, v) = self.get(&format!("/jobs/{job}"));
-            match v["status"].as_str() {
-                Some("done") => return v["result"].clone(),
-                Some("queued" | "running") => {}
-                _ => panic!("job {job} ended badly: {v}"),
-            }
-            assert!(start.elapsed() < Duration::from_secs(300), "{v}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// `gdal_translate` the sample's 640 × 640 px corner with `args` into `dir/name`.
 fn cut(dir: &Path, name: &str, args: &[&str]) -> PathBuf {

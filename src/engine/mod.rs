@@ -35,6 +35,7 @@ mod region;
 mod request;
 mod resample;
 mod result;
+mod scenes;
 mod scores;
 mod select;
 
@@ -57,6 +58,9 @@ pub use request::{
     defaults_json, too_many_tiles,
 };
 pub use resample::{RESAMPLE_FACTOR, scene_to_tile};
+pub use scenes::{
+    AcrossPick, AcrossTraining, distance_across, repredict, reselect_across, retrain_across,
+};
 pub use select::{reselect, reselect_with};
 
 /// Score a scene: prepare → embed → predict → score → select, gathered into a

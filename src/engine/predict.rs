@@ -151,7 +151,7 @@ pub(super) fn predict(
 }
 
 /// Trains (or continues) a head on the labelled tiles' embeddings and saves it if asked.
-fn retrain_head(
+pub(super) fn retrain_head(
     r: &Retrain,
     embeddings: &Array2<f32>,
     classes: &[Option<usize>],

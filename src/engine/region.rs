@@ -424,7 +424,7 @@ pub fn select_store(store: &Path, sel: &StoreSelect) -> Result<StoreSelection> {
 }
 
 /// Tile centres (lon/lat) as metres east and north of their mean.
-fn centres_in_metres(centres: &[(f64, f64)]) -> Result<Vec<[f64; 2]>> {
+pub(super) fn centres_in_metres(centres: &[(f64, f64)]) -> Result<Vec<[f64; 2]>> {
     let n = centres.len().max(1) as f64;
     let origin = (
         centres.iter().map(|c| c.0).sum::<f64>() / n,

@@ -175,11 +175,32 @@ pub fn reselect_with(
         },
         labels,
     )?;
-    result.picks = selected.picks;
-    result.strategy_params =
-        serde_json::to_value(selected.strategy).unwrap_or(serde_json::Value::Null);
-    result.strategy = selected.strategy;
-    result.labelled_tiles = selected.labelled_tiles;
+    apply_selection(
+        result,
+        selected.picks,
+        selected.strategy,
+        selected.labelled_tiles,
+        req,
+        t.elapsed().as_secs_f64(),
+    );
+    Ok(())
+}
+
+/// Makes `picks` (chosen by `strategy` as `req` asked, `labelled_tiles` of the result's
+/// tiles labelled) a warm result's selection, with the stage timings of a run that
+/// only selected (`select_s` seconds).
+pub(super) fn apply_selection(
+    result: &mut ScoreResult,
+    picks: Vec<Pick>,
+    strategy: Strategy,
+    labelled_tiles: usize,
+    req: &ScoreRequest,
+    select_s: f64,
+) {
+    result.picks = picks;
+    result.strategy_params = serde_json::to_value(strategy).unwrap_or(serde_json::Value::Null);
+    result.strategy = strategy;
+    result.labelled_tiles = labelled_tiles;
     result.metric = req.metric;
     result.budget = req.budget;
     result.seed = req.seed;
@@ -189,6 +210,5 @@ pub fn reselect_with(
     result.timings.embed_s = 0.0;
     result.timings.head_s = 0.0;
     result.timings.workers = 0;
-    result.timings.select_s = t.elapsed().as_secs_f64();
-    Ok(())
+    result.timings.select_s = select_s;
 }

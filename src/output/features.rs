@@ -172,6 +172,73 @@ pub fn suggestions_collection(result: &ScoreResult) -> Result<FeatureCollection,
     })
 }
 
+/// The ranked "label next" FeatureCollection of one selection over many scenes:
+/// `results[i]` holds scene `i`'s share of the picks, `scene_ids[i]` names it, and
+/// `order` lists, in rank order, which scene and which of its picks each one is (as
+/// [`reselect_across`](crate::engine::reselect_across) returns them). Each feature is
+/// as in [`suggestions_collection`], its `rank` over all scenes, with the scene's
+/// `scene_id` and the id `<scene id>:<tile id>`.
+///
+/// # Errors
+///
+/// Those of [`suggestions_collection`]; [`OutputError::Invalid`] when `order` names a
+/// pick no result has.
+pub fn region_collection(
+    results: &[ScoreResult],
+    scene_ids: &[i64],
+    order: &[(usize, usize)],
+) -> Result<FeatureCollection, OutputError> {
+    let mut per_scene = results
+        .iter()
+        .map(|r| suggestions_collection(r).map(|c| c.features.into_iter().map(Some).collect()))
+        .collect::<Result<Vec<Vec<Option<Feature>>>, _>>()?;
+    let mut features = Vec::with_capacity(order.len());
+    for (rank, &(scene, k)) in order.iter().enumerate() {
+        let mut f = per_scene
+            .get_mut(scene)
+            .and_then(|s| s.get_mut(k))
+            .and_then(Option::take)
+            .ok_or_else(|| OutputError::Invalid(format!("no pick {k} in scene {scene}")))?;
+        let id = scene_ids.get(scene).copied().unwrap_or_default();
+        if let Some(p) = f.properties.as_mut() {
+            p.insert("rank".into(), json!(rank + 1));
+            p.insert("scene_id".into(), json!(id));
+            p.insert("scene_path".into(), json!(results[scene].scene.path));
+        }
+        let tile = match &f.id {
+            Some(geojson::feature::Id::String(t)) => t.clone(),
+            _ => String::new(),
+        };
+        f.id = Some(geojson::feature::Id::String(format!("{id}:{tile}")));
+        features.push(f);
+    }
+    let mut bbox = [
+        f64::INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NEG_INFINITY,
+    ];
+    for f in &features {
+        if let Some(GeometryValue::Polygon { coordinates: rings }) =
+            f.geometry.as_ref().map(|g| &g.value)
+        {
+            for c in rings.iter().flatten() {
+                bbox = [
+                    bbox[0].min(c[0]),
+                    bbox[1].min(c[1]),
+                    bbox[2].max(c[0]),
+                    bbox[3].max(c[1]),
+                ];
+            }
+        }
+    }
+    Ok(FeatureCollection {
+        bbox: bbox[0].is_finite().then(|| bbox.to_vec()),
+        features,
+        foreign_members: None,
+    })
+}
+
 /// Every scored tile as a FeatureCollection (no ranking).
 pub fn tiles_collection(result: &ScoreResult) -> Result<FeatureCollection, OutputError> {
     let to_wgs84 = Reprojector::from_wkt(&result.scene.crs_wkt, &wgs84()?)?;

@@ -3,15 +3,17 @@
 
 mod features;
 mod heatmap;
+mod mosaic;
 mod survey;
 
 pub use features::{
-    COORD_DECIMALS, FOOTPRINT_POINTS_PER_EDGE, suggestions_collection, tiles_collection,
-    write_collection, write_tiles_csv,
+    COORD_DECIMALS, FOOTPRINT_POINTS_PER_EDGE, region_collection, suggestions_collection,
+    tiles_collection, write_collection, write_tiles_csv,
 };
 pub use heatmap::{
     DISTANCE_BAND, HEATMAP_NODATA, heatmap_band_names, pseudocolor_qml, write_heatmap,
 };
+pub use mosaic::write_mosaic;
 pub use survey::{
     SurveyPoint, path_length_m, survey_points, visit_order, write_geopackage, write_gpx,
     write_survey_csv,

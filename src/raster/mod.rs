@@ -32,7 +32,7 @@ pub use stac_items::{
     read_collection_item, stack_collection_item,
 };
 pub use stac_sensor::{STAC_PRESET, StacRadiometry, StacSensor, stac_radiometry};
-pub use stack::stack_pair;
+pub use stack::{stack_pair, warp_files};
 pub use stats::{BandStats, InputScaling, sample_input_stats, spread_sample};
 
 /// Errors from opening or reading a raster.

@@ -245,30 +245,71 @@ pub(super) fn warp_to(
     args: &[String],
     what: &str,
 ) -> Result<(), RasterError> {
+    warp_datasets(&[&src.dataset], &src.path, dest, args, what)
+}
+
+/// Warps every raster of `sources` into one new raster `dest` (`gdalwarp SOURCES…
+/// DEST ARGS` as a library call; later sources are drawn over earlier ones where they
+/// overlap, their nodata left out with `-srcnodata`), e.g. per-scene heatmaps into one
+/// mosaic in one CRS. `what` names the step in an error message.
+///
+/// # Errors
+///
+/// [`RasterError::Gdal`] when a source does not open, the arguments are refused or
+/// the warp fails.
+pub fn warp_files(
+    sources: &[&Path],
+    dest: &Path,
+    args: &[String],
+    what: &str,
+) -> Result<(), RasterError> {
+    let first = sources
+        .first()
+        .ok_or_else(|| gdal_err(dest, format!("{what}: no source raster")))?;
+    let opened = sources
+        .iter()
+        .map(|p| Dataset::open(p).map_err(|e| gdal_err(p, e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let refs: Vec<&Dataset> = opened.iter().collect();
+    warp_datasets(&refs, first, dest, args, what)
+}
+
+/// The warp itself: `sources` (open for the whole call) into `dest`; errors name
+/// `source_path`.
+fn warp_datasets(
+    sources: &[&Dataset],
+    source_path: &Path,
+    dest: &Path,
+    args: &[String],
+    what: &str,
+) -> Result<(), RasterError> {
     let c_args: Vec<CString> = args
         .iter()
         .map(|a| CString::new(a.as_str()))
         .collect::<Result<_, _>>()
-        .map_err(|_| gdal_err(&src.path, "warp option with a NUL byte"))?;
+        .map_err(|_| gdal_err(source_path, "warp option with a NUL byte"))?;
     let mut ptrs: Vec<*mut std::ffi::c_char> =
         c_args.iter().map(|c| c.as_ptr() as *mut _).collect();
     ptrs.push(std::ptr::null_mut());
     let c_dest = CString::new(dest.display().to_string())
         .map_err(|_| gdal_err(dest, "path with a NUL byte"))?;
+    let count = std::ffi::c_int::try_from(sources.len())
+        .map_err(|_| gdal_err(source_path, "too many rasters to warp at once"))?;
     // SAFETY: every pointer is valid for the duration of the calls; the
-    // options are freed below; the source handle outlives the warp because
-    // `src.dataset` is borrowed for the whole function.
+    // options are freed below; the source handles outlive the warp because
+    // `sources` are borrowed for the whole function.
     unsafe {
         let opts = gdal_sys::GDALWarpAppOptionsNew(ptrs.as_mut_ptr(), std::ptr::null_mut());
         if opts.is_null() {
-            return Err(gdal_err(&src.path, format!("bad warp options {args:?}")));
+            return Err(gdal_err(source_path, format!("bad warp options {args:?}")));
         }
-        let mut handles = [src.dataset.c_dataset()];
+        let mut handles: Vec<gdal_sys::GDALDatasetH> =
+            sources.iter().map(|d| d.c_dataset()).collect();
         let mut usage_error: std::ffi::c_int = 0;
         let out = gdal_sys::GDALWarp(
             c_dest.as_ptr(),
             std::ptr::null_mut(),
-            1,
+            count,
             handles.as_mut_ptr(),
             opts,
             &mut usage_error,
@@ -276,7 +317,7 @@ pub(super) fn warp_to(
         gdal_sys::GDALWarpAppOptionsFree(opts);
         if out.is_null() {
             return Err(gdal_err(
-                &src.path,
+                source_path,
                 format!("{what} failed: {}", last_gdal_error()),
             ));
         }

@@ -17,6 +17,7 @@ pub mod error;
 pub mod labels;
 pub mod models;
 pub mod paths;
+mod region;
 pub mod routes;
 pub mod warm;
 pub mod worker;
@@ -260,12 +261,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     paths(
         routes::health, routes::models, routes::create_project, routes::list_projects,
         routes::get_project, routes::delete_project, routes::add_scene, routes::list_scenes,
-        routes::rescore_scene, routes::heatmap, routes::suggestions, routes::post_labels, routes::get_labels,
+        routes::rescore_scene, routes::heatmap, routes::region_heatmap, routes::suggestions, routes::post_labels, routes::get_labels,
         routes::patch_label, routes::delete_label, routes::start_round, routes::list_rounds,
         routes::export, routes::get_job, routes::cancel_job
     ),
     components(schemas(
-        error::ErrorBody, routes::NewProject, routes::NewScene, routes::SelectBody,
+        error::ErrorBody, routes::NewProject, routes::NewScene, routes::SelectBody, routes::Scope,
         routes::LabelPatch, routes::RescoreBody, crate::store::Project, crate::store::SceneRow,
         crate::store::SceneStatus,
         crate::store::LabelRow, crate::store::RoundRow, crate::store::JobRow
@@ -428,6 +429,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             json_bodies(get(routes::list_rounds).post(routes::start_round)),
         )
         .route("/projects/{id}/export", get(routes::export))
+        .route("/projects/{id}/heatmap", get(routes::region_heatmap))
         .route(
             "/jobs/{id}",
             get(routes::get_job).delete(routes::cancel_job),
@@ -482,6 +484,7 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
             warm: std::sync::Mutex::new(warm::WarmScenes::new(config.warm_scene_bytes)),
             labels: std::sync::Mutex::new(warm::LabelCache::default()),
             latest: std::sync::Mutex::new(std::collections::HashMap::new()),
+            latest_region: std::sync::Mutex::new(std::collections::HashMap::new()),
         },
         config.queue_capacity,
     )

@@ -852,8 +852,12 @@ pub async fn cancel_job(
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SelectBody {
-    /// Scene id (default: the project's latest scene).
+    /// Scene id (default: the project's latest scene). Not with `"scope": "project"`.
     pub scene_id: Option<i64>,
+    /// `scene` (the default: one scene, `scene_id` or the latest) or `project`: one
+    /// selection (and, for a round, one retraining) over every scored scene of the
+    /// project; each suggestion then names its `scene_id`.
+    pub scope: Option<Scope>,
     /// Strategy: a name (`auto`, the default, `mcfps`, `top_k`, `random`, `coreset`,
     /// `clustering`, `typiclust`, `probcover`) or an object with parameters
     /// (`{"mcfps": {"neighbours": 8}}`, `{"auto": {"switch_per_class": 10}}`).
@@ -874,6 +878,29 @@ pub struct SelectBody {
     pub aoi: Option<serde_json::Value>,
     /// CRS of the AOI.
     pub aoi_crs: Option<String>,
+}
+
+/// What a suggestions request or a round selects from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// One scene: `scene_id`, else the project's latest.
+    #[default]
+    Scene,
+    /// Every scored scene of the project (a region project).
+    Project,
+}
+
+/// The body's scope; 422 for `"scope": "project"` with a `scene_id`.
+fn body_scope(b: &SelectBody) -> ApiResult<Scope> {
+    let scope = b.scope.unwrap_or_default();
+    if scope == Scope::Project && b.scene_id.is_some() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "\"scope\": \"project\" selects over every scored scene of the project: leave out scene_id (or use \"scope\": \"scene\")",
+        ));
+    }
+    Ok(scope)
 }
 
 fn select_params(b: &SelectBody) -> ApiResult<SelectParams> {
@@ -1016,6 +1043,19 @@ pub async fn suggestions(
 ) -> ApiResult<Json<serde_json::Value>> {
     let body = body.map(|Json(b)| b).unwrap_or_default();
     let params = select_params(&body)?;
+    if body_scope(&body)? == Scope::Project {
+        let project = with_db(&state, move |db| project_or_404(db, id)).await?;
+        let (tx, rx) = oneshot::channel();
+        state.queue.submit(Task::SuggestRegion {
+            project,
+            params,
+            reply: tx,
+        })?;
+        let fc = rx
+            .await
+            .map_err(|_| ApiError::internal("the engine worker stopped"))??;
+        return Ok(Json(fc));
+    }
     let (project, scene) = project_and_scene(&state, id, body.scene_id).await?;
     require_scored(&state, &scene).await?;
     let (tx, rx) = oneshot::channel();
@@ -1045,6 +1085,36 @@ pub async fn heatmap(
         .ok_or_else(|| not_scored(&scene, None))?;
     // Streamed from disk, not loaded whole: a granule's heatmap is large.
     let file = tokio::fs::File::open(std::path::Path::new(&dir).join("heatmap.tif"))
+        .await
+        .map_err(ApiError::internal)?;
+    let bytes = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "image/tiff; application=geotiff; profile=cloud-optimized",
+        )],
+        bytes,
+    )
+        .into_response())
+}
+
+/// `GET /projects/{id}/heatmap`: the region heatmap, every scored scene of the project
+/// in one COG (the first scene's CRS; each scene from the latest region round that
+/// rescored it, else from its scoring).
+#[utoipa::path(get, path = "/projects/{id}/heatmap", tag = "scenes", params(("id" = i64, Path)), responses((status = 200, description = "Cloud-optimised GeoTIFF: the per-scene heatmaps mosaicked in the first scene's CRS, one band per uncertainty metric", content_type = "image/tiff"), (status = 404, body = ErrorBody), (status = 409, description = "No scene of the project is scored yet", body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn region_heatmap(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+) -> ApiResult<Response> {
+    let project = with_db(&state, move |db| project_or_404(db, id)).await?;
+    let (tx, rx) = oneshot::channel();
+    state
+        .queue
+        .submit(Task::RegionHeatmap { project, reply: tx })?;
+    let path = rx
+        .await
+        .map_err(|_| ApiError::internal("the engine worker stopped"))??;
+    let file = tokio::fs::File::open(&path)
         .await
         .map_err(ApiError::internal)?;
     let bytes = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
@@ -1286,6 +1356,7 @@ pub async fn start_round(
 ) -> ApiResult<Response> {
     let body = body.map(|Json(b)| b).unwrap_or_default();
     let params = select_params(&body)?;
+    let scope = body_scope(&body)?;
     let (project, scene) = project_and_scene(&state, id, body.scene_id).await?;
     let st = state.clone();
     let job = with_db(&state, move |db| {
@@ -1298,17 +1369,20 @@ pub async fn start_round(
         new_job(&st, db, id, "round")
     })
     .await?;
-    submit_job(
-        &state,
-        job,
-        Task::Round {
+    let task = match scope {
+        Scope::Project => Task::RoundRegion {
+            job,
+            project,
+            params,
+        },
+        Scope::Scene => Task::Round {
             job,
             project,
             scene,
             params,
         },
-    )
-    .await?;
+    };
+    submit_job(&state, job, task).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({"job": job, "poll": format!("/jobs/{job}")})),

@@ -149,6 +149,16 @@ impl WarmScenes {
         });
     }
 
+    /// Takes the warm result of `scene` out of the set when it was scored as
+    /// `fingerprint` says (give it back with [`put`](Self::put)).
+    pub fn take(&mut self, scene: i64, fingerprint: &str) -> Option<ScoreResult> {
+        let at = self
+            .entries
+            .iter()
+            .position(|e| e.scene == scene && e.fingerprint == fingerprint)?;
+        self.entries.remove(at).map(|e| e.result)
+    }
+
     /// Drops `scene`'s warm result, if any.
     pub fn forget(&mut self, scene: i64) {
         self.entries.retain(|e| e.scene != scene);

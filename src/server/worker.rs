@@ -88,6 +88,32 @@ pub enum Task {
         /// Selection parameters.
         params: SelectParams,
     },
+    /// Retrain on the labels of every scene and select over all scored scenes of the
+    /// project: a region round (`"scope": "project"`).
+    RoundRegion {
+        /// Job id.
+        job: i64,
+        /// The project.
+        project: Project,
+        /// Selection parameters.
+        params: SelectParams,
+    },
+    /// Suggestions over every scored scene of the project, answered directly.
+    SuggestRegion {
+        /// The project.
+        project: Project,
+        /// Selection parameters.
+        params: SelectParams,
+        /// Where the FeatureCollection goes.
+        reply: oneshot::Sender<Result<serde_json::Value, ApiError>>,
+    },
+    /// The project's region heatmap, answered with its path.
+    RegionHeatmap {
+        /// The project.
+        project: Project,
+        /// Where the path goes.
+        reply: oneshot::Sender<Result<PathBuf, ApiError>>,
+    },
     /// Suggestions, answered directly.
     Suggest {
         /// The project.
@@ -149,12 +175,14 @@ pub struct WorkerContext {
     /// file is written once per change, not per request, and a round's agreement is
     /// computed from memory.
     pub latest: std::sync::Mutex<HashMap<i64, super::warm::LatestSuggestions>>,
+    /// Each project's latest region suggestions (`"scope": "project"`) as last written.
+    pub latest_region: std::sync::Mutex<HashMap<i64, super::warm::LatestSuggestions>>,
 }
 
 impl WorkerContext {
     /// The warm scenes (a poisoned lock only means a job panicked while holding it;
     /// the set is still consistent: every change to it is one call).
-    fn warm(&self) -> std::sync::MutexGuard<'_, super::warm::WarmScenes> {
+    pub(super) fn warm(&self) -> std::sync::MutexGuard<'_, super::warm::WarmScenes> {
         self.warm
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -211,6 +239,37 @@ fn run(ctx: WorkerContext, rx: Receiver<Task>) {
                 });
                 finish(&ctx, &db, job, outcome);
             }
+            Task::RoundRegion {
+                job,
+                project,
+                params,
+            } => {
+                let outcome = run_job(&ctx, &db, job, |cancel, progress| {
+                    super::region::round_region(&ctx, &db, &project, &params, cancel, progress)
+                });
+                finish(&ctx, &db, job, outcome);
+            }
+            Task::SuggestRegion {
+                project,
+                params,
+                reply,
+            } => {
+                let never = AtomicBool::new(false);
+                let r = survive_panics(|| {
+                    super::region::suggest_region(&ctx, &db, &project, &params, &never)
+                });
+                let _ = reply.send(r);
+            }
+            Task::RegionHeatmap { project, reply } => {
+                let mut path = None;
+                let r = survive_panics(|| {
+                    path = Some(super::region::region_heatmap(&ctx, &db, &project)?);
+                    Ok(serde_json::Value::Null)
+                });
+                let _ = reply.send(r.and_then(|_| {
+                    path.ok_or_else(|| ApiError::internal("the region heatmap was not made"))
+                }));
+            }
             Task::Suggest {
                 project,
                 scene,
@@ -225,7 +284,8 @@ fn run(ctx: WorkerContext, rx: Receiver<Task>) {
     }
 }
 
-type Outcome = Result<serde_json::Value, ApiError>;
+/// What a task answers: its JSON, or the error to answer.
+pub(super) type Outcome = Result<serde_json::Value, ApiError>;
 
 /// Runs the scoring job `job` of `scene` and records how it ended; the scene follows
 /// its job: scored, failed or interrupted.
@@ -355,7 +415,7 @@ fn base_request(
 }
 
 /// [`base_request`] without the labels (`labelled` is `None`).
-fn unlabelled_request(
+pub(super) fn unlabelled_request(
     ctx: &WorkerContext,
     db: &Db,
     project: &Project,
@@ -408,7 +468,7 @@ fn label_key(db: &Db, project: &Project) -> Result<super::warm::LabelKey, ApiErr
 
 /// A project's labels ([`project_labels`]) and their key, read from the database only
 /// when they changed since they were last read.
-fn cached_labels(
+pub(super) fn cached_labels(
     ctx: &WorkerContext,
     db: &Db,
     project: &Project,
@@ -452,7 +512,7 @@ fn select_request(
 }
 
 /// Sets a request's selection parameters (and AOI, when given) from `p`.
-fn with_selection(req: &mut ScoreRequest, p: &SelectParams) -> Result<(), ApiError> {
+pub(super) fn with_selection(req: &mut ScoreRequest, p: &SelectParams) -> Result<(), ApiError> {
     req.strategy = p.strategy;
     req.metric = p.metric;
     req.budget = p.budget;
@@ -575,22 +635,7 @@ fn round(
             "this project has no labels yet: POST labels before starting a round",
         ));
     }
-    let labels = db.labels(project.id)?;
-    if labels.iter().all(|l| l.class == crate::aoi::UNUSABLE_CLASS)
-        && !project
-            .classes
-            .iter()
-            .any(|c| c == crate::aoi::UNUSABLE_CLASS)
-    {
-        return Err(ApiError::new(
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            format!(
-                "every label of this project is \"{}\" (never trained on): label at least one tile with one of the classes {} before starting a round",
-                crate::aoi::UNUSABLE_CLASS,
-                project.classes.join(", ")
-            ),
-        ));
-    }
+    let labels = round_labels(db, project)?;
     let rounds = db.rounds(project.id)?;
     let number = rounds.len() + 1;
     // Before the round replaces them: the scene's latest suggestions hold what the
@@ -644,6 +689,31 @@ fn round(
         "agreement": agreement,
         "suggestions": suggestions,
     }))
+}
+
+/// The project's labels for a round: 422 when every one is `unusable` (never trained
+/// on) and the head has no class of that name.
+pub(super) fn round_labels(
+    db: &Db,
+    project: &Project,
+) -> Result<Vec<crate::store::LabelRow>, ApiError> {
+    let labels = db.labels(project.id)?;
+    if labels.iter().all(|l| l.class == crate::aoi::UNUSABLE_CLASS)
+        && !project
+            .classes
+            .iter()
+            .any(|c| c == crate::aoi::UNUSABLE_CLASS)
+    {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "every label of this project is \"{}\" (never trained on): label at least one tile with one of the classes {} before starting a round",
+                crate::aoi::UNUSABLE_CLASS,
+                project.classes.join(", ")
+            ),
+        ));
+    }
+    Ok(labels)
 }
 
 /// The round's `agreement` summary: the labels added since the previous round (by

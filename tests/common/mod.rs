@@ -1,6 +1,8 @@
 //! Shared test helpers: real fixtures, never generated stand-ins.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::path::{Path, PathBuf};
 
 /// Repository root.

@@ -253,7 +253,7 @@ submit select_id --dependency="afterok:$array_id" --cpus-per-task=1 --mem=1G --t
   --export="ALL,NEXTTILE=$bin,STORE=$tmp/store,OUT=$tmp/selection,BUDGET=$budget" \
   "$root/deploy/slurm/select.sbatch"
 log "submitted array job $array_id ($tasks tasks) and selection job $select_id (afterok:$array_id)"
-wait_for 180 "array $array_id and selection $select_id finished" queue_empty
+wait_for 120 "array $array_id and selection $select_id finished" queue_empty
 all_completed "$tasks" "$array_id" || fail "array $array_id: states $(job_states "$array_id" | tr '\n' ' ')"
 all_completed 1 "$select_id" || fail "selection $select_id: state $(job_states "$select_id")"
 log "array and selection COMPLETED after $((SECONDS - start)) s"
@@ -303,7 +303,7 @@ PY
 mtimes() { find "$tmp/store" -name '*.parquet' -printf '%f %T@ %i\n' | sort; }
 before=$(mtimes)
 embed_array rerun_id
-wait_for 120 "rerun array $rerun_id finished" queue_empty
+wait_for 90 "rerun array $rerun_id finished" queue_empty
 all_completed "$tasks" "$rerun_id" || fail "rerun $rerun_id: states $(job_states "$rerun_id" | tr '\n' ' ')"
 [ "$(mtimes)" = "$before" ] || fail "the rerun rewrote store files: before $before; after $(mtimes)"
 kept=$(cat "$tmp/run/nexttile-embed-${rerun_id}"_*.out | grep -c 'kept (complete)' || true)

@@ -14,5 +14,7 @@ scripts/test_fuzz.sh
 # Every shipped encoder exported for Deepness and read back as Deepness and GeoDeep read it.
 scripts/test_deepness.sh
 scripts/test_deploy.sh
+# deploy/slurm/ on a real one-node Slurm cluster it starts and stops (installs slurm-wlm and munge when missing).
+scripts/test_slurm.sh
 # The QGIS plugin in real QGIS against the real daemon (installs python3-qgis when missing).
 scripts/test_plugin.sh

@@ -221,6 +221,7 @@ fn a_region_project_selects_and_retrains_across_three_scenes() {
     );
     assert_eq!(code, 200, "{a_picks}");
     let a_picks: Vec<&Value> = features(&a_picks).iter().collect();
+    check_region_aoi(&d, pid, &a_picks, ids[0]);
     let (code, stored) = d.post(
         &format!("/projects/{pid}/labels"),
         &point_labels(&a_picks, &classes),
@@ -301,4 +302,48 @@ fn a_region_project_selects_and_retrains_across_three_scenes() {
         }
     }
     assert_eq!(features(&last).len(), 20);
+    check_region_export(&d, pid, &last);
+}
+
+/// An AOI over some of scene A's tiles limits a region selection to them (the scenes
+/// it misses add no tile); an AOI outside every scene is refused.
+fn check_region_aoi(d: &Daemon, pid: i64, a_picks: &[&Value], a: i64) {
+    let boxes: Vec<[f64; 4]> = a_picks.iter().map(|f| bbox(f)).collect();
+    let w = boxes.iter().map(|b| b[0]).fold(f64::INFINITY, f64::min);
+    let s = boxes.iter().map(|b| b[1]).fold(f64::INFINITY, f64::min);
+    let e = boxes.iter().map(|b| b[2]).fold(f64::NEG_INFINITY, f64::max);
+    let n = boxes.iter().map(|b| b[3]).fold(f64::NEG_INFINITY, f64::max);
+    let aoi = |w: f64, s: f64, e: f64, n: f64| json!({"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]});
+    let url = format!("/projects/{pid}/suggestions");
+    let ask = json!({"scope": "project", "budget": 3, "aoi": aoi(w, s, e, n)});
+    let (code, inside) = d.post(&url, &ask);
+    assert_eq!(code, 200, "{inside}");
+    assert_eq!(scenes_of(&inside), vec![a, a, a], "{inside}");
+    let far = json!({"scope": "project", "budget": 3, "aoi": aoi(10.0, 10.0, 10.1, 10.1)});
+    let (code, outside) = d.post(&url, &far);
+    assert_eq!(code, 422, "{outside}");
+}
+
+/// The region suggestions as a survey CSV: every pick once, named `<scene>:<tile>`.
+fn check_region_export(d: &Daemon, pid: i64, last: &Value) {
+    let url = format!("{}/projects/{pid}/export?format=csv&scope=project", d.base);
+    let mut r = d.agent.get(&url).call().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let csv = r.body_mut().read_to_string().unwrap();
+    let mut rows: Vec<String> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(2).unwrap().to_string())
+        .collect();
+    rows.sort();
+    let mut want: Vec<String> = features(last)
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_string())
+        .collect();
+    want.sort();
+    assert_eq!(rows, want, "{csv}");
+    let (code, both) = d.get(&format!(
+        "/projects/{pid}/export?format=csv&scope=project&scene_id=1"
+    ));
+    assert_eq!(code, 400, "{both}");
 }

@@ -60,7 +60,11 @@ pub fn survey_points(suggestions: &Value) -> Result<Vec<SurveyPoint>, OutputErro
         };
         out.push(SurveyPoint {
             rank: p["rank"].as_u64().unwrap_or(i as u64 + 1),
-            tile_id: p["tile_id"].as_str().unwrap_or_default().to_string(),
+            // A pick of a selection over many scenes names its scene too.
+            tile_id: match p["scene_id"].as_i64() {
+                Some(scene) => format!("{scene}:{}", p["tile_id"].as_str().unwrap_or_default()),
+                None => p["tile_id"].as_str().unwrap_or_default().to_string(),
+            },
             lon: num("center_lon")?,
             lat: num("center_lat")?,
             score: p["score"].as_f64().unwrap_or(f64::NAN),

@@ -87,13 +87,21 @@ fn take_pool(
                 None => {
                     let mut scoring = req.clone();
                     scoring.labelled = cached_labels(ctx, db, project)?.1;
-                    engine::score(&scoring, &|_| {}, cancel)?
+                    match engine::score(&scoring, &|_| {}, cancel) {
+                        Ok(r) => r,
+                        // An AOI limits the region: a scene it misses adds no tile.
+                        Err(crate::Error::Tiling(
+                            crate::tiling::TilingError::AoiOutsideScene { .. },
+                        )) if params.aoi.is_some() => return Ok(None),
+                        Err(e) => return Err(e.into()),
+                    }
                 }
             };
-            Ok((req, key, result))
+            Ok(Some((req, key, result)))
         })();
         match taken {
-            Ok((req, key, result)) => {
+            Ok(None) => {}
+            Ok(Some((req, key, result))) => {
                 pool.scenes.push(scene);
                 pool.reqs.push(req);
                 pool.keys.push(key);
@@ -104,6 +112,12 @@ fn take_pool(
                 return Err(e);
             }
         }
+    }
+    if pool.results.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the AOI is outside every scored scene of the project: draw it over a scene (GET /projects/{id}/scenes lists them)",
+        ));
     }
     Ok(pool)
 }

@@ -1411,8 +1411,11 @@ pub async fn list_rounds(
 pub struct ExportQuery {
     /// `gpkg` (suggestions + labels layers), `gpx` (waypoints) or `csv`.
     pub format: String,
-    /// Scene (default: the project's latest).
+    /// Scene (default: the project's latest). Not with `scope=project`.
     pub scene_id: Option<i64>,
+    /// `scene` (default) or `project`: the project's latest region suggestions (those
+    /// of the last `"scope": "project"` suggestions request or round).
+    pub scope: Option<Scope>,
 }
 
 /// `GET /projects/{id}/export?format=gpkg|gpx|csv`: the latest suggestions of a scene
@@ -1434,6 +1437,12 @@ pub async fn export(
             )));
         }
     };
+    let region = q.scope == Some(Scope::Project);
+    if region && q.scene_id.is_some() {
+        return Err(ApiError::bad_request(
+            "scope=project exports the project's region suggestions: leave out scene_id",
+        ));
+    }
     let (_, scene) = project_and_scene(&state, id, q.scene_id).await?;
     let _slot = heavy_read(&state).await?;
     // The GeoPackage's labels layer holds every label.
@@ -1446,7 +1455,19 @@ pub async fn export(
             .join("suggestions")
             .join(scene.id.to_string())
             .join("suggestions.geojson");
-        let source = if latest.is_file() {
+        let region_latest = data_dir
+            .join("suggestions")
+            .join(format!("project-{id}"))
+            .join("suggestions.geojson");
+        let source = if region {
+            if !region_latest.is_file() {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!("project {id} has no region suggestions yet: POST /projects/{id}/suggestions with \"scope\": \"project\" first"),
+                ));
+            }
+            region_latest
+        } else if latest.is_file() {
             latest
         } else {
             let dir = scene

@@ -533,6 +533,19 @@ class RegionTest(unittest.TestCase):
         keys = [i.key for i in controller.items]
         self.assertEqual(len(set(keys)), len(keys))
         self.assertTrue(all(k == f"{i.scene_id}:{i.tile_id}" for k, i in zip(keys, controller.items)))
+        # The panel's preview draws each pick's own scene when that raster is a layer.
+        from qgis.gui import QgsMapCanvas
+
+        from nexttile.review.panel import ReviewPanel
+
+        shown = {sid: QgsRasterLayer(path, f"scene {sid}") for sid, path in zip(self.scene_ids, self.scenes)}
+        QgsProject.instance().addMapLayers(list(shown.values()))
+        self.addCleanup(QgsProject.instance().removeMapLayers, [lyr.id() for lyr in shown.values()])
+        panel = ReviewPanel(controller, QgsMapCanvas(), None)
+        first = controller.items[0]
+        self.assertIn(f"scene {first.scene_id} · {first.tile_id}", panel.title.text())
+        for item in controller.items:
+            self.assertEqual([lyr.id() for lyr in panel.preview_layers(item)], [shown[item.scene_id].id()])
         first_scene = controller.items[0].scene_id
         other = next(n for n, i in enumerate(controller.items) if i.scene_id != first_scene)
         labelled = (controller.items[0], controller.items[other])

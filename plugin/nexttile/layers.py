@@ -14,6 +14,7 @@ from qgis.core import (
     QgsGradientColorRamp,
     QgsGraduatedSymbolRenderer,
     QgsPalettedRasterRenderer,
+    QgsPalLayerSettings,
     QgsProject,
     QgsRasterLayer,
     QgsRasterShader,
@@ -21,6 +22,7 @@ from qgis.core import (
     QgsStyle,
     QgsVectorFileWriter,
     QgsVectorLayer,
+    QgsVectorLayerSimpleLabeling,
 )
 
 from .translation import tr
@@ -77,7 +79,35 @@ def style_suggestions(layer, classes):
     if idx >= 0:
         value_map = {"map": [{c: c} for c in classes]}
         layer.setEditorWidgetSetup(idx, QgsEditorWidgetSetup("ValueMap", value_map))
+    if layer.fields().indexOf("scene_id") >= 0:
+        name_scenes(layer)
     layer.triggerRepaint()
+
+
+def _quoted(text):
+    """`text` as a QGIS expression string literal."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def name_scenes(layer):
+    """Picks over several scenes (`"scope": "project"`): each tile labelled with its
+    rank and its scene (id and file name), the map tip naming the scene's file."""
+    settings = QgsPalLayerSettings()
+    settings.isExpression = True
+    settings.fieldName = "{rank} || ' · ' || {scene} || ' ' || \"scene_id\" || ' (' || base_file_name(\"scene_path\") || ')'".format(
+        rank="'#' || \"rank\"", scene=_quoted(tr("scene")))
+    settings.placement = QgsPalLayerSettings.OverPoint
+    layer.setLabeling(QgsVectorLayerSimpleLabeling(settings))
+    layer.setLabelsEnabled(True)
+    layer.setMapTipTemplate(
+        tr("Rank {rank} · scene {scene}: {path}").format(
+            rank='[% "rank" %]', scene='[% "scene_id" %]', path='[% "scene_path" %]'))
+    layer.setDisplayExpression("{scene} || ' ' || \"scene_id\" || ' · ' || \"tile_id\"".format(scene=_quoted(tr("scene"))))
+
+
+#: The layer name of the region heatmap (every scene of a project), beside the per-scene
+#: "NextTile uncertainty".
+REGION_HEATMAP_LAYER = "NextTile uncertainty (all scenes)"
 
 
 def heatmap_layer(path, name="NextTile uncertainty"):

@@ -315,5 +315,326 @@ class PluginTest(unittest.TestCase):
             use(self.daemon.url)
 
 
+def wait_until(condition, timeout_ms=240_000, what="condition"):
+    from qgis.PyQt.QtTest import QTest
+
+    waited = 0
+    while not condition():
+        if waited > timeout_ms:
+            raise AssertionError(f"timed out waiting for {what}")
+        QTest.qWait(50)
+        waited += 50
+
+
+def crop_scenes(folder):
+    """Three scenes cut from the sample (as tests/daemon_region.rs cuts them): A and B,
+    640 x 640 px side by side in the sample's UTM CRS, and C below A warped to EPSG:3857."""
+    from osgeo import gdal
+
+    a, b = os.path.join(folder, "a.tif"), os.path.join(folder, "b.tif")
+    gdal.Translate(a, SAMPLE, srcWin=[0, 0, 640, 640])
+    gdal.Translate(b, SAMPLE, srcWin=[640, 0, 640, 640])
+    c_utm, c = os.path.join(folder, "c_utm.tif"), os.path.join(folder, "c_3857.tif")
+    gdal.Translate(c_utm, SAMPLE, srcWin=[0, 640, 640, 640])
+    gdal.Warp(c, c_utm, dstSRS="EPSG:3857", xRes=10, yRes=10, resampleAlg="near")
+    os.unlink(c_utm)
+    return [a, b, c]
+
+
+def label_text(layer, feature):
+    """What the layer's labels say for `feature` (its label expression evaluated)."""
+    from qgis.core import QgsExpression, QgsExpressionContext, QgsExpressionContextUtils
+
+    expression = QgsExpression(layer.labeling().settings().fieldName)
+    context = QgsExpressionContext(QgsExpressionContextUtils.globalProjectLayerScopes(layer))
+    context.setFeature(feature)
+    return expression.evaluate(context)
+
+
+class RegionTest(unittest.TestCase):
+    """Issue 15: a project of three scenes; *All scenes of the project* in the dock and
+    in the Processing algorithms gives picks across the scenes (each naming its scene)
+    and the region heatmap; unticked, one scene as before."""
+
+    @classmethod
+    def setUpClass(cls):
+        require_binary()
+        cls.tmp = tempfile.mkdtemp(prefix="nexttile-region-")
+        cls.rasters = os.path.join(cls.tmp, "rasters")
+        os.makedirs(cls.rasters)
+        cls.scenes = crop_scenes(cls.rasters)
+        import nexttile
+
+        cls.plugin = nexttile.classFactory(_Iface())
+        cls.plugin.initGui()
+        cls.daemon = Daemon(roots=[cls.rasters])
+        try:
+            cls.score_scenes()
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def score_scenes(cls):
+        use(cls.daemon.url)
+        project = processing.run("nexttile:create_project", {"NAME": "region"})
+        cls.pid, cls.classes = int(project["PROJECT"]), json.loads(project["CLASSES"])
+        cls.scene_ids, cls.layers = [], []
+        for path in cls.scenes:
+            layer = QgsRasterLayer(path, os.path.basename(path))
+            assert layer.isValid(), path
+            out = processing.run("nexttile:score", {"PROJECT": cls.pid, "RASTER": layer,
+                                                     "HEATMAP": os.path.join(cls.tmp, os.path.basename(path) + ".heat.tif")})
+            cls.scene_ids.append(int(out["SCENE"]))
+            cls.layers.append(layer)
+        cls.bands = QgsRasterLayer(out["HEATMAP"], "scene heatmap").bandCount()
+
+    @classmethod
+    def tearDownClass(cls):
+        for layer in QgsProject.instance().mapLayers().values():
+            if layer.name().startswith("NextTile"):
+                QgsProject.instance().removeMapLayer(layer.id())
+        cls.plugin.unload()
+        cls.daemon.stop()
+        cls.layers = []  # GDAL lets go of the scenes before their folder goes
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def setUp(self):
+        from qgis.core import QgsSettings
+
+        use(self.daemon.url)
+        # The review controllers here answer the last pick: no round behind the test's back.
+        QgsSettings().setValue("nexttile/review/auto_retrain", False)
+        self.addCleanup(QgsSettings().remove, "nexttile/review/auto_retrain")
+
+    def region_extent(self):
+        """Every scene's extent in EPSG:4326, united."""
+        from qgis.core import QgsRectangle
+
+        box = QgsRectangle()
+        box.setMinimal()
+        for layer in self.layers:
+            t = QgsCoordinateTransform(layer.crs(), QgsCoordinateReferenceSystem("EPSG:4326"), QgsProject.instance())
+            box.combineExtentWith(t.transformBoundingBox(layer.extent()))
+        box.grow(1e-6)
+        return box
+
+    def check_region_picks(self, layer, n):
+        self.assertTrue(layer.isValid())
+        self.assertEqual(layer.featureCount(), n)
+        self.assertGreaterEqual(layer.fields().indexOf("scene_id"), 0, layer.fields().names())
+        feats = list(layer.getFeatures())
+        scenes = [int(f["scene_id"]) for f in feats]
+        self.assertTrue(set(scenes) <= set(self.scene_ids), scenes)
+        self.assertGreaterEqual(len(set(scenes)), 2, f"every pick from one scene: {scenes}")
+        self.assertEqual(sorted(int(f["rank"]) for f in feats), list(range(1, n + 1)))
+        paths = {int(f["scene_id"]): f["scene_path"] for f in feats}
+        for sid, path in paths.items():
+            self.assertEqual(os.path.realpath(path), os.path.realpath(self.scenes[self.scene_ids.index(sid)]))
+        self.assertTrue(self.region_extent().contains(layer.extent()), layer.extent().toString())
+        return feats
+
+    def check_region_heatmap(self, path):
+        heat = QgsRasterLayer(path, "region")
+        self.assertTrue(heat.isValid(), path)
+        self.assertEqual(heat.bandCount(), self.bands)
+        self.assertEqual(heat.crs().authid(), "EPSG:32618")  # the first scene's CRS
+        # It covers every scene, C (Web Mercator) included, not only the first one.
+        for layer in self.layers:
+            t = QgsCoordinateTransform(layer.crs(), heat.crs(), QgsProject.instance())
+            centre = t.transform(layer.extent().center())
+            self.assertTrue(heat.extent().contains(centre), f"{layer.name()} {centre.toString()} not in {heat.extent().toString()}")
+        return heat
+
+    def test_processing_suggest_and_retrain_over_all_scenes(self):
+        params = {"PROJECT": self.pid, "STRATEGY_NAME": "auto", "BUDGET": 12, "MC_PASSES": 2, "ALL_SCENES": True,
+                  "OUTPUT": os.path.join(self.tmp, "region.gpkg"), "HEATMAP": os.path.join(self.tmp, "region.tif")}
+        out = processing.run("nexttile:suggest", params)
+        feats = self.check_region_picks(QgsVectorLayer(out["OUTPUT"], "region", "ogr"), 12)
+        self.assertEqual(out["HEATMAP"], params["HEATMAP"])
+        self.check_region_heatmap(out["HEATMAP"])
+
+        # A scene id with "all scenes" is a contradiction: refused before the daemon.
+        with self.assertRaises(QgsProcessingException) as e:
+            processing.run("nexttile:suggest", dict(params, SCENE=self.scene_ids[0], OUTPUT="TEMPORARY_OUTPUT"))
+        self.assertIn("All scenes of the project", str(e.exception))
+
+        # Unticked: the project's latest scene only, as before (no scene_id, one scene).
+        single = processing.run("nexttile:suggest", dict(params, ALL_SCENES=False, OUTPUT=os.path.join(self.tmp, "one.gpkg"),
+                                                          HEATMAP=os.path.join(self.tmp, "none.tif")))
+        one = QgsVectorLayer(single["OUTPUT"], "one", "ogr")
+        self.assertEqual(one.featureCount(), 12)
+        self.assertEqual(one.fields().indexOf("scene_id"), -1)
+        self.assertEqual({os.path.realpath(f["scene"]) for f in one.getFeatures()}, {os.path.realpath(self.scenes[-1])})
+        self.assertNotIn("HEATMAP", {k for k, v in single.items() if v})
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "none.tif")))
+
+        # Labels on picks of two scenes (lon/lat points, per project), then a round over
+        # every scene: it trains on both and never suggests a labelled tile again.
+        from nexttile.client import DaemonClient
+
+        two = [f for f in feats if int(f["scene_id"]) == int(feats[0]["scene_id"])][:1]
+        two += [f for f in feats if int(f["scene_id"]) != int(feats[0]["scene_id"])][:1]
+        points = [{"type": "Feature", "properties": {"class": self.classes[i]},
+                   "geometry": json.loads(f.geometry().pointOnSurface().asJson(7))} for i, f in enumerate(two)]
+        DaemonClient().post_json(f"/projects/{self.pid}/labels", {"type": "FeatureCollection", "features": points})
+        retrained = processing.run("nexttile:retrain", dict(params, OUTPUT=os.path.join(self.tmp, "r1.gpkg"),
+                                                             HEATMAP=os.path.join(self.tmp, "r1.tif")))
+        self.assertGreaterEqual(int(retrained["ROUND"]), 1)
+        new = self.check_region_picks(QgsVectorLayer(retrained["OUTPUT"], "r1", "ogr"), 12)
+        labelled = {(int(f["scene_id"]), f["tile_id"]) for f in two}
+        self.assertFalse(labelled & {(int(f["scene_id"]), f["tile_id"]) for f in new})
+        self.check_region_heatmap(retrained["HEATMAP"])
+
+    def test_dock_all_scenes_checkbox(self):
+        from nexttile.dock import NextTileDock
+        from nexttile.dock.controller import SUGGESTIONS_LAYER
+        from nexttile.layers import REGION_HEATMAP_LAYER
+        from nexttile.review.controller import ReviewItem
+        from nexttile.review.sender import LabelSender
+
+        sender = LabelSender(path=os.path.join(self.tmp, "queue.json"))
+        dock = NextTileDock(_Iface(), sender=sender)
+        dock.project.setText("region")
+        dock.raster.setLayer(None)
+        dock.strategy.clear()
+        dock.strategy.addItems(["auto", "top_k"])
+        dock.budget.setValue(10)
+        dock.passes.setValue(2)
+        self.assertFalse(dock.all_scenes.isChecked())  # one scene unless asked
+        self.assertNotIn("scope", dock.controller.select_body())
+
+        def suggestions():
+            layers = QgsProject.instance().mapLayersByName(SUGGESTIONS_LAYER)
+            return layers[0] if layers else None
+
+        # Ticked: picks of every scene, each naming its scene, and the region heatmap.
+        dock.all_scenes.setChecked(True)
+        self.assertEqual(dock.controller.select_body()["scope"], "project")
+        dock.controller.suggest()
+        wait_until(lambda: suggestions() is not None and QgsProject.instance().mapLayersByName(REGION_HEATMAP_LAYER),
+                   what="the region suggestions and heatmap")
+        layer = suggestions()
+        feats = self.check_region_picks(layer, 10)
+        self.assertTrue(layer.labelsEnabled())
+        for f in feats:
+            text = label_text(layer, f)
+            self.assertIn(f"#{f['rank']}", text)
+            self.assertIn(f"scene {f['scene_id']} ", text)
+            self.assertIn(os.path.splitext(os.path.basename(f["scene_path"]))[0], text)
+        self.assertIn("scene_path", layer.mapTipTemplate())
+        heat = QgsProject.instance().mapLayersByName(REGION_HEATMAP_LAYER)[0]
+        self.assertEqual(heat.renderer().type(), "singlebandpseudocolor")
+        self.check_region_heatmap(heat.source())
+
+        # The review panel's items on region picks: one key per (scene, tile); a label
+        # on a pick of each of two scenes is posted and stored inside its tile.
+        controller = dock.controller.review_controller(layer)
+        keys = [i.key for i in controller.items]
+        self.assertEqual(len(set(keys)), len(keys))
+        self.assertTrue(all(k == f"{i.scene_id}:{i.tile_id}" for k, i in zip(keys, controller.items)))
+        # The panel's preview draws each pick's own scene when that raster is a layer.
+        from qgis.gui import QgsMapCanvas
+
+        from nexttile.review.panel import ReviewPanel
+
+        shown = {sid: QgsRasterLayer(path, f"scene {sid}") for sid, path in zip(self.scene_ids, self.scenes)}
+        QgsProject.instance().addMapLayers(list(shown.values()))
+        self.addCleanup(QgsProject.instance().removeMapLayers, [lyr.id() for lyr in shown.values()])
+        panel = ReviewPanel(controller, QgsMapCanvas(), None)
+        first = controller.items[0]
+        self.assertIn(f"scene {first.scene_id} · {first.tile_id}", panel.title.text())
+        for item in controller.items:
+            self.assertEqual([lyr.id() for lyr in panel.preview_layers(item)], [shown[item.scene_id].id()])
+        first_scene = controller.items[0].scene_id
+        other = next(n for n, i in enumerate(controller.items) if i.scene_id != first_scene)
+        labelled = (controller.items[0], controller.items[other])
+        controller.answer("class:" + self.classes[0])
+        controller.go_to(other)
+        controller.answer("class:" + self.classes[1])
+        self.assertEqual(len(controller.answers), 2)
+        sender.flush()
+        wait_until(lambda: sender.pending() == 0 and sender.task is None, what="the labels to be delivered")
+        from nexttile.client import DaemonClient
+
+        stored = DaemonClient().get_labels(self.pid)["features"]
+        for item, cls in zip(labelled, self.classes[:2]):
+            hits = [f for f in stored if f["properties"]["class"] == cls and f["properties"]["source"] == "qgis-review"]
+            self.assertTrue(any(item.geometry.contains(ReviewItem.from_geojson(h).geometry) for h in hits),
+                            f"no {cls} label inside {item.key}")
+
+        # Retrain from the review panel (R): a round over every scene, whose picks and
+        # region heatmap replace the layers.
+        rounds = []
+        controller.round_finished.connect(rounds.append)
+        layer_id, heat_id = layer.id(), heat.id()
+        controller.retrain()
+        wait_until(lambda: rounds and suggestions().id() != layer_id
+                   and QgsProject.instance().mapLayersByName(REGION_HEATMAP_LAYER)
+                   and QgsProject.instance().mapLayersByName(REGION_HEATMAP_LAYER)[0].id() != heat_id,
+                   what="the region round's layers")
+        self.assertEqual(rounds[0]["scope"], "project")
+        self.assertEqual(len(rounds[0]["scenes"]), 3)
+        layer = suggestions()
+        again = {f"{f['scene_id']}:{f['tile_id']}" for f in self.check_region_picks(layer, 10)}
+        for item in labelled:
+            self.assertNotIn(item.key, again)
+        heat = QgsProject.instance().mapLayersByName(REGION_HEATMAP_LAYER)[0]
+        self.check_region_heatmap(heat.source())
+
+        # Unticked again: one scene's picks (the project's latest), no region layer reloaded.
+        old = layer.id()
+        dock.all_scenes.setChecked(False)
+        dock.controller.suggest()
+        wait_until(lambda: suggestions() is not None and suggestions().id() != old, what="the single-scene suggestions")
+        single = suggestions()
+        self.assertEqual(single.featureCount(), 10)
+        self.assertEqual(single.fields().indexOf("scene_id"), -1)
+        self.assertFalse(single.labelsEnabled())
+        self.assertEqual({os.path.realpath(f["scene"]) for f in single.getFeatures()}, {os.path.realpath(self.scenes[-1])})
+        self.assertEqual(QgsProject.instance().mapLayersByName(REGION_HEATMAP_LAYER)[0].id(), heat.id())
+
+    def test_review_keys_picks_by_scene_and_tile(self):
+        """Tile ids repeat across scenes: the review panel keeps their answers apart, and
+        an undo withdraws the right one."""
+        from qgis.PyQt.QtCore import QObject, pyqtSignal
+
+        from nexttile.review.controller import ReviewController
+
+        class Sender(QObject):
+            changed = pyqtSignal(int)
+            failed = pyqtSignal(str)
+
+            def __init__(self):
+                super().__init__()
+                self.calls = []
+
+            def add(self, project, key, cls, geometry):
+                self.calls.append(("add", key, cls))
+
+            def withdraw(self, project, key):
+                self.calls.append(("withdraw", key))
+
+            def pending(self, project=None):
+                return 0
+
+        def pick(scene, rank, x):
+            ring = [[x, 0.0], [x + 0.01, 0.0], [x + 0.01, 0.01], [x, 0.01], [x, 0.0]]
+            return {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
+                    "properties": {"tile_id": "r0c0", "scene_id": scene, "rank": rank, "scene_path": f"/x/{scene}.tif"}}
+
+        sender = Sender()
+        controller = ReviewController(sender, 1, ["a", "b"])
+        controller.load_features([pick(7, 1, 0.0), pick(9, 2, 1.0)])
+        self.assertEqual([i.key for i in controller.items], ["7:r0c0", "9:r0c0"])
+        controller.answer("class:a")
+        controller.answer("class:b")
+        self.assertEqual(controller.answers, {"7:r0c0": "class:a", "9:r0c0": "class:b"})
+        self.assertEqual(controller.counts(), (2, 0, 0, 0))
+        controller.undo()
+        self.assertEqual(sender.calls, [("add", "7:r0c0", "a"), ("add", "9:r0c0", "b"), ("withdraw", "9:r0c0")])
+        self.assertEqual(controller.answers, {"7:r0c0": "class:a"})
+
+
 if __name__ == "__main__":
     unittest.main()

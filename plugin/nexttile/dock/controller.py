@@ -27,7 +27,14 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QObject, pyqtSignal
 
 from ..client import SETTINGS_BINARY, DaemonClient, DaemonError, LocalDaemon, save_settings
-from ..layers import class_layer, heatmap_layer, labels_layer, style_suggestions, write_feature_collection
+from ..layers import (
+    REGION_HEATMAP_LAYER,
+    class_layer,
+    heatmap_layer,
+    labels_layer,
+    style_suggestions,
+    write_feature_collection,
+)
 from ..settings import daemon_defaults, remember_health
 from ..translation import tr
 
@@ -40,9 +47,10 @@ AOI_CHOICES = ["Whole scene", "Map extent", "Selected polygons of the active lay
 #: What the dock's form holds when a button is pressed: url, token and binary (text),
 #: project (name), raster and pair (layers or None), aoi (an AOI_* index), strategy
 #: (name), budget, passes (int), spacing (metres), sensor (an index of the score
-#: algorithm's SENSOR choices: 0 = from the raster) and resample (auto, off or metres).
-DockForm = namedtuple("DockForm", "url token binary project raster pair aoi strategy budget passes spacing sensor resample",
-                      defaults=(0, "auto"))
+#: algorithm's SENSOR choices: 0 = from the raster), resample (auto, off or metres) and
+#: all_scenes (Suggest and Retrain over every scene of the project: `"scope": "project"`).
+DockForm = namedtuple("DockForm", "url token binary project raster pair aoi strategy budget passes spacing sensor resample all_scenes",
+                      defaults=(0, "auto", False))
 
 
 class _HealthTask(QgsTask):
@@ -59,6 +67,26 @@ class _HealthTask(QgsTask):
         except DaemonError as e:
             self.message = str(e)
             return False
+
+
+class _RegionHeatmapTask(QgsTask):
+    """GET /projects/{id}/heatmap into a temporary GeoTIFF on a worker thread."""
+
+    def __init__(self, project_id):
+        super().__init__(tr("NextTile: region heatmap"))
+        self.project_id = int(project_id)
+        self.path, self.message = None, None
+
+    def run(self):
+        try:
+            data = DaemonClient().get_bytes(f"/projects/{self.project_id}/heatmap")
+        except DaemonError as e:
+            self.message = str(e)
+            return False
+        with tempfile.NamedTemporaryFile(prefix="nexttile-region-", suffix=".tif", delete=False) as f:
+            f.write(data)
+            self.path = f.name
+        return True
 
 
 class DockController(QObject):
@@ -149,6 +177,16 @@ class DockController(QObject):
         self.replace_layer(SUGGESTIONS_LAYER, layer)
         return layer
 
+    def load_region_heatmap(self, path):
+        """The region heatmap (every scene of the project in one GeoTIFF) as its own
+        uncertainty layer, replacing the previous one."""
+        layer = heatmap_layer(path, REGION_HEATMAP_LAYER)
+        if not layer.isValid():
+            self.error(tr("the region heatmap {path} does not open").format(path=path))
+            return None
+        self.replace_layer(REGION_HEATMAP_LAYER, layer)
+        return layer
+
     # --- connection --------------------------------------------------------------
     def start_local_daemon(self):
         """Starts `nexttile serve` from the configured binary, serving the folder of the
@@ -234,12 +272,15 @@ class DockController(QObject):
     def select_body(self):
         """The form's selection settings as a suggestions/rounds body."""
         form = self.form()
-        return {
+        body = {
             "strategy": form.strategy or "auto",
             "budget": form.budget,
             "mc_passes": form.passes,
             "min_spacing_m": float(form.spacing),
         }
+        if form.all_scenes:
+            body["scope"] = "project"
+        return body
 
     # --- actions -----------------------------------------------------------------
     def load_labels(self):
@@ -282,7 +323,8 @@ class DockController(QObject):
 
     def suggest(self, alg="suggest"):
         """`suggest` or `retrain` (then the labels layer too); the new suggestions
-        replace the suggestions layer."""
+        replace the suggestions layer. With *All scenes of the project* both select over
+        every scored scene of the project and the region heatmap is loaded as well."""
         def go():
             form = self.form()
             params = {
@@ -293,6 +335,8 @@ class DockController(QObject):
                 "MIN_SPACING": float(form.spacing),
                 "OUTPUT": "TEMPORARY_OUTPUT",
             }
+            if form.all_scenes:
+                params.update({"ALL_SCENES": True, "HEATMAP": "TEMPORARY_OUTPUT"})
             try:
                 params.update(self.aoi_params())
             except DaemonError as e:
@@ -300,7 +344,12 @@ class DockController(QObject):
                 return
 
             def done(results):
-                self.load_suggestions(results["OUTPUT"])
+                layer = self.load_suggestions(results["OUTPUT"])
+                if results.get("HEATMAP"):
+                    self.load_region_heatmap(results["HEATMAP"])
+                    scenes = {f["scene_id"] for f in layer.getFeatures()}
+                    self.info(tr("{n} suggestions over {scenes} scenes of the project").format(
+                        n=layer.featureCount(), scenes=len(scenes)))
                 if alg == "retrain":
                     self.load_labels()
 
@@ -355,9 +404,15 @@ class DockController(QObject):
         return controller
 
     def round_finished(self, result):
-        """A round closed from the review panel: its suggestions replace the layer."""
+        """A round closed from the review panel: its suggestions replace the layer (and,
+        for a round over all scenes, the region heatmap is read again)."""
         fc = result.get("suggestions") or {"type": "FeatureCollection", "features": []}
         path = tempfile.NamedTemporaryFile(prefix="nexttile-round-", suffix=".gpkg", delete=False).name
         os.unlink(path)
         write_feature_collection(fc, path, QgsProject.instance().transformContext())
         self.load_suggestions(path)
+        if result.get("scope") == "project" and self.project_id is not None:
+            task = _RegionHeatmapTask(self.project_id)
+            task.taskCompleted.connect(lambda: self.load_region_heatmap(task.path))
+            task.taskTerminated.connect(lambda: self.error(task.message or tr("cancelled")))
+            self._add_task(task)

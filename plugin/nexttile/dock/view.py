@@ -1,5 +1,6 @@
 """The main dock's widgets: connection (URL, token, local daemon binary, status),
-project, raster, second raster, sensor preset, resampling, *Limit to*, strategy, budget, MC passes and spacing,
+project, raster, second raster, sensor preset, resampling, *Limit to*, *All scenes of the
+project*, strategy, budget, MC passes and spacing,
 and the Connect / Score / Suggest / Send labels / Retrain / Review buttons. The logic
 is in controller.py; this module only shows it, hands it the form and opens the
 review panel's dock (review/) when it asks."""
@@ -8,6 +9,7 @@ from qgis.core import QgsMapLayerProxyModel, QgsSettings
 from qgis.gui import QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDockWidget,
     QFormLayout,
@@ -72,6 +74,13 @@ class NextTileDock(QDockWidget):
         self.aoi = QComboBox()
         self.aoi.addItems([tr(c) for c in AOI_CHOICES])
         form.addRow(tr("Limit to"), self.aoi)
+        self.all_scenes = QCheckBox(tr("All scenes of the project"))
+        self.all_scenes.setToolTip(tr(
+            "Suggest and Retrain select over every scene scored in this project at once (one budget, ranks "
+            "across scenes; Retrain trains on the labels of every scene): each pick names its scene, and the "
+            "region heatmap (every scene in one layer) is loaded. Score each raster first; unticked, only "
+            "the project's latest scene is used."))
+        form.addRow("", self.all_scenes)
         self.strategy = QComboBox()
         strategies, _, default = daemon_lists()
         self.set_strategies(strategies, default)
@@ -121,6 +130,7 @@ class NextTileDock(QDockWidget):
             aoi=self.aoi.currentIndex(), strategy=self.strategy.currentText(),
             budget=self.budget.value(), passes=self.passes.value(), spacing=self.spacing.value(),
             sensor=self.sensor.currentIndex(), resample=self.resample.currentText().strip() or "auto",
+            all_scenes=self.all_scenes.isChecked(),
         )
 
     def set_defaults(self, defaults):

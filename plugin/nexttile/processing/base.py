@@ -9,10 +9,12 @@ from qgis.core import (
     QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingException,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
     QgsProcessingParameterString,
 )
 
@@ -104,12 +106,41 @@ class NextTileAlgorithm(QgsProcessingAlgorithm):
         if metric != "default":
             body["metric"] = metric
         scene = self.parameterAsInt(parameters, "SCENE", context)
-        if scene > 0:
+        if self.all_scenes(parameters, context):
+            if scene > 0:
+                raise QgsProcessingException(tr(
+                    "'All scenes of the project' selects over every scene of the project: "
+                    "leave the scene id at 0"))
+            body["scope"] = "project"
+        elif scene > 0:
             body["scene_id"] = scene
         aoi = self.aoi(parameters, context)
         if aoi is not None:
             body["aoi"] = aoi
         return body
+
+    def all_scenes(self, parameters, context):
+        """Whether ALL_SCENES asks for one selection over every scored scene of the
+        project (the daemon's `"scope": "project"`)."""
+        return bool(parameters.get("ALL_SCENES")) and self.parameterAsBoolean(parameters, "ALL_SCENES", context)
+
+    def write_region_heatmap(self, client, pid, parameters, context):
+        """With ALL_SCENES and a HEATMAP destination: the region heatmap (GET
+        /projects/{id}/heatmap, every scored scene in one GeoTIFF) written there; its
+        path, or None."""
+        if not self.all_scenes(parameters, context) or not parameters.get("HEATMAP"):
+            return None
+        out = self.parameterAsOutputLayer(parameters, "HEATMAP", context)
+        if not out:
+            return None
+        with open(out, "wb") as f:
+            f.write(client.get_bytes(f"/projects/{int(pid)}/heatmap"))
+        return out
+
+    def add_region_heatmap_param(self):
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            "HEATMAP", tr("Region heatmap (with 'All scenes of the project': every scene in one GeoTIFF)"),
+            optional=True, createByDefault=False))
 
     def aoi(self, parameters, context):
         """The optional AOI: selected/all polygons of AOI_LAYER, else EXTENT, as
@@ -145,6 +176,8 @@ class NextTileAlgorithm(QgsProcessingAlgorithm):
         integer, double = QgsProcessingParameterNumber.Integer, QgsProcessingParameterNumber.Double
         self.addParameter(QgsProcessingParameterNumber("PROJECT", tr("Project id"), integer, minValue=1))
         self.addParameter(QgsProcessingParameterNumber("SCENE", tr("Scene id (0 = the project's latest)"), integer, 0, minValue=0))
+        self.addParameter(QgsProcessingParameterBoolean(
+            "ALL_SCENES", tr("All scenes of the project (one selection over every scored scene)"), defaultValue=False, optional=True))
         self.addParameter(QgsProcessingParameterEnum("STRATEGY", tr("Strategy"), self._strategies, defaultValue=0))
         self.addParameter(QgsProcessingParameterString(
             "STRATEGY_NAME", tr("Strategy by name (overrides the list; any the daemon offers)"), optional=True))

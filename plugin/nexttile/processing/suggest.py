@@ -20,15 +20,23 @@ class SuggestAlgorithm(NextTileAlgorithm):
         return tr(
             "Asks the daemon for the tiles to label next (EPSG:4326 polygons ranked by the strategy; labelled "
             "tiles are never suggested). Review them in the NextTile review panel, or fill the `class` field "
-            "and run 'Send labels'.")
+            "and run 'Send labels'. With 'All scenes of the project' one selection spans every scored scene of "
+            "the project: each tile names its scene (scene_id, scene_path), ranks are global, and the region "
+            "heatmap (every scene in one GeoTIFF) can be written too.")
 
     def initAlgorithm(self, config=None):
         self.add_select_params()
         self.addParameter(QgsProcessingParameterVectorDestination("OUTPUT", tr("Suggestions"), QgsProcessing.TypeVectorPolygon))
+        self.add_region_heatmap_param()
 
     def perform(self, parameters, context, feedback):
         pid = self.parameterAsInt(parameters, "PROJECT", context)
-        fc = self.client().post_json(f"/projects/{pid}/suggestions", self.select_body(parameters, context))
+        client = self.client()
+        fc = client.post_json(f"/projects/{pid}/suggestions", self.select_body(parameters, context))
         out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         write_feature_collection(fc, out, context.transformContext())
-        return {"OUTPUT": out}
+        results = {"OUTPUT": out}
+        heatmap = self.write_region_heatmap(client, pid, parameters, context)
+        if heatmap:
+            results["HEATMAP"] = heatmap
+        return results

@@ -44,13 +44,18 @@ def geometry_from_geojson(g):
 
 
 class ReviewItem:
-    """One suggested tile: its footprint (EPSG:4326) and the daemon's properties."""
+    """One suggested tile: its footprint (EPSG:4326) and the daemon's properties. `key`
+    names it within the round: its tile id, or `<scene id>:<tile id>` for picks over
+    every scene of a project (`"scope": "project"`), whose tile ids repeat across scenes."""
 
     def __init__(self, geometry, props):
         self.geometry = geometry
         self.props = props
         self.tile_id = str(props.get("tile_id"))
         self.rank = int(props.get("rank") or 0)
+        scene = props.get("scene_id")
+        self.scene_id = None if scene in (None, "") else int(scene)
+        self.key = self.tile_id if self.scene_id is None else f"{self.scene_id}:{self.tile_id}"
 
     @classmethod
     def from_geojson(cls, feature):
@@ -125,7 +130,7 @@ class _RoundTask(_LoadTask):
 
 class ReviewController(QObject):
     """Signals: `current_changed(index)` (len(items) once every tile has an answer or
-    the end is reached), `answered(tile_id, action)`, `pending_changed(n)`,
+    the end is reached), `answered(key, action)` (the item's `key`), `pending_changed(n)`,
     `message(text, is_error)`, `history_changed(rounds)`, `retraining(bool)`,
     `round_finished(result)`."""
 
@@ -214,11 +219,11 @@ class ReviewController(QObject):
         else:
             return
         if cls is not None:
-            self.sender_.add(self.project_id, item.tile_id, cls, item.point())
+            self.sender_.add(self.project_id, item.key, cls, item.point())
             self.labelled_points.append(item.centre())
-        self.answers[item.tile_id] = action
+        self.answers[item.key] = action
         self.history.append(self.index)
-        self.answered.emit(item.tile_id, action)
+        self.answered.emit(item.key, action)
         self.index += 1
         self.current_changed.emit(self.index)
         if self.index >= len(self.items) and auto_retrain() and any(a != SKIP for a in self.answers.values()):
@@ -231,15 +236,15 @@ class ReviewController(QObject):
             return
         self.index = self.history.pop()
         item = self.items[self.index]
-        action = self.answers.pop(item.tile_id, None)
+        action = self.answers.pop(item.key, None)
         if action is not None and action != SKIP:
-            self.sender_.withdraw(self.project_id, item.tile_id)
+            self.sender_.withdraw(self.project_id, item.key)
             centre = item.centre()
             for i in range(len(self.labelled_points) - 1, -1, -1):
                 if self.labelled_points[i] == centre:
                     del self.labelled_points[i]
                     break
-        self.answered.emit(item.tile_id, "")
+        self.answered.emit(item.key, "")
         self.current_changed.emit(self.index)
 
     def go_to(self, index):
@@ -249,7 +254,7 @@ class ReviewController(QObject):
             self.current_changed.emit(index)
 
     def skipped(self):
-        return [i for i, it in enumerate(self.items) if self.answers.get(it.tile_id) == SKIP]
+        return [i for i, it in enumerate(self.items) if self.answers.get(it.key) == SKIP]
 
     def counts(self):
         """(labelled, skipped, unusable, left) in this round."""

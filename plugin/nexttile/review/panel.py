@@ -3,10 +3,13 @@ probabilities, uncertainty, why it was picked, an RGB preview), one button per a
 showing its key, the queue state and the round history. The logic is in controller.py;
 this module only shows it, moves the map canvas and forwards keys."""
 
+import os
+
 from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
     QgsGeometry,
+    QgsMapLayerType,
     QgsMapRendererSequentialJob,
     QgsMapSettings,
     QgsProject,
@@ -157,7 +160,8 @@ class ReviewPanel(QWidget):
                 self.band.reset(QgsWkbTypes.PolygonGeometry)
             return
         p = item.props
-        self.title.setText(tr("Tile {i} of {n} · rank {r} · {t}").format(i=index + 1, n=len(self.controller.items), r=item.rank, t=item.tile_id))
+        tile = item.tile_id if item.scene_id is None else tr("scene {scene} · {tile}").format(scene=item.scene_id, tile=item.tile_id)
+        self.title.setText(tr("Tile {i} of {n} · rank {r} · {t}").format(i=index + 1, n=len(self.controller.items), r=item.rank, t=tile))
         top = ", ".join(f"{c} {100.0 * v:.0f} %" for c, v in item.top_probabilities(3))
         unc = p.get("uncertainty") or {}
         metrics = ", ".join(f"{k} {float(v):.3f}" for k, v in unc.items()) if isinstance(unc, dict) else ""
@@ -200,12 +204,25 @@ class ReviewPanel(QWidget):
             self.band.setWidth(3)
         self.band.setToGeometry(item.geometry, QgsCoordinateReferenceSystem("EPSG:4326"))
         self.band.show()
-        self.preview.setPixmap(self.render_preview(rect, crs))
+        self.preview.setPixmap(self.render_preview(rect, crs, self.preview_layers(item)))
 
-    def render_preview(self, rect, crs):
-        """The tile as the scene layer draws it (the canvas's layers when no scene layer
-        is set), a little wider than the tile, as a PREVIEW_PX square."""
-        layers = [self.raster_layer] if self.raster_layer is not None else self.canvas.layers()
+    def preview_layers(self, item):
+        """The layers the preview draws: the scene layer; for a pick of another scene of
+        the project (picks over all scenes name their `scene_path`) the project's raster
+        layers on that file, else the canvas's layers."""
+        path = item.props.get("scene_path")
+        if not path:
+            return [self.raster_layer] if self.raster_layer is not None else self.canvas.layers()
+        path = os.path.realpath(str(path))
+        same = [lyr for lyr in QgsProject.instance().mapLayers().values()
+                if lyr.type() == QgsMapLayerType.RasterLayer and os.path.realpath(lyr.source().split("|")[0]) == path]
+        return same or self.canvas.layers()
+
+    def render_preview(self, rect, crs, layers=None):
+        """The tile as `layers` draw it (by default the scene layer, the canvas's layers
+        when no scene layer is set), a little wider than the tile, as a PREVIEW_PX square."""
+        if layers is None:
+            layers = [self.raster_layer] if self.raster_layer is not None else self.canvas.layers()
         ms = QgsMapSettings()
         ms.setLayers([lyr for lyr in layers if lyr is not None and lyr.isValid()])
         ms.setDestinationCrs(crs)

@@ -3,7 +3,9 @@
 call, so closing QGIS, a crash or a stopped daemon loses nothing; the file is flushed
 to the daemon in small batches, and again on the next connect or load.
 
-Each operation is {"key", "op": "label"|"delete", "url", "project", "tile_id", ...}:
+Each operation is {"key", "op": "label"|"delete", "url", "project", "tile_id", ...}
+(`tile_id`: the review item's key, `<scene id>:<tile id>` for picks over every scene
+of a project, whose tile ids repeat across scenes):
 "label" carries the class and a point inside the tile (EPSG:4326); "delete" withdraws
 the label an undo took back after the daemon had stored it. `sent` remembers the label
 id the daemon gave each tile, so an undo can withdraw it later. No Qt here: plain

@@ -208,6 +208,7 @@ fn a_region_project_selects_and_retrains_across_three_scenes() {
     assert_eq!(ranks, (1..=12).collect::<Vec<i64>>());
     let (code, both) = d.post(&url, &json!({"scope": "project", "scene_id": ids[0]}));
     assert_eq!(code, 422, "{both}");
+    check_spacing_across_scenes(&d, pid);
 
     // Scene B's own suggestions with the ONNX head, before any label.
     let ask_b = json!({"scene_id": ids[1], "strategy": "top_k", "budget": 10, "mc_passes": 1});
@@ -303,6 +304,37 @@ fn a_region_project_selects_and_retrains_across_three_scenes() {
     }
     assert_eq!(features(&last).len(), 20);
     check_region_export(&d, pid, &last);
+}
+
+/// Ground spacing holds across scene borders: the most uncertain tiles at least
+/// 1,500 m apart, over all three scenes (two of them in different CRSs).
+fn check_spacing_across_scenes(d: &Daemon, pid: i64) {
+    let ask = json!({"scope": "project", "strategy": "top_k", "budget": 10,
+                     "mc_passes": 1, "min_spacing_m": 1500.0});
+    let (code, spaced) = d.post(&format!("/projects/{pid}/suggestions"), &ask);
+    assert_eq!(code, 200, "{spaced}");
+    let centres: Vec<(f64, f64)> = features(&spaced).iter().map(centre).collect();
+    assert_eq!(centres.len(), 10, "{spaced}");
+    let mut scenes = scenes_of(&spaced);
+    scenes.sort_unstable();
+    scenes.dedup();
+    assert!(scenes.len() >= 2, "{scenes:?}");
+    // Metres on a sphere (haversine): far more exact than the 1 % margin needs.
+    let metres = |a: (f64, f64), b: (f64, f64)| {
+        let (p1, p2) = (a.1.to_radians(), b.1.to_radians());
+        let (dp, dl) = (p2 - p1, (b.0 - a.0).to_radians());
+        let h = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+        2.0 * 6_371_008.8 * h.sqrt().asin()
+    };
+    for (i, a) in centres.iter().enumerate() {
+        for b in &centres[i + 1..] {
+            let m = metres(*a, *b);
+            assert!(
+                m > 1500.0 * 0.99,
+                "picks {a:?} and {b:?} are {m:.0} m apart"
+            );
+        }
+    }
 }
 
 /// An AOI over some of scene A's tiles limits a region selection to them (the scenes

@@ -357,8 +357,13 @@ pub(super) fn region_heatmap(
     let scenes = scored_scenes(db, project)?;
     let from_round: Vec<(i64, String)> = db
         .rounds(project.id)?
-        .last()
-        .and_then(|r| r.summary.as_ref()?.get("scenes")?.as_array().cloned())
+        .iter()
+        .rev()
+        .find_map(|r| {
+            let summary = r.summary.as_ref()?;
+            (summary.get("scope")? == "project")
+                .then(|| summary.get("scenes")?.as_array().cloned())?
+        })
         .unwrap_or_default()
         .iter()
         .filter_map(|s| {

@@ -13,8 +13,8 @@ pub use heatmap::{
     DISTANCE_BAND, HEATMAP_NODATA, heatmap_band_names, pseudocolor_qml, write_heatmap,
 };
 pub use survey::{
-    SurveyPoint, path_length_m, survey_points, visit_order, write_geopackage, write_gpx,
-    write_survey_csv,
+    SurveyPoint, path_length_m, survey_points, visit_order, write_features_geopackage,
+    write_geopackage, write_gpx, write_survey_csv,
 };
 
 /// Errors from writing outputs.

@@ -491,6 +491,74 @@ pub fn read_rows(
     Ok(meta)
 }
 
+/// The footprints (lon/lat) of rows `rows` (0-based positions in the file) of a store
+/// file, in the order given: only the `geometry` column of the row groups that hold them
+/// is read.
+///
+/// # Errors
+///
+/// [`StoreError::Read`] / [`StoreError::Damaged`] as for [`read_meta`], and
+/// [`StoreError::Damaged`] when a row is past the file's end or a geometry is not WKB.
+pub fn read_footprints(path: &Path, rows: &[usize]) -> Result<Vec<Polygon<f64>>, StoreError> {
+    let file = File::open(path).map_err(|source| StoreError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| damaged(path, e.to_string()))?;
+    let geometry = builder
+        .schema()
+        .index_of("geometry")
+        .map_err(|_| damaged(path, "no column `geometry`"))?;
+    // Row groups holding a wanted row, and the file positions of their rows in order.
+    let mut groups = Vec::new();
+    let mut positions = Vec::new();
+    let mut start = 0usize;
+    for (g, rg) in builder.metadata().row_groups().iter().enumerate() {
+        let len = usize::try_from(rg.num_rows()).unwrap_or(0);
+        if rows.iter().any(|&r| (start..start + len).contains(&r)) {
+            groups.push(g);
+            positions.extend(start..start + len);
+        }
+        start += len;
+    }
+    let slot: std::collections::HashMap<usize, usize> =
+        positions.iter().enumerate().map(|(s, &p)| (p, s)).collect();
+    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), [geometry]);
+    let reader = builder
+        .with_row_groups(groups)
+        .with_projection(mask)
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| damaged(path, e.to_string()))?;
+    let mut wkb: Vec<Option<Vec<u8>>> = vec![None; positions.len()];
+    let wanted: std::collections::HashSet<usize> = rows.iter().copied().collect();
+    let mut at = 0usize;
+    for batch in reader {
+        let batch = batch.map_err(|e| damaged(path, e.to_string()))?;
+        let geoms = column::<BinaryArray>(path, &batch, "geometry")?;
+        for i in 0..batch.num_rows() {
+            if let Some(w) = positions
+                .get(at + i)
+                .filter(|p| wanted.contains(p))
+                .and_then(|_| wkb.get_mut(at + i))
+            {
+                *w = Some(geoms.value(i).to_vec());
+            }
+        }
+        at += batch.num_rows();
+    }
+    rows.iter()
+        .map(|r| {
+            let bytes = slot
+                .get(r)
+                .and_then(|&s| wkb[s].as_deref())
+                .ok_or_else(|| damaged(path, format!("no row {r}")))?;
+            wkb_polygon(bytes).map_err(|m| damaged(path, m))
+        })
+        .collect()
+}
+
 fn column<'a, T: 'static>(
     path: &Path,
     b: &'a RecordBatch,

@@ -66,8 +66,11 @@ fn request(strategy: Strategy, labelled: Option<Labelled>) -> StoreSelect {
     }
 }
 
-/// (scene, tile, score bits, rank) of each pick, and its footprint's points.
-fn summary(s: &StoreSelection) -> Vec<(String, String, u32, usize, Vec<(f64, f64)>)> {
+/// A pick as compared: scene, tile, score bits, rank and its footprint's points.
+type PickSummary = (String, String, u32, usize, Vec<(f64, f64)>);
+
+/// The [`PickSummary`] of each pick.
+fn summary(s: &StoreSelection) -> Vec<PickSummary> {
     s.picks
         .iter()
         .map(|p| {

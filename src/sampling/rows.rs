@@ -87,10 +87,11 @@ fn auto_rows(
     }
     let in_selection = labelled.iter().filter(|&&l| l).count();
     let stage = a.stage_for(in_selection.max(a.known_labels));
-    if a.balance && stage == Stage::Uncertainty {
-        if let Some(classes) = input.classes {
-            return balanced_rows(input, eligible, labelled, classes, a, budget);
-        }
+    if a.balance
+        && stage == Stage::Uncertainty
+        && let Some(classes) = input.classes
+    {
+        return balanced_rows(input, eligible, labelled, classes, a, budget);
     }
     match a.stage_strategy(stage) {
         Strategy::TopK => RowsNeeded::NoEmbeddings,

@@ -13,7 +13,8 @@
 //! distinct, and has its own scene id. Real embeddings of a million tiles take hours
 //! here, so they are copies of one granule's.
 //!
-//! Cases, each run once by the stream and once in memory, each a child process of this
+//! Cases, each run once by the stream, once by the stream with `two_pass` (no embedding
+//! kept; the needed rows read from the files again) and once in memory, each a child process of this
 //! bench (peak RSS = its `VmHWM`): `auto` without labels (its TypiClust stage), `auto`
 //! with 200 labelled points (centres of 200 seeded tiles of the first file: the
 //! class-balanced uncertainty stage), `top_k`, and `coreset` (which reads every row: the
@@ -219,10 +220,11 @@ fn child(spec: &str) {
         seed: 0,
         min_spacing_m: 0.0,
         labelled,
+        two_pass: c["path"] == "two_pass",
     };
     let store = PathBuf::from(c["store"].as_str().expect("store"));
     let (secs, chosen) = timed(|| match c["path"].as_str() {
-        Some("stream") => engine::select_store(&store, &sel),
+        Some("stream" | "two_pass") => engine::select_store(&store, &sel),
         _ => engine::select_store_in_memory(&store, &sel),
     });
     let chosen = chosen.expect("select");
@@ -313,26 +315,34 @@ fn main() {
     let mut rows = Vec::new();
     for (name, strategy, labels) in cases {
         let stream = measure(&store, "stream", strategy, labels);
+        let two_pass = measure(&store, "two_pass", strategy, labels);
         let memory = measure(&store, "memory", strategy, labels);
         let f16_mib =
             stream["tiles"].as_f64().unwrap_or(0.0) * stream["dim"].as_f64().unwrap_or(0.0) * 2.0
                 / (1024.0 * 1024.0);
-        let ratio_time = stream["wall_s"].as_f64().unwrap_or(0.0)
-            / memory["wall_s"].as_f64().unwrap_or(f64::NAN);
-        let ratio_mem = stream["peak_rss_mib"].as_f64().unwrap_or(0.0) / f16_mib;
+        let secs = |v: &Value| v["wall_s"].as_f64().unwrap_or(f64::NAN);
+        let rss = |v: &Value| v["peak_rss_mib"].as_f64().unwrap_or(f64::NAN);
+        let same = stream["picks"] == memory["picks"] && two_pass["picks"] == memory["picks"];
         println!(
-            "{name:18} stream {:7.1} s {:7.0} MiB | memory {:7.1} s {:7.0} MiB | time {ratio_time:.2}x, stream RSS / f16 {ratio_mem:.2} ({f16_mib:.0} MiB) | widened {} rows | same picks: {}",
-            stream["wall_s"].as_f64().unwrap_or(0.0),
-            stream["peak_rss_mib"].as_f64().unwrap_or(0.0),
-            memory["wall_s"].as_f64().unwrap_or(0.0),
-            memory["peak_rss_mib"].as_f64().unwrap_or(0.0),
+            "{name:18} stream {:6.1} s {:6.0} MiB | two-pass {:6.1} s {:6.0} MiB | memory {:6.1} s {:6.0} MiB | time {:.2}x / {:.2}x, RSS / f16 {:.2} / {:.2} ({f16_mib:.0} MiB) | widened {} rows | same picks: {same}",
+            secs(&stream),
+            rss(&stream),
+            secs(&two_pass),
+            rss(&two_pass),
+            secs(&memory),
+            rss(&memory),
+            secs(&stream) / secs(&memory),
+            secs(&two_pass) / secs(&memory),
+            rss(&stream) / f16_mib,
+            rss(&two_pass) / f16_mib,
             stream["widened_rows"],
-            stream["picks"] == memory["picks"],
         );
         rows.push(
-            json!({"case": name, "stream": stream, "memory": memory, "f16_mib": f16_mib,
-            "time_ratio": ratio_time, "stream_rss_over_f16": ratio_mem,
-            "same_picks": stream["picks"] == memory["picks"]}),
+            json!({"case": name, "stream": stream, "two_pass": two_pass, "memory": memory,
+            "f16_mib": f16_mib, "time_ratio": secs(&stream) / secs(&memory),
+            "two_pass_time_ratio": secs(&two_pass) / secs(&memory),
+            "stream_rss_over_f16": rss(&stream) / f16_mib,
+            "two_pass_rss_over_f16": rss(&two_pass) / f16_mib, "same_picks": same}),
         );
     }
     let granule_tiles = nexttile::store::read_meta(&base_file).expect("meta").tiles;

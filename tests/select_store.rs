@@ -1,7 +1,8 @@
 //! `select` over an embedding store streams (issue 15): the picks of
 //! `engine::select_store` (one pass, f16 rows kept, only the rows the strategy reads
 //! widened) equal those of `engine::select_store_in_memory` (the whole store as one f32
-//! matrix) for every kind of strategy, with and without labelled tiles, and the
+//! matrix), also with `two_pass` (the needed rows read again from the files), for every
+//! kind of strategy, with and without labelled tiles, and the
 //! GeoPackage it writes opens with the picks. Real crops of the sample, the real encoder
 //! and head, T = 1 (the deterministic head: MC passes are random by design).
 
@@ -63,6 +64,7 @@ fn request(strategy: Strategy, labelled: Option<Labelled>) -> StoreSelect {
         seed: 11,
         min_spacing_m: 0.0,
         labelled,
+        two_pass: false,
     }
 }
 
@@ -161,6 +163,16 @@ fn streaming_select_picks_what_the_in_memory_selection_picks() {
         let sel = request(strategy, labelled);
         let stream = engine::select_store(&store, &sel).unwrap();
         let memory = engine::select_store_in_memory(&store, &sel).unwrap();
+        let two_pass = engine::select_store(
+            &store,
+            &StoreSelect {
+                two_pass: true,
+                ..sel.clone()
+            },
+        )
+        .unwrap();
+        assert_eq!(summary(&two_pass), summary(&memory), "{name}, two passes");
+        assert_eq!(two_pass.widened_rows, stream.widened_rows, "{name}");
         assert_eq!(stream.picks.len(), 4, "{name}");
         assert_eq!(summary(&stream), summary(&memory), "{name}");
         assert_eq!(stream.strategy, memory.strategy, "{name}");

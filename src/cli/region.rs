@@ -130,6 +130,10 @@ pub(super) struct SelectArgs {
     /// onnxruntime intra-op threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Keep no embedding in memory: read the rows the strategy needs from the store
+    /// again in a second pass (for stores whose f16 embeddings do not fit in memory).
+    #[arg(long)]
+    two_pass: bool,
     /// Print JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -405,6 +409,7 @@ pub(super) fn select(a: SelectArgs) -> Result<()> {
         seed: a.seed,
         min_spacing_m: a.min_spacing,
         labelled,
+        two_pass: a.two_pass,
     };
     let chosen = engine::select_store(&a.store, &sel)?;
     let (path, gpkg) = engine::write_store_suggestions(&chosen, &a.out)?;

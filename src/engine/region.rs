@@ -36,7 +36,8 @@ use crate::sampling::{
     Pick, SelectionInput, Strategy, select, select_needed_rows, select_with_spacing,
 };
 use crate::store::{
-    StoreMeta, StoreRows, list_store, read_footprints, read_meta, read_rows, write_scene_file,
+    StoreMeta, StoreRows, list_store, read_embeddings, read_footprints, read_meta, read_rows,
+    write_scene_file,
 };
 use crate::tiling::TileId;
 use crate::uncertainty::Metric;
@@ -209,6 +210,9 @@ pub struct StoreSelect {
     pub min_spacing_m: f64,
     /// Labelled places: their tiles are never picked.
     pub labelled: Option<Labelled>,
+    /// Keep no embedding in the streaming pass; read the rows the strategy needs from
+    /// the files in a second pass ([`select_store`]; the in-memory path ignores it).
+    pub two_pass: bool,
 }
 
 /// One pick of [`select_store`].
@@ -607,10 +611,12 @@ fn scan_store(
 /// the strategy reads and runs the same selection as [`select_store_in_memory`] (the same
 /// picks); the picks' footprints are read back from their files.
 ///
-/// Memory: tiles × D × 2 bytes of f16 embeddings (none for top-k and random), about 45
-/// bytes of scalars a tile, one batch's head probabilities, and the widened rows
-/// (TypiClust: the labelled tiles + 10,000; clustering: `m·b`; coreset, MCFPS, ProbCover
-/// and any spaced strategy but top-k/random: every row, tiles × D × 4 bytes more).
+/// Memory: tiles × D × 2 bytes of f16 embeddings (none for top-k and random, and none
+/// with [`StoreSelect::two_pass`], which reads the needed rows from the files again
+/// instead), about 45 bytes of scalars a tile, one batch's head probabilities, and the
+/// widened rows (TypiClust: the labelled tiles + 10,000; clustering: `m·b`; coreset,
+/// MCFPS, ProbCover and any spaced strategy but top-k/random: every row, tiles × D × 4
+/// bytes more).
 ///
 /// # Errors
 ///
@@ -626,7 +632,7 @@ pub fn select_store(store: &Path, sel: &StoreSelect) -> Result<StoreSelection> {
             "--metric predicted_loss needs a head with a loss output".into(),
         ));
     }
-    let keep = !matches!(sel.strategy, Strategy::TopK | Strategy::Random);
+    let keep = !sel.two_pass && !matches!(sel.strategy, Strategy::TopK | Strategy::Random);
     let s = scan_store(&files, &metas, &mut head, sel, keep)?;
     let labelled_tiles = s.labelled.iter().filter(|b| **b).count();
     let strategy = sel.strategy.with_run_facts(
@@ -649,11 +655,23 @@ pub fn select_store(store: &Path, sel: &StoreSelect) -> Result<StoreSelection> {
     };
     let spacing = (sel.min_spacing_m > 0.0).then_some((centres.as_slice(), sel.min_spacing_m));
     let mut widened_rows = 0;
+    let mut read_error = None;
     let picks = select_needed_rows(&strategy, &input, sel.budget, sel.seed, spacing, |rows| {
-        let x = s.widen(rows);
+        let x = if sel.two_pass {
+            second_pass(&files, &s, rows).unwrap_or_else(|e| {
+                read_error = Some(e);
+                Array2::zeros((0, s.dim))
+            })
+        } else {
+            s.widen(rows)
+        };
         widened_rows = x.nrows();
         x
-    })?;
+    });
+    if let Some(e) = read_error {
+        return Err(e);
+    }
+    let picks = picks?;
     let footprints = pick_footprints(&files, &s, &picks)?;
     let facts = PickFacts {
         metas: &s.metas,
@@ -674,6 +692,35 @@ pub fn select_store(store: &Path, sel: &StoreSelect) -> Result<StoreSelection> {
         encoder_sha256,
         widened_rows,
     })
+}
+
+/// The second pass of a two-pass [`select_store`]: the embeddings of `rows` (every row
+/// for `None`), in that order, read from their files (only the `embedding` column of
+/// the row groups that hold them).
+fn second_pass(files: &[PathBuf], s: &Scanned, rows: Option<&[usize]>) -> Result<Array2<f32>> {
+    let all: Vec<usize>;
+    let rows = match rows {
+        Some(r) => r,
+        None => {
+            all = (0..s.tiles.len()).collect();
+            &all
+        }
+    };
+    let mut by_file: std::collections::BTreeMap<usize, (Vec<usize>, Vec<usize>)> =
+        Default::default();
+    for (out, &r) in rows.iter().enumerate() {
+        let (in_file, at) = by_file.entry(s.file_of[r] as usize).or_default();
+        in_file.push(s.row_in_file[r] as usize);
+        at.push(out);
+    }
+    let mut x = Array2::<f32>::zeros((rows.len(), s.dim));
+    for (file, (in_file, at)) in by_file {
+        let read = read_embeddings(&files[file], &in_file, s.dim)?;
+        for (src, &out) in read.outer_iter().zip(&at) {
+            x.row_mut(out).assign(&src);
+        }
+    }
+    Ok(x)
 }
 
 /// The footprints of `picks`, read back from their files (only the `geometry` column of

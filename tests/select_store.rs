@@ -221,6 +221,10 @@ fn select_writes_a_geopackage_of_the_picks() {
     assert_eq!(ds.driver().short_name(), "GPKG");
     let mut layer = ds.layer_by_name("suggestions").unwrap();
     assert_eq!(layer.feature_count(), 5);
+    assert_eq!(
+        layer.defn().geom_fields().next().unwrap().field_type(),
+        gdal::vector::OGRwkbGeometryType::wkbPolygon
+    );
     let srs = layer.spatial_ref().unwrap();
     assert_eq!(srs.auth_code().unwrap(), 4326);
     for (f, g) in layer.features().zip(features) {

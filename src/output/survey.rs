@@ -255,6 +255,23 @@ fn field_type(v: &Value) -> OGRFieldType::Type {
     }
 }
 
+/// The layer geometry type of `features`: their GeoJSON type when they all share one
+/// of Point, LineString, Polygon or MultiPolygon, else any.
+fn geometry_type(features: &[Value]) -> OGRwkbGeometryType::Type {
+    let mut kinds = features.iter().map(|f| f["geometry"]["type"].as_str());
+    let first = kinds.next().flatten();
+    if !kinds.all(|k| k == first) {
+        return OGRwkbGeometryType::wkbUnknown;
+    }
+    match first {
+        Some("Point") => OGRwkbGeometryType::wkbPoint,
+        Some("LineString") => OGRwkbGeometryType::wkbLineString,
+        Some("Polygon") => OGRwkbGeometryType::wkbPolygon,
+        Some("MultiPolygon") => OGRwkbGeometryType::wkbMultiPolygon,
+        _ => OGRwkbGeometryType::wkbUnknown,
+    }
+}
+
 /// Writes a GeoJSON FeatureCollection (lon/lat, RFC 7946) as the layer `layer` of a new
 /// GeoPackage at `path` (EPSG:4326): one feature per feature, one field per property
 /// (typed by its first non-null value: integer, real or string; null stays unset). What
@@ -279,7 +296,7 @@ pub fn write_features_geopackage(fc: &Value, layer: &str, path: &Path) -> Result
         .create_layer(LayerOptions {
             name: layer,
             srs: Some(&srs),
-            ty: OGRwkbGeometryType::wkbUnknown,
+            ty: geometry_type(&features),
             options: None,
         })
         .map_err(|e| gdal_err(path, e))?;

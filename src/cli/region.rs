@@ -100,7 +100,7 @@ pub(super) struct EmbedArgs {
 pub(super) struct SelectArgs {
     /// The store folder written by `nexttile embed`.
     store: PathBuf,
-    /// Output folder for suggestions.geojson.
+    /// Output folder for suggestions.geojson and suggestions.gpkg.
     #[arg(long, short)]
     out: PathBuf,
     /// Classifier head ONNX run over the store's embeddings (default: the default pair's).
@@ -130,6 +130,10 @@ pub(super) struct SelectArgs {
     /// onnxruntime intra-op threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Keep no embedding in memory: read the rows the strategy needs from the store
+    /// again in a second pass (for stores whose f16 embeddings do not fit in memory).
+    #[arg(long)]
+    two_pass: bool,
     /// Print JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -359,7 +363,8 @@ pub(super) fn embed(a: EmbedArgs) -> Result<()> {
     first_error.map_or(Ok(()), Err)
 }
 
-/// `nexttile select`: one selection over the store, written as OUT/suggestions.geojson.
+/// `nexttile select`: one selection over the store, written as OUT/suggestions.geojson
+/// and OUT/suggestions.gpkg.
 pub(super) fn select(a: SelectArgs) -> Result<()> {
     check_parallelism(a.threads, 0)?;
     check_mc_passes(a.mc_passes)?;
@@ -404,9 +409,10 @@ pub(super) fn select(a: SelectArgs) -> Result<()> {
         seed: a.seed,
         min_spacing_m: a.min_spacing,
         labelled,
+        two_pass: a.two_pass,
     };
     let chosen = engine::select_store(&a.store, &sel)?;
-    let path = engine::write_store_suggestions(&chosen, &a.out)?;
+    let (path, gpkg) = engine::write_store_suggestions(&chosen, &a.out)?;
     let scenes: std::collections::BTreeSet<&str> =
         chosen.picks.iter().map(|p| p.scene_id.as_str()).collect();
     if a.json {
@@ -414,7 +420,8 @@ pub(super) fn select(a: SelectArgs) -> Result<()> {
             "dim": chosen.dim, "labelled_tiles": chosen.labelled_tiles,
             "strategy": chosen.strategy.name(), "metric": chosen.metric.name(),
             "picks": chosen.picks.len(), "scenes_picked": scenes.len(),
-            "encoder_sha256": chosen.encoder_sha256, "suggestions": path});
+            "encoder_sha256": chosen.encoder_sha256, "suggestions": path,
+            "geopackage": gpkg, "widened_rows": chosen.widened_rows});
         println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
     } else {
         println!(
@@ -427,7 +434,7 @@ pub(super) fn select(a: SelectArgs) -> Result<()> {
             chosen.files,
             chosen.labelled_tiles
         );
-        println!("suggestions: {}", path.display());
+        println!("suggestions: {} and {}", path.display(), gpkg.display());
     }
     Ok(())
 }

@@ -49,7 +49,7 @@ pub use labels::{LabelTiles, label_tiles};
 pub use outputs::{OutputPaths, summary_json, write_outputs};
 pub use region::{
     EmbedOutcome, StorePick, StoreSelect, StoreSelection, embed_to_store, scene_id, select_store,
-    store_file, write_store_suggestions,
+    select_store_in_memory, store_file, write_store_suggestions,
 };
 pub use request::{
     DEFAULT_BATCH_SIZE, DEFAULT_BUDGET, DEFAULT_MAX_TILES, DEFAULT_MC_PASSES,

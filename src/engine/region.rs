@@ -6,18 +6,22 @@
 //!   same reading, preprocessing, cache and workers), then each tile's lon/lat footprint
 //!   and centre, written as one file per scene ([`store_file`]). A complete file of the
 //!   same scene (path, size, modification time) and encoder is kept and reported.
-//! - [`select_store`]: every file of a store streamed into one embeddings matrix, the
-//!   ONNX head run over it (T MC passes, as the predict stage does), every metric scored
-//!   as the score stage does, labelled tiles masked, and [`crate::sampling::select`] (or
-//!   [`crate::sampling::select_with_spacing`]) run once over all scenes.
-//! - [`write_store_suggestions`]: the ranked picks as RFC 7946 GeoJSON.
+//! - [`select_store`]: one streaming pass over every file of a store (each record batch
+//!   through the ONNX head's T MC passes and the metric; per tile only scalars and the
+//!   f16 embedding kept), then [`crate::sampling::select_needed_rows`]: the rows the
+//!   strategy reads widened to f32 and [`crate::sampling::select`] (or
+//!   [`crate::sampling::select_with_spacing`]) run once over all scenes; the picks'
+//!   footprints read back from their files. [`select_store_in_memory`] makes the same
+//!   picks from the whole store in memory (the reference of tests and the benchmark).
+//! - [`write_store_suggestions`]: the ranked picks as RFC 7946 GeoJSON and a GeoPackage.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use geo::{BoundingRect, Intersects, Point, Polygon};
+use geo::{BoundingRect, Intersects, MultiPolygon, Point, Polygon, Rect};
 use geojson::{Feature, FeatureCollection, Geometry, GeometryValue, JsonObject};
-use ndarray::Array2;
+use half::f16;
+use ndarray::{Array2, ArrayView1};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -28,8 +32,13 @@ use crate::crs::{LocalMetric, Reprojector, wgs84};
 use crate::error::{Error, Result};
 use crate::model::{Head, SessionConfig};
 use crate::output::FOOTPRINT_POINTS_PER_EDGE;
-use crate::sampling::{Pick, SelectionInput, Strategy, select, select_with_spacing};
-use crate::store::{StoreMeta, StoreRows, list_store, read_meta, read_rows, write_scene_file};
+use crate::sampling::{
+    Pick, SelectionInput, Strategy, select, select_needed_rows, select_with_spacing,
+};
+use crate::store::{
+    StoreMeta, StoreRows, list_store, read_embeddings, read_footprints, read_meta, read_rows,
+    write_scene_file,
+};
 use crate::tiling::TileId;
 use crate::uncertainty::Metric;
 
@@ -201,6 +210,9 @@ pub struct StoreSelect {
     pub min_spacing_m: f64,
     /// Labelled places: their tiles are never picked.
     pub labelled: Option<Labelled>,
+    /// Keep no embedding in the streaming pass; read the rows the strategy needs from
+    /// the files in a second pass ([`select_store`]; the in-memory path ignores it).
+    pub two_pass: bool,
 }
 
 /// One pick of [`select_store`].
@@ -243,6 +255,8 @@ pub struct StoreSelection {
     pub labelled_tiles: usize,
     /// The store's encoder.
     pub encoder_sha256: String,
+    /// Rows whose embeddings were widened to f32 for the strategy (every row in memory).
+    pub widened_rows: usize,
 }
 
 /// Where each row of the store matrix came from.
@@ -255,9 +269,9 @@ struct Rows {
     embeddings: Array2<f32>,
 }
 
-/// Reads every complete file of `store`: their metadata first (refusing files of
-/// different encoders or widths), then their rows into one `[tiles, D]` matrix.
-fn read_store(store: &Path) -> Result<Rows> {
+/// The complete files of `store` and their metadata, refusing an empty store and files
+/// of different encoders or widths.
+fn store_files(store: &Path) -> Result<(Vec<PathBuf>, Vec<StoreMeta>)> {
     let files = list_store(store)?;
     if files.is_empty() {
         return Err(Error::Invalid(format!(
@@ -284,7 +298,23 @@ fn read_store(store: &Path) -> Result<Rows> {
             )));
         }
     }
-    let (dim, total) = (first.dim, metas.iter().map(|m| m.tiles).sum::<usize>());
+    Ok((files, metas))
+}
+
+/// The error of a file whose rows disagree with its metadata.
+fn rows_differ(file: &Path, meta: &StoreMeta) -> Error {
+    crate::store::StoreError::Damaged {
+        path: file.display().to_string(),
+        message: format!("its metadata says {} tiles, its rows differ", meta.tiles),
+    }
+    .into()
+}
+
+/// Reads every complete file of `store`: their metadata first (refusing files of
+/// different encoders or widths), then their rows into one `[tiles, D]` matrix.
+fn read_store(store: &Path) -> Result<Rows> {
+    let (files, metas) = store_files(store)?;
+    let (dim, total) = (metas[0].dim, metas.iter().map(|m| m.tiles).sum::<usize>());
     let mut rows = Rows {
         metas: Vec::with_capacity(files.len()),
         file_of: Vec::with_capacity(total),
@@ -316,39 +346,77 @@ fn read_store(store: &Path) -> Result<Rows> {
             rows.centres.extend(b.centres);
         })?;
         if overflow || rows.tiles.len() != metas[..=k].iter().map(|m| m.tiles).sum::<usize>() {
-            return Err(crate::store::StoreError::Damaged {
-                path: f.display().to_string(),
-                message: format!("its metadata says {} tiles, its rows differ", meta.tiles),
-            }
-            .into());
+            return Err(rows_differ(f, &meta));
         }
         rows.metas.push(meta);
     }
     Ok(rows)
 }
 
-/// One selection over every scene of the store folder `store` (see the module doc).
-/// Memory: the `[tiles, D]` f32 matrix of all the store's rows, the head's
-/// `T × tiles × classes` probabilities, and each tile's footprint; one record batch of
-/// a file is decoded at a time.
-///
-/// # Errors
-///
-/// [`Error::Invalid`] for an empty store, a store of several encoders, a head trained on
-/// another encoder or a metric the head cannot give; those of reading the store, of the
-/// head and of the selection.
-pub fn select_store(store: &Path, sel: &StoreSelect) -> Result<StoreSelection> {
-    let rows = read_store(store)?;
-    let encoder_sha256 = rows.metas[0].encoder_sha256.clone();
-    let mut head = Head::load(&sel.head, sel.session)?;
+/// The head of `sel`, refused when it was trained on another encoder than `encoder_sha256`.
+fn store_head(sel: &StoreSelect, encoder_sha256: &str) -> Result<Head> {
+    let head = Head::load(&sel.head, sel.session)?;
     if let Some(trained_on) = &head.spec.encoder_sha256
-        && *trained_on != encoder_sha256
+        && trained_on != encoder_sha256
     {
         return Err(Error::Invalid(format!(
             "head {} was trained on encoder sha256 {trained_on}, but the store's embeddings come from encoder sha256 {encoder_sha256}; give --head a head of that encoder",
             sel.head.display()
         )));
     }
+    Ok(head)
+}
+
+/// The ranked [`StorePick`]s of `picks`: `footprints[k]` is pick `k`'s footprint.
+struct PickFacts<'a> {
+    metas: &'a [StoreMeta],
+    file_of: &'a dyn Fn(usize) -> usize,
+    tiles: &'a [TileId],
+    uncertainty: ArrayView1<'a, f32>,
+    predicted: &'a [usize],
+    class_names: &'a [String],
+}
+
+impl PickFacts<'_> {
+    fn picks(&self, picks: &[Pick], footprints: Vec<Polygon<f64>>) -> Vec<StorePick> {
+        picks
+            .iter()
+            .zip(footprints)
+            .enumerate()
+            .map(|(r, (p, footprint))| {
+                let meta = &self.metas[(self.file_of)(p.index)];
+                StorePick {
+                    rank: r + 1,
+                    scene_id: meta.scene_id.clone(),
+                    scene_path: meta.scene_path.clone(),
+                    tile: self.tiles[p.index],
+                    footprint,
+                    score: p.score,
+                    uncertainty: self.uncertainty[p.index],
+                    predicted_class: self
+                        .class_names
+                        .get(self.predicted[p.index])
+                        .cloned()
+                        .unwrap_or_default(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// One selection over every scene of the store folder `store` as
+/// [`select_store`] makes it, but from the whole store in memory: the `[tiles, D]` f32
+/// matrix of all rows, the head's `T × tiles × classes` probabilities and every tile's
+/// footprint. Kept as the reference the streaming path is measured and tested against
+/// (`benches/select_store.rs`, `tests/select_store.rs`); the CLI streams.
+///
+/// # Errors
+///
+/// As [`select_store`].
+pub fn select_store_in_memory(store: &Path, sel: &StoreSelect) -> Result<StoreSelection> {
+    let rows = read_store(store)?;
+    let encoder_sha256 = rows.metas[0].encoder_sha256.clone();
+    let mut head = store_head(sel, &encoder_sha256)?;
     let (probs, loss) = head.predict_mc_with_loss(rows.embeddings.view(), sel.mc_passes.max(1))?;
     if sel.metric == Metric::PredictedLoss && loss.is_none() {
         return Err(Error::Invalid(
@@ -357,7 +425,15 @@ pub fn select_store(store: &Path, sel: &StoreSelect) -> Result<StoreSelection> {
     }
     let (uncertainties, predicted) = scores::score_tiles(&probs, head.spec.multi_label, loss)?;
     let labelled = match &sel.labelled {
-        Some(l) => Some(labelled_mask(l, &rows.footprints)?),
+        Some(l) => {
+            let shapes = LabelledShapes::new(l)?;
+            Some(
+                rows.footprints
+                    .iter()
+                    .map(|f| shapes.touches(f))
+                    .collect::<Vec<_>>(),
+            )
+        }
         None => None,
     };
     let labelled_tiles = labelled
@@ -389,30 +465,20 @@ pub fn select_store(store: &Path, sel: &StoreSelect) -> Result<StoreSelection> {
     } else {
         select(&strategy, &input, sel.budget, sel.seed)?
     };
-    let picks = picks
+    let footprints = picks
         .iter()
-        .enumerate()
-        .map(|(r, p)| {
-            let meta = &rows.metas[rows.file_of[p.index]];
-            StorePick {
-                rank: r + 1,
-                scene_id: meta.scene_id.clone(),
-                scene_path: meta.scene_path.clone(),
-                tile: rows.tiles[p.index],
-                footprint: rows.footprints[p.index].clone(),
-                score: p.score,
-                uncertainty: score_vec[p.index],
-                predicted_class: head
-                    .spec
-                    .class_names
-                    .get(predicted[p.index])
-                    .cloned()
-                    .unwrap_or_default(),
-            }
-        })
+        .map(|p| rows.footprints[p.index].clone())
         .collect();
+    let facts = PickFacts {
+        metas: &rows.metas,
+        file_of: &|i| rows.file_of[i],
+        tiles: &rows.tiles,
+        uncertainty: score_vec,
+        predicted: &predicted,
+        class_names: &head.spec.class_names,
+    };
     Ok(StoreSelection {
-        picks,
+        picks: facts.picks(&picks, footprints),
         strategy,
         metric: sel.metric,
         files: rows.metas.len(),
@@ -420,7 +486,267 @@ pub fn select_store(store: &Path, sel: &StoreSelect) -> Result<StoreSelection> {
         dim: rows.embeddings.ncols(),
         labelled_tiles,
         encoder_sha256,
+        widened_rows: rows.tiles.len(),
     })
+}
+
+/// What the streaming pass of [`select_store`] keeps of each tile: no footprint, the
+/// embedding as f16 (only when the strategy may read embeddings).
+struct Scanned {
+    metas: Vec<StoreMeta>,
+    file_of: Vec<u32>,
+    row_in_file: Vec<u32>,
+    tiles: Vec<TileId>,
+    centres: Vec<(f64, f64)>,
+    uncertainty: Vec<f32>,
+    predicted: Vec<usize>,
+    labelled: Vec<bool>,
+    /// `tiles × dim` f16 values, row-major; empty when not kept.
+    embeddings: Vec<f16>,
+    dim: usize,
+}
+
+impl Scanned {
+    /// The f16 embeddings of `rows` (every row for `None`) widened to f32.
+    fn widen(&self, rows: Option<&[usize]>) -> Array2<f32> {
+        let d = self.dim;
+        let all: Vec<usize>;
+        let rows = match rows {
+            Some(r) => r,
+            None => {
+                all = (0..self.tiles.len()).collect();
+                &all
+            }
+        };
+        let mut out = Array2::<f32>::zeros((rows.len(), d));
+        if self.embeddings.len() < self.tiles.len() * d {
+            return out;
+        }
+        for (mut dst, &r) in out.outer_iter_mut().zip(rows) {
+            let src = &self.embeddings[r * d..(r + 1) * d];
+            dst.iter_mut().zip(src).for_each(|(o, v)| *o = v.to_f32());
+        }
+        out
+    }
+}
+
+/// The streaming pass: each record batch of each file through the head (its T MC passes),
+/// the metric, the predicted class and the labelled test; the batch's footprints are
+/// dropped, its embeddings kept as f16 when `keep_embeddings`.
+fn scan_store(
+    files: &[PathBuf],
+    metas: &[StoreMeta],
+    head: &mut Head,
+    sel: &StoreSelect,
+    keep_embeddings: bool,
+) -> Result<Scanned> {
+    let (dim, total) = (metas[0].dim, metas.iter().map(|m| m.tiles).sum::<usize>());
+    let shapes = sel.labelled.as_ref().map(LabelledShapes::new).transpose()?;
+    let mut s = Scanned {
+        metas: Vec::with_capacity(files.len()),
+        file_of: Vec::with_capacity(total),
+        row_in_file: Vec::with_capacity(total),
+        tiles: Vec::with_capacity(total),
+        centres: Vec::with_capacity(total),
+        uncertainty: Vec::with_capacity(total),
+        predicted: Vec::with_capacity(total),
+        labelled: Vec::with_capacity(total),
+        embeddings: Vec::with_capacity(if keep_embeddings { total * dim } else { 0 }),
+        dim,
+    };
+    let (passes, multi_label) = (sel.mc_passes.max(1), head.spec.multi_label);
+    for (k, f) in files.iter().enumerate() {
+        let mut failed: Option<Error> = None;
+        let before = s.tiles.len();
+        let meta = read_rows(f, |_, b| {
+            if failed.is_some() {
+                return;
+            }
+            let n = b.tiles.len();
+            let scored = Array2::from_shape_vec((n, dim), b.embeddings)
+                .map_err(|e| Error::Internal(format!("a store batch as a matrix: {e}")))
+                .and_then(|x| {
+                    let (probs, loss) = head.predict_mc_with_loss(x.view(), passes)?;
+                    if keep_embeddings {
+                        s.embeddings.extend(x.iter().map(|v| f16::from_f32(*v)));
+                    }
+                    scores::score_tiles(&probs, multi_label, loss)
+                });
+            match scored {
+                Ok((u, predicted)) => {
+                    s.uncertainty.extend(u.get(sel.metric).iter().copied());
+                    s.predicted.extend(predicted);
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    return;
+                }
+            }
+            if let Some(shapes) = &shapes {
+                s.labelled
+                    .extend(b.footprints.iter().map(|f| shapes.touches(f)));
+            }
+            let first = (s.tiles.len() - before) as u32;
+            s.row_in_file.extend((0..n as u32).map(|r| first + r));
+            s.file_of.extend(std::iter::repeat_n(k as u32, n));
+            s.tiles.extend(b.tiles);
+            s.centres.extend(b.centres);
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if s.tiles.len() - before != meta.tiles || s.tiles.len() > total {
+            return Err(rows_differ(f, &meta));
+        }
+        s.metas.push(meta);
+    }
+    Ok(s)
+}
+
+/// One selection over every scene of the store folder `store` (see the module doc), in
+/// one streaming pass: each record batch goes through the head (T MC passes) and the
+/// metric, and only per-tile scalars (uncertainty, predicted class, labelled flag, centre,
+/// file, tile) and the f16 embedding are kept; then
+/// [`select_needed_rows`](crate::sampling::select_needed_rows) widens to f32 just the rows
+/// the strategy reads and runs the same selection as [`select_store_in_memory`] (the same
+/// picks); the picks' footprints are read back from their files.
+///
+/// Memory: tiles × D × 2 bytes of f16 embeddings (none for top-k and random, and none
+/// with [`StoreSelect::two_pass`], which reads the needed rows from the files again
+/// instead), about 45 bytes of scalars a tile, one batch's head probabilities, and the
+/// widened rows (TypiClust: the labelled tiles + 10,000; clustering: `m·b`; coreset,
+/// MCFPS, ProbCover and any spaced strategy but top-k/random: every row, tiles × D × 4
+/// bytes more).
+///
+/// # Errors
+///
+/// [`Error::Invalid`] for an empty store, a store of several encoders, a head trained on
+/// another encoder or a metric the head cannot give; those of reading the store, of the
+/// head and of the selection.
+pub fn select_store(store: &Path, sel: &StoreSelect) -> Result<StoreSelection> {
+    let (files, metas) = store_files(store)?;
+    let encoder_sha256 = metas[0].encoder_sha256.clone();
+    let mut head = store_head(sel, &encoder_sha256)?;
+    if sel.metric == Metric::PredictedLoss && head.spec.loss_output.is_none() {
+        return Err(Error::Invalid(
+            "--metric predicted_loss needs a head with a loss output".into(),
+        ));
+    }
+    let keep = !sel.two_pass && !matches!(sel.strategy, Strategy::TopK | Strategy::Random);
+    let s = scan_store(&files, &metas, &mut head, sel, keep)?;
+    let labelled_tiles = s.labelled.iter().filter(|b| **b).count();
+    let strategy = sel.strategy.with_run_facts(
+        head.spec.class_names.len(),
+        labelled_tiles,
+        head.spec.auto_switch_per_class,
+    );
+    let none = Array2::<f32>::zeros((s.tiles.len(), 0));
+    let input = SelectionInput {
+        embeddings: none.view(),
+        uncertainty: ArrayView1::from(&s.uncertainty),
+        excluded: None,
+        labelled: sel.labelled.as_ref().map(|_| s.labelled.as_slice()),
+        classes: Some(&s.predicted),
+    };
+    let centres = if sel.min_spacing_m > 0.0 {
+        centres_in_metres(&s.centres)?
+    } else {
+        Vec::new()
+    };
+    let spacing = (sel.min_spacing_m > 0.0).then_some((centres.as_slice(), sel.min_spacing_m));
+    let mut widened_rows = 0;
+    let mut read_error = None;
+    let picks = select_needed_rows(&strategy, &input, sel.budget, sel.seed, spacing, |rows| {
+        let x = if sel.two_pass {
+            second_pass(&files, &s, rows).unwrap_or_else(|e| {
+                read_error = Some(e);
+                Array2::zeros((0, s.dim))
+            })
+        } else {
+            s.widen(rows)
+        };
+        widened_rows = x.nrows();
+        x
+    });
+    if let Some(e) = read_error {
+        return Err(e);
+    }
+    let picks = picks?;
+    let footprints = pick_footprints(&files, &s, &picks)?;
+    let facts = PickFacts {
+        metas: &s.metas,
+        file_of: &|i| s.file_of[i] as usize,
+        tiles: &s.tiles,
+        uncertainty: ArrayView1::from(&s.uncertainty),
+        predicted: &s.predicted,
+        class_names: &head.spec.class_names,
+    };
+    Ok(StoreSelection {
+        picks: facts.picks(&picks, footprints),
+        strategy,
+        metric: sel.metric,
+        files: s.metas.len(),
+        tiles: s.tiles.len(),
+        dim: s.dim,
+        labelled_tiles,
+        encoder_sha256,
+        widened_rows,
+    })
+}
+
+/// The second pass of a two-pass [`select_store`]: the embeddings of `rows` (every row
+/// for `None`), in that order, read from their files (only the `embedding` column of
+/// the row groups that hold them).
+fn second_pass(files: &[PathBuf], s: &Scanned, rows: Option<&[usize]>) -> Result<Array2<f32>> {
+    let all: Vec<usize>;
+    let rows = match rows {
+        Some(r) => r,
+        None => {
+            all = (0..s.tiles.len()).collect();
+            &all
+        }
+    };
+    let mut by_file: std::collections::BTreeMap<usize, (Vec<usize>, Vec<usize>)> =
+        Default::default();
+    for (out, &r) in rows.iter().enumerate() {
+        let (in_file, at) = by_file.entry(s.file_of[r] as usize).or_default();
+        in_file.push(s.row_in_file[r] as usize);
+        at.push(out);
+    }
+    let mut x = Array2::<f32>::zeros((rows.len(), s.dim));
+    for (file, (in_file, at)) in by_file {
+        let read = read_embeddings(&files[file], &in_file, s.dim)?;
+        for (src, &out) in read.outer_iter().zip(&at) {
+            x.row_mut(out).assign(&src);
+        }
+    }
+    Ok(x)
+}
+
+/// The footprints of `picks`, read back from their files (only the `geometry` column of
+/// the row groups that hold them).
+fn pick_footprints(files: &[PathBuf], s: &Scanned, picks: &[Pick]) -> Result<Vec<Polygon<f64>>> {
+    let mut by_file: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for p in picks {
+        by_file
+            .entry(s.file_of[p.index] as usize)
+            .or_default()
+            .push(s.row_in_file[p.index] as usize);
+    }
+    let mut read: std::collections::HashMap<(usize, usize), Polygon<f64>> = Default::default();
+    for (file, rows) in by_file {
+        let polys = read_footprints(&files[file], &rows)?;
+        read.extend(rows.into_iter().map(|r| (file, r)).zip(polys));
+    }
+    picks
+        .iter()
+        .map(|p| {
+            let key = (s.file_of[p.index] as usize, s.row_in_file[p.index] as usize);
+            read.get(&key)
+                .cloned()
+                .ok_or_else(|| Error::Internal(format!("no footprint read for pick {}", p.index)))
+        })
+        .collect()
 }
 
 /// Tile centres (lon/lat) as metres east and north of their mean.
@@ -441,41 +767,46 @@ fn wgs84_wkt() -> Result<String> {
         .map_err(|e| Error::Internal(format!("WGS 84 as WKT: {e}")))
 }
 
-/// Which footprints (lon/lat) a labelled polygon or point touches.
-fn labelled_mask(labelled: &Labelled, footprints: &[Polygon<f64>]) -> Result<Vec<bool>> {
-    let (polygons, points) = labelled.to_scene_crs(&wgs84_wkt()?)?;
-    let points: Vec<Point<f64>> = points.into_iter().map(Point::from).collect();
-    let boxes: Vec<_> = polygons.0.iter().map(|p| p.bounding_rect()).collect();
-    Ok(footprints
-        .iter()
-        .map(|f| {
-            let Some(fb) = f.bounding_rect() else {
-                return false;
-            };
-            points.iter().any(|p| fb.intersects(p) && f.intersects(p))
-                || polygons
-                    .0
-                    .iter()
-                    .zip(&boxes)
-                    .any(|(p, b)| b.is_some_and(|b| b.intersects(&fb)) && f.intersects(p))
-        })
-        .collect())
+/// Labelled polygons and points in lon/lat, ready to test footprints against.
+struct LabelledShapes {
+    polygons: MultiPolygon<f64>,
+    boxes: Vec<Option<Rect<f64>>>,
+    points: Vec<Point<f64>>,
 }
 
-/// Writes the picks as `out/suggestions.geojson` (RFC 7946, lon/lat; a feature per
-/// pick with `rank`, `scene_id`, `scene_path`, `tile_id`, `row`, `col`, `score`, the
-/// metric's value, `predicted_class`, `strategy` and `encoder_sha256`), through a
-/// temporary file; returns its path.
-///
-/// # Errors
-///
-/// [`Error::Io`] when the folder or file cannot be written.
-pub fn write_store_suggestions(sel: &StoreSelection, out: &Path) -> Result<PathBuf> {
-    let io = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| Error::Io { path, source }
-    };
-    std::fs::create_dir_all(out).map_err(io(out))?;
+impl LabelledShapes {
+    fn new(labelled: &Labelled) -> Result<Self> {
+        let (polygons, points) = labelled.to_scene_crs(&wgs84_wkt()?)?;
+        let points = points.into_iter().map(Point::from).collect();
+        let boxes = polygons.0.iter().map(|p| p.bounding_rect()).collect();
+        Ok(Self {
+            polygons,
+            boxes,
+            points,
+        })
+    }
+
+    /// Whether a labelled polygon or point touches the footprint `f` (lon/lat).
+    fn touches(&self, f: &Polygon<f64>) -> bool {
+        let Some(fb) = f.bounding_rect() else {
+            return false;
+        };
+        self.points
+            .iter()
+            .any(|p| fb.intersects(p) && f.intersects(p))
+            || self
+                .polygons
+                .0
+                .iter()
+                .zip(&self.boxes)
+                .any(|(p, b)| b.is_some_and(|b| b.intersects(&fb)) && f.intersects(p))
+    }
+}
+
+/// The picks as an RFC 7946 FeatureCollection (lon/lat): a polygon per pick with
+/// `rank`, `scene_id`, `scene_path`, `tile_id`, `row`, `col`, `score`, the metric's
+/// value, `predicted_class`, `strategy` and `encoder_sha256`.
+fn store_collection(sel: &StoreSelection) -> FeatureCollection {
     let features = sel
         .picks
         .iter()
@@ -507,16 +838,45 @@ pub fn write_store_suggestions(sel: &StoreSelection, out: &Path) -> Result<PathB
             }
         })
         .collect();
-    let fc = FeatureCollection {
+    FeatureCollection {
         features,
         bbox: None,
         foreign_members: None,
+    }
+}
+
+/// Writes the picks as `out/suggestions.geojson` (RFC 7946, lon/lat; a feature per
+/// pick with `rank`, `scene_id`, `scene_path`, `tile_id`, `row`, `col`, `score`, the
+/// metric's value, `predicted_class`, `strategy` and `encoder_sha256`) and as
+/// `out/suggestions.gpkg` (GeoPackage, EPSG:4326, layer `suggestions`, the same fields
+/// and polygons), each through a temporary file; returns their paths.
+///
+/// # Errors
+///
+/// [`Error::Io`] when the folder or a file cannot be written, [`Error::Output`] when
+/// GDAL cannot write the GeoPackage.
+pub fn write_store_suggestions(sel: &StoreSelection, out: &Path) -> Result<(PathBuf, PathBuf)> {
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| Error::Io { path, source }
     };
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let fc = store_collection(sel);
     let path = out.join("suggestions.geojson");
     let tmp = out.join("suggestions.geojson.tmp");
-    std::fs::write(&tmp, fc.to_string()).map_err(io(&tmp))?;
+    let text = fc.to_string();
+    std::fs::write(&tmp, &text).map_err(io(&tmp))?;
     std::fs::rename(&tmp, &path).map_err(io(&path))?;
-    Ok(path)
+    let gpkg = out.join("suggestions.gpkg");
+    let tmp = out.join("suggestions.tmp.gpkg");
+    if tmp.exists() {
+        std::fs::remove_file(&tmp).map_err(io(&tmp))?;
+    }
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Internal(format!("suggestions as JSON: {e}")))?;
+    crate::output::write_features_geopackage(&value, "suggestions", &tmp)?;
+    std::fs::rename(&tmp, &gpkg).map_err(io(&gpkg))?;
+    Ok((path, gpkg))
 }
 
 /// `v` rounded to 6 decimals, `None` (JSON null) when not finite (coreset's first pick).

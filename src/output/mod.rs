@@ -15,8 +15,8 @@ pub use heatmap::{
 };
 pub use mosaic::write_mosaic;
 pub use survey::{
-    SurveyPoint, path_length_m, survey_points, visit_order, write_geopackage, write_gpx,
-    write_survey_csv,
+    SurveyPoint, path_length_m, survey_points, visit_order, write_features_geopackage,
+    write_geopackage, write_gpx, write_survey_csv,
 };
 
 /// Errors from writing outputs.

@@ -238,6 +238,102 @@ pub fn write_gpx(points: &[SurveyPoint], order: &[usize], path: &Path) -> Result
     ds.close().map_err(|e| gdal_err(path, e))
 }
 
+/// A new GeoPackage at `path` and EPSG:4326 in lon/lat order, for its layers.
+fn create_geopackage(path: &Path) -> Result<(gdal::Dataset, SpatialRef), OutputError> {
+    let driver = DriverManager::get_driver_by_name("GPKG").map_err(|e| gdal_err(path, e))?;
+    let ds = driver
+        .create_vector_only(path)
+        .map_err(|e| gdal_err(path, e))?;
+    let srs = wgs84_traditional().map_err(|e| gdal_err(path, e))?;
+    Ok((ds, srs))
+}
+
+/// The GDAL field type of a JSON property: integers as 64-bit integers, other numbers as
+/// reals, booleans as integers, anything else as a string.
+fn field_type(v: &Value) -> OGRFieldType::Type {
+    match v {
+        Value::Number(n) if n.is_i64() || n.is_u64() => OGRFieldType::OFTInteger64,
+        Value::Number(_) => OGRFieldType::OFTReal,
+        Value::Bool(_) => OGRFieldType::OFTInteger64,
+        _ => OGRFieldType::OFTString,
+    }
+}
+
+/// The layer geometry type of `features`: their GeoJSON type when they all share one
+/// of Point, LineString, Polygon or MultiPolygon, else any.
+fn geometry_type(features: &[Value]) -> OGRwkbGeometryType::Type {
+    let mut kinds = features.iter().map(|f| f["geometry"]["type"].as_str());
+    let first = kinds.next().flatten();
+    if !kinds.all(|k| k == first) {
+        return OGRwkbGeometryType::wkbUnknown;
+    }
+    match first {
+        Some("Point") => OGRwkbGeometryType::wkbPoint,
+        Some("LineString") => OGRwkbGeometryType::wkbLineString,
+        Some("Polygon") => OGRwkbGeometryType::wkbPolygon,
+        Some("MultiPolygon") => OGRwkbGeometryType::wkbMultiPolygon,
+        _ => OGRwkbGeometryType::wkbUnknown,
+    }
+}
+
+/// Writes a GeoJSON FeatureCollection (lon/lat, RFC 7946) as the layer `layer` of a new
+/// GeoPackage at `path` (EPSG:4326): one feature per feature, one field per property
+/// (typed by its first non-null value: integer, real or string; null stays unset). What
+/// `select` writes next to its GeoJSON.
+///
+/// # Errors
+///
+/// [`OutputError::Gdal`] when GDAL cannot write it, [`OutputError::Invalid`] for a
+/// geometry GDAL cannot read.
+pub fn write_features_geopackage(fc: &Value, layer: &str, path: &Path) -> Result<(), OutputError> {
+    let features = fc["features"].as_array().cloned().unwrap_or_default();
+    let mut fields: Vec<(String, OGRFieldType::Type)> = Vec::new();
+    for f in &features {
+        for (k, v) in f["properties"].as_object().into_iter().flatten() {
+            if !v.is_null() && !fields.iter().any(|(n, _)| n == k) {
+                fields.push((k.clone(), field_type(v)));
+            }
+        }
+    }
+    let (mut ds, srs) = create_geopackage(path)?;
+    let lyr = ds
+        .create_layer(LayerOptions {
+            name: layer,
+            srs: Some(&srs),
+            ty: geometry_type(&features),
+            options: None,
+        })
+        .map_err(|e| gdal_err(path, e))?;
+    let defs: Vec<(&str, OGRFieldType::Type)> =
+        fields.iter().map(|(n, t)| (n.as_str(), *t)).collect();
+    lyr.create_defn_fields(&defs)
+        .map_err(|e| gdal_err(path, e))?;
+    for (i, feat) in features.iter().enumerate() {
+        let geom = Geometry::from_geojson(&feat["geometry"].to_string())
+            .map_err(|e| OutputError::Invalid(format!("feature {}: {e}", i + 1)))?;
+        let mut f = Feature::new(lyr.defn()).map_err(|e| gdal_err(path, e))?;
+        for (k, (_, t)) in fields.iter().enumerate() {
+            let v = &feat["properties"][fields[k].0.as_str()];
+            let set = match (v, *t) {
+                (Value::Null, _) => Ok(()),
+                (Value::Bool(b), _) => f.set_field_integer64(k, i64::from(*b)),
+                (v, OGRFieldType::OFTInteger64) if v.is_i64() => {
+                    f.set_field_integer64(k, v.as_i64().unwrap_or_default())
+                }
+                (v, OGRFieldType::OFTInteger64 | OGRFieldType::OFTReal) if v.is_number() => {
+                    f.set_field_double(k, v.as_f64().unwrap_or(f64::NAN))
+                }
+                (Value::String(s), _) => f.set_field_string(k, s),
+                (v, _) => f.set_field_string(k, &v.to_string()),
+            };
+            set.map_err(|e| gdal_err(path, e))?;
+        }
+        f.set_geometry(geom).map_err(|e| gdal_err(path, e))?;
+        f.create(&lyr).map_err(|e| gdal_err(path, e))?;
+    }
+    ds.close().map_err(|e| gdal_err(path, e))
+}
+
 /// Writes a GeoPackage with a `suggestions` layer (tile polygons with rank, visit, tile
 /// id, score, predicted class and an empty `class` field for the analyst) and a `labels`
 /// layer (the project's labels: class, author, created), both EPSG:4326.
@@ -253,11 +349,7 @@ pub fn write_geopackage(
     labels: &Value,
     path: &Path,
 ) -> Result<(), OutputError> {
-    let driver = DriverManager::get_driver_by_name("GPKG").map_err(|e| gdal_err(path, e))?;
-    let mut ds = driver
-        .create_vector_only(path)
-        .map_err(|e| gdal_err(path, e))?;
-    let srs = wgs84_traditional().map_err(|e| gdal_err(path, e))?;
+    let (mut ds, srs) = create_geopackage(path)?;
     let mut visit_of = vec![0usize; points.len()];
     for (v, &i) in order.iter().enumerate() {
         visit_of[i] = v + 1;

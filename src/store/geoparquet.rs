@@ -491,6 +491,126 @@ pub fn read_rows(
     Ok(meta)
 }
 
+/// The footprints (lon/lat) of rows `rows` (distinct 0-based positions in the file) of a store
+/// file, in the order given: only the `geometry` column of the row groups that hold them
+/// is read.
+///
+/// # Errors
+///
+/// [`StoreError::Read`] / [`StoreError::Damaged`] as for [`read_meta`], and
+/// [`StoreError::Damaged`] when a row is past the file's end or a geometry is not WKB.
+pub fn read_footprints(path: &Path, rows: &[usize]) -> Result<Vec<Polygon<f64>>, StoreError> {
+    read_column_rows(path, rows, "geometry", |b, wanted| {
+        let geoms = column::<BinaryArray>(path, b, "geometry")?;
+        wanted
+            .iter()
+            .map(|&i| wkb_polygon(geoms.value(i)).map_err(|m| damaged(path, m)))
+            .collect()
+    })
+}
+
+/// The embeddings (f16 widened to f32, `dim` values each) of rows `rows` (distinct
+/// 0-based positions in the file) of a store file, in the order given: only the `embedding`
+/// column of the row groups that hold them is read.
+///
+/// # Errors
+///
+/// [`StoreError::Read`] / [`StoreError::Damaged`] as for [`read_meta`], and
+/// [`StoreError::Damaged`] when a row is past the file's end or the embeddings are not
+/// `dim`-d f16.
+pub fn read_embeddings(path: &Path, rows: &[usize], dim: usize) -> Result<Array2<f32>, StoreError> {
+    let vectors = read_column_rows(path, rows, "embedding", |b, wanted| {
+        let emb = column::<FixedSizeListArray>(path, b, "embedding")?;
+        if emb.value_length() as usize != dim {
+            return Err(damaged(
+                path,
+                format!("{}-d embeddings, metadata says {dim}", emb.value_length()),
+            ));
+        }
+        let values = emb
+            .values()
+            .as_any()
+            .downcast_ref::<Float16Array>()
+            .ok_or_else(|| damaged(path, "embedding values are not f16"))?;
+        Ok(wanted
+            .iter()
+            .map(|&i| {
+                let start = (emb.offset() + i) * dim;
+                (start..start + dim)
+                    .map(|k| values.value(k).to_f32())
+                    .collect::<Vec<f32>>()
+            })
+            .collect())
+    })?;
+    let mut out = Array2::<f32>::zeros((rows.len(), dim));
+    for (mut dst, v) in out.outer_iter_mut().zip(vectors) {
+        dst.iter_mut().zip(v).for_each(|(d, s)| *d = s);
+    }
+    Ok(out)
+}
+
+/// Rows `rows` (file positions) of the column `name` of a store file, in the order
+/// given: only that column of the row groups holding a wanted row is read, and
+/// `decode(batch, positions)` turns the wanted positions of a batch into values.
+fn read_column_rows<T>(
+    path: &Path,
+    rows: &[usize],
+    name: &str,
+    mut decode: impl FnMut(&RecordBatch, &[usize]) -> Result<Vec<T>, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let file = File::open(path).map_err(|source| StoreError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| damaged(path, e.to_string()))?;
+    let index = builder
+        .schema()
+        .index_of(name)
+        .map_err(|_| damaged(path, format!("no column `{name}`")))?;
+    let wanted: std::collections::HashSet<usize> = rows.iter().copied().collect();
+    // Row groups holding a wanted row, and the file positions of their rows in order.
+    let mut groups = Vec::new();
+    let mut positions = Vec::new();
+    let mut start = 0usize;
+    for (g, rg) in builder.metadata().row_groups().iter().enumerate() {
+        let len = usize::try_from(rg.num_rows()).unwrap_or(0);
+        if (start..start + len).any(|r| wanted.contains(&r)) {
+            groups.push(g);
+            positions.extend(start..start + len);
+        }
+        start += len;
+    }
+    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), [index]);
+    let reader = builder
+        .with_row_groups(groups)
+        .with_projection(mask)
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| damaged(path, e.to_string()))?;
+    let mut found: std::collections::HashMap<usize, T> = Default::default();
+    let mut at = 0usize;
+    for batch in reader {
+        let batch = batch.map_err(|e| damaged(path, e.to_string()))?;
+        let local: Vec<usize> = (0..batch.num_rows())
+            .filter(|i| positions.get(at + i).is_some_and(|p| wanted.contains(p)))
+            .collect();
+        let values = decode(&batch, &local)?;
+        found.extend(local.iter().map(|i| positions[at + i]).zip(values));
+        at += batch.num_rows();
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        // Rows are distinct (the callers' contract): each is taken once.
+        out.push(
+            found
+                .remove(r)
+                .ok_or_else(|| damaged(path, format!("no row {r}")))?,
+        );
+    }
+    Ok(out)
+}
+
 fn column<'a, T: 'static>(
     path: &Path,
     b: &'a RecordBatch,

@@ -15,6 +15,6 @@ pub use embedding_cache::{CacheError, CacheKey, CachedEmbeddings, EmbeddingCache
 
 pub use geoparquet::{
     ENCODER_KEY, GRID_KEY, META_KEY, STORE_EXTENSION, StoreBatch, StoreError, StoreMeta, StoreRows,
-    TMP_SUFFIX, list_store, polygon_wkb, read_meta, read_rows, tmp_path, wkb_polygon,
-    write_scene_file,
+    TMP_SUFFIX, list_store, polygon_wkb, read_embeddings, read_footprints, read_meta, read_rows,
+    tmp_path, wkb_polygon, write_scene_file,
 };

@@ -304,6 +304,25 @@ fn a_region_project_selects_and_retrains_across_three_scenes() {
     }
     assert_eq!(features(&last).len(), 20);
     check_region_export(&d, pid, &last);
+
+    // A deleted project's region files go with it: a new project that gets the same id
+    // has no region suggestions to export.
+    let (code, _) = d.delete(&format!("/projects/{pid}"));
+    assert_eq!(code, 204);
+    let (code, again) = d.post("/projects", &json!({"name": "region again"}));
+    assert_eq!(code, 201, "{again}");
+    assert_eq!(
+        again["id"].as_i64(),
+        Some(pid),
+        "SQLite reuses the highest id"
+    );
+    let (code, _) = d.post(
+        &format!("/projects/{pid}/scenes"),
+        &json!({"path": scenes[0].display().to_string()}),
+    );
+    assert_eq!(code, 202);
+    let (code, none) = d.get(&format!("/projects/{pid}/export?format=csv&scope=project"));
+    assert_eq!(code, 409, "{none}");
 }
 
 /// Ground spacing holds across scene borders: the most uncertain tiles at least

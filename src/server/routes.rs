@@ -250,6 +250,17 @@ pub async fn delete_project(
 ) -> ApiResult<StatusCode> {
     let gone = with_db(&state, move |db| Ok(db.delete_project(id)?)).await?;
     if gone {
+        // Its region files go with it: a later project may get the same id.
+        let data = state.config.data_dir.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for dir in [
+                data.join("suggestions").join(format!("project-{id}")),
+                data.join("region").join(format!("project-{id}")),
+            ] {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        })
+        .await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(&format!("project {id}")))

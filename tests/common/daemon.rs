@@ -80,6 +80,17 @@ impl Daemon {
         (code, r.body_mut().read_json().unwrap_or(Value::Null))
     }
 
+    /// DELETE `path`: status and JSON body (null when there is none).
+    pub fn delete(&self, path: &str) -> (u16, Value) {
+        let mut r = self
+            .agent
+            .delete(&format!("{}{path}", self.base))
+            .call()
+            .expect("DELETE");
+        let code = r.status().as_u16();
+        (code, r.body_mut().read_json().unwrap_or(Value::Null))
+    }
+
     /// A project with the demo models; its id.
     pub fn project(&self) -> i64 {
         let (code, p) = self.post("/projects", &json!({"name": "p"}));

@@ -323,6 +323,13 @@ fn a_region_project_selects_and_retrains_across_three_scenes() {
     assert_eq!(code, 202);
     let (code, none) = d.get(&format!("/projects/{pid}/export?format=csv&scope=project"));
     assert_eq!(code, 409, "{none}");
+    let data = tmp.path().join("data").join("suggestions");
+    for id in &ids {
+        assert!(
+            !data.join(id.to_string()).exists(),
+            "scene {id}'s latest suggestions kept"
+        );
+    }
 }
 
 /// Ground spacing holds across scene borders: the most uncertain tiles at least

@@ -248,15 +248,23 @@ pub async fn delete_project(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
 ) -> ApiResult<StatusCode> {
-    let gone = with_db(&state, move |db| Ok(db.delete_project(id)?)).await?;
+    let (gone, scenes) = with_db(&state, move |db| {
+        let scenes: Vec<i64> = db.scenes(id)?.iter().map(|s| s.id).collect();
+        Ok((db.delete_project(id)?, scenes))
+    })
+    .await?;
     if gone {
-        // Its region files go with it: a later project may get the same id.
+        // Its latest suggestions and region files go with it: SQLite gives a later
+        // project (and its scenes) the ids of deleted ones, and exports read these.
         let data = state.config.data_dir.clone();
         let _ = tokio::task::spawn_blocking(move || {
-            for dir in [
-                data.join("suggestions").join(format!("project-{id}")),
+            let suggestions = data.join("suggestions");
+            let mut dirs = vec![
+                suggestions.join(format!("project-{id}")),
                 data.join("region").join(format!("project-{id}")),
-            ] {
+            ];
+            dirs.extend(scenes.iter().map(|s| suggestions.join(s.to_string())));
+            for dir in dirs {
                 let _ = std::fs::remove_dir_all(dir);
             }
         })

@@ -168,6 +168,104 @@ fn check_region_heatmap(path: &Path, bands: usize, c_tile: (f64, f64)) {
     );
 }
 
+/// Adds each scene to project `pid` and waits for it to be scored; their ids.
+fn add_scenes(d: &Daemon, pid: i64, scenes: &[PathBuf]) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for s in scenes {
+        let (code, added) = d.post(
+            &format!("/projects/{pid}/scenes"),
+            &json!({"path": s.display().to_string()}),
+        );
+        assert_eq!(code, 202, "{added}");
+        d.wait(added["job"].as_i64().unwrap());
+        ids.push(added["scene"]["id"].as_i64().unwrap());
+    }
+    ids
+}
+
+/// The first region selection: 12 picks ranked 1…12, all in the project's scenes, from
+/// at least two of them.
+fn check_first_selection(first: &Value, ids: &[i64]) {
+    let picked = scenes_of(first);
+    assert_eq!(picked.len(), 12, "{first}");
+    let mut distinct = picked.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert!(distinct.len() >= 2, "every pick from one scene: {picked:?}");
+    assert!(picked.iter().all(|s| ids.contains(s)), "{picked:?}");
+    let ranks: Vec<i64> = features(first)
+        .iter()
+        .map(|f| f["properties"]["rank"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ranks, (1..=12).collect::<Vec<i64>>());
+}
+
+/// Labels in B and C on the round's most uncertain tiles there: no scene's labelled
+/// tile (these and `a_picks`) is suggested again. The new suggestions.
+fn label_more_and_reselect(
+    d: &Daemon,
+    pid: i64,
+    round: &Value,
+    a_picks: &[&Value],
+    classes: &[String],
+    a: i64,
+    ask: &Value,
+) -> Value {
+    let top: Vec<&Value> = features(&round["suggestions"])
+        .iter()
+        .filter(|f| f["properties"]["scene_id"] != a)
+        .take(4)
+        .collect();
+    assert_eq!(top.len(), 4, "{round}");
+    let (code, stored) = d.post(
+        &format!("/projects/{pid}/labels"),
+        &point_labels(&top, classes),
+    );
+    assert_eq!(code, 201, "{stored}");
+    let (code, last) = d.post(&format!("/projects/{pid}/suggestions"), ask);
+    assert_eq!(code, 200, "{last}");
+    let points: Vec<(f64, f64)> = a_picks.iter().chain(&top).map(|f| centre(f)).collect();
+    for f in features(&last) {
+        let [w, s, e, n] = bbox(f);
+        for (x, y) in &points {
+            assert!(
+                !(w < *x && *x < e && s < *y && *y < n),
+                "labelled ground ({x}, {y}) suggested again: {f}"
+            );
+        }
+    }
+    assert_eq!(features(&last).len(), 20);
+    last
+}
+
+/// A deleted project's region files go with it: a new project that gets the same id
+/// has no region suggestions to export, and its scenes' latest suggestions are gone.
+fn check_delete_and_reuse(d: &Daemon, tmp: &Path, pid: i64, scene: &Path, ids: &[i64]) {
+    let (code, _) = d.delete(&format!("/projects/{pid}"));
+    assert_eq!(code, 204);
+    let (code, again) = d.post("/projects", &json!({"name": "region again"}));
+    assert_eq!(code, 201, "{again}");
+    assert_eq!(
+        again["id"].as_i64(),
+        Some(pid),
+        "SQLite reuses the highest id"
+    );
+    let (code, _) = d.post(
+        &format!("/projects/{pid}/scenes"),
+        &json!({"path": scene.display().to_string()}),
+    );
+    assert_eq!(code, 202);
+    let (code, none) = d.get(&format!("/projects/{pid}/export?format=csv&scope=project"));
+    assert_eq!(code, 409, "{none}");
+    let data = tmp.join("data").join("suggestions");
+    for id in ids {
+        assert!(
+            !data.join(id.to_string()).exists(),
+            "scene {id}'s latest suggestions kept"
+        );
+    }
+}
+
 #[test]
 fn a_region_project_selects_and_retrains_across_three_scenes() {
     let tmp = common::tempdir();
@@ -179,33 +277,13 @@ fn a_region_project_selects_and_retrains_across_three_scenes() {
     assert_eq!(code, 201, "{project}");
     let pid = project["id"].as_i64().unwrap();
     let classes: Vec<String> = serde_json::from_value(project["classes"].clone()).unwrap();
-    let mut ids = Vec::new();
-    for s in &scenes {
-        let (code, added) = d.post(
-            &format!("/projects/{pid}/scenes"),
-            &json!({"path": s.display().to_string()}),
-        );
-        assert_eq!(code, 202, "{added}");
-        d.wait(added["job"].as_i64().unwrap());
-        ids.push(added["scene"]["id"].as_i64().unwrap());
-    }
+    let ids = add_scenes(&d, pid, &scenes);
     let url = format!("/projects/{pid}/suggestions");
 
     // One selection over the three scenes: the default strategy spreads its picks.
     let (code, first) = d.post(&url, &json!({"scope": "project", "budget": 12}));
     assert_eq!(code, 200, "{first}");
-    let picked = scenes_of(&first);
-    assert_eq!(picked.len(), 12, "{first}");
-    let mut distinct = picked.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
-    assert!(distinct.len() >= 2, "every pick from one scene: {picked:?}");
-    assert!(picked.iter().all(|s| ids.contains(s)), "{picked:?}");
-    let ranks: Vec<i64> = features(&first)
-        .iter()
-        .map(|f| f["properties"]["rank"].as_i64().unwrap())
-        .collect();
-    assert_eq!(ranks, (1..=12).collect::<Vec<i64>>());
+    check_first_selection(&first, &ids);
     let (code, both) = d.post(&url, &json!({"scope": "project", "scene_id": ids[0]}));
     assert_eq!(code, 422, "{both}");
     check_spacing_across_scenes(&d, pid);
@@ -277,59 +355,10 @@ fn a_region_project_selects_and_retrains_across_three_scenes() {
         panic!("no pick in scene C to locate it in the mosaic: {round}");
     }
 
-    // Labels in B and C on their most uncertain tiles: no scene's labelled tile is
-    // suggested again.
-    let top: Vec<&Value> = features(&round["suggestions"])
-        .iter()
-        .filter(|f| f["properties"]["scene_id"] != ids[0])
-        .take(4)
-        .collect();
-    assert_eq!(top.len(), 4, "{round}");
-    let (code, stored) = d.post(
-        &format!("/projects/{pid}/labels"),
-        &point_labels(&top, &classes),
-    );
-    assert_eq!(code, 201, "{stored}");
-    let (code, last) = d.post(&url, &ask);
-    assert_eq!(code, 200, "{last}");
-    let points: Vec<(f64, f64)> = a_picks.iter().chain(&top).map(|f| centre(f)).collect();
-    for f in features(&last) {
-        let [w, s, e, n] = bbox(f);
-        for (x, y) in &points {
-            assert!(
-                !(w < *x && *x < e && s < *y && *y < n),
-                "labelled ground ({x}, {y}) suggested again: {f}"
-            );
-        }
-    }
-    assert_eq!(features(&last).len(), 20);
+    let last = label_more_and_reselect(&d, pid, &round, &a_picks, &classes, ids[0], &ask);
     check_region_export(&d, pid, &last);
 
-    // A deleted project's region files go with it: a new project that gets the same id
-    // has no region suggestions to export.
-    let (code, _) = d.delete(&format!("/projects/{pid}"));
-    assert_eq!(code, 204);
-    let (code, again) = d.post("/projects", &json!({"name": "region again"}));
-    assert_eq!(code, 201, "{again}");
-    assert_eq!(
-        again["id"].as_i64(),
-        Some(pid),
-        "SQLite reuses the highest id"
-    );
-    let (code, _) = d.post(
-        &format!("/projects/{pid}/scenes"),
-        &json!({"path": scenes[0].display().to_string()}),
-    );
-    assert_eq!(code, 202);
-    let (code, none) = d.get(&format!("/projects/{pid}/export?format=csv&scope=project"));
-    assert_eq!(code, 409, "{none}");
-    let data = tmp.path().join("data").join("suggestions");
-    for id in &ids {
-        assert!(
-            !data.join(id.to_string()).exists(),
-            "scene {id}'s latest suggestions kept"
-        );
-    }
+    check_delete_and_reuse(&d, tmp.path(), pid, &scenes[0], &ids);
 }
 
 /// Ground spacing holds across scene borders: the most uncertain tiles at least

@@ -60,6 +60,7 @@ pub use request::{
 pub use resample::{RESAMPLE_FACTOR, scene_to_tile};
 pub use scenes::{
     AcrossPick, AcrossTraining, distance_across, repredict, reselect_across, retrain_across,
+    stack_embeddings,
 };
 pub use select::{reselect, reselect_with};
 

@@ -119,8 +119,13 @@ pub(super) fn predict(
                 &head.spec.class_names,
                 warnings,
             )?;
-            let (trained, summary) =
-                retrain_head(r, embeddings, &classes, &head.spec.class_names, req.seed)?;
+            let (trained, summary) = retrain_head(
+                r,
+                embeddings.view(),
+                &classes,
+                &head.spec.class_names,
+                req.seed,
+            )?;
             let rows = classes.iter().map(Option::is_some).collect();
             (Some(trained), Some(summary), Some(rows))
         }
@@ -153,7 +158,7 @@ pub(super) fn predict(
 /// Trains (or continues) a head on the labelled tiles' embeddings and saves it if asked.
 pub(super) fn retrain_head(
     r: &Retrain,
-    embeddings: &Array2<f32>,
+    embeddings: ArrayView2<'_, f32>,
     classes: &[Option<usize>],
     class_names: &[String],
     seed: u64,

@@ -22,13 +22,13 @@ use ndarray::{Array1, Array2, ArrayView2, Axis, concatenate};
 use super::labels::{LabelTiles, overlay_classes, tile_classes};
 use super::predict::{PredictHead, retrain_head};
 use super::request::{Retrain, ScoreRequest};
-use super::select::apply_selection;
+use super::select::{apply_selection, pick};
 use crate::aoi::Labelled;
 use crate::crs::{Reprojector, wgs84};
 use crate::error::{Error, Result};
 use crate::head::TrainableHead;
 use crate::report::{RetrainSummary, ScoreResult};
-use crate::sampling::{Pick, SelectionInput, Strategy, select, select_with_spacing};
+use crate::sampling::{Pick, SelectionInput, Strategy};
 use crate::tiling::{TileId, tiles_in_aoi};
 use crate::uncertainty::{Metric, ReferenceKind, TrainingDistance, nearest_labelled, scene_stats};
 
@@ -58,11 +58,32 @@ fn check_pool(results: &[ScoreResult]) -> Result<()> {
     Ok(())
 }
 
-/// Every scene's embeddings stacked, one row per scored tile, scenes in order.
-fn union_embeddings(results: &[ScoreResult]) -> Result<Array2<f32>> {
+/// Every scene's embeddings stacked, one row per scored tile, scenes in order: what the
+/// `*_across` stages read. Stack once per request: embeddings do not change when a
+/// round retrains the head and predicts again.
+///
+/// # Errors
+///
+/// [`Error::Invalid`] for no scene or scenes of different models.
+pub fn stack_embeddings(results: &[ScoreResult]) -> Result<Array2<f32>> {
+    check_pool(results)?;
     let views: Vec<ArrayView2<'_, f32>> = results.iter().map(|r| r.embeddings.view()).collect();
     concatenate(Axis(0), &views)
         .map_err(|e| Error::Internal(format!("stacking the scenes' embeddings: {e}")))
+}
+
+/// Checks that `embeddings` are `results`' as [`stack_embeddings`] stacks them.
+fn check_stacked(results: &[ScoreResult], embeddings: ArrayView2<'_, f32>) -> Result<()> {
+    check_pool(results)?;
+    let tiles: usize = results.iter().map(|r| r.tiles.len()).sum();
+    let dim = results[0].embeddings.ncols();
+    if embeddings.dim() != (tiles, dim) {
+        return Err(Error::Internal(format!(
+            "stacked embeddings are {:?}, the scenes have {tiles} tiles of {dim}-d",
+            embeddings.dim()
+        )));
+    }
+    Ok(())
 }
 
 /// Each tile centre of every scene (in order) as metres on one local tangent plane at
@@ -92,11 +113,12 @@ fn centres_across(results: &[ScoreResult]) -> Result<Vec<[f64; 2]>> {
 /// lacks; those of the selection.
 pub fn reselect_across(
     results: &mut [ScoreResult],
+    embeddings: ArrayView2<'_, f32>,
     labels: &[Option<LabelTiles>],
     req: &ScoreRequest,
 ) -> Result<Vec<AcrossPick>> {
     let t = Instant::now();
-    check_pool(results)?;
+    check_stacked(results, embeddings)?;
     if req.metric == Metric::PredictedLoss
         && results
             .iter()
@@ -107,7 +129,6 @@ pub fn reselect_across(
         ));
     }
     let label_of = |i: usize| labels.get(i).and_then(Option::as_ref);
-    let embeddings = union_embeddings(results)?;
     let uncertainty: Array1<f32> = results
         .iter()
         .flat_map(|r| r.uncertainties.get(req.metric).to_vec())
@@ -142,26 +163,13 @@ pub fn reselect_across(
         _ => None,
     };
     let input = SelectionInput {
-        embeddings: embeddings.view(),
+        embeddings,
         uncertainty: uncertainty.view(),
         excluded: None,
         labelled: Some(&labelled),
         classes: known.as_deref(),
     };
-    let picks = if req.min_spacing_m > 0.0 {
-        let centres = centres_across(results)?;
-        select_with_spacing(
-            &strategy,
-            &input,
-            req.budget,
-            req.seed,
-            &centres,
-            req.min_spacing_m,
-        )?
-    } else {
-        select(&strategy, &input, req.budget, req.seed)?
-    };
-    drop(embeddings);
+    let picks = pick(&strategy, &input, req, || centres_across(results))?;
     let starts: Vec<usize> = results
         .iter()
         .scan(0, |at, r| {
@@ -268,11 +276,12 @@ pub struct AcrossTraining {
 /// does not know, or no labelled tile with a class; those of training and saving.
 pub fn retrain_across(
     results: &[ScoreResult],
+    embeddings: ArrayView2<'_, f32>,
     labelled: &Labelled,
     retrain: &Retrain,
     seed: u64,
 ) -> Result<AcrossTraining> {
-    check_pool(results)?;
+    check_stacked(results, embeddings)?;
     let owners = label_owners(labelled, results)?;
     let class_names = results[0].class_names.clone();
     let mut warnings = Vec::new();
@@ -291,8 +300,7 @@ pub fn retrain_across(
         rows.push(c.iter().map(Option::is_some).collect::<Vec<bool>>());
         classes.extend(c);
     }
-    let embeddings = union_embeddings(results)?;
-    let (head, summary) = retrain_head(retrain, &embeddings, &classes, &class_names, seed)?;
+    let (head, summary) = retrain_head(retrain, embeddings, &classes, &class_names, seed)?;
     let per_scene = rows
         .iter()
         .map(|r| r.iter().filter(|b| **b).count())
@@ -345,13 +353,17 @@ pub fn repredict(
 ///
 /// # Errors
 ///
-/// Those of stacking the embeddings.
-pub fn distance_across(results: &mut [ScoreResult], rows: &[Vec<bool>]) -> Result<()> {
-    let embeddings = union_embeddings(results)?;
+/// [`Error::Internal`] when `embeddings` are not the results' stacked.
+pub fn distance_across(
+    results: &mut [ScoreResult],
+    embeddings: ArrayView2<'_, f32>,
+    rows: &[Vec<bool>],
+) -> Result<()> {
+    check_stacked(results, embeddings)?;
     let learnt: Vec<bool> = rows.concat();
     let n = learnt.iter().filter(|b| **b).count();
-    let scale = scene_stats(embeddings.view()).std;
-    let Some(values) = nearest_labelled(embeddings.view(), &learnt, &scale) else {
+    let scale = scene_stats(embeddings).std;
+    let Some(values) = nearest_labelled(embeddings, &learnt, &scale) else {
         return Ok(());
     };
     let scenes = results.len();

@@ -95,35 +95,46 @@ pub(super) fn select_stage(
         labelled: labelled_mask.as_deref(),
         classes: known.as_deref(),
     };
-    let picks = if req.min_spacing_m > 0.0 {
+    let picks = pick(&strategy, &input, req, || {
         let (cx, cy) = s
             .grid
             .geo_transform
             .apply(s.size.0 as f64 / 2.0, s.size.1 as f64 / 2.0);
         let metric = LocalMetric::new(s.crs_wkt, (cx, cy))?;
-        let centres: Vec<[f64; 2]> = s
-            .tiles
+        Ok(s.tiles
             .iter()
             .map(|id| {
                 let (x, y) = s.grid.centre(*id);
                 metric.to_metres(x, y)
             })
-            .collect();
-        select_with_spacing(
-            &strategy,
-            &input,
-            req.budget,
-            req.seed,
-            &centres,
-            req.min_spacing_m,
-        )?
-    } else {
-        select(&strategy, &input, req.budget, req.seed)?
-    };
+            .collect())
+    })?;
     Ok(Selected {
         picks,
         strategy,
         labelled_tiles: labelled_count,
+    })
+}
+
+/// `req.budget` picks by `strategy` with `req`'s seed, kept `req.min_spacing_m` apart
+/// on the ground when that is positive (`centres`, in metres, read only then).
+pub(super) fn pick(
+    strategy: &Strategy,
+    input: &SelectionInput<'_>,
+    req: &ScoreRequest,
+    centres: impl FnOnce() -> Result<Vec<[f64; 2]>>,
+) -> Result<Vec<Pick>> {
+    Ok(if req.min_spacing_m > 0.0 {
+        select_with_spacing(
+            strategy,
+            input,
+            req.budget,
+            req.seed,
+            &centres()?,
+            req.min_spacing_m,
+        )?
+    } else {
+        select(strategy, input, req.budget, req.seed)?
     })
 }
 

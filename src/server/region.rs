@@ -15,10 +15,10 @@ use std::sync::atomic::AtomicBool;
 use axum::http::StatusCode;
 
 use super::error::ApiError;
-use super::warm::{LatestSuggestions, fingerprint};
+use super::warm::fingerprint;
 use super::worker::{
-    Outcome, SelectParams, WorkerContext, cached_labels, round_agreement, round_labels,
-    unlabelled_request, with_selection,
+    Outcome, SelectParams, WorkerContext, cached_labels, keep_latest, previous_tiles,
+    round_agreement, round_labels, unlabelled_request, with_selection,
 };
 use crate::engine::{self, LabelTiles, Progress, Retrain, ScoreRequest, ScoreResult};
 use crate::store::{Db, Project, SceneRow, SceneStatus};
@@ -30,6 +30,8 @@ struct Pool {
     reqs: Vec<ScoreRequest>,
     keys: Vec<String>,
     results: Vec<ScoreResult>,
+    /// The results' embeddings stacked once ([`engine::stack_embeddings`]).
+    embeddings: ndarray::Array2<f32>,
 }
 
 /// The project's scored scenes in the order they were added; 409 when there is none.
@@ -75,6 +77,7 @@ fn take_pool(
         reqs: Vec::new(),
         keys: Vec::new(),
         results: Vec::new(),
+        embeddings: ndarray::Array2::zeros((0, 0)),
     };
     for scene in scenes {
         let taken = (|| -> Result<_, ApiError> {
@@ -118,6 +121,13 @@ fn take_pool(
             StatusCode::UNPROCESSABLE_ENTITY,
             "the AOI is outside every scored scene of the project: draw it over a scene (GET /projects/{id}/scenes lists them)",
         ));
+    }
+    match engine::stack_embeddings(&pool.results) {
+        Ok(stacked) => pool.embeddings = stacked,
+        Err(e) => {
+            put_back(ctx, pool);
+            return Err(e.into());
+        }
     }
     Ok(pool)
 }
@@ -168,27 +178,16 @@ fn select_pool(
         .reqs
         .first()
         .ok_or_else(|| ApiError::internal("an empty pool of scenes"))?;
-    let order = engine::reselect_across(&mut pool.results, &labels, first)?;
+    let order = engine::reselect_across(&mut pool.results, pool.embeddings.view(), &labels, first)?;
     let ids: Vec<i64> = pool.scenes.iter().map(|s| s.id).collect();
     let collection = crate::output::region_collection(&pool.results, &ids, &order)
         .map_err(crate::Error::from)?;
-    let latest = LatestSuggestions::of(&collection);
-    let path = latest_region_path(ctx, project.id);
-    let mut kept = ctx
-        .latest_region
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if !(kept
-        .get(&project.id)
-        .is_some_and(|k| k.digest == latest.digest)
-        && path.is_file())
-    {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(ApiError::internal)?;
-        }
-        crate::output::write_collection(&collection, &path).map_err(crate::Error::from)?;
-        kept.insert(project.id, latest);
-    }
+    keep_latest(
+        &ctx.latest_region,
+        project.id,
+        &latest_region_path(ctx, project.id),
+        &collection,
+    )?;
     Ok(collection)
 }
 
@@ -227,13 +226,11 @@ pub(super) fn round_region(
         )
     })?;
     let rounds = db.rounds(project.id)?;
-    let previous = ctx
-        .latest_region
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get(&project.id)
-        .map(|l| l.tiles.clone())
-        .unwrap_or_else(|| LatestSuggestions::read(&latest_region_path(ctx, project.id)));
+    let previous = previous_tiles(
+        &ctx.latest_region,
+        project.id,
+        &latest_region_path(ctx, project.id),
+    );
     let agreement = round_agreement(&labels, rounds.last(), &previous);
     let mut pool = take_pool(ctx, db, project, params, cancel)?;
     progress(Progress::Head);
@@ -293,7 +290,13 @@ fn retrain_pool(
         save_to: Some(head_path.clone()),
         ..Retrain::default()
     };
-    let mut training = engine::retrain_across(&pool.results, labelled, &retrain, params.seed)?;
+    let mut training = engine::retrain_across(
+        &pool.results,
+        pool.embeddings.view(),
+        labelled,
+        &retrain,
+        params.seed,
+    )?;
     for r in pool.results.iter_mut() {
         engine::repredict(
             r,
@@ -303,7 +306,7 @@ fn retrain_pool(
             &training.summary,
         )?;
     }
-    engine::distance_across(&mut pool.results, &training.rows)?;
+    engine::distance_across(&mut pool.results, pool.embeddings.view(), &training.rows)?;
     let collection = select_pool(ctx, db, project, pool)?;
     let dir = ctx
         .data_dir

@@ -1102,8 +1102,13 @@ pub async fn heatmap(
         .out_dir
         .clone()
         .ok_or_else(|| not_scored(&scene, None))?;
-    // Streamed from disk, not loaded whole: a granule's heatmap is large.
-    let file = tokio::fs::File::open(std::path::Path::new(&dir).join("heatmap.tif"))
+    stream_cog(&std::path::Path::new(&dir).join("heatmap.tif")).await
+}
+
+/// A COG file as a response, streamed from disk, not loaded whole: a granule's heatmap
+/// is large.
+async fn stream_cog(path: &std::path::Path) -> ApiResult<Response> {
+    let file = tokio::fs::File::open(path)
         .await
         .map_err(ApiError::internal)?;
     let bytes = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
@@ -1133,18 +1138,7 @@ pub async fn region_heatmap(
     let path = rx
         .await
         .map_err(|_| ApiError::internal("the engine worker stopped"))??;
-    let file = tokio::fs::File::open(&path)
-        .await
-        .map_err(ApiError::internal)?;
-    let bytes = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "image/tiff; application=geotiff; profile=cloud-optimized",
-        )],
-        bytes,
-    )
-        .into_response())
+    stream_cog(&path).await
 }
 
 /// Query of `POST /projects/{id}/labels`.

@@ -558,26 +558,49 @@ fn latest_path(ctx: &WorkerContext, scene: i64) -> PathBuf {
 }
 
 /// Makes a result's suggestions the scene's latest (what exports and the next round's
-/// agreement read) and answers them from memory. The file is written only when they
-/// differ from what it was last given (or it has gone): a repeated request writes
-/// nothing.
+/// agreement read) and answers them from memory ([`keep_latest`]).
 fn latest_suggestions(ctx: &WorkerContext, scene: i64, result: &engine::ScoreResult) -> Outcome {
     let collection = crate::output::suggestions_collection(result).map_err(crate::Error::from)?;
-    let latest = super::warm::LatestSuggestions::of(&collection);
-    let path = latest_path(ctx, scene);
-    let mut kept = ctx
-        .latest
+    keep_latest(&ctx.latest, scene, &latest_path(ctx, scene), &collection)?;
+    serde_json::to_value(&collection).map_err(ApiError::internal)
+}
+
+/// Keeps `collection` as the latest suggestions of `key` in `kept` and in the file
+/// `path`, which is written only when they differ from what it was last given (or it
+/// has gone): a repeated request writes nothing.
+pub(super) fn keep_latest(
+    kept: &Mutex<HashMap<i64, super::warm::LatestSuggestions>>,
+    key: i64,
+    path: &std::path::Path,
+    collection: &geojson::FeatureCollection,
+) -> Result<(), ApiError> {
+    let latest = super::warm::LatestSuggestions::of(collection);
+    let mut kept = kept
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let unchanged = kept.get(&scene).is_some_and(|k| k.digest == latest.digest) && path.is_file();
+    let unchanged = kept.get(&key).is_some_and(|k| k.digest == latest.digest) && path.is_file();
     if !unchanged {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(ApiError::internal)?;
         }
-        crate::output::write_collection(&collection, &path).map_err(crate::Error::from)?;
-        kept.insert(scene, latest);
+        crate::output::write_collection(collection, path).map_err(crate::Error::from)?;
+        kept.insert(key, latest);
     }
-    serde_json::to_value(&collection).map_err(ApiError::internal)
+    Ok(())
+}
+
+/// The suggested tiles (footprint, predicted class) of `key`'s latest suggestions: from
+/// memory, or from the file `path` when this daemon has not written them yet.
+pub(super) fn previous_tiles(
+    kept: &Mutex<HashMap<i64, super::warm::LatestSuggestions>>,
+    key: i64,
+    path: &std::path::Path,
+) -> Vec<(geo::Geometry<f64>, String)> {
+    kept.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&key)
+        .map(|l| l.tiles.clone())
+        .unwrap_or_else(|| super::warm::LatestSuggestions::read(path))
 }
 
 /// Suggestions for a scene: on a warm scene only the select stage runs, with the
@@ -641,13 +664,7 @@ fn round(
     // Before the round replaces them: the scene's latest suggestions hold what the
     // previous head predicted on the tiles the analyst has labelled since (from
     // memory; from the file only when this daemon has not written them yet).
-    let previous = ctx
-        .latest
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get(&scene.id)
-        .map(|l| l.tiles.clone())
-        .unwrap_or_else(|| super::warm::LatestSuggestions::read(&latest_path(ctx, scene.id)));
+    let previous = previous_tiles(&ctx.latest, scene.id, &latest_path(ctx, scene.id));
     let agreement = round_agreement(&labels, rounds.last(), &previous);
     let heads = ctx.data_dir.join("heads");
     std::fs::create_dir_all(&heads).map_err(ApiError::internal)?;

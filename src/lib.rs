@@ -26,6 +26,7 @@ pub mod report;
 pub mod sampling;
 pub mod server;
 pub mod store;
+pub mod threads;
 pub mod tiling;
 pub mod uncertainty;
 

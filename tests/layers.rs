@@ -11,6 +11,7 @@
 //! 3 io          raster (GDAL), model (onnxruntime), store (SQLite, cache files), head
 //! 2 geo         crs, aoi (GDAL/PROJ coordinate helpers)
 //! 1 pure        tiling, uncertainty, sampling, preprocess, paths
+//! 0 threads     the compute thread pool every layer may use
 //! ```
 
 use std::collections::BTreeSet;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 /// Every top-level module of `src/` and its layer (higher may name lower).
 const LAYERS: &[(&str, u8)] = &[
+    ("threads", 0),
     ("paths", 1),
     ("preprocess", 1),
     ("tiling", 1),

@@ -41,10 +41,20 @@ pub fn write_outputs(result: &ScoreResult, dir: &Path) -> Result<OutputPaths> {
         tiles_csv: dir.join("tiles.csv"),
         summary: dir.join("summary.json"),
     };
-    output::write_heatmap(result, &paths.heatmap, result.metric)?;
-    output::write_collection(&output::suggestions_collection(result)?, &paths.suggestions)?;
-    output::write_collection(&output::tiles_collection(result)?, &paths.tiles_geojson)?;
-    output::write_tiles_csv(result, &paths.tiles_csv)?;
+    // Every tile's GeoJSON is the largest file (a full granule: 29,241 footprints); it is
+    // written on its own thread while this one writes the others.
+    std::thread::scope(|s| -> Result<()> {
+        let tiles = s.spawn(|| {
+            output::write_collection(&output::tiles_collection(result)?, &paths.tiles_geojson)
+        });
+        output::write_heatmap(result, &paths.heatmap, result.metric)?;
+        output::write_collection(&output::suggestions_collection(result)?, &paths.suggestions)?;
+        output::write_tiles_csv(result, &paths.tiles_csv)?;
+        tiles
+            .join()
+            .map_err(|_| Error::Internal("writing tiles.geojson panicked".into()))??;
+        Ok(())
+    })?;
     let summary = summary_json(result, Some(&paths));
     std::fs::write(
         &paths.summary,

@@ -92,7 +92,7 @@ impl TrainableHead {
         };
         let blocks: Vec<BlockOutput> = if starts.len() > 1 {
             use rayon::prelude::*;
-            crate::sampling::on_selection_pool(|| starts.par_iter().enumerate().map(run).collect())
+            crate::threads::on_selection_pool(|| starts.par_iter().enumerate().map(run).collect())
         } else {
             starts.iter().enumerate().map(run).collect()
         };

@@ -46,7 +46,6 @@ mod kmeans;
 mod knn;
 mod mcfps;
 mod pairwise;
-mod pool;
 mod probcover;
 mod random;
 mod rank;
@@ -70,7 +69,6 @@ pub use crate::sampling::farthest_point::{farthest_point_sampling, farthest_poin
 pub use crate::sampling::kmeans::{KMeans, kmeans, kmeans_plus_plus};
 pub use crate::sampling::knn::k_nearest_neighbours;
 pub use crate::sampling::mcfps::{McfpsParams, mcfps, mcfps_from};
-pub use crate::sampling::pool::{SELECTION_THREADS_ENV, on_selection_pool, selection_threads};
 pub use crate::sampling::probcover::{ProbcoverParams, probcover};
 pub use crate::sampling::random::random_sample;
 pub use crate::sampling::rows::{RowsNeeded, rows_needed, select_needed_rows};
@@ -79,6 +77,7 @@ pub use crate::sampling::spacing::select_with_spacing;
 pub use crate::sampling::strategy::Strategy;
 pub use crate::sampling::top_k::top_k;
 pub use crate::sampling::typiclust::{TypiclustParams, typiclust};
+pub use crate::threads::{SELECTION_THREADS_ENV, on_selection_pool, selection_threads};
 
 /// What a strategy selects from: `N` tiles, each with an embedding and an uncertainty.
 #[derive(Debug, Clone, Copy)]

@@ -292,8 +292,9 @@ pub fn nearest_labelled(
         })
         .collect();
     let all: Vec<usize> = (0..embeddings.nrows()).collect();
-    let mut out = Vec::with_capacity(all.len());
-    for rows in all.chunks(ROWS) {
+    // Blocks of rows are independent: they run side by side on the selection pool, with
+    // the same numbers as one after another.
+    let block_distances = |rows: &[usize]| -> Vec<f32> {
         let block = scaled(rows);
         let block_norms = norms(&block);
         // (squared distance, labelled row) of each row's nearest so far.
@@ -309,19 +310,26 @@ pub fn nearest_labelled(
                 }
             }
         }
-        for (i, &row) in rows.iter().enumerate() {
-            out.push(if labelled.get(row).copied().unwrap_or(false) {
-                0.0
-            } else {
+        rows.iter()
+            .enumerate()
+            .map(|(i, &row)| {
+                if labelled.get(row).copied().unwrap_or(false) {
+                    return 0.0;
+                }
                 let nearest = embeddings.row(best[i].1);
                 let x = embeddings.row(row);
                 match nearest.as_slice() {
                     Some(y) => rms_distance(x.iter().copied(), y, scale),
                     None => rms_distance(x.iter().copied(), &nearest.to_vec(), scale),
                 }
-            });
-        }
-    }
+            })
+            .collect()
+    };
+    let blocks: Vec<Vec<f32>> = crate::threads::on_selection_pool(|| {
+        use rayon::prelude::*;
+        all.par_chunks(ROWS).map(block_distances).collect()
+    });
+    let out: Vec<f32> = blocks.concat();
     Some(out)
 }
 

@@ -1,7 +1,9 @@
-//! The thread pool selection runs on: its own, sized to the machine's cores
-//! (`NEXTTILE_SELECTION_THREADS` overrides), so that the binary's
+//! The thread pool selection and the other CPU-heavy pure stages (the head's MC passes,
+//! the distance to the labelled tiles, the outputs' footprints) run on: its own, sized to
+//! the machine's cores (`NEXTTILE_SELECTION_THREADS` overrides), so that the binary's
 //! `RAYON_NUM_THREADS=1` for candle's small head matrices (`src/main.rs`) does not make
-//! every selection pass single-threaded, and benches and binary run selection alike.
+//! them single-threaded, and benches and binary run them alike. The lowest layer: every
+//! module may use it.
 
 use std::sync::OnceLock;
 

@@ -89,6 +89,18 @@ pub struct Timings {
     pub batch_size: usize,
 }
 
+/// The training-embedding statistics a model of the run declares in its metadata, as
+/// the distance-to-training score reads them.
+#[derive(Debug, Clone)]
+pub struct DeclaredReference {
+    /// `head` or `encoder`: whose metadata.
+    pub role: String,
+    /// That model's name.
+    pub model: String,
+    /// Per-feature mean and standard deviation.
+    pub stats: crate::uncertainty::FeatureStats,
+}
+
 /// The result of scoring a scene.
 pub struct ScoreResult {
     /// The scene.
@@ -106,6 +118,9 @@ pub struct ScoreResult {
     /// Each tile's distance to the training data, and the reference it was measured
     /// against (the heatmap's last band, `distance_to_training`).
     pub training_distance: TrainingDistance,
+    /// What the models declare as their training embeddings' statistics, if anything (a
+    /// round on the warm result measures the distance to its labels in those units).
+    pub declared_reference: Option<DeclaredReference>,
     /// Argmax class per scored tile.
     pub predicted: Vec<usize>,
     /// Class names in head output order.

@@ -2319,12 +2319,21 @@ fn suggestions_on_a_warm_scene_run_only_the_selection() {
     assert_eq!(tile_ids(&relabelled), second_ids);
     assert_eq!(files_under(&cache), 0, "a warm suggestion read the cache");
 
-    // A round retrains on the labels and keeps its result warm for the head it saved.
+    // A round retrains on the warm scene's embeddings (issue 17: train → predict →
+    // select, no cache read) and keeps its result warm for the head it saved.
     let (code, round) = d.post(&format!("/projects/{pid}/rounds"), &json!({"budget": 8}));
     assert_eq!(code, 202, "{round}");
     let done = d.wait_job(round["job"].as_i64().unwrap());
     assert_eq!(done["result"]["round"], 1, "{done}");
-    std::fs::remove_dir_all(&cache).unwrap();
+    assert!(
+        done["result"]["retrained"]["labelled_tiles"].as_u64() > Some(0),
+        "{done}"
+    );
+    assert_eq!(
+        files_under(&cache),
+        0,
+        "a round on a warm scene read the cache"
+    );
     let (code, after) = d.post(&url, &json!({"budget": 8}));
     assert_eq!(code, 200, "{after}");
     assert_eq!(tile_ids(&after).len(), 8);

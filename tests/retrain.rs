@@ -137,3 +137,79 @@ fn unknown_class_and_missing_classes_are_refused_with_the_valid_names() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--labelled"));
 }
+
+/// Issue 17: a round on a warm result (`retrain_warm`, what the daemon's `POST rounds`
+/// runs on a scene it keeps in memory) gives the numbers of the whole pipeline run
+/// from the embedding cache with the same request: probabilities, every metric, the
+/// distance to the labelled tiles, the predictions, the picks and the trained head.
+#[test]
+fn a_round_on_the_warm_result_equals_the_round_from_the_cache() {
+    let dir = common::tempdir();
+    let mut req = request();
+    req.cache = Some(dir.path().join("cache"));
+    req.strategy = Strategy::product_default();
+    req.metric = nexttile::engine::default_metric(&req.strategy);
+    let mut warm = score(&req, &|_| {}, &AtomicBool::new(false)).unwrap();
+    let classes = warm.class_names.clone();
+    let labels: Vec<(usize, String)> = (0..warm.tiles.len())
+        .step_by(37)
+        .map(|i| (i, classes[i % 4].clone()))
+        .collect();
+    let path = dir.path().join("labels.geojson");
+    write_labels(&warm, &labels, &path);
+    req.labelled = Some(nexttile::aoi::Labelled::from_file(&path, None).unwrap());
+    let (cold_head, warm_head) = (
+        dir.path().join("cold.safetensors"),
+        dir.path().join("warm.safetensors"),
+    );
+    req.retrain = Some(Retrain {
+        save_to: Some(cold_head.clone()),
+        ..Retrain::default()
+    });
+    let cold = score(&req, &|_| {}, &AtomicBool::new(false)).unwrap();
+    req.retrain = Some(Retrain {
+        save_to: Some(warm_head.clone()),
+        ..Retrain::default()
+    });
+    nexttile::engine::retrain_warm(&mut warm, &req, None).unwrap();
+    assert_eq!(
+        warm.retrained.as_ref().unwrap().labelled_tiles,
+        labels.len()
+    );
+    assert_eq!(warm.uncertainties.mean, cold.uncertainties.mean);
+    for m in cold.uncertainties.metrics() {
+        assert_eq!(
+            warm.uncertainties.get(m),
+            cold.uncertainties.get(m),
+            "{m:?}"
+        );
+    }
+    assert_eq!(warm.predicted, cold.predicted);
+    assert_eq!(warm.training_distance.values, cold.training_distance.values);
+    assert_eq!(
+        warm.training_distance.reference,
+        cold.training_distance.reference
+    );
+    let picks = |r: &ScoreResult| r.picks.iter().map(|p| p.index).collect::<Vec<_>>();
+    assert_eq!(picks(&warm), picks(&cold));
+    assert_eq!(warm.labelled_tiles, cold.labelled_tiles);
+    // The same weights: the files' tensor bytes (after the JSON header, whose metadata
+    // keys safetensors writes in hash-map order) are equal.
+    let tensors = |p: &std::path::Path| {
+        let bytes = std::fs::read(p).unwrap();
+        let header = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        bytes[8 + header..].to_vec()
+    };
+    assert!(
+        tensors(&warm_head) == tensors(&cold_head),
+        "the same head is trained"
+    );
+
+    // A label of a class the head does not know: an error, and the warm result is left
+    // as it was.
+    let before = warm.uncertainties.mean.clone();
+    write_labels(&warm, &[(3, "NotAClass".into())], &path);
+    req.labelled = Some(nexttile::aoi::Labelled::from_file(&path, None).unwrap());
+    assert!(nexttile::engine::retrain_warm(&mut warm, &req, None).is_err());
+    assert_eq!(warm.uncertainties.mean, before);
+}

@@ -15,7 +15,8 @@
 //! ```
 //!
 //! [`score`] runs them in that order; the daemon keeps a scored scene warm and runs
-//! only select again ([`reselect`]). Labels are mapped onto tiles by [`labels`](self)'s
+//! only select again ([`reselect`]), or for a round train → predict → score → select
+//! on the warm embeddings ([`retrain_warm`]). Labels are mapped onto tiles by [`labels`](self)'s
 //! helpers for predict (retraining) and select (labelled tiles, class balance).
 
 use std::sync::atomic::AtomicBool;
@@ -35,6 +36,7 @@ mod region;
 mod request;
 mod resample;
 mod result;
+mod round;
 mod scenes;
 mod scores;
 mod select;
@@ -58,6 +60,7 @@ pub use request::{
     defaults_json, too_many_tiles,
 };
 pub use resample::{RESAMPLE_FACTOR, scene_to_tile};
+pub use round::retrain_warm;
 pub use scenes::{
     AcrossPick, AcrossTraining, distance_across, repredict, reselect_across, retrain_across,
     stack_embeddings,
@@ -105,15 +108,14 @@ pub fn score(
     let multi_label = p.head.spec.multi_label;
     let (uncertainties, predicted_classes) =
         scores::score_tiles(&predicted.probs, multi_label, predicted.predicted_loss)?;
+    let declared_reference =
+        scores::declared_reference(&p.head.spec, &p.encoder.spec, e.embeddings.ncols())?;
     let training_distance = scores::training_distance(
-        &scores::DistanceInputs {
-            embeddings: e.embeddings.view(),
-            head: &p.head.spec,
-            encoder: &p.encoder.spec,
-            training_rows: predicted.training_rows.as_deref(),
-        },
+        e.embeddings.view(),
+        declared_reference.as_ref(),
+        predicted.training_rows.as_deref(),
         &mut p.warnings,
-    )?;
+    );
     let model_switch = p
         .head
         .spec
@@ -153,6 +155,7 @@ pub fn score(
             retrained: predicted.retrained,
             uncertainties,
             training_distance,
+            declared_reference,
             predicted: predicted_classes,
             model_switch,
             selected,

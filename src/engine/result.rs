@@ -2,7 +2,9 @@
 //! shells read.
 
 use crate::error::Result;
-use crate::report::{InputReport, RetrainSummary, SceneSummary, ScoreResult, Timings};
+use crate::report::{
+    DeclaredReference, InputReport, RetrainSummary, SceneSummary, ScoreResult, Timings,
+};
 use crate::uncertainty::{TrainingDistance, Uncertainties};
 
 use super::embed::Embedded;
@@ -22,6 +24,8 @@ pub(super) struct Stages {
     pub uncertainties: Uncertainties,
     /// The score stage's distance of each tile to the training data.
     pub training_distance: TrainingDistance,
+    /// The models' declared training-embedding statistics, if any.
+    pub declared_reference: Option<DeclaredReference>,
     /// The predicted class per scored tile.
     pub predicted: Vec<usize>,
     /// The models' declared `auto` switch (the head's, else the encoder's).
@@ -76,6 +80,7 @@ pub(super) fn assemble(req: &ScoreRequest, p: Prepared, s: Stages) -> Result<Sco
         embeddings,
         uncertainties: s.uncertainties,
         training_distance: s.training_distance,
+        declared_reference: s.declared_reference,
         predicted: s.predicted,
         class_names: p.head.spec.class_names.clone(),
         auto_switch_per_class: s.model_switch,

@@ -6,6 +6,7 @@ use ndarray::{Array1, Array3, ArrayView2};
 
 use crate::error::Result;
 use crate::model::{ModelError, ModelRole, ModelSpec};
+use crate::report::DeclaredReference;
 use crate::uncertainty::{
     METADATA_MEAN, METADATA_STD, ReferenceKind, TrainingDistance, Uncertainties, compute_all,
     compute_all_multilabel, mahalanobis_diag, nearest_labelled, predicted_class,
@@ -32,60 +33,62 @@ pub(super) fn score_tiles(
     Ok((uncertainties, predicted))
 }
 
-/// What the distance-to-training score reads.
-pub(super) struct DistanceInputs<'a> {
-    /// Embeddings, one row per scored tile.
-    pub embeddings: ArrayView2<'a, f32>,
-    /// The head's contract (its metadata is read first).
-    pub head: &'a ModelSpec,
-    /// The encoder's contract.
-    pub encoder: &'a ModelSpec,
-    /// Retrained: the scored tiles the head learnt from.
-    pub training_rows: Option<&'a [bool]>,
-}
-
-/// The distance-to-training score of every tile (see
-/// [`TrainingDistance`](crate::uncertainty::TrainingDistance)), against the first
-/// reference there is: the labelled tiles a retrained head learnt from (nearest
-/// neighbour); the training-embedding statistics in the head's, else the encoder's,
-/// metadata (`nexttile_embedding_mean`/`_std`, diagonal Mahalanobis); else the scene's
-/// own mean and standard deviation. The far-share warning joins `warnings`.
+/// The training-embedding statistics a model declares in its metadata
+/// (`nexttile_embedding_mean`/`_std`): the head's, else the encoder's; `None` when
+/// neither declares them. Read once when a scene is scored and kept in its result, so a
+/// round on a warm scene measures distances in the same units without the models.
 ///
 /// # Errors
 ///
 /// A model whose embedding-reference metadata is malformed.
-pub(super) fn training_distance(
-    d: &DistanceInputs<'_>,
-    warnings: &mut Vec<String>,
-) -> Result<TrainingDistance> {
-    let dim = d.embeddings.ncols();
-    let mut declared = None;
-    for spec in [d.head, d.encoder] {
+pub(super) fn declared_reference(
+    head: &ModelSpec,
+    encoder: &ModelSpec,
+    dim: usize,
+) -> Result<Option<DeclaredReference>> {
+    for spec in [head, encoder] {
         if let Some(stats) = reference_from_metadata(&spec.metadata, dim).map_err(|problem| {
             ModelError::Contract {
                 path: spec.path.display().to_string(),
                 problem,
             }
         })? {
-            declared = Some((spec, stats));
-            break;
+            let role = match spec.role {
+                ModelRole::Encoder => "encoder",
+                ModelRole::Head => "head",
+            };
+            return Ok(Some(DeclaredReference {
+                role: role.into(),
+                model: spec.name.clone(),
+                stats,
+            }));
         }
     }
-    let role = |s: &ModelSpec| match s.role {
-        ModelRole::Encoder => "encoder",
-        ModelRole::Head => "head",
+    Ok(None)
+}
+
+/// The distance-to-training score of every tile (see
+/// [`TrainingDistance`](crate::uncertainty::TrainingDistance)), against the first
+/// reference there is: the labelled tiles a retrained head learnt from
+/// (`training_rows`; nearest neighbour); the `declared` training-embedding statistics
+/// ([`declared_reference`]; diagonal Mahalanobis); else the scene's own mean and
+/// standard deviation. The far-share warning joins `warnings`.
+pub(super) fn training_distance(
+    embeddings: ArrayView2<'_, f32>,
+    declared: Option<&DeclaredReference>,
+    training_rows: Option<&[bool]>,
+    warnings: &mut Vec<String>,
+) -> TrainingDistance {
+    let scale = || match declared {
+        Some(d) => d.stats.std.clone(),
+        None => scene_stats(embeddings).std,
     };
-    let scale = || match &declared {
-        Some((_, stats)) => stats.std.clone(),
-        None => scene_stats(d.embeddings).std,
-    };
-    let labelled = d
-        .training_rows
-        .and_then(|rows| Some((nearest_labelled(d.embeddings, rows, &scale())?, rows)));
+    let labelled =
+        training_rows.and_then(|rows| Some((nearest_labelled(embeddings, rows, &scale())?, rows)));
     let result = if let Some((values, rows)) = labelled {
         let n = rows.iter().filter(|r| **r).count();
-        let units = match &declared {
-            Some((spec, _)) => format!("{} metadata {METADATA_STD}", role(spec)),
+        let units = match declared {
+            Some(d) => format!("{} metadata {METADATA_STD}", d.role),
             None => "the scene's standard deviation".into(),
         };
         TrainingDistance::new(
@@ -95,23 +98,22 @@ pub(super) fn training_distance(
             ),
             values,
         )
-    } else if let Some((spec, stats)) = &declared {
+    } else if let Some(d) = declared {
         TrainingDistance::new(
             ReferenceKind::ModelMetadata,
             format!(
                 "{} metadata {METADATA_MEAN}/{METADATA_STD} ({})",
-                role(spec),
-                spec.name
+                d.role, d.model
             ),
-            mahalanobis_diag(d.embeddings, stats),
+            mahalanobis_diag(embeddings, &d.stats),
         )
     } else {
         TrainingDistance::new(
             ReferenceKind::Scene,
             "the scene's own per-feature mean and standard deviation: neither model declares nexttile_embedding_mean/std and the head was not retrained, so this marks tiles atypical for the scene, not for the training data".into(),
-            mahalanobis_diag(d.embeddings, &scene_stats(d.embeddings)),
+            mahalanobis_diag(embeddings, &scene_stats(embeddings)),
         )
     };
     warnings.extend(result.warning());
-    Ok(result)
+    result
 }

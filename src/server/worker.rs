@@ -669,12 +669,15 @@ fn round(
     let heads = ctx.data_dir.join("heads");
     std::fs::create_dir_all(&heads).map_err(ApiError::internal)?;
     let head_path = heads.join(format!("project-{}-round-{number}.safetensors", project.id));
+    // The scene as the last suggestions left it in memory, if it is still warm.
+    let key = super::warm::fingerprint(&req);
+    let warm = ctx.warm().take(scene.id, &key).map(|r| (key, r));
     req.retrain = Some(Retrain {
         warm_from: req.trained_head.take(),
         save_to: Some(head_path.clone()),
         ..Retrain::default()
     });
-    let result = engine::score(&req, progress, cancel)?;
+    let result = round_result(ctx, scene.id, warm, &req, progress, cancel)?;
     let dir = ctx
         .data_dir
         .join("rounds")
@@ -706,6 +709,30 @@ fn round(
         "agreement": agreement,
         "suggestions": suggestions,
     }))
+}
+
+/// A round's result: train → predict → score → select on the warm result when there
+/// is one (an error leaves it warm, unchanged), else the whole pipeline from the
+/// embedding cache.
+fn round_result(
+    ctx: &WorkerContext,
+    scene: i64,
+    warm: Option<(String, engine::ScoreResult)>,
+    req: &ScoreRequest,
+    progress: &dyn Fn(Progress),
+    cancel: &AtomicBool,
+) -> Result<engine::ScoreResult, ApiError> {
+    let Some((key, mut result)) = warm else {
+        return Ok(engine::score(req, progress, cancel)?);
+    };
+    progress(Progress::Head);
+    match engine::retrain_warm(&mut result, req, None) {
+        Ok(_) => Ok(result),
+        Err(e) => {
+            ctx.warm().put(scene, key, result);
+            Err(e.into())
+        }
+    }
 }
 
 /// The project's labels for a round: 422 when every one is `unusable` (never trained

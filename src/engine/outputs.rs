@@ -44,9 +44,7 @@ pub fn write_outputs(result: &ScoreResult, dir: &Path) -> Result<OutputPaths> {
     // Every tile's GeoJSON is the largest file (a full granule: 29,241 footprints); it is
     // written on its own thread while this one writes the others.
     std::thread::scope(|s| -> Result<()> {
-        let tiles = s.spawn(|| {
-            output::write_collection(&output::tiles_collection(result)?, &paths.tiles_geojson)
-        });
+        let tiles = s.spawn(|| output::write_tiles_geojson(result, &paths.tiles_geojson));
         output::write_heatmap(result, &paths.heatmap, result.metric)?;
         output::write_collection(&output::suggestions_collection(result)?, &paths.suggestions)?;
         output::write_tiles_csv(result, &paths.tiles_csv)?;

@@ -148,14 +148,9 @@ impl TrainableHead {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(block as u64);
         let mut masked = h.clone();
+        let mut draws = vec![0_u32; h.len()];
         for t in 0..passes {
-            masked.zip_mut_with(&h, |m, &v| {
-                *m = if rng.random::<f32>() < keep {
-                    v * scale
-                } else {
-                    0.0
-                };
-            });
+            dropout_mask(&mut rng, &mut draws, &h, &mut masked, (keep, scale));
             let mut logits = masked.dot(&w.w2.t());
             logits += &w.b2;
             self.activate(&mut logits);
@@ -181,6 +176,71 @@ impl TrainableHead {
                 let sum = row.sum();
                 row.mapv_inplace(|v| v / sum);
             }
+        }
+    }
+}
+
+/// One pass's inverted dropout: `masked[i] = h[i] · scale` where the pass keeps unit
+/// `i`, else 0, in row-major order. Keeping is `rng.random::<f32>() < keep`, drawn in
+/// bulk: that float is `(u >> 8) · 2⁻²⁴` for the stream's next `u32` `u`, so the test
+/// is `u >> 8 < ⌈keep · 2²⁴⌉` on the same `u32`s, which [`Rng::fill`] draws in the same
+/// order as one at a time (the masks are those of the per-element draw; tested).
+fn dropout_mask(
+    rng: &mut ChaCha8Rng,
+    draws: &mut [u32],
+    h: &Array2<f32>,
+    masked: &mut Array2<f32>,
+    (keep, scale): (f32, f32),
+) {
+    let threshold = (f64::from(keep) * f64::from(1_u32 << 24)).ceil() as u32;
+    rng.fill(draws);
+    match (h.as_slice(), masked.as_slice_mut()) {
+        (Some(h), Some(m)) => {
+            for ((m, &v), &u) in m.iter_mut().zip(h).zip(draws.iter()) {
+                *m = if u >> 8 < threshold { v * scale } else { 0.0 };
+            }
+        }
+        // Not standard layout (never, for the products above): logical order.
+        _ => {
+            let mut u = draws.iter();
+            masked.zip_mut_with(h, |m, &v| {
+                let keep_it = u.next().is_some_and(|&u| u >> 8 < threshold);
+                *m = if keep_it { v * scale } else { 0.0 };
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bulk masks equal the per-element `rng.random::<f32>() < keep` draws, pass
+    /// after pass, for several keep probabilities and an odd number of units.
+    #[test]
+    fn bulk_masks_equal_per_element_draws() {
+        let h = Array2::from_shape_fn((37, 13), |(i, j)| (i * 13 + j) as f32 * 0.5 + 1.0);
+        for keep in [0.7_f32, 0.5, 0.3, 0.999, 1.0 / 3.0] {
+            let scale = 1.0 / keep;
+            let mut a = ChaCha8Rng::seed_from_u64(9);
+            a.set_stream(2);
+            let mut b = a.clone();
+            let mut masked = h.clone();
+            let mut draws = vec![0_u32; h.len()];
+            for _ in 0..5 {
+                dropout_mask(&mut a, &mut draws, &h, &mut masked, (keep, scale));
+                let mut want = h.clone();
+                want.zip_mut_with(&h, |m, &v| {
+                    *m = if b.random::<f32>() < keep {
+                        v * scale
+                    } else {
+                        0.0
+                    };
+                });
+                assert_eq!(masked, want, "keep {keep}");
+            }
+            // Both streams are at the same place afterwards.
+            assert_eq!(a.random::<u32>(), b.random::<u32>());
         }
     }
 }

@@ -8,7 +8,7 @@ mod survey;
 
 pub use features::{
     COORD_DECIMALS, FOOTPRINT_POINTS_PER_EDGE, region_collection, suggestions_collection,
-    tiles_collection, write_collection, write_tiles_csv,
+    tiles_collection, write_collection, write_tiles_csv, write_tiles_geojson,
 };
 pub use heatmap::{
     DISTANCE_BAND, HEATMAP_NODATA, heatmap_band_names, pseudocolor_qml, write_heatmap,

@@ -210,25 +210,51 @@ pub(crate) fn lloyd(
 }
 
 /// Moves every centroid with at least one point to the mean of its points (in `f64`).
+/// Large inputs split the dimensions among the pool's threads; each dimension still adds
+/// its points in row order, so the means are the same as one thread's.
 fn update(points: &ArrayView2<'_, f32>, assignment: &[usize], centroids: &mut Array2<f32>) {
+    use rayon::prelude::*;
     let (clusters, dims) = centroids.dim();
-    let mut sums = Array2::<f64>::zeros((clusters, dims));
     let mut counts = vec![0_usize; clusters];
-    for (row, &c) in points.outer_iter().zip(assignment) {
+    for &c in assignment {
         if let Some(count) = counts.get_mut(c) {
             *count += 1;
-            sums.row_mut(c)
-                .zip_mut_with(&row, |s, &x| *s += f64::from(x));
         }
     }
-    for ((mut centroid, sum), &count) in centroids
-        .outer_iter_mut()
-        .zip(sums.outer_iter())
-        .zip(&counts)
-    {
-        if count > 0 {
-            let n = count as f64;
-            centroid.zip_mut_with(&sum, |c, &s| *c = (s / n) as f32);
+    let threads = if points.len() >= PARALLEL_MIN_WORK {
+        rayon::current_num_threads().clamp(1, MAX_THREADS)
+    } else {
+        1
+    };
+    let width = dims.div_ceil(threads).max(1);
+    let column_sums = |first: usize| -> Array2<f64> {
+        let last = (first + width).min(dims);
+        let mut sums = Array2::<f64>::zeros((clusters, last - first));
+        for (row, &c) in points.outer_iter().zip(assignment) {
+            if c < clusters {
+                sums.row_mut(c)
+                    .zip_mut_with(&row.slice(s![first..last]), |s, &x| *s += f64::from(x));
+            }
+        }
+        sums
+    };
+    let firsts: Vec<usize> = (0..dims).step_by(width).collect();
+    let parts: Vec<Array2<f64>> = if firsts.len() > 1 {
+        firsts.par_iter().map(|&f| column_sums(f)).collect()
+    } else {
+        firsts.iter().map(|&f| column_sums(f)).collect()
+    };
+    for (&first, sums) in firsts.iter().zip(&parts) {
+        for ((mut centroid, sum), &count) in centroids
+            .slice_mut(s![.., first..first + sums.ncols()])
+            .outer_iter_mut()
+            .zip(sums.outer_iter())
+            .zip(&counts)
+        {
+            if count > 0 {
+                let n = count as f64;
+                centroid.zip_mut_with(&sum, |c, &s| *c = (s / n) as f32);
+            }
         }
     }
 }
@@ -429,6 +455,37 @@ mod tests {
         let mut serial = vec![0; n];
         assign_rows(&points.view(), 0, &centroids, &norms, &mut serial);
         assert_eq!(parallel, serial);
+    }
+
+    #[test]
+    fn update_split_by_dimensions_equals_one_thread() {
+        // Large enough to split; 3 threads over 1,000 dimensions give uneven ranges.
+        let (n, dims, k) = (4500, 1000, 7);
+        assert!(n * dims >= PARALLEL_MIN_WORK);
+        let points =
+            Array2::from_shape_fn((n, dims), |(i, d)| ((i * 131 + d * 17) % 251) as f32 * 0.37);
+        let assignment: Vec<usize> = (0..n).map(|i| (i * 5 + i / 3) % k).collect();
+        // The one-thread sums, row after row, in f64 (the previous implementation).
+        let mut want = Array2::<f32>::zeros((k, dims));
+        let mut sums = Array2::<f64>::zeros((k, dims));
+        let mut counts = vec![0_usize; k];
+        for (row, &c) in points.outer_iter().zip(&assignment) {
+            counts[c] += 1;
+            sums.row_mut(c)
+                .zip_mut_with(&row, |s, &x| *s += f64::from(x));
+        }
+        for c in 0..k {
+            for d in 0..dims {
+                want[[c, d]] = (sums[[c, d]] / counts[c] as f64) as f32;
+            }
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let mut got = Array2::<f32>::zeros((k, dims));
+        pool.install(|| update(&points.view(), &assignment, &mut got));
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -35,7 +35,7 @@ use crate::sampling::candidates::candidate_rows;
 use crate::sampling::error::SamplingError;
 use crate::sampling::input::{check_embeddings, eligible_mask, labelled_mask};
 use crate::sampling::kmeans::kmeans;
-use crate::sampling::pairwise::map_distance_rows;
+use crate::sampling::pairwise::map_self_distance_rows;
 use crate::sampling::{Pick, SelectionInput};
 
 /// Parameters of [`typiclust`]. Serde fills missing fields from [`Default`] and rejects
@@ -209,7 +209,7 @@ fn member_typicality(x: ArrayView2<'_, f32>, members: &[usize], k: usize) -> Vec
     }
     let m = x.select(Axis(0), members);
     let k = k.min(members.len() - 1);
-    map_distance_rows(m.view(), m.view(), |i, d| {
+    map_self_distance_rows(m.view(), |i, d| {
         let mut others: Vec<f32> = d
             .iter()
             .enumerate()

@@ -179,7 +179,7 @@ impl TrainableHead {
         self.weights = weights;
         Ok(TrainReport {
             samples: x.nrows(),
-            steps: self.config.steps,
+            steps: self.config.steps_for(x.nrows()),
             warm_start,
             final_loss,
             final_ranking_loss,
@@ -369,8 +369,13 @@ fn train(
     let xs = Tensor::from_vec(xs.iter().copied().collect::<Vec<f32>>(), xs.dim(), &dev)?;
     let all_targets = target_tensor(targets, n, &dev)?;
     let w = &head.weights;
+    // The first layer is held as `[in, out]` (its transpose), so the forward product
+    // takes it as it is and its gradient arrives in that layout: candle then neither
+    // transposes the gradient nor accumulates it twice (once for the transposed view,
+    // once for the variable). The same numbers: every element is multiplied, summed
+    // and updated as before (tested by the golden digests of a retrained run).
     let (w1, b1, w2, b2) = (
-        var2(&dev, &w.w1)?,
+        var2(&dev, &w.w1.t().as_standard_layout().to_owned())?,
         var1(&dev, &w.b1)?,
         var2(&dev, &w.w2)?,
         var1(&dev, &w.b2)?,
@@ -394,13 +399,14 @@ fn train(
     let keep = 1.0 - cfg.dropout;
     let scale = 1.0 / keep;
     let hidden = cfg.hidden;
-    let detach_step = (cfg.loss_detach_after * cfg.steps as f64).round() as usize;
+    let steps = cfg.steps_for(n);
+    let detach_step = (cfg.loss_detach_after * steps as f64).round() as usize;
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(&mut rng);
     let mut pos = 0;
     let window = n.div_ceil(batch).max(1);
     let mut recent: Vec<(f32, Option<f32>)> = Vec::with_capacity(window);
-    for step in 0..cfg.steps {
+    for step in 0..steps {
         if pos + batch > n {
             order.shuffle(&mut rng);
             pos = 0;
@@ -414,7 +420,7 @@ fn train(
             BatchTargets::Multi(t) => BatchTargets::Multi(t.index_select(&idx, 0)?),
         };
         let h = xb
-            .matmul(&w1.as_tensor().t()?)?
+            .matmul(w1.as_tensor())?
             .broadcast_add(b1.as_tensor())?
             .relu()?;
         let mask: Vec<f32> = (0..batch * hidden)
@@ -470,7 +476,7 @@ fn train(
     };
     Ok((
         Weights {
-            w1: back2(&w1)?,
+            w1: back2(&w1)?.t().as_standard_layout().to_owned(),
             b1: back1(&b1)?,
             w2: back2(&w2)?,
             b2: back1(&b2)?,

@@ -93,9 +93,15 @@ pub(crate) struct EvalArgs {
     /// MCFPS: neighbourhood size k.
     #[arg(long, default_value_t = McfpsParams::default().neighbours)]
     neighbours: usize,
-    /// Head optimiser steps per round.
+    /// Head optimiser steps per round (with --epochs: the most).
     #[arg(long, default_value_t = HeadConfig::default().steps)]
     steps: usize,
+    /// Steps grow with the labels: ⌈E · labels / batch⌉, clamped to --min-steps..=--steps.
+    #[arg(long)]
+    epochs: Option<f64>,
+    /// With --epochs: the fewest steps a round trains.
+    #[arg(long, default_value_t = HeadConfig::default().min_steps)]
+    min_steps: usize,
     /// Head dropout probability.
     #[arg(long, default_value_t = HeadConfig::default().dropout)]
     dropout: f32,
@@ -258,6 +264,8 @@ pub(crate) fn run(a: EvalArgs) -> Result<()> {
         imbalance_ratio: a.imbalance_ratio,
         head: HeadConfig {
             steps: a.steps,
+            epochs: a.epochs,
+            min_steps: a.min_steps,
             dropout: a.dropout,
             ..HeadConfig::default()
         },

@@ -28,8 +28,15 @@ pub struct HeadConfig {
     pub hidden: usize,
     /// Dropout probability on the hidden layer, in training and in MC passes.
     pub dropout: f32,
-    /// Optimiser steps per training (minibatches drawn epoch by epoch without replacement).
+    /// Optimiser steps per training (minibatches drawn epoch by epoch without
+    /// replacement); with [`epochs`](Self::epochs) set, the most steps a training takes.
     pub steps: usize,
+    /// When set, a training on `n` samples takes `⌈epochs · n / batch_size⌉` steps,
+    /// clamped to [`min_steps`](Self::min_steps)`..=`[`steps`](Self::steps): a schedule
+    /// that grows with the labels instead of a fixed count (see [`Self::steps_for`]).
+    pub epochs: Option<f64>,
+    /// The fewest steps a training takes when [`epochs`](Self::epochs) is set.
+    pub min_steps: usize,
     /// Minibatch size (capped at the number of samples).
     pub batch_size: usize,
     /// AdamW learning rate.
@@ -55,6 +62,8 @@ impl Default for HeadConfig {
             hidden: 256,
             dropout: 0.3,
             steps: 600,
+            epochs: None,
+            min_steps: 200,
             batch_size: 64,
             learning_rate: 1e-3,
             weight_decay: 1e-4,
@@ -68,6 +77,19 @@ impl Default for HeadConfig {
 }
 
 impl HeadConfig {
+    /// Optimiser steps of a training on `samples` samples: [`steps`](Self::steps), or
+    /// with [`epochs`](Self::epochs) set `⌈epochs · samples / batch⌉` clamped to
+    /// `min_steps..=steps` (`batch` is the minibatch size capped at `samples`).
+    pub fn steps_for(&self, samples: usize) -> usize {
+        let Some(epochs) = self.epochs else {
+            return self.steps;
+        };
+        let batch = self.batch_size.min(samples).max(1) as f64;
+        let wanted = (epochs * samples as f64 / batch).ceil();
+        // `as` saturates; the clamp keeps it in the validated range.
+        (wanted as usize).clamp(self.min_steps.min(self.steps), self.steps)
+    }
+
     /// Checks every value's range.
     ///
     /// # Errors
@@ -83,6 +105,17 @@ impl HeadConfig {
         }
         if self.steps == 0 || self.batch_size == 0 {
             return bad("steps and batch_size must be at least 1".into());
+        }
+        if let Some(e) = self.epochs {
+            if !(e > 0.0 && e.is_finite()) {
+                return bad(format!("epochs {e} must be > 0"));
+            }
+            if self.min_steps == 0 || self.min_steps > self.steps {
+                return bad(format!(
+                    "min_steps {} must be in 1..={} (steps)",
+                    self.min_steps, self.steps
+                ));
+            }
         }
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
             return bad(format!("learning rate {} must be > 0", self.learning_rate));

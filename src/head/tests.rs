@@ -416,3 +416,53 @@ fn fused_adamw_matches_candle_nn_bit_for_bit() {
         assert!(same, "step {step}: {a:?} vs {b:?}");
     }
 }
+
+#[test]
+fn epochs_make_the_steps_grow_with_the_samples() {
+    let fixed = HeadConfig::default();
+    assert_eq!(fixed.steps_for(10), 600);
+    assert_eq!(fixed.steps_for(5000), 600);
+    let grown = HeadConfig {
+        epochs: Some(64.0),
+        ..HeadConfig::default()
+    };
+    grown.validate().unwrap();
+    // ⌈64 · n / 64⌉ = n steps, clamped to 200..=600.
+    assert_eq!(grown.steps_for(200), 200);
+    assert_eq!(grown.steps_for(320), 320);
+    assert_eq!(grown.steps_for(128), 200);
+    assert_eq!(grown.steps_for(5000), 600);
+    // Fewer samples than a batch: the batch is the samples, 64 steps → the minimum.
+    assert_eq!(grown.steps_for(10), 200);
+    for bad in [Some(0.0), Some(f64::NAN), Some(-1.0)] {
+        let c = HeadConfig {
+            epochs: bad,
+            ..HeadConfig::default()
+        };
+        assert!(c.validate().is_err(), "{bad:?}");
+    }
+    let c = HeadConfig {
+        epochs: Some(64.0),
+        min_steps: 700,
+        ..HeadConfig::default()
+    };
+    assert!(c.validate().is_err());
+    // A training reports the steps it took.
+    let (x, y) = blobs(10, 3);
+    let mut h = TrainableHead::new(
+        spec(false, false),
+        HeadConfig {
+            epochs: Some(4.0),
+            min_steps: 5,
+            steps: 50,
+            ..small_config(1)
+        },
+        x.view(),
+    )
+    .unwrap();
+    // 30 samples, batch 16: ⌈4 · 30 / 16⌉ = 8 steps.
+    assert_eq!(
+        h.fit(x.view(), Targets::Single(&y), false).unwrap().steps,
+        8
+    );
+}

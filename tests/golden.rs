@@ -165,28 +165,30 @@ fn retrained_cached_spaced_outputs_are_byte_identical_to_before_the_stages() {
 /// since 2026-12-07 with the shipped models' new digests in `heatmap.tif`'s tags,
 /// `suggestions.geojson` and `summary.json`: their metadata was re-encoded as JSON, and
 /// every output is otherwise what it was, checked by replacing the old digests with
-/// the new in the old outputs).
+/// the new in the old outputs; and since TypiClust's `points_per_cluster` was added
+/// the same day, with that key in the `strategy_params` of `suggestions.geojson` and
+/// `summary.json`: the new outputs with the key removed have the old digests).
 const PLAIN: [&str; 6] = [
     "c707580c179c367d01197f109a203b220af1cc904a11ece66a05c5058875f874",
     "4c0f7863126f2cfede8f0c3072419a14d1526d46bfd5f5d04a186c54726c4568",
-    "5496e7c5b0ebef0fac0905148b25f127d37d56132cfdf7a46be34c3115fe2d5b",
+    "bd9ec4a9232829353487e4a4b2b361162c62d762e63f7a213b2ed3370fdf3b31",
     "4cf2a69461be2c052012909530fdb168f62e84615055f651b5d99a67e65350a2",
     "3609588ce0e924fc47a19d1c36a0d1d6c0c5a76b0022b3c9ecc824be9856b074",
-    "af2714c349ae2557b8ceab43fb902f5bb40e45d05f920080d54ee73c08d86799",
+    "60ec5d8f41fc52a5037705bc08f29d950b09d43614f2cb9dea7d74da042c55aa",
 ];
 /// Digests of [`FILES`] for the retrained run (pre-refactor binary's plus the distance band).
 const RETRAINED: [&str; 6] = [
     "771efd65de7abac99be403b1691a8f1124d7937ff1ec0908152d9de4e2c018b8",
     "5ff58bd359a7ec9aa01f451ee599b3fbc8f966255016107d9d9b805020acc99e",
-    "780f5d16c2e1472596b0a982a4f923d92d650c08bd560a23dfbdb06aa1b3656c",
+    "4a981783078ec66a5a648da40ee46577d3d99612d1d3391a0d6a038100bdb964",
     "d75503bffdd92361bb13d34eed074351045ad711db6332a3bf6174d750441f8e",
     "b1fbbb961f63ba64c9a1752a39add6bb2e195753c91ff95e9154d8ccb8178115",
-    "1185a0cb7b9c2de21333d5bd2acd27339853752dc3b10deff12459b3de9ee665",
+    "f1cb86e2c8deaa905d120f3f7e4a0e0f706c8a28bdc1bd672a50405c9af1f8a3",
 ];
 /// The retrained run's `summary.json` digest when its embeddings come from the cache
 /// (`embeddings_from_cache: true`).
 const RETRAINED_SUMMARY_FROM_CACHE: &str =
-    "e4f36a193ae683a8e9804937a3c0bcefe1344f86666cb6d0c634ff9bd2fd901b";
+    "4b6f0795ae38d721d5a3fabd62ce4fd99fd229902dd7f0b76118a555bdd6d50a";
 
 /// The daemon maps a project's labels onto a warm scene's tiles once per label revision
 /// (`engine::label_tiles`) and selects with them (`engine::reselect_with`): the picks are

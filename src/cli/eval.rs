@@ -62,6 +62,10 @@ pub(crate) struct EvalArgs {
     /// typiclust: neighbours K of the typicality.
     #[arg(long, default_value_t = TypiclustParams::default().neighbours)]
     typiclust_neighbours: usize,
+    /// typiclust: at most this many sampled tiles per cluster (0, the default: only the
+    /// 10,000 cap).
+    #[arg(long, default_value_t = TypiclustParams::default().points_per_cluster)]
+    typiclust_points_per_cluster: usize,
     /// Pools, comma-separated: balanced, unbalanced (default: both; --multi-label:
     /// balanced only).
     #[arg(long, value_delimiter = ',')]
@@ -177,6 +181,7 @@ const DEFAULT_MULTI_LABEL_QUERIES: [&str; 7] = [
 fn selection_params(a: &EvalArgs, encoder: &std::path::Path) -> Result<QueryParams> {
     let typiclust = TypiclustParams {
         neighbours: a.typiclust_neighbours,
+        points_per_cluster: a.typiclust_points_per_cluster,
         ..TypiclustParams::default()
     };
     let probcover = ProbcoverParams {

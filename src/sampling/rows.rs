@@ -7,7 +7,7 @@
 //! | strategy | rows read |
 //! | --- | --- |
 //! | top-k, random | none (they never read an embedding) |
-//! | TypiClust | every labelled row + the seeded uniform sample of ≤ `max_points` eligible rows (`candidate_rows`) |
+//! | TypiClust | every labelled row + the seeded uniform sample of ≤ `max_points` (and ≤ `points_per_cluster` per cluster) eligible rows (`candidate_rows`) |
 //! | clustering | the `m · b` most uncertain eligible rows (+ the labelled ones) |
 //! | `auto` | its stage's rows; the class-balanced stage: each class's `m · quota` most uncertain rows, the `b` most uncertain overall (its fill-up) and the labelled rows |
 //! | coreset, MCFPS, ProbCover, any strategy but top-k/random with a spacing | all |
@@ -24,6 +24,7 @@ use crate::sampling::error::SamplingError;
 use crate::sampling::input::{eligible_mask, labelled_mask};
 use crate::sampling::rank::rank_order;
 use crate::sampling::schedule::{AutoParams, Stage};
+use crate::sampling::typiclust::sample_cap;
 use crate::sampling::{Pick, SelectionInput, Strategy, select, select_with_spacing};
 
 /// The embedding rows a selection reads.
@@ -59,7 +60,12 @@ pub fn rows_needed(
     };
     let labelled = labelled_mask(input);
     let rows = match strategy {
-        Strategy::Typiclust(p) => Some(candidate_rows(&eligible, &labelled, p.max_points, seed)),
+        Strategy::Typiclust(p) => Some(candidate_rows(
+            &eligible,
+            &labelled,
+            sample_cap(p, &labelled, budget),
+            seed,
+        )),
         Strategy::Clustering(p) => Some(most_uncertain(
             input,
             &eligible,
@@ -95,9 +101,12 @@ fn auto_rows(
     }
     match a.stage_strategy(stage) {
         Strategy::TopK => RowsNeeded::NoEmbeddings,
-        Strategy::Typiclust(p) => {
-            RowsNeeded::Rows(candidate_rows(eligible, labelled, p.max_points, seed))
-        }
+        Strategy::Typiclust(p) => RowsNeeded::Rows(candidate_rows(
+            eligible,
+            labelled,
+            sample_cap(&p, labelled, budget),
+            seed,
+        )),
         Strategy::Clustering(p) => RowsNeeded::Rows(most_uncertain(
             input,
             eligible,

@@ -67,7 +67,7 @@ pub fn reader_need(scene: &Scene, part: &ReadPlan) -> Option<u64> {
 }
 
 /// Set GDAL's block cache to `need` bytes plus a quarter, at least
-/// [`MIN_CACHE_BYTES`] and never above GDAL's own default (`None`: back to
+/// `MIN_CACHE_BYTES` and never above GDAL's own default (`None`: back to
 /// that default); nothing is changed when `GDAL_CACHEMAX` is set. Returns the
 /// size in force.
 pub fn fit_block_cache(need: Option<u64>) -> u64 {

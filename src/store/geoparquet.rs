@@ -14,7 +14,7 @@
 //! | `geometry` | binary, WKB | the tile footprint, a lon/lat polygon (OGC:CRS84) |
 //! | `centre_lon`, `centre_lat` | float64 | the tile centre |
 //! | `valid_fraction` | float32 | share of valid (not nodata) pixels |
-//! | `embedding` | fixed_size_list<halffloat>\[D\] | the encoder's embedding, f16 |
+//! | `embedding` | `fixed_size_list<halffloat>[D]` | the encoder's embedding, f16 |
 //!
 //! File key-value metadata: `geo` (GeoParquet: version 1.1.0, primary column `geometry`,
 //! WKB, `Polygon`, bbox; no `crs`, which means OGC:CRS84, lon/lat) and NextTile's
@@ -463,7 +463,7 @@ pub struct StoreBatch {
 }
 
 /// Streams a store file's rows, a record batch at a time, into `on_batch`; returns the
-/// file's metadata. Memory: one batch of [`BATCH_ROWS`] rows at a time.
+/// file's metadata. Memory: one batch of `BATCH_ROWS` rows at a time.
 ///
 /// # Errors
 ///

@@ -11,7 +11,9 @@
 //!    the scene, classes in turn over the head's classes) in one `POST labels`, then `N`
 //!    suggestions again (the first maps the labels onto the warm tiles);
 //! 3. `R` rounds (`POST rounds`, 20 tiles; timed from the POST to the job's end: train on
-//!    the 200 labels → predict → select → outputs) and `N` suggestions after them;
+//!    the 200 labels → predict → select → outputs), each split by its summary's timings
+//!    into training, MC passes, scores + distance + selection and the rest (outputs,
+//!    database, job hand-offs), and `N` suggestions after them;
 //! 4. the CLI, for comparison, with the embedding cache the daemon filled (a warm-up run
 //!    first, not counted): `nexttile score SCENE --budget 20` (what a suggestion costs
 //!    without a daemon) and `… --labelled labels.geojson --retrain` (a round), `R` runs
@@ -170,19 +172,44 @@ fn scene_report(name: &str, scene: &Path, o: &Opts) -> Value {
     println!("{name}: suggestions with {LABELS} labels {labelled}");
 
     let mut rounds = Vec::new();
-    for _ in 0..o.rounds {
+    let mut parts: [Vec<f64>; 4] = Default::default();
+    for number in 1..=o.rounds {
         let (s, v) = timed(|| {
             let r = post_json(&a, &base, "/projects/1/rounds", &json!({"budget": BUDGET}));
             common::wait_job(&a, &base, r["job"].as_i64().expect("round job"))
         });
         assert!(v["result"]["retrained"].is_object(), "{v}");
         rounds.push(s);
+        // Where the round's time went, from its summary: training, the MC passes (the
+        // rest of the head stage), scores + distance + selection, and everything else
+        // (outputs written, the database, the job's hand-offs).
+        let summary = round_summary(&a, &base, number);
+        let train = summary["retrained"]["report"]["seconds"]
+            .as_f64()
+            .unwrap_or(f64::NAN);
+        let head = summary["timings"]["head_s"].as_f64().unwrap_or(f64::NAN);
+        let select = summary["timings"]["select_s"].as_f64().unwrap_or(f64::NAN);
+        for (k, x) in [train, head - train, select, s - head - select]
+            .into_iter()
+            .enumerate()
+        {
+            parts[k].push(x);
+        }
     }
     let round_first = rounds.first().copied().unwrap_or(f64::NAN);
     rounds.sort_by(f64::total_cmp);
+    for p in parts.iter_mut() {
+        p.sort_by(f64::total_cmp);
+    }
+    let breakdown = json!({
+        "train_s": quantile(&parts[0], 0.5),
+        "predict_s": quantile(&parts[1], 0.5),
+        "scores_distance_select_s": quantile(&parts[2], 0.5),
+        "outputs_and_rest_s": quantile(&parts[3], 0.5),
+    });
     let after = suggestions(&a, &base, o.requests);
     println!(
-        "{name}: rounds with {LABELS} labels {:.2} s median (first {round_first:.2} s); suggestions after a round {after}",
+        "{name}: rounds with {LABELS} labels {:.2} s median (first {round_first:.2} s), medians of its parts {breakdown}; suggestions after a round {after}",
         quantile(&rounds, 0.5)
     );
     let rss = peak_rss_mib(child.id());
@@ -211,12 +238,26 @@ fn scene_report(name: &str, scene: &Path, o: &Opts) -> Value {
         "daemon_peak_rss_mib": rss,
         "suggestions_ms": cold,
         "suggestions_with_labels_ms": labelled,
-        "round_s": {"p50": quantile(&rounds, 0.5), "first": round_first, "runs": rounds.len()},
+        "round_s": {"p50": quantile(&rounds, 0.5), "first": round_first, "runs": rounds.len(), "parts_p50": breakdown},
         "suggestions_after_round_ms": after,
         "cli_score_from_cache_s": cli_suggest,
         "cli_retrain_from_cache_s": cli_round,
         "labels": LABELS,
     })
+}
+
+/// Round `number`'s summary, as `GET /projects/1/rounds` lists it.
+fn round_summary(a: &ureq::Agent, base: &str, number: usize) -> Value {
+    let mut r = a
+        .get(&format!("{base}/projects/1/rounds"))
+        .call()
+        .expect("GET rounds");
+    let rounds: Value = r.body_mut().read_json().unwrap_or(Value::Null);
+    rounds
+        .as_array()
+        .and_then(|all| all.iter().find(|x| x["number"] == number))
+        .map(|x| x["summary"].clone())
+        .unwrap_or(Value::Null)
 }
 
 fn main() {

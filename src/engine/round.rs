@@ -64,21 +64,7 @@ pub fn retrain_warm(
         Some(&rows),
         &mut warnings,
     );
-    let selected = select_stage(
-        req,
-        &Scored {
-            grid: &result.grid,
-            tiles: &result.tiles,
-            crs_wkt: &result.scene.crs_wkt,
-            size: (result.scene.width, result.scene.height),
-            class_names: &result.class_names,
-            embeddings: result.embeddings.view(),
-            uncertainties: &uncertainties,
-            predicted: &predicted,
-            model_switch: result.auto_switch_per_class,
-        },
-        labels,
-    )?;
+    let selected = select_stage(req, &Scored::of(result, &uncertainties, &predicted), labels)?;
     // Every fallible step is done: only now does `result` change.
     // The scoring's far-share warning was about the distance this one replaces.
     if let Some(old) = result.training_distance.warning() {

@@ -39,6 +39,29 @@ pub(super) struct Scored<'a> {
     pub model_switch: Option<usize>,
 }
 
+impl<'a> Scored<'a> {
+    /// What a scored scene's result gives the select stage, with `uncertainties` and
+    /// `predicted` in place of the result's own (a round selects on its new predictions
+    /// before it keeps them).
+    pub(super) fn of(
+        result: &'a ScoreResult,
+        uncertainties: &'a Uncertainties,
+        predicted: &'a [usize],
+    ) -> Self {
+        Scored {
+            grid: &result.grid,
+            tiles: &result.tiles,
+            crs_wkt: &result.scene.crs_wkt,
+            size: (result.scene.width, result.scene.height),
+            class_names: &result.class_names,
+            embeddings: result.embeddings.view(),
+            uncertainties,
+            predicted,
+            model_switch: result.auto_switch_per_class,
+        }
+    }
+}
+
 /// What the select stage chose.
 pub(super) struct Selected {
     /// Ranked picks.
@@ -173,17 +196,7 @@ pub fn reselect_with(
     }
     let selected = select_stage(
         req,
-        &Scored {
-            grid: &result.grid,
-            tiles: &result.tiles,
-            crs_wkt: &result.scene.crs_wkt,
-            size: (result.scene.width, result.scene.height),
-            class_names: &result.class_names,
-            embeddings: result.embeddings.view(),
-            uncertainties: &result.uncertainties,
-            predicted: &result.predicted,
-            model_switch: result.auto_switch_per_class,
-        },
+        &Scored::of(result, &result.uncertainties, &result.predicted),
         labels,
     )?;
     apply_selection(

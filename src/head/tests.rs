@@ -466,3 +466,40 @@ fn epochs_make_the_steps_grow_with_the_samples() {
         8
     );
 }
+
+/// The first layer's product without the minibatch's gradient gives the bits of candle's
+/// `matmul` forwards and, through ReLU and a loss, the same gradient of the weights.
+#[test]
+fn input_product_trains_as_matmul_does() {
+    let dev = Device::Cpu;
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let mut values =
+        |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
+    // Sizes that leave partial register tiles in every dimension.
+    let (b, d, h) = (37, 131, 29);
+    let (x, w0) = (values(b * d), values(d * h));
+    let x = Tensor::from_vec(x, (b, d), &dev).unwrap();
+    let bits = |t: &Tensor| -> Vec<u32> {
+        let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        v.iter().map(|f| f.to_bits()).collect()
+    };
+    let run = |custom: bool| {
+        let w = Var::from_tensor(&Tensor::from_vec(w0.clone(), (d, h), &dev).unwrap()).unwrap();
+        let product = if custom {
+            x.apply_op2(w.as_tensor(), super::train::InputProduct)
+        } else {
+            x.matmul(w.as_tensor())
+        }
+        .unwrap();
+        let loss = product.relu().unwrap().sqr().unwrap().mean_all().unwrap();
+        let grads = loss.backward().unwrap();
+        assert!(
+            grads.get(&x).is_none() || !custom,
+            "no gradient for the input"
+        );
+        (bits(&product), bits(grads.get(w.as_tensor()).unwrap()))
+    };
+    let (ours, theirs) = (run(true), run(false));
+    assert_eq!(ours.0, theirs.0, "forward");
+    assert_eq!(ours.1, theirs.1, "gradient of the weights");
+}

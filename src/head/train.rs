@@ -232,6 +232,50 @@ fn init_weights(spec: &HeadSpec, config: &HeadConfig, seed: u64) -> Weights {
     }
 }
 
+/// The first layer's product `x · W₁` (`[B, D] × [D, H]`) of a training step, whose
+/// backward pass gives only `W₁` its gradient.
+///
+/// candle's own `matmul` also computes the gradient of its left operand, here the
+/// minibatch of embeddings, which is no variable: a third product as large as the other
+/// two (`[B, H] × [H, D]`) plus a zeroed `[B, D]` accumulator on every step, all thrown
+/// away. This op runs the same product forwards (candle's CPU `matmul` on the same
+/// layouts) and the same `xᵀ · grad` backwards, so the trained weights keep their bits
+/// (golden digests of the retrained run; `tests::input_product_trains_as_matmul_does`).
+pub(super) struct InputProduct;
+
+impl candle_core::CustomOp2 for InputProduct {
+    fn name(&self) -> &'static str {
+        "input-product"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &candle_core::CpuStorage,
+        x_layout: &candle_core::Layout,
+        w: &candle_core::CpuStorage,
+        w_layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use candle_core::backend::BackendStorage;
+        let (m, k) = x_layout.shape().dims2()?;
+        let (k2, n) = w_layout.shape().dims2()?;
+        if k != k2 {
+            candle_core::bail!("input product: [{m}, {k}] × [{k2}, {n}]");
+        }
+        let out = x.matmul(w, (1, m, n, k), x_layout, w_layout)?;
+        Ok((out, candle_core::Shape::from((m, n))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        _w: &Tensor,
+        _out: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((None, Some(x.t()?.matmul(grad)?)))
+    }
+}
+
 fn var2(dev: &Device, a: &Array2<f32>) -> Result<Var, HeadError> {
     let data: Vec<f32> = a.iter().copied().collect();
     Ok(Var::from_tensor(&Tensor::from_vec(data, a.dim(), dev)?)?)
@@ -420,7 +464,7 @@ fn train(
             BatchTargets::Multi(t) => BatchTargets::Multi(t.index_select(&idx, 0)?),
         };
         let h = xb
-            .matmul(w1.as_tensor())?
+            .apply_op2(w1.as_tensor(), InputProduct)?
             .broadcast_add(b1.as_tensor())?
             .relu()?;
         let mask: Vec<f32> = (0..batch * hidden)

@@ -335,9 +335,22 @@ pub(super) struct FusedAdamW {
     step_t: i32,
 }
 
-/// A variable, a copy of its values (what the optimiser writes back), and its first
-/// and second moments.
-type AdamState = (Var, Vec<f32>, Vec<f32>, Vec<f32>);
+/// A variable with its first and second moments.
+type AdamState = (Var, Vec<f32>, Vec<f32>);
+
+/// The constants of one AdamW step, in `f32` as candle-nn's tensor operations take them.
+#[derive(Clone, Copy)]
+struct AdamStep {
+    b1: f32,
+    one_b1: f32,
+    b2: f32,
+    one_b2: f32,
+    scale_m: f32,
+    scale_v: f32,
+    decay: f32,
+    lr: f32,
+    eps: f32,
+}
 
 impl FusedAdamW {
     const BETA1: f64 = 0.9;
@@ -348,11 +361,10 @@ impl FusedAdamW {
         let vars = vars
             .into_iter()
             .map(|v| {
-                let theta: Vec<f32> = v.as_tensor().flatten_all()?.to_vec1()?;
-                let n = theta.len();
-                Ok((v, theta, vec![0.0; n], vec![0.0; n]))
+                let n = v.elem_count();
+                (v, vec![0.0; n], vec![0.0; n])
             })
-            .collect::<Result<Vec<_>, candle_core::Error>>()?;
+            .collect();
         Ok(Self {
             vars,
             lr,
@@ -361,39 +373,128 @@ impl FusedAdamW {
         })
     }
 
-    /// Backpropagates `loss` and updates every variable that has a gradient.
+    /// Backpropagates `loss` and updates every variable that has a gradient, in place in
+    /// the variable's own storage (no copy of the values or of the gradient).
     pub(super) fn backward_step(&mut self, loss: &Tensor) -> Result<(), HeadError> {
         let grads = loss.backward()?;
         self.step_t += 1;
         // The constants as candle-nn forms them: in f64, then each taken to f32 by the
         // tensor operation it feeds (`x * c` is `x * c + 0`, `x + c` is `x * 1 + c`).
         let (b1, b2) = (Self::BETA1, Self::BETA2);
-        let scale_m = (1f64 / (1f64 - b1.powi(self.step_t))) as f32;
-        let scale_v = (1f64 / (1f64 - b2.powi(self.step_t))) as f32;
-        let decay = (1f64 - self.lr * self.weight_decay) as f32;
-        let (lr, eps) = (self.lr as f32, Self::EPS as f32);
-        let (b1f, one_b1) = (b1 as f32, (1.0 - b1) as f32);
-        let (b2f, one_b2) = (b2 as f32, (1.0 - b2) as f32);
-        for (var, theta, m, v) in &mut self.vars {
+        let step = AdamStep {
+            b1: b1 as f32,
+            one_b1: (1.0 - b1) as f32,
+            b2: b2 as f32,
+            one_b2: (1.0 - b2) as f32,
+            scale_m: (1f64 / (1f64 - b1.powi(self.step_t))) as f32,
+            scale_v: (1f64 / (1f64 - b2.powi(self.step_t))) as f32,
+            decay: (1f64 - self.lr * self.weight_decay) as f32,
+            lr: self.lr as f32,
+            eps: Self::EPS as f32,
+        };
+        for (var, m, v) in &mut self.vars {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
-            let g: Vec<f32> = g.flatten_all()?.to_vec1()?;
-            let moments = m.iter_mut().zip(v.iter_mut());
-            for ((t, (m, v)), &g) in theta.iter_mut().zip(moments).zip(&g) {
-                let next_m = (*m * b1f + 0.0) + (g * one_b1 + 0.0);
-                let next_v = (*v * b2f + 0.0) + ((g * g) * one_b2 + 0.0);
-                let m_hat = next_m * scale_m + 0.0;
-                let v_hat = next_v * scale_v + 0.0;
-                let decayed = *t * decay + 0.0;
-                let adjusted = m_hat / (v_hat.sqrt() * 1.0 + eps);
-                *t = decayed - (adjusted * lr + 0.0);
-                *m = next_m;
-                *v = next_v;
-            }
-            var.set(&Tensor::from_slice(theta, var.shape(), var.device())?)?;
+            let g = g.contiguous()?;
+            let update = AdamUpdate {
+                moments: std::cell::RefCell::new((m.as_mut_slice(), v.as_mut_slice())),
+                step,
+            };
+            var.as_tensor().inplace_op2(&g, &update)?;
         }
         Ok(())
+    }
+}
+
+/// One variable's AdamW update as an in-place candle op: the variable's values are the
+/// destination, its gradient the source; the moments are the optimiser's.
+struct AdamUpdate<'a> {
+    moments: std::cell::RefCell<(&'a mut [f32], &'a mut [f32])>,
+    step: AdamStep,
+}
+
+impl candle_core::InplaceOp2 for AdamUpdate<'_> {
+    fn name(&self) -> &'static str {
+        "adamw-update"
+    }
+
+    fn cpu_fwd(
+        &self,
+        theta: &mut candle_core::CpuStorage,
+        theta_layout: &candle_core::Layout,
+        grad: &candle_core::CpuStorage,
+        grad_layout: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        use candle_core::CpuStorage::F32;
+        let (F32(theta), F32(grad)) = (theta, grad) else {
+            candle_core::bail!("adamw-update: f32 only");
+        };
+        let (Some((t0, t1)), Some((g0, g1))) = (
+            theta_layout.contiguous_offsets(),
+            grad_layout.contiguous_offsets(),
+        ) else {
+            candle_core::bail!("adamw-update: contiguous values and gradient only");
+        };
+        let mut moments = self.moments.borrow_mut();
+        let (m, v) = &mut *moments;
+        let (Some(theta), Some(grad)) = (theta.get_mut(t0..t1), grad.get(g0..g1)) else {
+            candle_core::bail!("adamw-update: layout outside the storage");
+        };
+        if grad.len() != theta.len() || m.len() != theta.len() || v.len() != theta.len() {
+            candle_core::bail!(
+                "adamw-update: {} values, {} gradients",
+                theta.len(),
+                grad.len()
+            );
+        }
+        adam_update(theta, grad, m, v, self.step);
+        Ok(())
+    }
+}
+
+/// candle-nn 0.11's AdamW step for each element, operation for operation in `f32`. Every
+/// operation is an IEEE one (Rust contracts nothing into fused multiply-adds), so the
+/// wider vectors of the AVX-512 build give the same bits.
+fn adam_update(theta: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], s: AdamStep) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static AVX512: OnceLock<bool> = OnceLock::new();
+        if *AVX512.get_or_init(|| is_x86_feature_detected!("avx512f")) {
+            // SAFETY: the CPU supports AVX-512F (checked above).
+            return unsafe { adam_update_avx512(theta, grad, m, v, s) };
+        }
+    }
+    adam_update_portable(theta, grad, m, v, s);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn adam_update_avx512(theta: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], s: AdamStep) {
+    adam_update_portable(theta, grad, m, v, s);
+}
+
+/// The loop of [`adam_update`]; inlined into the AVX-512 variant so it is compiled for it.
+#[inline(always)]
+fn adam_update_portable(
+    theta: &mut [f32],
+    grad: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    s: AdamStep,
+) {
+    let moments = m.iter_mut().zip(v.iter_mut());
+    for ((t, (m, v)), &g) in theta.iter_mut().zip(moments).zip(grad) {
+        let next_m = (*m * s.b1 + 0.0) + (g * s.one_b1 + 0.0);
+        let next_v = (*v * s.b2 + 0.0) + ((g * g) * s.one_b2 + 0.0);
+        let m_hat = next_m * s.scale_m + 0.0;
+        let v_hat = next_v * s.scale_v + 0.0;
+        let decayed = *t * s.decay + 0.0;
+        let adjusted = m_hat / (v_hat.sqrt() * 1.0 + s.eps);
+        *t = decayed - (adjusted * s.lr + 0.0);
+        *m = next_m;
+        *v = next_v;
     }
 }
 

@@ -25,6 +25,7 @@ pub mod raster;
 pub mod report;
 pub mod sampling;
 pub mod server;
+pub mod simd;
 pub mod store;
 pub mod threads;
 pub mod tiling;

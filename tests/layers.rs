@@ -12,6 +12,7 @@
 //! 2 geo         crs, aoi (GDAL/PROJ coordinate helpers)
 //! 1 pure        tiling, uncertainty, sampling, preprocess, paths
 //! 0 threads     the compute thread pool every layer may use
+//!   simd        which vector units the CPU has (for loops compiled twice)
 //! ```
 
 use std::collections::BTreeSet;
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 /// Every top-level module of `src/` and its layer (higher may name lower).
 const LAYERS: &[(&str, u8)] = &[
     ("threads", 0),
+    ("simd", 0),
     ("paths", 1),
     ("preprocess", 1),
     ("tiling", 1),

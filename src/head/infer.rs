@@ -227,13 +227,9 @@ fn dropout_mask(
 /// bits at any vector width.
 fn apply_mask(masked: &mut [f32], h: &[f32], draws: &[u32], threshold: u32, scale: f32) {
     #[cfg(target_arch = "x86_64")]
-    {
-        use std::sync::OnceLock;
-        static AVX512: OnceLock<bool> = OnceLock::new();
-        if *AVX512.get_or_init(|| is_x86_feature_detected!("avx512f")) {
-            // SAFETY: the CPU supports AVX-512F (checked above).
-            return unsafe { apply_mask_avx512(masked, h, draws, threshold, scale) };
-        }
+    if crate::simd::avx512f() {
+        // SAFETY: the CPU supports AVX-512F (checked above).
+        return unsafe { apply_mask_avx512(masked, h, draws, threshold, scale) };
     }
     apply_mask_portable(masked, h, draws, threshold, scale);
 }

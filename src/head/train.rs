@@ -458,13 +458,9 @@ impl candle_core::InplaceOp2 for AdamUpdate<'_> {
 /// wider vectors of the AVX-512 build give the same bits.
 fn adam_update(theta: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], s: AdamStep) {
     #[cfg(target_arch = "x86_64")]
-    {
-        use std::sync::OnceLock;
-        static AVX512: OnceLock<bool> = OnceLock::new();
-        if *AVX512.get_or_init(|| is_x86_feature_detected!("avx512f")) {
-            // SAFETY: the CPU supports AVX-512F (checked above).
-            return unsafe { adam_update_avx512(theta, grad, m, v, s) };
-        }
+    if crate::simd::avx512f() {
+        // SAFETY: the CPU supports AVX-512F (checked above).
+        return unsafe { adam_update_avx512(theta, grad, m, v, s) };
     }
     adam_update_portable(theta, grad, m, v, s);
 }

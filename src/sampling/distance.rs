@@ -84,19 +84,12 @@ pub(crate) fn row_distance(embeddings: &ArrayView2<'_, f32>, i: usize, q: &[f32]
 fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
-        if has_avx2_fma() {
+        if crate::simd::avx2_fma() {
             // SAFETY: the CPU supports AVX2 and FMA (checked above).
             return unsafe { squared_distance_avx2(a, b) };
         }
     }
     squared_distance_portable(a, b)
-}
-
-#[cfg(target_arch = "x86_64")]
-fn has_avx2_fma() -> bool {
-    use std::sync::OnceLock;
-    static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
 }
 
 #[cfg(target_arch = "x86_64")]

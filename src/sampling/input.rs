@@ -75,7 +75,7 @@ pub(crate) fn check_embeddings(
         return Err(SamplingError::NoEmbeddingDimensions);
     }
     for (tile, (row, &ok)) in embeddings.outer_iter().zip(eligible).enumerate() {
-        if !ok {
+        if !ok || row.as_slice().is_some_and(all_finite) {
             continue;
         }
         if let Some((dim, &value)) = row.iter().enumerate().find(|(_, v)| !v.is_finite()) {
@@ -83,6 +83,19 @@ pub(crate) fn check_embeddings(
         }
     }
     Ok(())
+}
+
+/// Whether every value is finite, by a branch-free scan that compiles to vector code (a
+/// value is infinite or NaN exactly when its exponent bits are all set). The checks of
+/// a granule's 29,241 × 1024 embeddings took 25 ms per TypiClust suggestion with the
+/// element-by-element search, which now runs only on a row that holds such a value.
+fn all_finite(values: &[f32]) -> bool {
+    const EXPONENT: u32 = 0x7f80_0000;
+    values.chunks(64).all(|c| {
+        c.iter().fold(0_u32, |bad, v| {
+            bad | u32::from(v.to_bits() & EXPONENT == EXPONENT)
+        }) == 0
+    })
 }
 
 /// Indices of the eligible tiles, ascending.
@@ -123,6 +136,28 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn the_scan_finds_every_non_finite_value_anywhere() {
+        let finite = [
+            0.0,
+            -0.0,
+            f32::MAX,
+            f32::MIN,
+            f32::MIN_POSITIVE,
+            1e-45,
+            -3.5,
+        ];
+        let row: Vec<f32> = (0..200).map(|i| finite[i % finite.len()]).collect();
+        assert!(all_finite(&row));
+        for bad in [f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            for at in [0, 63, 64, 130, 199] {
+                let mut r = row.clone();
+                r[at] = bad;
+                assert!(!all_finite(&r), "{bad} at {at}");
+            }
+        }
     }
 
     #[test]

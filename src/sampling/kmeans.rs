@@ -231,9 +231,13 @@ fn update(points: &ArrayView2<'_, f32>, assignment: &[usize], centroids: &mut Ar
         let last = (first + width).min(dims);
         let mut sums = Array2::<f64>::zeros((clusters, last - first));
         for (row, &c) in points.outer_iter().zip(assignment) {
-            if c < clusters {
-                sums.row_mut(c)
-                    .zip_mut_with(&row.slice(s![first..last]), |s, &x| *s += f64::from(x));
+            if c >= clusters {
+                continue;
+            }
+            let mut sum = sums.row_mut(c);
+            match (sum.as_slice_mut(), row.as_slice()) {
+                (Some(sum), Some(row)) => add_widened(sum, &row[first..last]),
+                _ => sum.zip_mut_with(&row.slice(s![first..last]), |s, &x| *s += f64::from(x)),
             }
         }
         sums
@@ -256,6 +260,32 @@ fn update(points: &ArrayView2<'_, f32>, assignment: &[usize], centroids: &mut Ar
                 centroid.zip_mut_with(&sum, |c, &s| *c = (s / n) as f32);
             }
         }
+    }
+}
+
+/// `sum[i] += f64::from(x[i])`: the inner loop of [`update`] on plain slices, so that it
+/// compiles to vector code (AVX-512 where the CPU has it; one exact widening and one
+/// addition per element, the same bits at any width).
+fn add_widened(sum: &mut [f64], x: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::avx512f() {
+        // SAFETY: the CPU supports AVX-512F (checked above).
+        return unsafe { add_widened_avx512(sum, x) };
+    }
+    add_widened_portable(sum, x);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn add_widened_avx512(sum: &mut [f64], x: &[f32]) {
+    add_widened_portable(sum, x);
+}
+
+/// The loop of [`add_widened`]; inlined into the AVX-512 variant so it is compiled for it.
+#[inline(always)]
+fn add_widened_portable(sum: &mut [f64], x: &[f32]) {
+    for (s, &v) in sum.iter_mut().zip(x) {
+        *s += f64::from(v);
     }
 }
 

@@ -180,6 +180,14 @@ impl TrainableHead {
     }
 }
 
+/// The test on a stream's next `u32` `u` that equals `rng.random::<f32>() < keep` on it:
+/// that float is `(u >> 8) · 2⁻²⁴`, so the unit is kept when `u >> 8 < ⌈keep · 2²⁴⌉`.
+/// Drawing the `u32`s in bulk with [`Rng::fill`] takes the same ones in the same order
+/// (tested), so masks drawn in bulk are those of the per-element draws.
+pub(super) fn keep_threshold(keep: f32) -> u32 {
+    (f64::from(keep) * f64::from(1_u32 << 24)).ceil() as u32
+}
+
 /// Draws of a dropout mask held at once: [`dropout_mask`] draws and applies a mask a
 /// chunk at a time, so the draws stay in the L1 cache instead of making a round trip
 /// through memory (16 MiB per pass for a 16,384-row block).
@@ -198,7 +206,7 @@ fn dropout_mask(
     masked: &mut Array2<f32>,
     (keep, scale): (f32, f32),
 ) {
-    let threshold = (f64::from(keep) * f64::from(1_u32 << 24)).ceil() as u32;
+    let threshold = keep_threshold(keep);
     let chunk = draws.len().max(1);
     let mut apply = |h: &[f32], m: &mut [f32]| {
         for (h, m) in h.chunks(chunk).zip(m.chunks_mut(chunk)) {

@@ -542,6 +542,8 @@ fn train(
     let hidden = cfg.hidden;
     let steps = cfg.steps_for(n);
     let detach_step = (cfg.loss_detach_after * steps as f64).round() as usize;
+    let threshold = super::infer::keep_threshold(keep);
+    let mut draws = vec![0_u32; batch * hidden];
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(&mut rng);
     let mut pos = 0;
@@ -564,14 +566,11 @@ fn train(
             .apply_op2(w1.as_tensor(), InputProduct)?
             .broadcast_add(b1.as_tensor())?
             .relu()?;
-        let mask: Vec<f32> = (0..batch * hidden)
-            .map(|_| {
-                if rng.random::<f32>() < keep {
-                    scale
-                } else {
-                    0.0
-                }
-            })
+        // `rng.random::<f32>() < keep` per unit, drawn in bulk (see `keep_threshold`).
+        rng.fill(draws.as_mut_slice());
+        let mask: Vec<f32> = draws
+            .iter()
+            .map(|&u| if u >> 8 < threshold { scale } else { 0.0 })
             .collect();
         let mask = Tensor::from_vec(mask, (batch, hidden), &dev)?;
         let logits = (h.clone() * mask)?

@@ -74,10 +74,21 @@ pub(crate) fn check_embeddings(
     if embeddings.ncols() == 0 {
         return Err(SamplingError::NoEmbeddingDimensions);
     }
-    for (tile, (row, &ok)) in embeddings.outer_iter().zip(eligible).enumerate() {
-        if !ok || row.as_slice().is_some_and(all_finite) {
-            continue;
-        }
+    use rayon::prelude::*;
+    // The first eligible row with a non-finite value, rows scanned in parallel on the
+    // caller's pool (the selection pool, for strategies).
+    let bad = (0..tiles)
+        .into_par_iter()
+        .with_min_len(512)
+        .find_first(|&tile| {
+            let row = embeddings.row(tile);
+            eligible[tile]
+                && !row
+                    .as_slice()
+                    .map_or_else(|| row.iter().all(|v| v.is_finite()), all_finite)
+        });
+    if let Some(tile) = bad {
+        let row = embeddings.row(tile);
         if let Some((dim, &value)) = row.iter().enumerate().find(|(_, v)| !v.is_finite()) {
             return Err(SamplingError::NonFiniteEmbedding { tile, dim, value });
         }

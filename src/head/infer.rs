@@ -228,31 +228,15 @@ fn dropout_mask(
     }
 }
 
-/// `masked[i] = h[i] · scale` where `draws[i] >> 8 < threshold`, else 0: the loop of
-/// [`dropout_mask`] on plain slices, so that it compiles to vector code (written inline,
-/// it stayed one element at a time and was 40 % of 20 MC passes over a granule), and
-/// for AVX-512 where the CPU has it. One multiplication or a zero per element: the same
-/// bits at any vector width.
-fn apply_mask(masked: &mut [f32], h: &[f32], draws: &[u32], threshold: u32, scale: f32) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::avx512f() {
-        // SAFETY: the CPU supports AVX-512F (checked above).
-        return unsafe { apply_mask_avx512(masked, h, draws, threshold, scale) };
-    }
-    apply_mask_portable(masked, h, draws, threshold, scale);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn apply_mask_avx512(masked: &mut [f32], h: &[f32], draws: &[u32], threshold: u32, scale: f32) {
-    apply_mask_portable(masked, h, draws, threshold, scale);
-}
-
-/// The loop of [`apply_mask`]; inlined into the AVX-512 variant so it is compiled for it.
-#[inline(always)]
-fn apply_mask_portable(masked: &mut [f32], h: &[f32], draws: &[u32], threshold: u32, scale: f32) {
-    for ((m, &v), &u) in masked.iter_mut().zip(h).zip(draws) {
-        *m = if u >> 8 < threshold { v * scale } else { 0.0 };
+crate::simd::widest! {
+    /// `masked[i] = h[i] · scale` where `draws[i] >> 8 < threshold`, else 0: the loop of
+    /// [`dropout_mask`] on plain slices, so that it compiles to vector code (written
+    /// inline, it stayed one element at a time and was 40 % of 20 MC passes over a
+    /// granule). One multiplication or a zero per element: the same bits at any width.
+    fn apply_mask(masked: &mut [f32], h: &[f32], draws: &[u32], threshold: u32, scale: f32) {
+        for ((m, &v), &u) in masked.iter_mut().zip(h).zip(draws) {
+            *m = if u >> 8 < threshold { v * scale } else { 0.0 };
+        }
     }
 }
 

@@ -453,44 +453,22 @@ impl candle_core::InplaceOp2 for AdamUpdate<'_> {
     }
 }
 
-/// candle-nn 0.11's AdamW step for each element, operation for operation in `f32`. Every
-/// operation is an IEEE one (Rust contracts nothing into fused multiply-adds), so the
-/// wider vectors of the AVX-512 build give the same bits.
-fn adam_update(theta: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], s: AdamStep) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::avx512f() {
-        // SAFETY: the CPU supports AVX-512F (checked above).
-        return unsafe { adam_update_avx512(theta, grad, m, v, s) };
-    }
-    adam_update_portable(theta, grad, m, v, s);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn adam_update_avx512(theta: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], s: AdamStep) {
-    adam_update_portable(theta, grad, m, v, s);
-}
-
-/// The loop of [`adam_update`]; inlined into the AVX-512 variant so it is compiled for it.
-#[inline(always)]
-fn adam_update_portable(
-    theta: &mut [f32],
-    grad: &[f32],
-    m: &mut [f32],
-    v: &mut [f32],
-    s: AdamStep,
-) {
-    let moments = m.iter_mut().zip(v.iter_mut());
-    for ((t, (m, v)), &g) in theta.iter_mut().zip(moments).zip(grad) {
-        let next_m = (*m * s.b1 + 0.0) + (g * s.one_b1 + 0.0);
-        let next_v = (*v * s.b2 + 0.0) + ((g * g) * s.one_b2 + 0.0);
-        let m_hat = next_m * s.scale_m + 0.0;
-        let v_hat = next_v * s.scale_v + 0.0;
-        let decayed = *t * s.decay + 0.0;
-        let adjusted = m_hat / (v_hat.sqrt() * 1.0 + s.eps);
-        *t = decayed - (adjusted * s.lr + 0.0);
-        *m = next_m;
-        *v = next_v;
+crate::simd::widest! {
+    /// candle-nn 0.11's AdamW step for each element, operation for operation in `f32`.
+    /// Every operation is an IEEE one, so the wider vectors give the same bits.
+    fn adam_update(theta: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], s: AdamStep) {
+        let moments = m.iter_mut().zip(v.iter_mut());
+        for ((t, (m, v)), &g) in theta.iter_mut().zip(moments).zip(grad) {
+            let next_m = (*m * s.b1 + 0.0) + (g * s.one_b1 + 0.0);
+            let next_v = (*v * s.b2 + 0.0) + ((g * g) * s.one_b2 + 0.0);
+            let m_hat = next_m * s.scale_m + 0.0;
+            let v_hat = next_v * s.scale_v + 0.0;
+            let decayed = *t * s.decay + 0.0;
+            let adjusted = m_hat / (v_hat.sqrt() * 1.0 + s.eps);
+            *t = decayed - (adjusted * s.lr + 0.0);
+            *m = next_m;
+            *v = next_v;
+        }
     }
 }
 

@@ -263,29 +263,14 @@ fn update(points: &ArrayView2<'_, f32>, assignment: &[usize], centroids: &mut Ar
     }
 }
 
-/// `sum[i] += f64::from(x[i])`: the inner loop of [`update`] on plain slices, so that it
-/// compiles to vector code (AVX-512 where the CPU has it; one exact widening and one
-/// addition per element, the same bits at any width).
-fn add_widened(sum: &mut [f64], x: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::avx512f() {
-        // SAFETY: the CPU supports AVX-512F (checked above).
-        return unsafe { add_widened_avx512(sum, x) };
-    }
-    add_widened_portable(sum, x);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn add_widened_avx512(sum: &mut [f64], x: &[f32]) {
-    add_widened_portable(sum, x);
-}
-
-/// The loop of [`add_widened`]; inlined into the AVX-512 variant so it is compiled for it.
-#[inline(always)]
-fn add_widened_portable(sum: &mut [f64], x: &[f32]) {
-    for (s, &v) in sum.iter_mut().zip(x) {
-        *s += f64::from(v);
+crate::simd::widest! {
+    /// `sum[i] += f64::from(x[i])`: the inner loop of [`update`] on plain slices, so
+    /// that it compiles to vector code (one exact widening and one addition per element,
+    /// the same bits at any width).
+    fn add_widened(sum: &mut [f64], x: &[f32]) {
+        for (s, &v) in sum.iter_mut().zip(x) {
+            *s += f64::from(v);
+        }
     }
 }
 

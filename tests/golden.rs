@@ -124,7 +124,7 @@ fn score_outputs_on_the_sample_are_byte_identical_to_before_the_stages() {
     let tmp = common::tempdir();
     let dir = tmp.path().join("plain");
     score(&dir, &["--no-cache"]);
-    assert_digests(&dir, PLAIN, "plain run");
+    assert_digests(&dir, expected().plain, "plain run");
 }
 
 /// Labels with classes, a retrained head, ground spacing and the embedding cache: the
@@ -153,42 +153,97 @@ fn retrained_cached_spaced_outputs_are_byte_identical_to_before_the_stages() {
                 "12",
             ],
         );
-        let mut want = RETRAINED;
+        let mut want = expected().retrained;
         if run == "second" {
-            want[5] = RETRAINED_SUMMARY_FROM_CACHE;
+            want[5] = expected().retrained_summary_from_cache;
         }
         assert_digests(&dir, want, what);
     }
 }
 
-/// Digests of [`FILES`] for the plain run (pre-refactor binary's outputs plus the distance band;
-/// since 2026-12-07 with the shipped models' new digests in `heatmap.tif`'s tags,
+/// The outputs' digests on one class of CPU. onnxruntime's MLAS and the `gemm` crate
+/// under candle choose their matrix kernels by the widest vector unit the CPU has, and
+/// kernels of different widths add their products in different orders, so the same
+/// binary writes other bits on an AVX-512 machine than on an AVX2 one (found
+/// 2026-12-07: on a 2-core AMD EPYC without AVX-512 every digest below differed, for
+/// stop 28's binary, 1fbd826, and the next one alike).
+struct Digests {
+    /// [`FILES`] of the plain run.
+    plain: [&'static str; 6],
+    /// [`FILES`] of the retrained run.
+    retrained: [&'static str; 6],
+    /// The retrained run's `summary.json` when its embeddings come from the cache
+    /// (`embeddings_from_cache: true`).
+    retrained_summary_from_cache: &'static str,
+}
+
+/// The digests on CPUs with AVX-512F (the Intel Xeon VMs the facts were first taken
+/// on, and CI). The plain run: the pre-refactor binary's outputs plus the distance
+/// band; since 2026-12-07 with the shipped models' new digests in `heatmap.tif`'s tags,
 /// `suggestions.geojson` and `summary.json`: their metadata was re-encoded as JSON, and
 /// every output is otherwise what it was, checked by replacing the old digests with
 /// the new in the old outputs; and since TypiClust's `points_per_cluster` was added
 /// the same day, with that key in the `strategy_params` of `suggestions.geojson` and
-/// `summary.json`: the new outputs with the key removed have the old digests).
-const PLAIN: [&str; 6] = [
-    "c707580c179c367d01197f109a203b220af1cc904a11ece66a05c5058875f874",
-    "4c0f7863126f2cfede8f0c3072419a14d1526d46bfd5f5d04a186c54726c4568",
-    "bd9ec4a9232829353487e4a4b2b361162c62d762e63f7a213b2ed3370fdf3b31",
-    "4cf2a69461be2c052012909530fdb168f62e84615055f651b5d99a67e65350a2",
-    "3609588ce0e924fc47a19d1c36a0d1d6c0c5a76b0022b3c9ecc824be9856b074",
-    "60ec5d8f41fc52a5037705bc08f29d950b09d43614f2cb9dea7d74da042c55aa",
-];
-/// Digests of [`FILES`] for the retrained run (pre-refactor binary's plus the distance band).
-const RETRAINED: [&str; 6] = [
-    "771efd65de7abac99be403b1691a8f1124d7937ff1ec0908152d9de4e2c018b8",
-    "5ff58bd359a7ec9aa01f451ee599b3fbc8f966255016107d9d9b805020acc99e",
-    "4a981783078ec66a5a648da40ee46577d3d99612d1d3391a0d6a038100bdb964",
-    "d75503bffdd92361bb13d34eed074351045ad711db6332a3bf6174d750441f8e",
-    "b1fbbb961f63ba64c9a1752a39add6bb2e195753c91ff95e9154d8ccb8178115",
-    "f1cb86e2c8deaa905d120f3f7e4a0e0f706c8a28bdc1bd672a50405c9af1f8a3",
-];
-/// The retrained run's `summary.json` digest when its embeddings come from the cache
-/// (`embeddings_from_cache: true`).
-const RETRAINED_SUMMARY_FROM_CACHE: &str =
-    "4b6f0795ae38d721d5a3fabd62ce4fd99fd229902dd7f0b76118a555bdd6d50a";
+/// `summary.json`: the new outputs with the key removed have the old digests. The
+/// retrained run: the pre-refactor binary's plus the distance band.
+const AVX512: Digests = Digests {
+    plain: [
+        "c707580c179c367d01197f109a203b220af1cc904a11ece66a05c5058875f874",
+        "4c0f7863126f2cfede8f0c3072419a14d1526d46bfd5f5d04a186c54726c4568",
+        "bd9ec4a9232829353487e4a4b2b361162c62d762e63f7a213b2ed3370fdf3b31",
+        "4cf2a69461be2c052012909530fdb168f62e84615055f651b5d99a67e65350a2",
+        "3609588ce0e924fc47a19d1c36a0d1d6c0c5a76b0022b3c9ecc824be9856b074",
+        "60ec5d8f41fc52a5037705bc08f29d950b09d43614f2cb9dea7d74da042c55aa",
+    ],
+    retrained: [
+        "771efd65de7abac99be403b1691a8f1124d7937ff1ec0908152d9de4e2c018b8",
+        "5ff58bd359a7ec9aa01f451ee599b3fbc8f966255016107d9d9b805020acc99e",
+        "4a981783078ec66a5a648da40ee46577d3d99612d1d3391a0d6a038100bdb964",
+        "d75503bffdd92361bb13d34eed074351045ad711db6332a3bf6174d750441f8e",
+        "b1fbbb961f63ba64c9a1752a39add6bb2e195753c91ff95e9154d8ccb8178115",
+        "f1cb86e2c8deaa905d120f3f7e4a0e0f706c8a28bdc1bd672a50405c9af1f8a3",
+    ],
+    retrained_summary_from_cache: "4b6f0795ae38d721d5a3fabd62ce4fd99fd229902dd7f0b76118a555bdd6d50a",
+};
+
+/// The digests on CPUs with AVX2 and FMA but no AVX-512F, taken 2026-12-07 on a 2-core
+/// AMD EPYC with stop 28's binary (main at 1fbd826, whose digests on AVX-512 are
+/// [`AVX512`]'s) and checked equal for the binary of that day's next commits.
+const AVX2_FMA: Digests = Digests {
+    plain: [
+        "653dd03c328fa1e4a801fc06dc9ffa9682079850b879108ce219bd09f2577f6b",
+        "8d3886032ff46a5818aee97b7a5e03e3b6ace97d688b4f3dfdfc492d98c7cc3e",
+        "e61251d3efc87b218e483fa00ca40cf665b107a2811e52abd491c2654c02d16e",
+        "d13ea30d71dc2c3db5dc5176bf32c4af86155d8d81fc4814242967f022cd7d12",
+        "62da294fdbca1840c78bb7b70cc6864f592d9104a193a6151f8953757594c876",
+        "95e0c99a88d0cc16d85ab8d61df665d4711a521b4ee6adf31c1ab8e38ce6a72e",
+    ],
+    retrained: [
+        "aab44a68240fad808af0aa77958c80c0e5cea4d4da40b67701185248ec32f015",
+        "cd4526b70cefe1ec6c8ee8d07da208a7c21b322311d90462bb6374833da4d0df",
+        "718e8f02694bce374fb9faa0e305074a65f76f29b91fdae50d98089ee4d302f6",
+        "c348cf56b6124ca4bb40ce7dd5d40e758448cb352a7880b79687180918d9e22c",
+        "d7749fa7d261800f6b0df8a62f800da8c907a4e043cbb4269f44915a4bf9dd36",
+        "39c76892b767fad8f94610280c73bb0680fe75e3b1a1e5d8dfda33b18fbc17c4",
+    ],
+    retrained_summary_from_cache: "64688def025526e1e23c433d3d1056e57840a79489f683955913665ec575eeae",
+};
+
+/// The digests for this machine's CPU class; none are known for a CPU without AVX2 and
+/// FMA, and the test says so rather than pass.
+fn expected() -> &'static Digests {
+    if nexttile::simd::avx512f() {
+        &AVX512
+    } else if nexttile::simd::avx2_fma() {
+        &AVX2_FMA
+    } else {
+        panic!(
+            "no golden digests are recorded for a CPU without AVX2 and FMA (onnxruntime's \
+             kernels, and so the outputs' bits, depend on it): take them with a binary \
+             whose outputs are known good (NEXTTILE_GOLDEN_BIN) and add a `Digests` here"
+        )
+    }
+}
 
 /// The daemon maps a project's labels onto a warm scene's tiles once per label revision
 /// (`engine::label_tiles`) and selects with them (`engine::reselect_with`): the picks are

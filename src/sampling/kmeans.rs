@@ -14,6 +14,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::sampling::distance::squared_distances_into;
+use crate::sampling::dots::{Panels, dots_into};
 use crate::sampling::error::SamplingError;
 use crate::sampling::input::check_embeddings;
 
@@ -301,34 +302,54 @@ fn assign(points: &ArrayView2<'_, f32>, centroids: &Array2<f32>) -> Vec<usize> {
         1
     };
     let chunk = rows.div_ceil(threads.max(1)).max(1);
+    let panels = Panels::new(centroids);
+    let dots = Dots {
+        centroids,
+        panels: panels.as_ref(),
+        norms: &norms,
+    };
     if threads <= 1 {
-        assign_rows(points, 0, centroids, &norms, &mut out);
+        assign_rows(points, 0, &dots, &mut out);
     } else {
         std::thread::scope(|s| {
             for (t, part) in out.chunks_mut(chunk).enumerate() {
-                let norms = &norms;
-                s.spawn(move || assign_rows(points, t * chunk, centroids, norms, part));
+                let dots = &dots;
+                s.spawn(move || assign_rows(points, t * chunk, dots, part));
             }
         });
     }
     out
 }
 
+/// The centroids as [`assign_rows`] reads them.
+struct Dots<'a> {
+    /// `[k, D]`.
+    centroids: &'a Array2<f32>,
+    /// Laid out for [`dots_into`] where the CPU takes that path.
+    panels: Option<&'a Panels>,
+    /// `‖c‖²` of each.
+    norms: &'a [f32],
+}
+
 /// `out[j]` = nearest centroid of point `first + j`, in blocks of [`BLOCK_ROWS`].
-fn assign_rows(
-    points: &ArrayView2<'_, f32>,
-    first: usize,
-    centroids: &Array2<f32>,
-    norms: &[f32],
-    out: &mut [usize],
-) {
+fn assign_rows(points: &ArrayView2<'_, f32>, first: usize, dots: &Dots<'_>, out: &mut [usize]) {
+    let k = dots.centroids.nrows();
+    let mut products = Array2::<f32>::zeros((0, k));
     for (b, slots) in out.chunks_mut(BLOCK_ROWS).enumerate() {
         let start = first + b * BLOCK_ROWS;
         let block = points.slice(s![start..start + slots.len(), ..]);
-        let dots = block.dot(&centroids.t());
-        for (slot, row) in slots.iter_mut().zip(dots.outer_iter()) {
+        let direct = dots.panels.is_some_and(|panels| {
+            products = Array2::zeros((slots.len(), k));
+            products
+                .as_slice_mut()
+                .is_some_and(|out| dots_into(&block, panels, out))
+        });
+        if !direct {
+            products = block.dot(&dots.centroids.t());
+        }
+        for (slot, row) in slots.iter_mut().zip(products.outer_iter()) {
             let mut best = (0_usize, f32::INFINITY);
-            for (c, (&dot, &norm)) in row.iter().zip(norms).enumerate() {
+            for (c, (&dot, &norm)) in row.iter().zip(dots.norms).enumerate() {
                 let d = norm - 2.0 * dot;
                 // Strictly smaller: among equal distances the lower cluster index stays.
                 if d < best.1 {
@@ -468,8 +489,22 @@ mod tests {
             .map(|c| c.iter().map(|v| v * v).sum())
             .collect();
         let mut serial = vec![0; n];
-        assign_rows(&points.view(), 0, &centroids, &norms, &mut serial);
+        let panels = Panels::new(&centroids);
+        let dots = Dots {
+            centroids: &centroids,
+            panels: panels.as_ref(),
+            norms: &norms,
+        };
+        assign_rows(&points.view(), 0, &dots, &mut serial);
         assert_eq!(parallel, serial);
+        // And the same with ndarray's `dot` for the products, wherever `Panels` is used.
+        let mut by_dot = vec![0; n];
+        let dots = Dots {
+            panels: None,
+            ..dots
+        };
+        assign_rows(&points.view(), 0, &dots, &mut by_dot);
+        assert_eq!(parallel, by_dot);
     }
 
     #[test]

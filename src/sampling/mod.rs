@@ -37,6 +37,7 @@ mod candidates;
 mod clustering;
 mod coreset;
 mod distance;
+mod dots;
 mod error;
 mod farthest_point;
 #[cfg(test)]

@@ -84,10 +84,10 @@ impl Default for TypiclustParams {
 struct Cluster {
     /// Positions (into the candidate rows) of its members.
     members: Vec<usize>,
-    /// Labelled members plus picks so far.
+    /// Labelled members.
     labels: usize,
-    /// Typicality of each member, computed when the cluster is first drawn from.
-    typicality: Option<Vec<f32>>,
+    /// Eligible members.
+    open: usize,
 }
 
 /// Selects up to `budget` tiles by TypiClust (Hacohen et al. 2022; see the module docs),
@@ -162,7 +162,7 @@ pub fn typiclust(
         .map(|_| Cluster {
             members: Vec::new(),
             labels: 0,
-            typicality: None,
+            open: 0,
         })
         .collect();
     for (pos, &c) in km.assignment.iter().enumerate() {
@@ -171,32 +171,21 @@ pub fn typiclust(
             if labelled[rows[pos]] {
                 cluster.labels += 1;
             }
+            if eligible[rows[pos]] {
+                cluster.open += 1;
+            }
         }
     }
+    let order = draw_order(&clusters, budget, params.min_cluster_size);
+    let typicalities = order_typicalities(x.view(), &clusters, &order, params.neighbours);
     let mut taken = vec![false; rows.len()];
     let mut picks = Vec::with_capacity(budget);
-    while picks.len() < budget {
-        let open = |c: &Cluster| c.members.iter().any(|&p| eligible[rows[p]] && !taken[p]);
-        // Fewest labels first, then the largest; small clusters only when nothing else is left.
-        let best = clusters
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| open(c))
-            .min_by_key(|(i, c)| {
-                (
-                    c.members.len() < params.min_cluster_size,
-                    c.labels,
-                    std::cmp::Reverse(c.members.len()),
-                    *i,
-                )
-            })
-            .map(|(i, _)| i);
-        let Some(ci) = best else { break };
-        let cluster = &mut clusters[ci];
-        let typicality = cluster.typicality.get_or_insert_with(|| {
-            member_typicality(x.view(), &cluster.members, params.neighbours)
-        });
-        let choice = cluster
+    for ci in order {
+        let Some(typicality) = typicalities.get(&ci) else {
+            break;
+        };
+        // The most typical eligible member not yet taken (ties: the first member).
+        let choice = clusters[ci]
             .members
             .iter()
             .zip(typicality.iter())
@@ -207,7 +196,6 @@ pub fn typiclust(
             });
         let Some((pos, t)) = choice else { break };
         taken[pos] = true;
-        cluster.labels += 1;
         picks.push(Pick {
             cluster: Some(ci),
             ..Pick::new(rows[pos], t)
@@ -227,6 +215,58 @@ pub(crate) fn sample_cap(params: &TypiclustParams, labelled: &[bool], budget: us
     params
         .max_points
         .min(params.points_per_cluster.saturating_mul(clusters))
+}
+
+/// The clusters [`typiclust`] draws its picks from, in order, each with its members:
+/// while budget is left, the open cluster (an eligible member not yet picked) with the
+/// fewest labels, then the largest; clusters under `min_cluster_size` members only when
+/// no other is open; the lowest index on a tie. A cluster's labels count its picks.
+/// Which cluster comes next never depends on typicality (only which member it gives),
+/// so the typicalities of all the clusters drawn from can be measured side by side
+/// before the first pick ([`order_typicalities`]).
+fn draw_order(clusters: &[Cluster], budget: usize, min_cluster_size: usize) -> Vec<usize> {
+    let mut open: Vec<usize> = clusters.iter().map(|c| c.open).collect();
+    let mut labels: Vec<usize> = clusters.iter().map(|c| c.labels).collect();
+    let mut order = Vec::with_capacity(budget);
+    while order.len() < budget {
+        let best = (0..clusters.len())
+            .filter(|&i| open[i] > 0)
+            .min_by_key(|&i| {
+                let size = clusters[i].members.len();
+                (
+                    size < min_cluster_size,
+                    labels[i],
+                    std::cmp::Reverse(size),
+                    i,
+                )
+            });
+        let Some(ci) = best else { break };
+        open[ci] -= 1;
+        labels[ci] += 1;
+        order.push(ci);
+    }
+    order
+}
+
+/// [`member_typicality`] of every cluster in `order`, once each, the clusters side by
+/// side on the compute pool (each the same numbers as on its own).
+fn order_typicalities(
+    x: ArrayView2<'_, f32>,
+    clusters: &[Cluster],
+    order: &[usize],
+    neighbours: usize,
+) -> std::collections::HashMap<usize, Vec<f32>> {
+    use rayon::prelude::*;
+    let mut seen = std::collections::HashSet::new();
+    let distinct: Vec<usize> = order
+        .iter()
+        .copied()
+        .filter(|&ci| seen.insert(ci))
+        .collect();
+    distinct
+        .par_iter()
+        .map(|&ci| (ci, member_typicality(x, &clusters[ci].members, neighbours)))
+        .collect()
 }
 
 /// Typicality of each member of a cluster among its members: the inverse of the mean

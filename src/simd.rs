@@ -1,51 +1,34 @@
-//! What the CPU's vector units can do, checked once per process, and [`widest!`], which
-//! compiles a loop for AVX-512 and for AVX2 besides the baseline and runs the widest the
-//! CPU has: the binary itself targets baseline x86-64 (SSE2), which every CPU runs.
+//! What the CPU's vector units can do, and [`widest!`], which compiles a loop for
+//! AVX-512 and for AVX2 besides the baseline and runs the widest the CPU has: the binary
+//! itself targets baseline x86-64 (SSE2), which every CPU runs.
 //!
 //! The loops given to [`widest!`] use only IEEE operations that give the same bits at
 //! every vector width (Rust never contracts a multiply and an add into a fused one), so
 //! a result does not depend on which variant ran.
 
-/// Whether the CPU has AVX-512F (always `false` off x86-64).
+/// Whether the CPU has AVX-512F (always `false` off x86-64). std caches the detection,
+/// so asking costs an atomic load.
 pub fn avx512f() -> bool {
     #[cfg(target_arch = "x86_64")]
-    {
-        use std::sync::OnceLock;
-        static HAS: OnceLock<bool> = OnceLock::new();
-        *HAS.get_or_init(|| is_x86_feature_detected!("avx512f"))
-    }
+    return is_x86_feature_detected!("avx512f");
     #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    return false;
 }
 
 /// Whether the CPU has AVX2 (always `false` off x86-64).
 pub fn avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
-    {
-        use std::sync::OnceLock;
-        static HAS: OnceLock<bool> = OnceLock::new();
-        *HAS.get_or_init(|| is_x86_feature_detected!("avx2"))
-    }
+    return is_x86_feature_detected!("avx2");
     #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    return false;
 }
 
 /// Whether the CPU has AVX2 and FMA (always `false` off x86-64).
 pub fn avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
-    {
-        use std::sync::OnceLock;
-        static HAS: OnceLock<bool> = OnceLock::new();
-        *HAS.get_or_init(|| avx2() && is_x86_feature_detected!("fma"))
-    }
+    return is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
     #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    return false;
 }
 
 /// Defines `fn name(args) -> ret { body }` whose body is compiled three times (baseline,

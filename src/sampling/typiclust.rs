@@ -181,7 +181,7 @@ pub fn typiclust(
     let mut taken = vec![false; rows.len()];
     let mut picks = Vec::with_capacity(budget);
     for ci in order {
-        let Some(typicality) = typicalities.get(&ci) else {
+        let Some(typicality) = &typicalities[ci] else {
             break;
         };
         // The most typical eligible member not yet taken (ties: the first member).
@@ -248,24 +248,23 @@ fn draw_order(clusters: &[Cluster], budget: usize, min_cluster_size: usize) -> V
     order
 }
 
-/// [`member_typicality`] of every cluster in `order`, once each, the clusters side by
-/// side on the compute pool (each the same numbers as on its own).
+/// [`member_typicality`] of every cluster in `order` (`None` for the others), the
+/// clusters side by side on the compute pool (each the same numbers as on its own).
 fn order_typicalities(
     x: ArrayView2<'_, f32>,
     clusters: &[Cluster],
     order: &[usize],
     neighbours: usize,
-) -> std::collections::HashMap<usize, Vec<f32>> {
+) -> Vec<Option<Vec<f32>>> {
     use rayon::prelude::*;
-    let mut seen = std::collections::HashSet::new();
-    let distinct: Vec<usize> = order
-        .iter()
-        .copied()
-        .filter(|&ci| seen.insert(ci))
-        .collect();
-    distinct
+    let mut drawn = vec![false; clusters.len()];
+    for &ci in order {
+        drawn[ci] = true;
+    }
+    clusters
         .par_iter()
-        .map(|&ci| (ci, member_typicality(x, &clusters[ci].members, neighbours)))
+        .zip(drawn)
+        .map(|(c, d)| d.then(|| member_typicality(x, &c.members, neighbours)))
         .collect()
 }
 

@@ -284,3 +284,26 @@ fn pairs_are_cached_by_both_rasters() {
     );
     assert!(other.tiles.len() < first.tiles.len());
 }
+
+/// Stacking the same pair on several threads at once leaves every caller a stack it can
+/// open and read: the pair's VRTs are written once per process, never unlinked and
+/// rewritten under another thread's reader (a parallel test run once failed with "No
+/// such file or directory" on the stack's `/vsimem/` path).
+#[test]
+fn the_same_pair_stacked_on_threads_at_once_stays_readable() {
+    let s1 = common::sen1floods_s1();
+    let s2 = common::sen1floods_s2();
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                let first = Scene::open(&s2).unwrap();
+                for _ in 0..10 {
+                    let stacked = stack_pair(&first, &s1, None).unwrap();
+                    let ds = Dataset::open(&stacked).unwrap();
+                    assert_eq!(ds.raster_count(), 15);
+                    assert_eq!(read_band(&ds, 14).len(), first.width * first.height);
+                }
+            });
+        }
+    });
+}

@@ -13,8 +13,10 @@
 //! the first raster's bands followed by the warped ones, with their canonical
 //! names as band descriptions, so band matching works across both files.
 
+use std::collections::BTreeSet;
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use gdal::Dataset;
 use sha2::{Digest, Sha256};
@@ -134,6 +136,10 @@ pub fn stack_pair(
         .collect();
     let warped = PathBuf::from(format!("/vsimem/nexttile/{tag}_second.vrt"));
     let stacked = PathBuf::from(format!("/vsimem/nexttile/{tag}_stack.vrt"));
+    let mut made = STACKED.lock().unwrap_or_else(PoisonError::into_inner);
+    if made.contains(&tag) {
+        return Ok(stacked);
+    }
 
     let any_float = second
         .bands
@@ -230,11 +236,19 @@ pub fn stack_pair(
         }
     }
     xml.push_str("</VRTDataset>\n");
-    let _ = gdal::vsi::unlink_mem_file(&stacked);
     gdal::vsi::create_mem_file(&stacked, xml.into_bytes())
         .map_err(|e| gdal_err(&stacked, e.to_string()))?;
+    made.insert(tag);
     Ok(stacked)
 }
+
+/// Tags of the pairs stacked in `/vsimem/` by this process. A pair's two VRTs are named
+/// by the files' identity (path, size, modification time) and written once: stacking the
+/// same pair again, on another thread, used to unlink and rewrite them while readers of
+/// the first stack were opening them ("No such file or directory", seen in a parallel
+/// test run). The lock is held while a pair is written, so a second caller waits for
+/// the first and then reuses its files.
+static STACKED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
 /// Run GDAL's warper (`gdalwarp` as a library call) from `src` into `dest`;
 /// `what` names the step in an error message (`warping onto the first

@@ -17,6 +17,7 @@ use crate::sampling::distance::squared_distances_into;
 use crate::sampling::dots::{Panels, dots_into};
 use crate::sampling::error::SamplingError;
 use crate::sampling::input::check_embeddings;
+use crate::sampling::lloyd_step::assign_and_move;
 
 /// The result of [`kmeans`].
 #[derive(Debug, Clone, PartialEq)]
@@ -88,7 +89,9 @@ pub fn kmeans_plus_plus(
 /// fewer than `k` distinct points.
 ///
 /// `O((k + iterations) · N · k · D)` worst case: seeding is `O(k · N · D)`, each iteration
-/// one `[N, D] × [D, k]` matrix product (blocked, split across cores for large inputs).
+/// one `[N, D] × [D, k]` matrix product (blocked, split across cores for large inputs),
+/// with the centroid sums taken in the same pass over the points
+/// ([`lloyd_step`](crate::sampling::lloyd_step)).
 /// Assignment distances use `‖x‖² − 2 x·c + ‖c‖²` in `f32`, so points almost equidistant
 /// from two centroids may go either way.
 ///
@@ -191,14 +194,20 @@ pub(crate) fn lloyd(
     mut centroids: Array2<f32>,
     iterations: usize,
 ) -> KMeans {
-    let mut assignment = assign(points, &centroids);
+    // `moved`: where the current assignment moves the centroids, when the pass that
+    // assigned also summed (the one-pass step); otherwise `update` computes it.
+    let (mut assignment, mut moved) = assign_pass(points, &centroids, iterations > 0);
     let mut done = 0;
     while done < iterations {
         done += 1;
-        update(points, &assignment, &mut centroids);
-        let next = assign(points, &centroids);
+        match moved.take() {
+            Some(next) => centroids = next,
+            None => update(points, &assignment, &mut centroids),
+        }
+        let (next, next_moved) = assign_pass(points, &centroids, done < iterations);
         let stable = next == assignment;
         assignment = next;
+        moved = next_moved;
         if stable {
             break;
         }
@@ -208,6 +217,28 @@ pub(crate) fn lloyd(
         assignment,
         iterations: done,
     }
+}
+
+/// The nearest centroid of every point and, when `then_move`, the centroids moved to
+/// their points' means in the same pass ([`lloyd_step`](crate::sampling::lloyd_step);
+/// the same numbers as [`assign`] then [`update`]).
+fn assign_pass(
+    points: &ArrayView2<'_, f32>,
+    centroids: &Array2<f32>,
+    then_move: bool,
+) -> (Vec<usize>, Option<Array2<f32>>) {
+    let norms = centroid_norms(centroids);
+    let panels = Panels::new(centroids);
+    let dots = Dots {
+        centroids,
+        panels: panels.as_ref(),
+        norms: &norms,
+    };
+    let threads = assign_threads(points, centroids);
+    if then_move && let Some((assignment, moved)) = assign_and_move(points, &dots, threads) {
+        return (assignment, Some(moved));
+    }
+    (assign_with(points, &dots, threads), None)
 }
 
 /// Moves every centroid with at least one point to the mean of its points (in `f64`).
@@ -268,7 +299,7 @@ crate::simd::widest! {
     /// `sum[i] += f64::from(x[i])`: the inner loop of [`update`] on plain slices, so
     /// that it compiles to vector code (one exact widening and one addition per element,
     /// the same bits at any width).
-    fn add_widened(sum: &mut [f64], x: &[f32]) {
+    pub(crate) fn add_widened(sum: &mut [f64], x: &[f32]) {
         for (s, &v) in sum.iter_mut().zip(x) {
             *s += f64::from(v);
         }
@@ -284,36 +315,28 @@ const MAX_THREADS: usize = 16;
 
 /// The nearest centroid of every point (equal: lower index), by `‖c‖² − 2 x·c` (`‖x‖²` is
 /// the same for all centroids of a point).
+#[cfg(test)]
 fn assign(points: &ArrayView2<'_, f32>, centroids: &Array2<f32>) -> Vec<usize> {
-    let rows = points.nrows();
-    let norms: Vec<f32> = centroids
-        .outer_iter()
-        .map(|c| c.iter().map(|v| v * v).sum())
-        .collect();
-    let mut out = vec![0_usize; rows];
-    let work = rows
-        .saturating_mul(centroids.nrows())
-        .saturating_mul(centroids.ncols());
-    let threads = if work >= PARALLEL_MIN_WORK {
-        std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(MAX_THREADS)
-    } else {
-        1
-    };
-    let chunk = rows.div_ceil(threads.max(1)).max(1);
+    let norms = centroid_norms(centroids);
     let panels = Panels::new(centroids);
     let dots = Dots {
         centroids,
         panels: panels.as_ref(),
         norms: &norms,
     };
+    assign_with(points, &dots, assign_threads(points, centroids))
+}
+
+/// [`assign`] with the centroids laid out and the threads chosen.
+fn assign_with(points: &ArrayView2<'_, f32>, dots: &Dots<'_>, threads: usize) -> Vec<usize> {
+    let rows = points.nrows();
+    let mut out = vec![0_usize; rows];
+    let chunk = rows.div_ceil(threads.max(1)).max(1);
     if threads <= 1 {
-        assign_rows(points, 0, &dots, &mut out);
+        assign_rows(points, 0, dots, &mut out);
     } else {
         std::thread::scope(|s| {
             for (t, part) in out.chunks_mut(chunk).enumerate() {
-                let dots = &dots;
                 s.spawn(move || assign_rows(points, t * chunk, dots, part));
             }
         });
@@ -321,18 +344,47 @@ fn assign(points: &ArrayView2<'_, f32>, centroids: &Array2<f32>) -> Vec<usize> {
     out
 }
 
+/// `‖c‖²` of every centroid.
+fn centroid_norms(centroids: &Array2<f32>) -> Vec<f32> {
+    centroids
+        .outer_iter()
+        .map(|c| c.iter().map(|v| v * v).sum())
+        .collect()
+}
+
+/// Threads for one assignment: the cores (at most [`MAX_THREADS`]) when the products
+/// are at least [`PARALLEL_MIN_WORK`] multiply-adds, else 1.
+fn assign_threads(points: &ArrayView2<'_, f32>, centroids: &Array2<f32>) -> usize {
+    let work = points
+        .nrows()
+        .saturating_mul(centroids.nrows())
+        .saturating_mul(centroids.ncols());
+    if work >= PARALLEL_MIN_WORK {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_THREADS)
+    } else {
+        1
+    }
+}
+
 /// The centroids as [`assign_rows`] reads them.
-struct Dots<'a> {
+pub(crate) struct Dots<'a> {
     /// `[k, D]`.
-    centroids: &'a Array2<f32>,
+    pub(crate) centroids: &'a Array2<f32>,
     /// Laid out for [`dots_into`] where the CPU takes that path.
-    panels: Option<&'a Panels>,
+    pub(crate) panels: Option<&'a Panels>,
     /// `‖c‖²` of each.
-    norms: &'a [f32],
+    pub(crate) norms: &'a [f32],
 }
 
 /// `out[j]` = nearest centroid of point `first + j`, in blocks of [`BLOCK_ROWS`].
-fn assign_rows(points: &ArrayView2<'_, f32>, first: usize, dots: &Dots<'_>, out: &mut [usize]) {
+pub(crate) fn assign_rows(
+    points: &ArrayView2<'_, f32>,
+    first: usize,
+    dots: &Dots<'_>,
+    out: &mut [usize],
+) {
     let k = dots.centroids.nrows();
     let mut products = Array2::<f32>::zeros((0, k));
     for (b, slots) in out.chunks_mut(BLOCK_ROWS).enumerate() {
@@ -536,6 +588,68 @@ mod tests {
         let mut got = Array2::<f32>::zeros((k, dims));
         pool.install(|| update(&points.view(), &assignment, &mut got));
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn one_pass_equals_two_passes() {
+        // The one-pass step (lloyd_step) against assign then update, bit for bit, on 1,
+        // 2, 3 and 5 threads (blocks split unevenly, a last partial block), a depth
+        // across matrixmultiply's 256 block, an empty cluster, and a view whose rows are
+        // not contiguous. Three groups set apart by the first value (0, 2^60, 2^61), so
+        // the clusters are known; in every other dimension a group's first row holds
+        // +2^40 and its last −2^40 around values near 1, so its f64 sum rounds at every
+        // step and comes out differently in any other order (reversing the rows within
+        // a block fails this test).
+        let (n, dims, k) = (2_100, 300, 4);
+        let mut s = 7_u64;
+        let wide = Array2::from_shape_fn((n, dims + 3), |(i, d)| {
+            s = s
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let group = i % 3;
+            match d {
+                0 => group as f32 * 2_f32.powi(60),
+                _ if i < 3 => 2_f32.powi(40),
+                _ if i >= n - 3 => -(2_f32.powi(40)),
+                _ => ((s >> 40) as f32) / 16_777_216.0 - 0.5,
+            }
+        });
+        let strided = wide.slice(s![.., ..dims]);
+        let owned = strided.to_owned();
+        let mut centroids = owned.select(Axis(0), &[3, 4, 5, 6]);
+        centroids[[3, 0]] = -(2_f32.powi(61)); // nearest to no point: stays empty
+        for points in [owned.view(), strided] {
+            let norms = centroid_norms(&centroids);
+            let panels = Panels::new(&centroids);
+            let dots = Dots {
+                centroids: &centroids,
+                panels: panels.as_ref(),
+                norms: &norms,
+            };
+            let want_assignment = assign(&points, &centroids);
+            assert!(want_assignment.iter().enumerate().all(|(i, &c)| c == i % 3));
+            let mut want = centroids.clone();
+            update(&points, &want_assignment, &mut want);
+            for threads in [1, 2, 3, 5] {
+                let (assignment, moved) = assign_and_move(&points, &dots, threads).unwrap();
+                assert_eq!(assignment, want_assignment, "{threads} threads");
+                assert_eq!(moved.dim(), (k, dims));
+                for (g, w) in moved.iter().zip(&want) {
+                    assert_eq!(g.to_bits(), w.to_bits(), "{threads} threads: {g} vs {w}");
+                }
+            }
+        }
+        // And whole runs: the one-pass lloyd against the two passes, iteration by
+        // iteration.
+        let mut c = centroids.clone();
+        let mut a = assign(&owned.view(), &c);
+        for _ in 0..3 {
+            update(&owned.view(), &a, &mut c);
+            a = assign(&owned.view(), &c);
+        }
+        let r = lloyd(&owned.view(), centroids, 3);
+        assert_eq!(r.assignment, a);
+        assert_eq!(r.centroids, c);
     }
 
     #[test]

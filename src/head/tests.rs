@@ -381,6 +381,46 @@ fn blocks_run_side_by_side_with_the_numbers_of_one_at_a_time() {
     }
 }
 
+/// The MC passes taken 64 rows at a time, every pass on those rows before the next,
+/// with the stream sought to each row's draws, give the probabilities of whole-block
+/// passes bit for bit: row counts around the 64-row step, several passes, streams,
+/// keep probabilities, single- and multi-label heads.
+#[test]
+fn mc_passes_by_rows_equal_whole_block_passes() {
+    let (x, y) = blobs(20, 3);
+    for multi in [false, true] {
+        let mut h = TrainableHead::new(spec(multi, false), small_config(2), x.view()).unwrap();
+        if multi {
+            let targets =
+                Array2::from_shape_fn((y.len(), 3), |(i, c)| f32::from(u8::from(y[i] == c)));
+            h.fit(x.view(), Targets::Multi(targets.view()), false)
+                .unwrap();
+        } else {
+            h.fit(x.view(), Targets::Single(&y), false).unwrap();
+        }
+        let hidden = h.config.hidden;
+        for rows in [1, 63, 64, 65, 130, 1000] {
+            let features = Array2::from_shape_fn((rows, hidden), |(i, j)| {
+                (((i * 31 + j * 17) % 23) as f32 - 9.0).max(0.0) * 0.37
+            });
+            for (keep, block, passes) in [(0.5_f32, 0, 5), (0.7, 3, 2), (0.999, 1, 1), (0.3, 0, 0)]
+            {
+                let scale = 1.0 / keep;
+                let by_rows = h.masked_passes(&features, block, passes, 9, (keep, scale));
+                let whole = h.whole_block_passes(&features, block, passes, 9, (keep, scale));
+                assert_eq!(by_rows.dim(), (passes, rows, 3));
+                for (a, b) in by_rows.iter().zip(&whole) {
+                    assert_eq!(
+                        a.to_bits(),
+                        b.to_bits(),
+                        "multi {multi} rows {rows} keep {keep}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// The fused AdamW gives the very bits candle-nn's `AdamW` gives, step after step (it
 /// exists for speed only; the label-savings results were measured with candle-nn's).
 #[test]

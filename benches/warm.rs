@@ -181,8 +181,9 @@ fn scene_report(name: &str, scene: &Path, o: &Opts) -> Value {
         assert!(v["result"]["retrained"].is_object(), "{v}");
         rounds.push(s);
         // Where the round's time went, from its summary: training, the MC passes (the
-        // rest of the head stage), scores + distance + selection, and everything else
-        // (outputs written, the database, the job's hand-offs).
+        // rest of the head stage; the distance to the labelled tiles is measured beside
+        // the training), scores + selection, and everything else (outputs written, the
+        // database, the job's hand-offs).
         let summary = round_summary(&a, &base, number);
         let train = summary["retrained"]["report"]["seconds"]
             .as_f64()
@@ -204,7 +205,7 @@ fn scene_report(name: &str, scene: &Path, o: &Opts) -> Value {
     let breakdown = json!({
         "train_s": quantile(&parts[0], 0.5),
         "predict_s": quantile(&parts[1], 0.5),
-        "scores_distance_select_s": quantile(&parts[2], 0.5),
+        "scores_select_s": quantile(&parts[2], 0.5),
         "outputs_and_rest_s": quantile(&parts[3], 0.5),
     });
     let after = suggestions(&a, &base, o.requests);

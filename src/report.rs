@@ -76,7 +76,8 @@ pub struct Timings {
     pub setup_s: f64,
     /// Reading + encoding (pipelined).
     pub embed_s: f64,
-    /// The T head passes.
+    /// The T head passes (in a daemon round: the training, with the distance to the
+    /// labelled tiles measured beside it, and the passes).
     pub head_s: f64,
     /// Uncertainty + selection.
     pub select_s: f64,

@@ -114,6 +114,7 @@ pub fn score(
         e.embeddings.view(),
         declared_reference.as_ref(),
         predicted.training_rows.as_deref(),
+        true,
         &mut p.warnings,
     );
     let model_switch = p

@@ -45,25 +45,41 @@ pub fn retrain_warm(
         &result.class_names,
         &mut warnings,
     )?;
-    let (mut head, summary) = retrain_head(
-        retrain,
-        result.embeddings.view(),
-        &classes,
-        &result.class_names,
-        req.seed,
-    )?;
+    // The distance to the labelled tiles needs no head: it is measured beside the
+    // training, which keeps one core busy (candle's products run on one thread,
+    // `src/main.rs`), on the others. The same numbers as one after the other.
+    let rows: Vec<bool> = classes.iter().map(Option::is_some).collect();
+    let (trained, measured) = std::thread::scope(|s| {
+        let distance = s.spawn(|| {
+            let mut warnings = Vec::new();
+            let d = training_distance(
+                result.embeddings.view(),
+                result.declared_reference.as_ref(),
+                Some(&rows),
+                false,
+                &mut warnings,
+            );
+            (d, warnings)
+        });
+        let trained = retrain_head(
+            retrain,
+            result.embeddings.view(),
+            &classes,
+            &result.class_names,
+            req.seed,
+        );
+        (trained, distance.join())
+    });
+    let (distance, distance_warnings) = measured.map_err(|_| {
+        Error::Internal("measuring the distance to the labelled tiles panicked".into())
+    })?;
+    let (mut head, summary) = trained?;
     let (probs, predicted_loss) =
         head.mc_passes(result.embeddings.view(), req.mc_passes, req.seed)?;
     let head_s = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let (uncertainties, predicted) = score_tiles(&probs, false, predicted_loss)?;
-    let rows: Vec<bool> = classes.iter().map(Option::is_some).collect();
-    let distance = training_distance(
-        result.embeddings.view(),
-        result.declared_reference.as_ref(),
-        Some(&rows),
-        &mut warnings,
-    );
+    warnings.extend(distance_warnings);
     let selected = select_stage(req, &Scored::of(result, &uncertainties, &predicted), labels)?;
     // Every fallible step is done: only now does `result` change.
     // The scoring's far-share warning was about the distance this one replaces.

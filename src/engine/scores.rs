@@ -9,8 +9,8 @@ use crate::model::{ModelError, ModelRole, ModelSpec};
 use crate::report::DeclaredReference;
 use crate::uncertainty::{
     METADATA_MEAN, METADATA_STD, ReferenceKind, TrainingDistance, Uncertainties, compute_all,
-    compute_all_multilabel, mahalanobis_diag, nearest_labelled, predicted_class,
-    reference_from_metadata, scene_stats,
+    compute_all_multilabel, mahalanobis_diag, nearest_labelled, nearest_labelled_serial,
+    predicted_class, reference_from_metadata, scene_stats,
 };
 
 /// The score stage. In: probabilities (passes × tiles × classes), whether the head is
@@ -72,19 +72,27 @@ pub(super) fn declared_reference(
 /// reference there is: the labelled tiles a retrained head learnt from
 /// (`training_rows`; nearest neighbour); the `declared` training-embedding statistics
 /// ([`declared_reference`]; diagonal Mahalanobis); else the scene's own mean and
-/// standard deviation. The far-share warning joins `warnings`.
+/// standard deviation. The far-share warning joins `warnings`. The nearest labelled
+/// tiles are searched on the selection pool when `parallel`, else on the calling thread
+/// alone (beside other work; the same numbers).
 pub(super) fn training_distance(
     embeddings: ArrayView2<'_, f32>,
     declared: Option<&DeclaredReference>,
     training_rows: Option<&[bool]>,
+    parallel: bool,
     warnings: &mut Vec<String>,
 ) -> TrainingDistance {
     let scale = || match declared {
         Some(d) => d.stats.std.clone(),
         None => scene_stats(embeddings).std,
     };
+    let nearest = if parallel {
+        nearest_labelled
+    } else {
+        nearest_labelled_serial
+    };
     let labelled =
-        training_rows.and_then(|rows| Some((nearest_labelled(embeddings, rows, &scale())?, rows)));
+        training_rows.and_then(|rows| Some((nearest(embeddings, rows, &scale())?, rows)));
     let result = if let Some((values, rows)) = labelled {
         let n = rows.iter().filter(|r| **r).count();
         let units = match declared {

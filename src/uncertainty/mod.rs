@@ -73,8 +73,8 @@ pub use crate::uncertainty::multilabel_uncertainties::compute_all_multilabel;
 pub use crate::uncertainty::predicted_class::predicted_class;
 pub use crate::uncertainty::training_distance::{
     DistanceQuantiles, FAR_DISTANCE, FAR_SHARE_WARNING, FeatureStats, METADATA_MEAN, METADATA_STD,
-    ReferenceKind, TrainingDistance, mahalanobis_diag, nearest_labelled, reference_from_metadata,
-    scene_stats,
+    ReferenceKind, TrainingDistance, mahalanobis_diag, nearest_labelled, nearest_labelled_serial,
+    reference_from_metadata, scene_stats,
 };
 pub use crate::uncertainty::uncertainties::{Uncertainties, compute_all};
 pub use crate::uncertainty::variation_ratio::variation_ratio;

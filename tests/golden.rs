@@ -296,3 +296,39 @@ fn label_tiles_mapped_once_select_what_mapping_afresh_selects() {
         );
     }
 }
+
+/// Every tile's lon/lat footprint and centre is reprojected once per scene grid and
+/// kept for the next outputs (`output::project_tiles`; the daemon writes a round's
+/// outputs on the same scene again and again): writing a scored sample's outputs a
+/// second time, and a third after another grid's were written in between, gives the
+/// bytes of the first, reprojecting, write.
+#[test]
+fn kept_footprints_write_the_bytes_of_fresh_ones() {
+    use std::sync::atomic::AtomicBool;
+    let mut req = nexttile::engine::ScoreRequest::new(
+        &common::sample_scene(),
+        common::encoder(),
+        common::head(),
+    );
+    req.mc_passes = 1;
+    let scored = nexttile::engine::score(&req, &|_| {}, &AtomicBool::new(false)).unwrap();
+    let mut other = req.clone();
+    other.tile_size = Some(128);
+    let coarse = nexttile::engine::score(&other, &|_| {}, &AtomicBool::new(false)).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let write = |result: &nexttile::engine::ScoreResult, name: &str| {
+        let dir = tmp.path().join(name);
+        nexttile::engine::write_outputs(result, &dir).unwrap();
+        ["tiles.geojson", "tiles.csv"].map(|f| std::fs::read(dir.join(f)).unwrap())
+    };
+    let first = write(&scored, "first");
+    let again = write(&scored, "again");
+    let coarse_files = write(&coarse, "coarse");
+    let after = write(&scored, "after");
+    assert!(first == again, "a second write of the same scene differs");
+    assert!(first == after, "a write after another grid's differs");
+    assert!(
+        coarse_files != first,
+        "another grid wrote the first grid's tiles"
+    );
+}

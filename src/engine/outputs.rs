@@ -42,7 +42,9 @@ pub fn write_outputs(result: &ScoreResult, dir: &Path) -> Result<OutputPaths> {
         summary: dir.join("summary.json"),
     };
     // Every tile's GeoJSON is the largest file (a full granule: 29,241 footprints); it is
-    // written on its own thread while this one writes the others.
+    // written on its own thread while this one writes the others. Both read the tiles'
+    // lon/lat footprints and centres, reprojected first (once per scene grid).
+    output::project_tiles(result)?;
     std::thread::scope(|s| -> Result<()> {
         let tiles = s.spawn(|| output::write_tiles_geojson(result, &paths.tiles_geojson));
         output::write_heatmap(result, &paths.heatmap, result.metric)?;

@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use geojson::{Feature, FeatureCollection, Geometry, GeometryValue, JsonObject};
 use serde_json::json;
@@ -48,12 +49,10 @@ pub fn footprint_lonlat(
 /// Properties shared by suggestion and tile features for scored tile `i`.
 fn tile_properties(
     result: &ScoreResult,
-    to_wgs84: &Reprojector,
+    (lon, lat): (f64, f64),
     i: usize,
 ) -> Result<JsonObject, OutputError> {
     let id = result.tiles[i];
-    let (cx, cy) = result.grid.centre(id);
-    let (lon, lat) = to_wgs84.point(cx, cy)?;
     let mean = result.uncertainties.mean.row(i);
     let probs: serde_json::Map<String, serde_json::Value> = result
         .class_names
@@ -140,7 +139,8 @@ pub fn suggestions_collection(result: &ScoreResult) -> Result<FeatureCollection,
                 ];
             }
         }
-        let mut p = tile_properties(result, &to_wgs84, i)?;
+        let (cx, cy) = result.grid.centre(result.tiles[i]);
+        let mut p = tile_properties(result, to_wgs84.point(cx, cy)?, i)?;
         p.insert("rank".into(), json!(rank + 1));
         p.insert("score".into(), json!(round6(pick.score)));
         p.insert(
@@ -287,28 +287,28 @@ pub fn write_tiles_geojson(result: &ScoreResult, path: &Path) -> Result<(), Outp
 }
 
 /// Every scored tile's feature, in chunks of [`TILE_FEATURES_PER_TASK`] tiles that run
-/// side by side on the compute pool, each with its own coordinate transformation
-/// (GDAL's are not shared between threads) and turned into `T` by `finish`; the chunks
-/// come back in tile order, the same as one after another.
+/// side by side on the compute pool (footprints and centres from [`projected`]), each
+/// turned into `T` by `finish`; the chunks come back in tile order, the same as one
+/// after another.
 fn tile_chunks<T: Send>(
     result: &ScoreResult,
     finish: impl Fn(Vec<Feature>) -> Result<T, OutputError> + Sync,
 ) -> Result<Vec<T>, OutputError> {
     use rayon::prelude::*;
+    let places = projected(result)?;
     let indices: Vec<usize> = (0..result.tiles.len()).collect();
     crate::threads::on_selection_pool(|| {
         indices
             .par_chunks(TILE_FEATURES_PER_TASK)
             .map(|chunk| {
-                let to_wgs84 = Reprojector::from_wkt(&result.scene.crs_wkt, &wgs84()?)?;
                 let features = chunk
                     .iter()
                     .map(|&i| {
                         Ok(Feature {
                             bbox: None,
-                            geometry: Some(footprint_lonlat(result, &to_wgs84, result.tiles[i])?),
+                            geometry: Some(places.footprints[i].clone()),
                             id: Some(geojson::feature::Id::String(result.tiles[i].to_string())),
-                            properties: Some(tile_properties(result, &to_wgs84, i)?),
+                            properties: Some(tile_properties(result, places.centres[i], i)?),
                             foreign_members: None,
                         })
                     })
@@ -317,6 +317,78 @@ fn tile_chunks<T: Send>(
             })
             .collect()
     })
+}
+
+/// Reprojects every scored tile's footprint and centre once, for
+/// [`write_tiles_geojson`] and [`write_tiles_csv`] to share when they run side by side
+/// (each would otherwise reproject them on a first call).
+///
+/// # Errors
+///
+/// [`OutputError`] when the scene's CRS cannot be transformed to lon/lat.
+pub fn project_tiles(result: &ScoreResult) -> Result<(), OutputError> {
+    projected(result).map(|_| ())
+}
+
+/// Every scored tile's footprint ([`footprint_lonlat`]) and centre in lon/lat, for one
+/// scene grid and set of tiles.
+struct Projected {
+    crs_wkt: String,
+    grid: String,
+    tiles: Vec<TileId>,
+    footprints: Vec<Geometry>,
+    centres: Vec<(f64, f64)>,
+}
+
+/// [`Projected`] for `result`: reprojected in chunks of [`TILE_FEATURES_PER_TASK`]
+/// tiles side by side on the compute pool (each with its own coordinate transformation:
+/// GDAL's are not shared between threads), and kept for the next outputs of the same
+/// grid, CRS and tiles. The daemon writes every round's `tiles.geojson` and `tiles.csv`
+/// for the same scene, and reprojecting a granule's 29,241 footprints was about a fifth
+/// of writing them. One scene is kept (15 MB for a granule); the numbers are those of
+/// reprojecting every time.
+fn projected(result: &ScoreResult) -> Result<Arc<Projected>, OutputError> {
+    use rayon::prelude::*;
+    static LAST: Mutex<Option<Arc<Projected>>> = Mutex::new(None);
+    let grid = format!("{:?}", result.grid);
+    let same = |p: &Projected| {
+        p.crs_wkt == result.scene.crs_wkt && p.grid == grid && p.tiles == result.tiles
+    };
+    if let Some(p) = LAST.lock().unwrap_or_else(PoisonError::into_inner).as_ref()
+        && same(p)
+    {
+        return Ok(Arc::clone(p));
+    }
+    let indices: Vec<usize> = (0..result.tiles.len()).collect();
+    let chunks: Vec<Vec<(Geometry, (f64, f64))>> = crate::threads::on_selection_pool(|| {
+        indices
+            .par_chunks(TILE_FEATURES_PER_TASK)
+            .map(|chunk| {
+                let to_wgs84 = Reprojector::from_wkt(&result.scene.crs_wkt, &wgs84()?)?;
+                chunk
+                    .iter()
+                    .map(|&i| {
+                        let id = result.tiles[i];
+                        let (cx, cy) = result.grid.centre(id);
+                        Ok((
+                            footprint_lonlat(result, &to_wgs84, id)?,
+                            to_wgs84.point(cx, cy)?,
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, OutputError>>()
+            })
+            .collect::<Result<Vec<_>, OutputError>>()
+    })?;
+    let (footprints, centres) = chunks.into_iter().flatten().unzip();
+    let places = Arc::new(Projected {
+        crs_wkt: result.scene.crs_wkt.clone(),
+        grid,
+        tiles: result.tiles.clone(),
+        footprints,
+        centres,
+    });
+    *LAST.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&places));
+    Ok(places)
 }
 
 /// Write a FeatureCollection as pretty-printed JSON.
@@ -339,7 +411,7 @@ pub fn write_tiles_csv(result: &ScoreResult, path: &Path) -> Result<(), OutputEr
         path: path.display().to_string(),
         source: e,
     };
-    let to_wgs84 = Reprojector::from_wkt(&result.scene.crs_wkt, &wgs84()?)?;
+    let places = projected(result)?;
     let mut w = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
     let mut header = vec![
         "tile_id",
@@ -360,8 +432,7 @@ pub fn write_tiles_csv(result: &ScoreResult, path: &Path) -> Result<(), OutputEr
     header.push(super::DISTANCE_BAND.to_string());
     writeln!(w, "{}", header.join(",")).map_err(io)?;
     for (i, id) in result.tiles.iter().enumerate() {
-        let (cx, cy) = result.grid.centre(*id);
-        let (lon, lat) = to_wgs84.point(cx, cy)?;
+        let (lon, lat) = places.centres[i];
         let mut row = vec![
             id.to_string(),
             id.row.to_string(),

@@ -7,8 +7,9 @@ mod mosaic;
 mod survey;
 
 pub use features::{
-    COORD_DECIMALS, FOOTPRINT_POINTS_PER_EDGE, region_collection, suggestions_collection,
-    tiles_collection, write_collection, write_tiles_csv, write_tiles_geojson,
+    COORD_DECIMALS, FOOTPRINT_POINTS_PER_EDGE, project_tiles, region_collection,
+    suggestions_collection, tiles_collection, write_collection, write_tiles_csv,
+    write_tiles_geojson,
 };
 pub use heatmap::{
     DISTANCE_BAND, HEATMAP_NODATA, heatmap_band_names, pseudocolor_qml, write_heatmap,

@@ -306,7 +306,7 @@ fn label_tiles_mapped_once_select_what_mapping_afresh_selects() {
 fn kept_footprints_write_the_bytes_of_fresh_ones() {
     use std::sync::atomic::AtomicBool;
     let mut req = nexttile::engine::ScoreRequest::new(
-        &common::sample_scene(),
+        common::sample_scene(),
         common::encoder(),
         common::head(),
     );

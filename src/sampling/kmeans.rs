@@ -221,7 +221,8 @@ pub(crate) fn lloyd(
 
 /// The nearest centroid of every point and, when `then_move`, the centroids moved to
 /// their points' means in the same pass ([`lloyd_step`](crate::sampling::lloyd_step);
-/// the same numbers as [`assign`] then [`update`]).
+/// the same numbers as [`assign_with`] then [`update`], which run when the one-pass
+/// step could not finish).
 fn assign_pass(
     points: &ArrayView2<'_, f32>,
     centroids: &Array2<f32>,
@@ -327,7 +328,8 @@ fn assign(points: &ArrayView2<'_, f32>, centroids: &Array2<f32>) -> Vec<usize> {
     assign_with(points, &dots, assign_threads(points, centroids))
 }
 
-/// [`assign`] with the centroids laid out and the threads chosen.
+/// The nearest centroid of every point (equal: lower index), by `‖c‖² − 2 x·c`, with
+/// the centroids laid out and the threads chosen.
 fn assign_with(points: &ArrayView2<'_, f32>, dots: &Dots<'_>, threads: usize) -> Vec<usize> {
     let rows = points.nrows();
     let mut out = vec![0_usize; rows];

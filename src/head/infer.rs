@@ -140,9 +140,7 @@ impl TrainableHead {
             l += lb2;
             l.column(0).to_owned()
         });
-        let mut deterministic = h.dot(&w.w2.t());
-        deterministic += &w.b2;
-        self.activate(&mut deterministic);
+        let deterministic = self.last_layer(h.view());
         let probs = self.masked_passes(&h, block, passes, seed, (keep, scale));
         BlockOutput {
             probs,
@@ -173,7 +171,6 @@ impl TrainableHead {
         (keep, scale): (f32, f32),
     ) -> Array3<f32> {
         let (rows, hidden) = h.dim();
-        let mut probs = Array3::<f32>::zeros((passes, rows, self.spec.classes.len()));
         let Some(h) = h.as_slice() else {
             // Not standard layout (never: `h` is a product's result).
             return self.whole_block_passes(
@@ -184,8 +181,8 @@ impl TrainableHead {
                 (keep, scale),
             );
         };
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        rng.set_stream(block as u64);
+        let mut probs = Array3::<f32>::zeros((passes, rows, self.spec.classes.len()));
+        let mut rng = mask_stream(seed, block);
         let threshold = keep_threshold(keep);
         let per_pass = (rows * hidden) as u128;
         let mut draws = vec![0_u32; MC_ROWS.min(rows) * hidden];
@@ -202,10 +199,9 @@ impl TrainableHead {
                 if let Some(m) = part.as_slice_mut() {
                     apply_mask(m, units, draws, threshold, scale);
                 }
-                let mut logits = part.dot(&self.weights.w2.t());
-                logits += &self.weights.b2;
-                self.activate(&mut logits);
-                probs.slice_mut(s![t, first..end, ..]).assign(&logits);
+                probs
+                    .slice_mut(s![t, first..end, ..])
+                    .assign(&self.last_layer(part.view()));
             }
         }
         probs
@@ -223,18 +219,25 @@ impl TrainableHead {
         (keep, scale): (f32, f32),
     ) -> Array3<f32> {
         let mut probs = Array3::<f32>::zeros((passes, h.nrows(), self.spec.classes.len()));
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        rng.set_stream(block as u64);
+        let mut rng = mask_stream(seed, block);
         let mut masked = h.clone();
         let mut draws = vec![0_u32; MASK_CHUNK.min(h.len())];
         for t in 0..passes {
             dropout_mask(&mut rng, &mut draws, h, &mut masked, (keep, scale));
-            let mut logits = masked.dot(&self.weights.w2.t());
-            logits += &self.weights.b2;
-            self.activate(&mut logits);
-            probs.index_axis_mut(Axis(0), t).assign(&logits);
+            probs
+                .index_axis_mut(Axis(0), t)
+                .assign(&self.last_layer(masked.view()));
         }
         probs
+    }
+
+    /// The last layer on (masked) hidden features `[rows, H]`: logits, then
+    /// probabilities ([`activate`](Self::activate)), `[rows, C]`.
+    fn last_layer(&self, hidden: ArrayView2<'_, f32>) -> Array2<f32> {
+        let mut logits = hidden.dot(&self.weights.w2.t());
+        logits += &self.weights.b2;
+        self.activate(&mut logits);
+        logits
     }
 
     /// Turns logits into probabilities in place: sigmoid per class (multi-label) or a
@@ -251,6 +254,13 @@ impl TrainableHead {
             }
         }
     }
+}
+
+/// The ChaCha8 stream of block `block`'s dropout masks under `seed`.
+fn mask_stream(seed: u64, block: usize) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(block as u64);
+    rng
 }
 
 /// The test on a stream's next `u32` `u` that equals `rng.random::<f32>() < keep` on it:

@@ -10,7 +10,7 @@ use serde_json::json;
 use super::OutputError;
 use crate::crs::{Reprojector, wgs84};
 use crate::report::ScoreResult;
-use crate::tiling::TileId;
+use crate::tiling::{TileGrid, TileId};
 
 /// Points per tile edge in the reprojected footprints (so that a footprint
 /// follows the curved image of a straight scene-CRS edge).
@@ -334,7 +334,7 @@ pub fn project_tiles(result: &ScoreResult) -> Result<(), OutputError> {
 /// scene grid and set of tiles.
 struct Projected {
     crs_wkt: String,
-    grid: String,
+    grid: TileGrid,
     tiles: Vec<TileId>,
     footprints: Vec<Geometry>,
     centres: Vec<(f64, f64)>,
@@ -350,9 +350,8 @@ struct Projected {
 fn projected(result: &ScoreResult) -> Result<Arc<Projected>, OutputError> {
     use rayon::prelude::*;
     static LAST: Mutex<Option<Arc<Projected>>> = Mutex::new(None);
-    let grid = format!("{:?}", result.grid);
     let same = |p: &Projected| {
-        p.crs_wkt == result.scene.crs_wkt && p.grid == grid && p.tiles == result.tiles
+        p.crs_wkt == result.scene.crs_wkt && p.grid == result.grid && p.tiles == result.tiles
     };
     if let Some(p) = LAST.lock().unwrap_or_else(PoisonError::into_inner).as_ref()
         && same(p)
@@ -382,7 +381,7 @@ fn projected(result: &ScoreResult) -> Result<Arc<Projected>, OutputError> {
     let (footprints, centres) = chunks.into_iter().flatten().unzip();
     let places = Arc::new(Projected {
         crs_wkt: result.scene.crs_wkt.clone(),
-        grid,
+        grid: result.grid.clone(),
         tiles: result.tiles.clone(),
         footprints,
         centres,

@@ -318,14 +318,7 @@ const MAX_THREADS: usize = 16;
 /// the same for all centroids of a point).
 #[cfg(test)]
 fn assign(points: &ArrayView2<'_, f32>, centroids: &Array2<f32>) -> Vec<usize> {
-    let norms = centroid_norms(centroids);
-    let panels = Panels::new(centroids);
-    let dots = Dots {
-        centroids,
-        panels: panels.as_ref(),
-        norms: &norms,
-    };
-    assign_with(points, &dots, assign_threads(points, centroids))
+    assign_pass(points, centroids, false).0
 }
 
 /// The nearest centroid of every point (equal: lower index), by `‖c‖² − 2 x·c`, with

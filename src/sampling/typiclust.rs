@@ -278,20 +278,31 @@ fn member_typicality(x: ArrayView2<'_, f32>, members: &[usize], k: usize) -> Vec
     let m = x.select(Axis(0), members);
     let k = k.min(members.len() - 1);
     map_self_distance_rows(m.view(), |i, d| {
-        let mut others: Vec<f32> = d
-            .iter()
-            .enumerate()
-            .filter(|&(j, _)| j != i)
-            .map(|(_, &v)| v)
-            .collect();
-        others.select_nth_unstable_by(k - 1, f32::total_cmp);
-        let mean = others[..k].iter().map(|v| f64::from(v.sqrt())).sum::<f64>() / k as f64;
+        let mean = nearest_sum(d, i, k) / k as f64;
         if mean > 0.0 {
             (1.0 / mean) as f32
         } else {
             f32::MAX
         }
     })
+}
+
+/// The sum in `f64` of the square roots of the `k` smallest squared distances `d`
+/// leaving out position `skip` (the point itself), added smallest first. One pass
+/// keeping the `k` smallest so far in order: most values are above the `k`-th and
+/// cost one comparison. (The sum of `k` square roots of `f32` values is exact in `f64`
+/// unless they span more than about `2²⁴`, so its order does not show.)
+fn nearest_sum(d: &[f32], skip: usize, k: usize) -> f64 {
+    let mut best: Vec<f32> = Vec::with_capacity(k + 1);
+    for (j, &v) in d.iter().enumerate() {
+        if j == skip || (best.len() == k && best.last().is_some_and(|&w| v >= w)) {
+            continue;
+        }
+        let at = best.partition_point(|&w| w <= v);
+        best.insert(at, v);
+        best.truncate(k);
+    }
+    best.iter().map(|v| f64::from(v.sqrt())).sum()
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@
 //! (`dots_equal_matrixmultiply_bit_for_bit`). Other CPUs keep `dot`: `matrixmultiply`'s
 //! AVX-512 and AVX kernels differ from this one.
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::Array2;
 
 /// `matrixmultiply`'s depth block for `f32` (`archparam_defaults::S_KC`).
 const DEPTH_BLOCK: usize = 256;
@@ -64,44 +64,67 @@ fn fma_path() -> bool {
     crate::simd::avx2_fma() && !crate::simd::avx512f()
 }
 
-/// `out[r · k + j] = points[r] · centroid[j]` for a contiguous row-major block of
-/// points; `false` (nothing written) when the block is not contiguous or its width is
-/// not the centroids' depth.
-pub(crate) fn dots_into(points: &ArrayView2<'_, f32>, panels: &Panels, out: &mut [f32]) -> bool {
-    let (rows, depth) = points.dim();
-    let Some(flat) = points.as_slice() else {
-        return false;
-    };
-    if depth != panels.depth || depth == 0 || out.len() != rows * panels.centroids {
+/// `out[r · k + j] = points[r] · centroid[j]` for a block of points whose rows are each
+/// contiguous; `false` (nothing written) when a row is not contiguous or the block's
+/// width is not the centroids' depth. (Test-only: k-means gives [`dots_of_rows`] the
+/// rows it computes.)
+#[cfg(test)]
+pub(crate) fn dots_into(
+    points: &ndarray::ArrayView2<'_, f32>,
+    panels: &Panels,
+    out: &mut [f32],
+) -> bool {
+    let rows: Option<Vec<&[f32]>> = points.outer_iter().map(|r| r.to_slice()).collect();
+    rows.is_some_and(|rows| dots_of_rows(&rows, points.ncols(), panels, out))
+}
+
+/// [`dots_into`] for any rows, each a slice of `depth` values: `out[r · k + j] =
+/// rows[r] · centroid[j]`. A row's products do not depend on the other rows given
+/// with it (each is its own chain of operations), so products of some rows of a block
+/// are those of the whole block bit for bit. `false` (nothing written) when a row's
+/// length or `depth` is not the centroids' depth or `out` is not `rows × k`.
+pub(crate) fn dots_of_rows(
+    rows: &[&[f32]],
+    depth: usize,
+    panels: &Panels,
+    out: &mut [f32],
+) -> bool {
+    if depth != panels.depth
+        || depth == 0
+        || out.len() != rows.len() * panels.centroids
+        || rows.iter().any(|r| r.len() != depth)
+    {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: `Panels` exist only where the CPU has AVX2 and FMA (`fma_path`).
-        unsafe { kernel(flat, rows, panels, out) };
+        unsafe { kernel(rows, panels, out) };
         true
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (flat, rows);
+        let _ = rows;
         false
     }
 }
 
-/// The products of [`dots_into`], [`ROWS`] points by one panel at a time.
+/// The products of [`dots_of_rows`], [`ROWS`] points by one panel at a time; every row
+/// holds `panels.depth` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn kernel(points: &[f32], rows: usize, panels: &Panels, out: &mut [f32]) {
+fn kernel(points: &[&[f32]], panels: &Panels, out: &mut [f32]) {
     use std::arch::x86_64::{
         __m256, _mm256_add_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps,
         _mm256_storeu_ps,
     };
     let depth = panels.depth;
     let k = panels.centroids;
+    let rows = points.len();
     for first in (0..rows).step_by(ROWS) {
         // Rows past the end repeat the last row; their results are not stored.
-        let row = |i: usize| (first + i).min(rows - 1) * depth;
-        let starts = [row(0), row(1), row(2), row(3)];
+        let row = |i: usize| &points[(first + i).min(rows - 1)][..depth];
+        let quad = [row(0), row(1), row(2), row(3)];
         for (q, panel) in panels.data.chunks_exact(depth * PANEL).enumerate() {
             let mut sum = [[_mm256_setzero_ps(); 3]; ROWS];
             for block in (0..depth).step_by(DEPTH_BLOCK) {
@@ -117,8 +140,8 @@ fn kernel(points: &[f32], rows: usize, panels: &Panels, out: &mut [f32]) {
                             _mm256_loadu_ps(b.as_ptr().add(16)),
                         ]
                     };
-                    for (acc, &start) in ab.iter_mut().zip(&starts) {
-                        let a = _mm256_set1_ps(points[start + p]);
+                    for (acc, point) in ab.iter_mut().zip(&quad) {
+                        let a = _mm256_set1_ps(point[p]);
                         for (v, &bw) in acc.iter_mut().zip(&bv) {
                             *v = _mm256_fmadd_ps(a, bw, *v);
                         }
@@ -201,14 +224,31 @@ mod tests {
     }
 
     #[test]
-    fn a_view_that_is_not_contiguous_is_left_to_dot() {
-        let points = values(8, 16, 1);
+    fn rows_of_a_wider_array_and_some_rows_alone_give_the_same_bits() {
+        let points = values(9, 16, 1);
         let centroids = values(3, 8, 2);
         let Some(panels) = Panels::new(&centroids) else {
             return;
         };
+        // Rows that are each contiguous but not one after the other.
         let half = points.slice(ndarray::s![.., ..8]);
-        let mut out = vec![0.0; 8 * 3];
-        assert!(!dots_into(&half, &panels, &mut out));
+        let want = half.dot(&centroids.t());
+        let mut all = vec![0.0; 9 * 3];
+        assert!(dots_into(&half, &panels, &mut all));
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
+        assert_eq!(bits(&all), bits(want.as_slice().unwrap()));
+        // Rows 7, 2 and 5 on their own: the products of those rows in the whole block.
+        let picked: Vec<&[f32]> = [7, 2, 5]
+            .iter()
+            .map(|&r| &points.as_slice().unwrap()[r * 16..r * 16 + 8])
+            .collect();
+        let mut some = vec![0.0; 3 * 3];
+        assert!(dots_of_rows(&picked, 8, &panels, &mut some));
+        for (i, &r) in [7, 2, 5].iter().enumerate() {
+            assert_eq!(bits(&some[i * 3..i * 3 + 3]), bits(&all[r * 3..r * 3 + 3]));
+        }
+        // A row whose values are not contiguous is left to `dot`.
+        let every_other = points.slice(ndarray::s![.., ..;2]);
+        assert!(!dots_into(&every_other, &panels, &mut all));
     }
 }

@@ -14,10 +14,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::sampling::distance::squared_distances_into;
-use crate::sampling::dots::{Panels, dots_into};
+use crate::sampling::dots::{Panels, dots_of_rows};
 use crate::sampling::error::SamplingError;
 use crate::sampling::input::check_embeddings;
-use crate::sampling::lloyd_step::assign_and_move;
+use crate::sampling::lloyd_bounds::{Near, Prior, squared_norm};
+use crate::sampling::lloyd_step::{assign_and_move, sums_are_exact};
 
 /// The result of [`kmeans`].
 #[derive(Debug, Clone, PartialEq)]
@@ -122,10 +123,18 @@ pub fn kmeans(
     iterations: usize,
     seed: u64,
 ) -> Result<KMeans, SamplingError> {
-    validate(&points, k)?;
+    if k == 0 {
+        return Err(SamplingError::ZeroClusters);
+    }
+    // One scan tells whether the sums are exact, which also finds every value finite;
+    // the full check (which names a bad value) runs when that scan could not tell.
+    let exact = iterations > 0 && points.ncols() > 0 && sums_are_exact(&points);
+    if !exact {
+        validate(&points, k)?;
+    }
     let seeds = seed_rows(&points, k, seed);
     let centroids = points.select(Axis(0), &seeds);
-    Ok(lloyd(&points, centroids, iterations))
+    Ok(lloyd(&points, centroids, iterations, exact))
 }
 
 /// `k >= 1`, `D >= 1` and finite rows.
@@ -188,25 +197,41 @@ fn draw(weights: &[f64], target: f64) -> Option<usize> {
     last_positive
 }
 
-/// Lloyd's iterations from the given `[K, D]` centroids on validated points.
+/// Lloyd's iterations from the given `[K, D]` centroids on validated points. From the
+/// second assignment on, points whose nearest centroid provably has not changed keep it
+/// without their products ([`lloyd_bounds`](crate::sampling::lloyd_bounds)). `exact`:
+/// the points' sums are exact in any order ([`sums_are_exact`]; `false` is always
+/// right, only slower).
 pub(crate) fn lloyd(
     points: &ArrayView2<'_, f32>,
     mut centroids: Array2<f32>,
     iterations: usize,
+    exact: bool,
 ) -> KMeans {
     // `moved`: where the current assignment moves the centroids, when the pass that
     // assigned also summed (the one-pass step); otherwise `update` computes it.
-    let (mut assignment, mut moved) = assign_pass(points, &centroids, iterations > 0);
+    let step = |centroids: &Array2<f32>, then_move: bool, prior: Option<&Prior<'_>>| {
+        assign_pass(points, centroids, then_move, prior, exact)
+    };
+    let (mut near, mut moved) = step(&centroids, iterations > 0, None);
     let mut done = 0;
     while done < iterations {
         done += 1;
-        match moved.take() {
-            Some(next) => centroids = next,
-            None => update(points, &assignment, &mut centroids),
-        }
-        let (next, next_moved) = assign_pass(points, &centroids, done < iterations);
-        let stable = next == assignment;
-        assignment = next;
+        let next_centroids = match moved.take() {
+            Some(next) => next,
+            None => {
+                let mut next = centroids.clone();
+                update(points, &clusters_of(&near), &mut next);
+                next
+            }
+        };
+        let (next, next_moved) = {
+            let prior = Prior::new(&near, &centroids, &next_centroids);
+            centroids = next_centroids;
+            step(&centroids, done < iterations, Some(&prior))
+        };
+        let stable = next.iter().zip(&near).all(|(a, b)| a.cluster == b.cluster);
+        near = next;
         moved = next_moved;
         if stable {
             break;
@@ -214,20 +239,30 @@ pub(crate) fn lloyd(
     }
     KMeans {
         centroids,
-        assignment,
+        assignment: clusters_of(&near),
         iterations: done,
     }
 }
 
-/// The nearest centroid of every point and, when `then_move`, the centroids moved to
-/// their points' means in the same pass ([`lloyd_step`](crate::sampling::lloyd_step);
-/// the same numbers as [`assign_with`] then [`update`], which run when the one-pass
-/// step could not finish).
+/// The nearest centroid of every point.
+fn clusters_of(near: &[Near]) -> Vec<usize> {
+    near.iter().map(|n| n.cluster).collect()
+}
+
+/// The nearest centroid of every point (with [`Near`]'s bounds) and, when `then_move`,
+/// the centroids moved to their points' means in the same pass
+/// ([`lloyd_step`](crate::sampling::lloyd_step); the same numbers as [`assign_with`]
+/// then [`update`], which run when the one-pass step could not finish). `prior`: the
+/// last assignment, whose points may be carried over ([`assign_rows`]); `exact`: the
+/// points' sums are exact in any order
+/// ([`sums_are_exact`](crate::sampling::lloyd_step::sums_are_exact)).
 fn assign_pass(
     points: &ArrayView2<'_, f32>,
     centroids: &Array2<f32>,
     then_move: bool,
-) -> (Vec<usize>, Option<Array2<f32>>) {
+    prior: Option<&Prior<'_>>,
+    exact: bool,
+) -> (Vec<Near>, Option<Array2<f32>>) {
     let norms = centroid_norms(centroids);
     let panels = Panels::new(centroids);
     let dots = Dots {
@@ -236,10 +271,11 @@ fn assign_pass(
         norms: &norms,
     };
     let threads = assign_threads(points, centroids);
-    if then_move && let Some((assignment, moved)) = assign_and_move(points, &dots, threads) {
-        return (assignment, Some(moved));
+    if then_move && let Some((near, moved)) = assign_and_move(points, &dots, prior, threads, exact)
+    {
+        return (near, Some(moved));
     }
-    (assign_with(points, &dots, threads), None)
+    (assign_with(points, &dots, prior, threads), None)
 }
 
 /// Moves every centroid with at least one point to the mean of its points (in `f64`).
@@ -318,21 +354,26 @@ const MAX_THREADS: usize = 16;
 /// the same for all centroids of a point).
 #[cfg(test)]
 fn assign(points: &ArrayView2<'_, f32>, centroids: &Array2<f32>) -> Vec<usize> {
-    assign_pass(points, centroids, false).0
+    clusters_of(&assign_pass(points, centroids, false, None, false).0)
 }
 
 /// The nearest centroid of every point (equal: lower index), by `‖c‖² − 2 x·c`, with
-/// the centroids laid out and the threads chosen.
-fn assign_with(points: &ArrayView2<'_, f32>, dots: &Dots<'_>, threads: usize) -> Vec<usize> {
+/// the centroids laid out and the threads chosen (`prior`: see [`assign_rows`]).
+fn assign_with(
+    points: &ArrayView2<'_, f32>,
+    dots: &Dots<'_>,
+    prior: Option<&Prior<'_>>,
+    threads: usize,
+) -> Vec<Near> {
     let rows = points.nrows();
-    let mut out = vec![0_usize; rows];
+    let mut out = vec![Near::default(); rows];
     let chunk = rows.div_ceil(threads.max(1)).max(1);
     if threads <= 1 {
-        assign_rows(points, 0, dots, &mut out);
+        assign_rows(points, 0, dots, prior, &mut out);
     } else {
         std::thread::scope(|s| {
             for (t, part) in out.chunks_mut(chunk).enumerate() {
-                s.spawn(move || assign_rows(points, t * chunk, dots, part));
+                s.spawn(move || assign_rows(points, t * chunk, dots, prior, part));
             }
         });
     }
@@ -367,43 +408,66 @@ fn assign_threads(points: &ArrayView2<'_, f32>, centroids: &Array2<f32>) -> usiz
 pub(crate) struct Dots<'a> {
     /// `[k, D]`.
     pub(crate) centroids: &'a Array2<f32>,
-    /// Laid out for [`dots_into`] where the CPU takes that path.
+    /// Laid out for [`dots_of_rows`] where the CPU takes that path.
     pub(crate) panels: Option<&'a Panels>,
     /// `‖c‖²` of each.
     pub(crate) norms: &'a [f32],
 }
 
-/// `out[j]` = nearest centroid of point `first + j`, in blocks of [`BLOCK_ROWS`].
+/// `out[j]` = nearest centroid of point `first + j` with its bounds, in blocks of
+/// [`BLOCK_ROWS`]. With a `prior` assignment and the AVX2 + FMA products, a point whose
+/// nearest centroid provably has not changed keeps it ([`Prior::carried`]); only the
+/// others' products are computed, which are the same bits as in a full block
+/// ([`dots_of_rows`]). Without either, every point is computed.
 pub(crate) fn assign_rows(
     points: &ArrayView2<'_, f32>,
     first: usize,
     dots: &Dots<'_>,
-    out: &mut [usize],
+    prior: Option<&Prior<'_>>,
+    out: &mut [Near],
 ) {
     let k = dots.centroids.nrows();
-    let mut products = Array2::<f32>::zeros((0, k));
+    let reach = dots.norms.iter().fold(0.0_f64, |m, &n| m.max(f64::from(n)));
+    let prior = prior.filter(|_| dots.panels.is_some());
+    let mut products = Vec::new();
+    let mut distances = vec![0.0_f32; k];
+    let mut todo: Vec<usize> = Vec::with_capacity(BLOCK_ROWS);
     for (b, slots) in out.chunks_mut(BLOCK_ROWS).enumerate() {
         let start = first + b * BLOCK_ROWS;
+        todo.clear();
+        for (j, slot) in slots.iter_mut().enumerate() {
+            match prior.and_then(|p| p.carried(start + j, reach)) {
+                Some(near) => *slot = near,
+                None => todo.push(j),
+            }
+        }
+        if todo.is_empty() {
+            continue;
+        }
         let block = points.slice(s![start..start + slots.len(), ..]);
+        products.clear();
+        products.resize(todo.len() * k, 0.0_f32);
         let direct = dots.panels.is_some_and(|panels| {
-            products = Array2::zeros((slots.len(), k));
-            products
-                .as_slice_mut()
-                .is_some_and(|out| dots_into(&block, panels, out))
+            let rows: Option<Vec<&[f32]>> = todo.iter().map(|&j| block.row(j).to_slice()).collect();
+            rows.is_some_and(|rows| dots_of_rows(&rows, block.ncols(), panels, &mut products))
         });
         if !direct {
-            products = block.dot(&dots.centroids.t());
+            // Rows are carried only on the AVX2 + FMA path, where `dot`'s products of a
+            // row are those of `dots_of_rows` and do not depend on the other rows either.
+            let full = block.select(Axis(0), &todo).dot(&dots.centroids.t());
+            products.clear();
+            products.extend(full.iter());
         }
-        for (slot, row) in slots.iter_mut().zip(products.outer_iter()) {
-            let mut best = (0_usize, f32::INFINITY);
-            for (c, (&dot, &norm)) in row.iter().zip(dots.norms).enumerate() {
-                let d = norm - 2.0 * dot;
-                // Strictly smaller: among equal distances the lower cluster index stays.
-                if d < best.1 {
-                    best = (c, d);
-                }
+        for (&j, dots_row) in todo.iter().zip(products.chunks_exact(k.max(1))) {
+            for ((d, &dot), &norm) in distances.iter_mut().zip(dots_row).zip(dots.norms) {
+                *d = norm - 2.0 * dot;
             }
-            *slot = best.0;
+            let row = block.row(j);
+            let norm = prior.and_then(|p| p.norm(start + j)).unwrap_or_else(|| {
+                row.as_slice()
+                    .map_or_else(|| squared_norm(&row.to_vec()), squared_norm)
+            });
+            slots[j] = Near::from_distances(&distances, norm, reach);
         }
     }
 }
@@ -462,17 +526,17 @@ mod tests {
         // Update: c0 = (0 + 1 + 2) / 3 = 1, c1 = 10.5. Assign: unchanged -> stop after 2.
         let points = array![[0.0_f32], [1.0], [2.0], [10.0], [11.0]];
         let start = array![[0.0_f32], [1.0]];
-        let result = lloyd(&points.view(), start.clone(), 20);
+        let result = lloyd(&points.view(), start.clone(), 20, false);
         assert_eq!(result.assignment, vec![0, 0, 0, 1, 1]);
         assert_eq!(result.centroids, array![[1.0_f32], [10.5]]);
         assert_eq!(result.iterations, 2);
         assert_eq!(result.clusters(), 2);
         // One iteration: centroids 0 and 6, assignment already final.
-        let one = lloyd(&points.view(), start.clone(), 1);
+        let one = lloyd(&points.view(), start.clone(), 1, false);
         assert_eq!(one.centroids, array![[0.0_f32], [6.0]]);
         assert_eq!(one.assignment, vec![0, 0, 0, 1, 1]);
         // No iteration: nearest start centroid only.
-        let none = lloyd(&points.view(), start, 0);
+        let none = lloyd(&points.view(), start, 0, false);
         assert_eq!(none.assignment, vec![0, 1, 1, 1, 1]);
         assert_eq!(none.iterations, 0);
     }
@@ -484,7 +548,7 @@ mod tests {
         // keep their positions. Update: c0 = 1 (unchanged) -> stable after 1 iteration.
         let points = array![[0.0_f32], [2.0]];
         let start = array![[1.0_f32], [1.0], [5.0]];
-        let result = lloyd(&points.view(), start, 5);
+        let result = lloyd(&points.view(), start, 5, false);
         assert_eq!(result.assignment, vec![0, 0]);
         assert_eq!(result.centroids, array![[1.0_f32], [1.0], [5.0]]);
         assert_eq!(result.iterations, 1);
@@ -535,23 +599,23 @@ mod tests {
             .outer_iter()
             .map(|c| c.iter().map(|v| v * v).sum())
             .collect();
-        let mut serial = vec![0; n];
+        let mut serial = vec![Near::default(); n];
         let panels = Panels::new(&centroids);
         let dots = Dots {
             centroids: &centroids,
             panels: panels.as_ref(),
             norms: &norms,
         };
-        assign_rows(&points.view(), 0, &dots, &mut serial);
-        assert_eq!(parallel, serial);
+        assign_rows(&points.view(), 0, &dots, None, &mut serial);
+        assert_eq!(parallel, clusters_of(&serial));
         // And the same with ndarray's `dot` for the products, wherever `Panels` is used.
-        let mut by_dot = vec![0; n];
+        let mut by_dot = vec![Near::default(); n];
         let dots = Dots {
             panels: None,
             ..dots
         };
-        assign_rows(&points.view(), 0, &dots, &mut by_dot);
-        assert_eq!(parallel, by_dot);
+        assign_rows(&points.view(), 0, &dots, None, &mut by_dot);
+        assert_eq!(parallel, clusters_of(&by_dot));
     }
 
     #[test]
@@ -611,6 +675,8 @@ mod tests {
         });
         let strided = wide.slice(s![.., ..dims]);
         let owned = strided.to_owned();
+        // Sums whose order shows: kmeans keeps the dimension split for these.
+        assert!(!sums_are_exact(&owned.view()));
         let mut centroids = owned.select(Axis(0), &[3, 4, 5, 6]);
         centroids[[3, 0]] = -(2_f32.powi(61)); // nearest to no point: stays empty
         for points in [owned.view(), strided] {
@@ -626,8 +692,13 @@ mod tests {
             let mut want = centroids.clone();
             update(&points, &want_assignment, &mut want);
             for threads in [1, 2, 3, 5] {
-                let (assignment, moved) = assign_and_move(&points, &dots, threads).unwrap();
-                assert_eq!(assignment, want_assignment, "{threads} threads");
+                let (assignment, moved) =
+                    assign_and_move(&points, &dots, None, threads, false).unwrap();
+                assert_eq!(
+                    clusters_of(&assignment),
+                    want_assignment,
+                    "{threads} threads"
+                );
                 assert_eq!(moved.dim(), (k, dims));
                 for (g, w) in moved.iter().zip(&want) {
                     assert_eq!(g.to_bits(), w.to_bits(), "{threads} threads: {g} vs {w}");
@@ -642,9 +713,130 @@ mod tests {
             update(&owned.view(), &a, &mut c);
             a = assign(&owned.view(), &c);
         }
-        let r = lloyd(&owned.view(), centroids, 3);
+        let r = lloyd(&owned.view(), centroids, 3, false);
         assert_eq!(r.assignment, a);
         assert_eq!(r.centroids, c);
+    }
+
+    /// Lloyd as it ran before bounds and row-split sums: every point computed, the
+    /// centroids moved by the two-pass `update`.
+    fn plain_lloyd(points: &ArrayView2<'_, f32>, start: Array2<f32>, iterations: usize) -> KMeans {
+        let mut centroids = start;
+        let mut assignment = assign(points, &centroids);
+        let mut done = 0;
+        while done < iterations {
+            done += 1;
+            update(points, &assignment, &mut centroids);
+            let next = assign(points, &centroids);
+            let stable = next == assignment;
+            assignment = next;
+            if stable {
+                break;
+            }
+        }
+        KMeans {
+            centroids,
+            assignment,
+            iterations: done,
+        }
+    }
+
+    /// Points on the `f16` grid (multiples of 2⁻¹⁰) around `groups` centres `spread`
+    /// apart per dimension (noise ±8), every tenth exactly halfway between two centres.
+    fn grid_points(n: usize, dims: usize, groups: usize, spread: f32) -> Array2<f32> {
+        let mut s = 11_u64;
+        let centre = |g: usize, d: usize| ((g * 37 + d * 11) % 29) as f32 * spread;
+        Array2::from_shape_fn((n, dims), |(i, d)| {
+            s = s
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let noise = ((s >> 50) as f32 - 8192.0) / 1024.0;
+            match i % 10 {
+                0 => (centre(i % groups, d) + centre((i + 1) % groups, d)) / 2.0,
+                _ => centre(i % groups, d) + noise,
+            }
+        })
+    }
+
+    #[test]
+    fn bounds_and_row_split_sums_keep_every_bit() {
+        // 3,000 points of 128 dimensions, 12 clusters: above PARALLEL_MIN_WORK, so
+        // threads run; every tenth point is a tie between two groups, and every
+        // seventh repeats the one before.
+        let (n, dims, k) = (3_000, 128, 12);
+        let mut points = grid_points(n, dims, 9, 0.5);
+        for i in (7..n).step_by(7) {
+            let before = points.row(i - 1).to_owned();
+            points.row_mut(i).assign(&before);
+        }
+        assert!(n * k * dims >= PARALLEL_MIN_WORK);
+        let view = points.view();
+        assert!(sums_are_exact(&view));
+        for seed in 0..4 {
+            let start = view.select(Axis(0), &seed_rows(&view, k, seed));
+            let want = plain_lloyd(&view, start.clone(), 20);
+            assert!(
+                want.iterations > 2,
+                "seed {seed}: too few iterations to test"
+            );
+            for exact in [false, true] {
+                let got = lloyd(&view, start.clone(), 20, exact);
+                assert_eq!(
+                    got.assignment, want.assignment,
+                    "seed {seed}, exact {exact}"
+                );
+                assert_eq!(
+                    got.iterations, want.iterations,
+                    "seed {seed}, exact {exact}"
+                );
+                for (g, w) in got.centroids.iter().zip(&want.centroids) {
+                    assert_eq!(g.to_bits(), w.to_bits(), "seed {seed}, exact {exact}");
+                }
+            }
+            assert_eq!(kmeans(view, k, 20, seed).unwrap(), want, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn points_are_carried_only_where_their_centroid_stays() {
+        // One step of the centroids after an assignment: with the prior assignment,
+        // some points are carried (their bounds differ from a fresh computation's)
+        // and every point keeps the cluster a fresh computation gives it.
+        let points = grid_points(2_000, 64, 6, 4.0);
+        let view = points.view();
+        let start = view.select(Axis(0), &seed_rows(&view, 8, 3));
+        let Some(_) = Panels::new(&start) else {
+            eprintln!("this CPU computes every point (no AVX2 + FMA path); nothing carried");
+            return;
+        };
+        let (first, moved) = assign_pass(&view, &start, true, None, false);
+        let moved = moved.unwrap();
+        let prior = Prior::new(&first, &start, &moved);
+        let (carried, _) = assign_pass(&view, &moved, false, Some(&prior), false);
+        let (fresh, _) = assign_pass(&view, &moved, false, None, false);
+        assert_eq!(clusters_of(&carried), clusters_of(&fresh));
+        let kept = carried.iter().zip(&fresh).filter(|(c, f)| c != f).count();
+        assert!(kept > 100, "only {kept} of 2,000 points carried");
+        assert!(kept < 2_000);
+    }
+
+    #[test]
+    fn sums_are_exact_only_on_the_grid_and_in_range() {
+        let on = array![[0.5_f32, -3.0], [1.0 / 1024.0, 2.0_f32.powi(-24)]];
+        assert!(sums_are_exact(&on.view()));
+        let fine = array![[0.5_f32, 2.0_f32.powi(-25)]];
+        assert!(!sums_are_exact(&fine.view()));
+        let big = array![[2.0_f32.powi(28)], [1.0]];
+        assert!(!sums_are_exact(&big.view()));
+        let nan = array![[f32::NAN, 0.0]];
+        assert!(!sums_are_exact(&nan.view()));
+        let inf = array![[f32::INFINITY, 0.0]];
+        assert!(!sums_are_exact(&inf.view()));
+        // Off the grid, kmeans still checks every value.
+        assert!(matches!(
+            kmeans(nan.view(), 1, 5, 0),
+            Err(SamplingError::NonFiniteEmbedding { tile: 0, .. })
+        ));
     }
 
     #[test]

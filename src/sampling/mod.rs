@@ -45,6 +45,7 @@ mod fixtures;
 mod input;
 mod kmeans;
 mod knn;
+mod lloyd_bounds;
 mod lloyd_step;
 mod mcfps;
 mod pairwise;

@@ -191,7 +191,7 @@ struct Nearest {
 /// where that is smaller, as [`squared_distances_into`] then `min` would, but computes
 /// the distance only where the triangle inequality allows it to be smaller.
 ///
-/// After Raff 2021 (Sec. 3): a point at squared distance `D` from its nearest seed `s`
+/// After Raff 2021: a point at squared distance `D` from its nearest seed `s`
 /// cannot come nearer to the new seed `c` when `d(s, c) ≥ 2 √D`. The test here is
 /// `d(s, c) ≥ 2 √(D / (1 − ε))`, where `ε` covers the relative rounding error of the
 /// `f32` squared distances (sums of non-negative terms, eight lanes: under

@@ -1,7 +1,7 @@
 //! Hamerly's bounds for Lloyd's assignment: a point whose nearest centroid cannot have
 //! changed since the last assignment keeps it without its products being computed.
 //!
-//! After Hamerly 2010 (Sec. 3, Algorithm 2): each point keeps an upper bound `u` on its
+//! After Hamerly 2010: each point keeps an upper bound `u` on its
 //! distance to its centroid and a lower bound `l` on its distance to every other
 //! centroid. When the centroids move by `δ`, the triangle inequality keeps them bounds
 //! after `u += δ(own)` and `l −= max δ(others)`; while `u < l`, no other centroid can be

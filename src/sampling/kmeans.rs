@@ -8,6 +8,21 @@
 //! the mean of its points. The clustering strategy
 //! ([`clustering`](crate::sampling::clustering)) runs this on the most uncertain tiles, as
 //! Möllenbrok, Sumbul & Demir 2023 (Sec. II-B) do.
+//!
+//! Both run with exact accelerations that skip work by the triangle inequality, with
+//! margins for rounding, so that seeds, assignments and centroids are those of every
+//! distance computed, bit for bit: seeding as Raff 2021 prunes it
+//! ([`nearer_to_new_seed`]), Lloyd's assignment with Hamerly 2010's bounds
+//! ([`lloyd_bounds`](crate::sampling::lloyd_bounds)).
+//!
+//! # References
+//!
+//! - D. Arthur, S. Vassilvitskii, "k-means++: The Advantages of Careful Seeding",
+//!   SODA 2007, pp. 1027–1035.
+//! - E. Raff, "Exact Acceleration of K-Means++ and K-Means‖", IJCAI 2021, pp.
+//!   2928–2935, DOI 10.24963/ijcai.2021/403.
+//! - G. Hamerly, "Making k-means even faster", SIAM SDM 2010, pp. 130–140,
+//!   DOI 10.1137/1.9781611972801.12.
 
 use ndarray::{Array2, ArrayView2, Axis, s};
 use rand::{Rng, SeedableRng};
@@ -92,7 +107,11 @@ pub fn kmeans_plus_plus(
 /// `O((k + iterations) · N · k · D)` worst case: seeding is `O(k · N · D)`, each iteration
 /// one `[N, D] × [D, k]` matrix product (blocked, split across cores for large inputs),
 /// with the centroid sums taken in the same pass over the points
-/// ([`lloyd_step`](crate::sampling::lloyd_step)).
+/// (`sampling/lloyd_step.rs`). Seeding computes a new seed's distance
+/// only to the points it may be nearer to than their seed so far (Raff 2021), and
+/// Lloyd's iterations pass over the points whose centroid cannot have changed (Hamerly
+/// 2010, `sampling/lloyd_bounds.rs`); both with margins for
+/// rounding, so the results are those of every distance computed.
 /// Assignment distances use `‖x‖² − 2 x·c + ‖c‖²` in `f32`, so points almost equidistant
 /// from two centroids may go either way.
 ///

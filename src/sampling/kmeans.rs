@@ -207,14 +207,16 @@ struct Nearest {
 }
 
 /// Lowers every point's [`Nearest`] to its squared distance to the last of `seeds`
-/// where that is smaller, as [`squared_distances_into`] then `min` would, but computes
+/// where that is smaller, as
+/// [`squared_distances_into`](crate::sampling::distance::squared_distances_into) then
+/// `min` would, but computes
 /// the distance only where the triangle inequality allows it to be smaller.
 ///
 /// After Raff 2021: a point at squared distance `D` from its nearest seed `s`
 /// cannot come nearer to the new seed `c` when `d(s, c) ≥ 2 √D`. The test here is
 /// `d(s, c) ≥ 2 √(D / (1 − ε))`, where `ε` covers the relative rounding error of the
 /// `f32` squared distances (sums of non-negative terms, eight lanes: under
-/// `(D/8 + 10) · 2⁻²⁴`; `ε` is over eight times that plus `10⁻³`), so a point passed
+/// `(dims/8 + 10) · 2⁻²⁴`; `ε` is over eight times that plus `10⁻³`), so a point passed
 /// over is one whose computed distance would not be below `D` either, and the seeds are
 /// the same as with every distance computed (`pruned_seeding_equals_full_seeding`).
 ///
@@ -550,7 +552,11 @@ pub(crate) fn assign_rows(
         if !direct {
             // Rows are carried only on the AVX2 + FMA path, where `dot`'s products of a
             // row are those of `dots_of_rows` and do not depend on the other rows either.
-            let full = block.select(Axis(0), &todo).dot(&dots.centroids.t());
+            let full = if todo.len() == slots.len() {
+                block.dot(&dots.centroids.t())
+            } else {
+                block.select(Axis(0), &todo).dot(&dots.centroids.t())
+            };
             products.clear();
             products.extend(full.iter());
         }

@@ -1,6 +1,6 @@
 //! Squared Euclidean distances between embedding rows.
 
-use ndarray::ArrayView2;
+use ndarray::{ArrayView1, ArrayView2};
 use rayon::prelude::*;
 
 /// Fills `out[i]` with the squared Euclidean distance between row `i` and row `query` of
@@ -29,6 +29,16 @@ pub(crate) fn squared_distances_into(
     out.par_chunks_mut(chunk)
         .enumerate()
         .for_each(|(t, part)| fill(embeddings, t * chunk, &q, eligible, part));
+}
+
+/// Euclidean distance between two rows, in `f64` (each difference exact, the sum
+/// rounded in `f64`): for bounds that must not carry the `f32` passes' rounding.
+pub(crate) fn distance_f64(a: ArrayView1<'_, f32>, b: ArrayView1<'_, f32>) -> f64 {
+    a.iter()
+        .zip(b.iter())
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+        .sum::<f64>()
+        .sqrt()
 }
 
 /// Worker threads for a pass over `work` values.

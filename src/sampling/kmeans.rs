@@ -24,11 +24,11 @@
 //! - G. Hamerly, "Making k-means even faster", SIAM SDM 2010, pp. 130–140,
 //!   DOI 10.1137/1.9781611972801.12.
 
-use ndarray::{Array2, ArrayView2, Axis, s};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, s};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::sampling::distance::{row_distance, threads_for};
+use crate::sampling::distance::{distance_f64, row_distance, threads_for};
 use crate::sampling::dots::{Panels, dots_of_rows};
 use crate::sampling::error::SamplingError;
 use crate::sampling::input::check_embeddings;
@@ -235,15 +235,7 @@ fn nearer_to_new_seed(points: &ArrayView2<'_, f32>, seeds: &[usize], nearest: &m
     // own rounding).
     let apart: Vec<f64> = before
         .iter()
-        .map(|&s| {
-            let squared: f64 = points
-                .row(s)
-                .iter()
-                .zip(&q)
-                .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
-                .sum();
-            squared.sqrt() * (1.0 - 1e-9)
-        })
+        .map(|&s| distance_f64(points.row(s), points.row(new)) * (1.0 - 1e-9))
         .collect();
     let epsilon = 1e-3 + points.ncols() as f64 * 2_f64.powi(-23);
     let position = before.len();
@@ -382,12 +374,7 @@ fn assign_pass(
 fn update(points: &ArrayView2<'_, f32>, assignment: &[usize], centroids: &mut Array2<f32>) {
     use rayon::prelude::*;
     let (clusters, dims) = centroids.dim();
-    let mut counts = vec![0_usize; clusters];
-    for &c in assignment {
-        if let Some(count) = counts.get_mut(c) {
-            *count += 1;
-        }
-    }
+    let counts = cluster_sizes(assignment.iter().copied(), clusters);
     let threads = if points.len() >= PARALLEL_MIN_WORK {
         rayon::current_num_threads().clamp(1, MAX_THREADS)
     } else {
@@ -397,16 +384,7 @@ fn update(points: &ArrayView2<'_, f32>, assignment: &[usize], centroids: &mut Ar
     let column_sums = |first: usize| -> Array2<f64> {
         let last = (first + width).min(dims);
         let mut sums = Array2::<f64>::zeros((clusters, last - first));
-        for (row, &c) in points.outer_iter().zip(assignment) {
-            if c >= clusters {
-                continue;
-            }
-            let mut sum = sums.row_mut(c);
-            match (sum.as_slice_mut(), row.as_slice()) {
-                (Some(sum), Some(row)) => add_widened(sum, &row[first..last]),
-                _ => sum.zip_mut_with(&row.slice(s![first..last]), |s, &x| *s += f64::from(x)),
-            }
-        }
+        add_rows(&mut sums, points, assignment.iter().copied(), first..last);
         sums
     };
     let firsts: Vec<usize> = (0..dims).step_by(width).collect();
@@ -416,16 +394,58 @@ fn update(points: &ArrayView2<'_, f32>, assignment: &[usize], centroids: &mut Ar
         firsts.iter().map(|&f| column_sums(f)).collect()
     };
     for (&first, sums) in firsts.iter().zip(&parts) {
-        for ((mut centroid, sum), &count) in centroids
-            .slice_mut(s![.., first..first + sums.ncols()])
-            .outer_iter_mut()
-            .zip(sums.outer_iter())
-            .zip(&counts)
-        {
-            if count > 0 {
-                let n = count as f64;
-                centroid.zip_mut_with(&sum, |c, &s| *c = (s / n) as f32);
-            }
+        let part = centroids.slice_mut(s![.., first..first + sums.ncols()]);
+        move_to_means(part, sums, &counts);
+    }
+}
+
+/// How many of `clusters` (cluster indices) fall in each of `k` clusters (out of range
+/// ones in none).
+pub(crate) fn cluster_sizes(clusters: impl Iterator<Item = usize>, k: usize) -> Vec<usize> {
+    let mut sizes = vec![0_usize; k];
+    for c in clusters {
+        if let Some(size) = sizes.get_mut(c) {
+            *size += 1;
+        }
+    }
+    sizes
+}
+
+/// Moves every centroid with points to the mean of its points, `sum / size` in `f64`
+/// (`centroids` and `sums` cover the same dimensions); one without points stays.
+pub(crate) fn move_to_means(
+    mut centroids: ArrayViewMut2<'_, f32>,
+    sums: &Array2<f64>,
+    sizes: &[usize],
+) {
+    for ((mut centroid, sum), &size) in centroids.outer_iter_mut().zip(sums.outer_iter()).zip(sizes)
+    {
+        if size > 0 {
+            let n = size as f64;
+            centroid.zip_mut_with(&sum, |c, &s| *c = (s / n) as f32);
+        }
+    }
+}
+
+/// Adds every row of `rows` to the sums of its cluster over `dims` (`sums` holds those
+/// dimensions only), in row order; clusters out of range are passed over.
+pub(crate) fn add_rows(
+    sums: &mut Array2<f64>,
+    rows: &ArrayView2<'_, f32>,
+    clusters: impl Iterator<Item = usize>,
+    dims: std::ops::Range<usize>,
+) {
+    let k = sums.nrows();
+    for (row, c) in rows.outer_iter().zip(clusters) {
+        if c >= k {
+            continue;
+        }
+        let mut sum = sums.row_mut(c);
+        match (sum.as_slice_mut(), row.as_slice()) {
+            (Some(sum), Some(x)) => add_widened(sum, &x[dims.clone()]),
+            _ => sum.zip_mut_with(&row.slice(s![dims.clone()]), |s, &x| {
+                *s += f64::from(x);
+            }),
         }
     }
 }

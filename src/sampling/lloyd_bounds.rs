@@ -33,6 +33,8 @@
 
 use ndarray::Array2;
 
+use crate::sampling::distance::distance_f64;
+
 /// Margin of the bounds, relative to `‖x‖² + max ‖c‖²` (see the module docs).
 const TOLERANCE: f64 = 1e-3;
 
@@ -106,13 +108,7 @@ impl<'a> Prior<'a> {
         let shift: Vec<f64> = before
             .outer_iter()
             .zip(after.outer_iter())
-            .map(|(b, a)| {
-                b.iter()
-                    .zip(a.iter())
-                    .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
-                    .sum::<f64>()
-                    .sqrt()
-            })
+            .map(|(b, a)| distance_f64(b, a))
             .collect();
         let mut largest = (usize::MAX, 0.0_f64, 0.0_f64);
         for (c, &s) in shift.iter().enumerate() {

@@ -24,7 +24,7 @@ use std::sync::{Barrier, PoisonError, RwLock};
 
 use ndarray::{Array2, ArrayView2, s};
 
-use crate::sampling::kmeans::{Dots, add_widened, assign_rows};
+use crate::sampling::kmeans::{Dots, add_rows, assign_rows, cluster_sizes, move_to_means};
 use crate::sampling::lloyd_bounds::{Near, Prior};
 
 /// Rows each thread assigns per block: the block (`threads ×` this, 2 MiB for two
@@ -54,20 +54,9 @@ pub(crate) fn assign_and_move(
     } else {
         by_dims(points, dots, prior, threads)?
     };
-    let mut counts = vec![0_usize; centroids.nrows()];
-    for near in &assignment {
-        if let Some(count) = counts.get_mut(near.cluster) {
-            *count += 1;
-        }
-    }
+    let sizes = cluster_sizes(assignment.iter().map(|n| n.cluster), centroids.nrows());
     let mut moved = centroids.clone();
-    for ((mut centroid, sum), &count) in moved.outer_iter_mut().zip(sums.outer_iter()).zip(&counts)
-    {
-        if count > 0 {
-            let n = count as f64;
-            centroid.zip_mut_with(&sum, |c, &s| *c = (s / n) as f32);
-        }
-    }
+    move_to_means(moved.view_mut(), &sums, &sizes);
     Some((assignment, moved))
 }
 
@@ -132,18 +121,7 @@ fn by_rows(
         }
         (near, sums)
     };
-    let firsts: Vec<usize> = (0..n).step_by(chunk).collect();
-    let parts: Vec<Option<(Vec<Near>, Array2<f64>)>> = std::thread::scope(|scope| {
-        let run = &run;
-        let handles: Vec<_> = firsts
-            .iter()
-            .skip(1)
-            .map(|&first| scope.spawn(move || run(first)))
-            .collect();
-        let mut parts = vec![firsts.first().map(|&first| run(first))];
-        parts.extend(handles.into_iter().map(|h| h.join().ok()));
-        parts
-    });
+    let parts = on_threads(n.div_ceil(chunk), |t| run(t * chunk));
     let mut assignment = Vec::with_capacity(n);
     let mut total = Array2::<f64>::zeros((k, depth));
     for part in parts {
@@ -152,29 +130,6 @@ fn by_rows(
         total += &sums;
     }
     Some((assignment, total))
-}
-
-/// Adds every row of `rows` to the sums of its cluster over `dims` (`sums` holds those
-/// dimensions only), in row order; clusters out of range are passed over.
-fn add_rows(
-    sums: &mut Array2<f64>,
-    rows: &ArrayView2<'_, f32>,
-    clusters: impl Iterator<Item = usize>,
-    dims: std::ops::Range<usize>,
-) {
-    let k = sums.nrows();
-    for (row, c) in rows.outer_iter().zip(clusters) {
-        if c >= k {
-            continue;
-        }
-        let mut sum = sums.row_mut(c);
-        match (sum.as_slice_mut(), row.as_slice()) {
-            (Some(sum), Some(x)) => add_widened(sum, &x[dims.clone()]),
-            _ => sum.zip_mut_with(&row.slice(s![dims.clone()]), |s, &x| {
-                *s += f64::from(x);
-            }),
-        }
-    }
 }
 
 /// The general step: the threads go through the points a block at a time, each
@@ -202,22 +157,27 @@ fn by_dims(
         nearest: &nearest,
     };
     let dims = |t: usize| t * depth / threads..(t + 1) * depth / threads;
-    let parts: Vec<Option<Part>> = std::thread::scope(|scope| {
-        let work = &work;
-        let handles: Vec<_> = (1..threads)
-            .map(|t| scope.spawn(move || work.run(t, dims(t))))
-            .collect();
-        let mut parts = vec![Some(work.run(0, dims(0)))];
-        parts.extend(handles.into_iter().map(|h| h.join().ok()));
-        parts
-    });
-    let parts: Vec<Part> = parts.into_iter().collect::<Option<_>>()?;
+    let parts: Vec<Part> = on_threads(threads, |t| work.run(t, dims(t)))
+        .into_iter()
+        .collect::<Option<_>>()?;
     let mut sums = Array2::<f64>::zeros((k, depth));
     for (t, part) in parts.iter().enumerate() {
         sums.slice_mut(s![.., dims(t)]).assign(&part.sums);
     }
     let assignment = parts.into_iter().next()?.assignment;
     Some((assignment, sums))
+}
+
+/// `run(t)` for `t` in `0..count`, 0 on the calling thread and the others on scoped
+/// threads, in order; `None` for a thread that panicked.
+fn on_threads<T: Send>(count: usize, run: impl Fn(usize) -> T + Sync) -> Vec<Option<T>> {
+    std::thread::scope(|scope| {
+        let run = &run;
+        let handles: Vec<_> = (1..count).map(|t| scope.spawn(move || run(t))).collect();
+        let mut parts: Vec<Option<T>> = (0..count.min(1)).map(|t| Some(run(t))).collect();
+        parts.extend(handles.into_iter().map(|h| h.join().ok()));
+        parts
+    })
 }
 
 /// What the threads of [`assign_and_move`] share.
